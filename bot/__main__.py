@@ -1,0 +1,150 @@
+"""newsbot command line: run the bot, check a feed, ingest once.
+
+Settings are read here, once, and handed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+from storage.db import StorageError
+from storage.models import SectionRule
+
+CHECK_RULE = SectionRule(kind="category", domain="section")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbot",
+        description="Telegram news alerts from a news site's feeds. Settings come from NEWSBOT_* "
+        "environment variables or a .env file (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "run",
+        help="run the bot (needs NEWSBOT_TOKEN)",
+        description="Run the bot: poll the feeds, deliver alerts, answer commands. Stops cleanly "
+        "on SIGTERM/SIGINT.",
+    )
+    check = sub.add_parser(
+        "check-feed",
+        help="fetch or read one feed and print its stories (no token needed)",
+        description="Print every story of a feed (URL or file path): id, section, published time, "
+        "title and link, then a count. A site or section page URL is accepted too: its feed is "
+        "found through <link rel=\"alternate\">. Nothing is stored.",
+    )
+    check.add_argument("source", metavar="URL|PATH")
+    sub.add_parser(
+        "ingest",
+        help="poll every configured feed once into the database",
+        description="Poll every feed of NEWSBOT_FEEDS once, store what is new, queue alerts for "
+        "subscribers, and print one summary line per feed. No token needed.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Opt in to python-telegram-bot's timedelta durations (RetryAfter.retry_after); without it
+    # every 429 logs a deprecation warning.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level, [settings.token or "", settings.webhook_secret or ""])
+        if args.command == "check-feed":
+            return asyncio.run(check_feed(settings, args.source))
+        if args.command == "ingest":
+            return asyncio.run(ingest(settings))
+        from bot.app import run_bot
+
+        return run_bot(settings)
+    except (ConfigError, StorageError) as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fmt_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _read_local(source: str) -> tuple[bytes, str, dict[str, str]] | None:
+    path = Path(source)
+    if "://" in source or not path.is_file():
+        return None
+    return path.read_bytes(), path.resolve().as_uri(), {}
+
+
+async def check_feed(settings: Settings, source: str) -> int:
+    from bot.pipeline import fetch, parse
+    from bot.services import DEFAULT_SECTIONS, read_feeds_config
+
+    config = read_feeds_config(settings)
+    sections = config.section_names() if config else {s.slug: s.name for s in DEFAULT_SECTIONS}
+    rule = next((f.rule for f in config.feeds if f.url == source), CHECK_RULE) if config else CHECK_RULE
+    now = time.time()
+    try:
+        local = _read_local(source)
+        if local is not None:
+            body, url, headers = local
+        else:
+            async with fetch.make_client(read_timeout=settings.fetch_timeout) as client:
+                result = await fetch.find_feed(client, source, max_bytes=settings.fetch_max_bytes)
+            body, url, headers = result.body, result.url, result.headers
+            if url != source:
+                print(f"feed: {url}")
+        parsed = parse.parse_feed(
+            body, url=url, rule=rule, fetched_at=now, headers=headers, sections=sections
+        )
+    except (fetch.FetchError, parse.ParseError, OSError) as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 1
+    for article in parsed.articles:
+        section = sections.get(article.section or "", article.section or "-")
+        print(f"{article.id}\t{section}\t{_fmt_time(article.published_at)}\t{article.title}\t{article.url}")
+    print(f"{len(parsed.articles)} stories")
+    return 0
+
+
+async def ingest(settings: Settings) -> int:
+    from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
+    from bot.services import open_services
+
+    if settings.feeds_path is None:
+        raise ConfigError("NEWSBOT_FEEDS: not set (path to the feeds file, e.g. feeds.example.toml)")
+    services = await open_services(settings)
+    try:
+        await enqueue_unmatched(services)
+        summary = await poll_due_feeds(services, all_feeds=True)
+    finally:
+        await services.close()
+    failed = 0
+    for o in summary.outcomes:
+        if o.result == "error":
+            failed += 1
+            print(f"feed {o.feed.id} {o.feed.url}: error: {o.error}")
+        elif o.result == "not_modified":
+            print(f"feed {o.feed.id} {o.feed.url}: not modified")
+        elif o.result == "primed":
+            print(f"feed {o.feed.id} {o.feed.url}: {o.items} items, first poll: stored as already seen")
+        else:
+            print(f"feed {o.feed.id} {o.feed.url}: {o.items} items, {len(o.new)} new")
+    print(
+        f"{len(summary.outcomes)} feeds, {summary.new_articles} new articles, "
+        f"{summary.queued} alerts queued, {failed} failed"
+    )
+    return 1 if failed and failed == len(summary.outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

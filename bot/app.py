@@ -1,0 +1,152 @@
+"""build_app(settings): the Application with every handler and job registered in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackContext,
+    ContextTypes,
+    ExtBot,
+)
+
+from bot.config import Settings
+from bot.services import Services, open_services
+
+log = logging.getLogger(__name__)
+
+POLL_TICK_SECONDS = 5.0
+
+
+class BotState:
+    """Shared state of the running bot: set up in post_init, torn down in post_shutdown."""
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self._services: Services | None = None
+        self.dispatcher: Any = None
+        self.health: Any = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("services are not open yet")
+        return self._services
+
+    @services.setter
+    def services(self, value: Services) -> None:
+        self._services = value
+
+
+class NewsContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotState]):
+    """The handlers' context: `context.services` is everything they may touch."""
+
+    @property
+    def services(self) -> Services:
+        return self.bot_data.services
+
+    @property
+    def state(self) -> BotState:
+        return self.bot_data
+
+
+NewsApp = Application[ExtBot[None], NewsContext, dict[Any, Any], dict[Any, Any], BotState, Any]
+CONTEXT_TYPES = ContextTypes(context=NewsContext, bot_data=BotState)
+
+
+def build_app(settings: Settings) -> NewsApp:
+    token = settings.require_token()
+    app: NewsApp = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.api_url)
+        .base_file_url(settings.api_url.removesuffix("/bot") + "/file/bot")
+        .context_types(CONTEXT_TYPES)
+        .concurrent_updates(16)
+        .connect_timeout(10)
+        .read_timeout(20)
+        .write_timeout(20)
+        .pool_timeout(10)
+        .get_updates_read_timeout(40)
+        .post_init(_post_init)
+        .post_stop(_post_stop)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    app.bot_data.settings = settings
+    _register(app)
+    return app
+
+
+def _register(app: NewsApp) -> None:
+    """Every handler and job, in one place."""
+    # --- reader commands ---
+    # --- admin commands ---
+    app.add_error_handler(_on_error)
+
+
+async def _post_init(app: NewsApp) -> None:
+    settings = app.bot_data.settings
+    assert settings is not None
+    services = await open_services(settings)
+    state = app.bot_data
+    state.services = services
+    from bot.pipeline.deliver import Dispatcher
+    from bot.pipeline.poll import enqueue_unmatched
+
+    await enqueue_unmatched(services)
+    state.dispatcher = Dispatcher(services, app.bot)
+    await state.dispatcher.start()
+    assert app.job_queue is not None
+    app.job_queue.run_repeating(
+        _poll_job, interval=min(POLL_TICK_SECONDS, settings.poll_seconds), first=0.5, name="poll"
+    )
+
+
+async def _poll_job(context: NewsContext) -> None:
+    from bot.pipeline.poll import poll_due_feeds
+
+    await poll_due_feeds(context.services)
+
+
+async def _post_stop(app: NewsApp) -> None:
+    state = app.bot_data
+    if state.dispatcher is not None:
+        await state.dispatcher.stop(timeout=10)
+
+
+async def _post_shutdown(app: NewsApp) -> None:
+    state = app.bot_data
+    if state._services is not None:
+        await state._services.close()
+
+
+async def _on_error(update: object, context: NewsContext) -> None:
+    log.error("handler failed error=%s", context.error, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await context.bot.send_message(
+                update.effective_chat.id, "Sorry, something went wrong. Please try again."
+            )
+        except Exception:  # the chat may be unreachable; the log already has the cause
+            log.debug("error notice not sent chat_id=%s", update.effective_chat.id)
+
+
+def run_bot(settings: Settings) -> int:
+    app = build_app(settings)
+    allowed = Update.ALL_TYPES
+    if settings.webhook_url:
+        app.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret,
+            allowed_updates=allowed,
+        )
+    else:
+        app.run_polling(allowed_updates=allowed)
+    return 0

@@ -1,0 +1,189 @@
+"""The articles table and its FTS5 index: store only what is new; latest, search, related."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+import aiosqlite
+
+from storage.db import Database
+from storage.models import Article
+
+_COLUMNS = "id, feed_id, url, title, summary, section, tags, published_at, fetched_at, image_url"
+
+# Words that say nothing about what a story is about; they only slow FTS5 OR queries down.
+STOPWORDS = frozenset(
+    """a about after again against all an and any are as at be been before being but by can
+    could did do does for from had has have he her his how i if in into is it its just more
+    most new no not now of off on once only or other our out over says said she so some such
+    than that the their them then there these they this those through to too under up very
+    was we were what when where which while who why will with would you your""".split()  # noqa: SIM905
+)
+_WORD_RE = re.compile(r"\w+")
+
+
+def _tags_text(tags: Iterable[str]) -> str:
+    return "|".join(t.replace("|", "/") for t in tags)
+
+
+def row_to_article(row: sqlite3.Row) -> Article:
+    tags = row["tags"]
+    return Article(
+        id=row["id"],
+        url=row["url"],
+        title=row["title"],
+        summary=row["summary"],
+        section=row["section"],
+        tags=tuple(tags.split("|")) if tags else (),
+        published_at=row["published_at"],
+        fetched_at=row["fetched_at"],
+        image_url=row["image_url"],
+        feed_id=row["feed_id"],
+    )
+
+
+async def insert_new_articles(
+    conn: aiosqlite.Connection, articles: Sequence[Article], *, seen: bool = False
+) -> list[Article]:
+    """Insert inside the caller's transaction; return only the articles that were new.
+
+    `seen=True` stores them as already matched (a feed's first poll), so they never alert.
+    """
+    new: list[Article] = []
+    for article in articles:
+        cursor = await conn.execute(
+            f"INSERT INTO articles ({_COLUMNS}, matched) VALUES (?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+            "ON CONFLICT(id) DO NOTHING RETURNING id",
+            (
+                article.id,
+                article.feed_id,
+                article.url,
+                article.title,
+                article.summary,
+                article.section,
+                _tags_text(article.tags),
+                article.published_at,
+                article.fetched_at,
+                article.image_url,
+                1 if seen else 0,
+            ),
+        )
+        if await cursor.fetchone() is not None:
+            new.append(article)
+        await cursor.close()
+    return new
+
+
+async def unmatched_articles(db: Database, limit: int = 1000) -> list[Article]:
+    """Articles stored but whose alerts were not yet enqueued (e.g. after a crash)."""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM articles WHERE matched = 0 ORDER BY rowid LIMIT ?",  # noqa: S608
+        (limit,),
+    )
+    return [row_to_article(r) for r in rows]
+
+
+async def get_article(db: Database, article_id: str) -> Article | None:
+    row = await db.fetchone(f"SELECT {_COLUMNS} FROM articles WHERE id = ?", (article_id,))  # noqa: S608
+    return row_to_article(row) if row else None
+
+
+async def get_article_by_rowid(db: Database, rowid: int) -> Article | None:
+    row = await db.fetchone(f"SELECT {_COLUMNS} FROM articles WHERE rowid = ?", (rowid,))  # noqa: S608
+    return row_to_article(row) if row else None
+
+
+async def article_rowid(db: Database, article_id: str) -> int | None:
+    value = await db.scalar("SELECT rowid FROM articles WHERE id = ?", (article_id,))
+    return int(value) if value is not None else None
+
+
+async def find_by_url(db: Database, url: str) -> Article | None:
+    row = await db.fetchone(
+        f"SELECT {_COLUMNS} FROM articles WHERE url = ? OR id = ? LIMIT 1", (url, url)  # noqa: S608
+    )
+    return row_to_article(row) if row else None
+
+
+async def latest(db: Database, sections: Sequence[str] | None = None, limit: int = 5) -> list[Article]:
+    """Newest first; `sections` None means every section."""
+    if sections is None:
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM articles ORDER BY published_at DESC LIMIT ?", (limit,)  # noqa: S608
+        )
+    elif not sections:
+        return []
+    else:
+        marks = ",".join("?" * len(sections))
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM articles WHERE section IN ({marks}) "  # noqa: S608
+            "ORDER BY published_at DESC LIMIT ?",
+            (*sections, limit),
+        )
+    return [row_to_article(r) for r in rows]
+
+
+def fts_terms(text: str, *, drop_stopwords: bool = False, limit: int = 16) -> list[str]:
+    """Words of free text, each quoted for FTS5 so `c++` or `AND` are never syntax."""
+    words = []
+    seen = set()
+    for word in _WORD_RE.findall(text.casefold()):
+        if word in seen or (drop_stopwords and (word in STOPWORDS or len(word) < 2)):
+            continue
+        seen.add(word)
+        words.append('"' + word.replace('"', '""') + '"')
+        if len(words) >= limit:
+            break
+    return words
+
+
+async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
+    """Best match first (bm25 is negative: ascending), newer first among equals.
+
+    Every word must appear; if nothing has them all, any of them will do.
+    """
+    terms = fts_terms(text)
+    if not terms:
+        return []
+    found = await _fts_query(db, " AND ".join(terms), limit, exclude_rowid=None)
+    if not found and len(terms) > 1:
+        found = await _fts_query(db, " OR ".join(terms), limit, exclude_rowid=None)
+    return found
+
+
+async def related(
+    db: Database, text: str, limit: int = 5, *, exclude_id: str | None = None
+) -> list[Article]:
+    """Stories sharing the most with `text` (a story's title and tags, or a reader's words)."""
+    terms = fts_terms(text, drop_stopwords=True)
+    if not terms:
+        return []
+    exclude = await article_rowid(db, exclude_id) if exclude_id else None
+    return await _fts_query(db, " OR ".join(terms), limit, exclude_rowid=exclude)
+
+
+async def _fts_query(
+    db: Database, match: str, limit: int, *, exclude_rowid: int | None
+) -> list[Article]:
+    cols = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
+    rows = await db.fetchall(
+        f"SELECT {cols} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+        "WHERE articles_fts MATCH ? AND f.rowid IS NOT ? "
+        "ORDER BY bm25(articles_fts, 3.0, 1.0, 2.0), a.published_at DESC LIMIT ?",
+        (match, exclude_rowid, limit),
+    )
+    return [row_to_article(r) for r in rows]
+
+
+async def count_since(db: Database, since: float) -> int:
+    return int(await db.scalar("SELECT count(*) FROM articles WHERE fetched_at >= ?", (since,)) or 0)
+
+
+async def count_articles(db: Database) -> int:
+    return int(await db.scalar("SELECT count(*) FROM articles") or 0)
+
+
+async def mark_matched(conn: aiosqlite.Connection, article_ids: Sequence[str]) -> None:
+    await conn.executemany("UPDATE articles SET matched = 1 WHERE id = ?", [(i,) for i in article_ids])

@@ -1,0 +1,26 @@
+"""Shared fixtures: a real SQLite file per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage.db import Database
+
+# python-telegram-bot warns on every RetryAfter unless the timedelta behaviour is chosen; the
+# bot chooses it at start (bot/__main__.py) and so do the tests and their bot subprocesses.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_FEED = DATA / "swedenherald-sample.xml"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "newsbot.db")
+    yield database
+    await database.close()

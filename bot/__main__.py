@@ -87,6 +87,7 @@ def _read_local(source: str) -> tuple[bytes, str, dict[str, str]] | None:
 
 async def check_feed(settings: Settings, source: str) -> int:
     from bot.pipeline import fetch, parse
+    from bot.pipeline.discover import find_feed
     from bot.services import DEFAULT_SECTIONS, read_feeds_config
 
     config = read_feeds_config(settings)
@@ -99,7 +100,7 @@ async def check_feed(settings: Settings, source: str) -> int:
             body, url, headers = local
         else:
             async with fetch.make_client(read_timeout=settings.fetch_timeout) as client:
-                result = await fetch.find_feed(client, source, max_bytes=settings.fetch_max_bytes)
+                result = await find_feed(client, source, max_bytes=settings.fetch_max_bytes)
             body, url, headers = result.body, result.url, result.headers
             if url != source:
                 print(f"feed: {url}")

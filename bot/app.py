@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram import Update
+from telegram import BotCommand, BotCommandScopeDefault, Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackContext,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
     ContextTypes,
     ExtBot,
 )
@@ -82,11 +85,64 @@ def build_app(settings: Settings) -> NewsApp:
     return app
 
 
+READER_COMMANDS = (
+    ("start", "Start, and choose sections"),
+    ("sections", "Choose sections"),
+    ("follow", "Alerts for a keyword or phrase"),
+    ("unfollow", "Stop a keyword"),
+    ("mysubs", "What you follow"),
+    ("latest", "Newest stories [section] [n]"),
+    ("search", "Find stories"),
+    ("related", "Related stories"),
+    ("pause", "Hold alerts"),
+    ("resume", "Get alerts again"),
+    ("settings", "Pause, previews, combined messages"),
+    ("help", "How to use newsbot"),
+    ("stop", "Forget me"),
+)
+
+
 def _register(app: NewsApp) -> None:
     """Every handler and job, in one place."""
-    # --- reader commands ---
+    from bot.commands import reader
+
+    commands = {
+        "start": reader.start,
+        "help": reader.help_command,
+        "sections": reader.sections_command,
+        ("follow", "subscribe"): reader.follow,
+        ("unfollow", "unsubscribe"): reader.unfollow,
+        "mysubs": reader.mysubs,
+        "latest": reader.latest,
+        "search": reader.search,
+        "related": reader.related,
+        "pause": reader.pause,
+        "resume": reader.resume,
+        "stop": reader.stop,
+        "settings": reader.settings_command,
+    }
+    for names, callback in commands.items():
+        app.add_handler(CommandHandler(names, callback))
+    buttons = {
+        "sec": reader.section_button,
+        "unsub": reader.unsubscribe_button,
+        "mute": reader.mute_button,
+        "rel": reader.related_button,
+        "set": reader.settings_button,
+    }
+    for prefix, callback in buttons.items():
+        app.add_handler(CallbackQueryHandler(callback, pattern=f"^{prefix}:"))
     # --- admin commands ---
+    app.add_handler(CallbackQueryHandler(reader.unknown_button))
+    app.add_handler(ChatMemberHandler(reader.my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_error_handler(_on_error)
+
+
+async def set_command_menus(app: NewsApp) -> None:
+    """Readers' menu for everyone; admins get theirs per chat (see the admin commands)."""
+    await app.bot.set_my_commands(
+        [BotCommand(name, text) for name, text in READER_COMMANDS], scope=BotCommandScopeDefault()
+    )
 
 
 async def _post_init(app: NewsApp) -> None:
@@ -98,6 +154,7 @@ async def _post_init(app: NewsApp) -> None:
     from bot.pipeline.deliver import Dispatcher
     from bot.pipeline.poll import enqueue_unmatched
 
+    await set_command_menus(app)
     await enqueue_unmatched(services)
     state.dispatcher = Dispatcher(services, app.bot)
     await state.dispatcher.start()

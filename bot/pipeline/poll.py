@@ -18,6 +18,17 @@ from storage.models import Article, Feed
 log = logging.getLogger(__name__)
 
 POLL_CONCURRENCY = 8
+# Root elements of XML feeds and their closing tags: a polled document that opens one and never
+# closes it was cut short, and its partial items must not be stored.
+_ROOTS = ((b"<rss", b"</rss>"), (b"<feed", b"</feed>"), (b"<rdf:RDF", b"</rdf:RDF>"))
+
+
+def check_complete(body: bytes) -> None:
+    """Raise ParseError for an XML feed cut off before its closing root tag."""
+    head, tail = body[:4096], body[-4096:]
+    for opening, closing in _ROOTS:
+        if opening in head and closing not in tail:
+            raise ParseError(f"parse: truncated document (no {closing.decode()} at the end)")
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
                     services.db, feed.id, now=started, next_poll_at=_next_poll(services, started)
                 )
                 return PollOutcome(feed, "not_modified")
+            check_complete(fetched.body)
             parsed = await parse_feed_async(
                 fetched.body,
                 url=fetched.url,

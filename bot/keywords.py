@@ -1,0 +1,380 @@
+"""Keywords as readers type them and as the matcher compares them.
+
+Three layers, each a pure function:
+
+* `parse_keywords` splits a `/follow` argument into the keywords the reader meant
+  (display form, as typed).
+* `normalise_keyword` turns one keyword into the canonical value that is stored in
+  `Subscription.value` and shown in alert reasons (`keyword:north korea`), or raises
+  `KeywordError` with a message that can be shown to the reader as is.
+* `tokens` and `stem` define what "the same word" means. The matcher and every test
+  use exactly these, so a keyword matches a text when the keyword's stems occur as
+  consecutive stems of the text.
+
+Word rules (the reference for what readers get):
+
+* Folding: compatibility decomposition, combining marks dropped, casefolded, and
+  letters that do not decompose mapped by hand (ø→o, æ→ae, œ→oe, ß→ss, ł→l, đ/ð→d,
+  þ→th, ı→i); typographic apostrophes become `'`. So `malmo` finds `Malmö`.
+* A word is a run of letters and digits. An apostrophe between letters stays inside
+  the word (`o'brien`, `don't`), and a trailing `'s` is dropped by `stem`, so `art`
+  finds "Art's" and `north korea` finds "North Korea's".
+* Hyphens, dots, slashes and other punctuation separate words: `f-16` is the phrase
+  `f 16` and finds "F-16" and "F 16"; `drone` finds "anti-drone".
+* A single letter followed by `+`, `++` or `#` is one word (`c++`, `c#`, `a+`), so
+  following `c++` does not alert on every "C". After a longer word the sign is
+  dropped: `disney` finds "Disney+".
+* Underscores separate words. Scripts written without spaces (Chinese, Japanese)
+  yield one word per run of characters; matching there is whole-run only.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Final
+
+MIN_KEYWORD_LEN: Final = 2
+MAX_KEYWORD_LEN: Final = 64
+
+# Letters that NFKD leaves alone but a reader typing on an English keyboard would
+# write differently; also typographic apostrophes, so "Korea’s" and "Korea's" agree.
+_HAND_FOLDED: Final = {
+    "ø": "o",
+    "æ": "ae",
+    "œ": "oe",
+    "ß": "ss",
+    "ł": "l",
+    "đ": "d",
+    "ð": "d",
+    "þ": "th",
+    "ı": "i",
+    "’": "'",
+    "‘": "'",
+    "ʼ": "'",
+}
+
+# After folding: one letter with +, ++ or # (c++, c#), else letters/digits with
+# apostrophes only between them.
+_WORD: Final = r"[^\W\d_](?:\+\+?|#)(?![^\W_])|[^\W_]+(?:'[^\W_]+)*"
+_WORD_RE: Final = re.compile(_WORD)
+
+# Characters a stored keyword keeps besides letters and digits.
+_KEYWORD_JUNK_RE: Final = re.compile(r"[^\w'+#-]|_")
+_HAS_WORD_CHAR_RE: Final = re.compile(r"[^\W_]")
+
+# Quote characters that delimit a phrase in a /follow argument: straight, curly,
+# low-9 and guillemets, each acting as a toggle so „…“ and «…» work too.
+_QUOTES: Final = frozenset('"“”„‟«»')
+
+
+class KeywordError(ValueError):
+    """A keyword cannot be followed; `message` is a complete reply for the reader."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+_NON_ASCII_RE: Final = re.compile(r"[^\x00-\x7f]")
+
+
+@functools.cache
+def _fold_char(ch: str) -> str:
+    if unicodedata.combining(ch):
+        return ""
+    return _HAND_FOLDED.get(ch, ch)
+
+
+def _fold(text: str) -> str:
+    """Casefold `text` and strip diacritics (see the module docstring for the rules)."""
+    if text.isascii():
+        # For ASCII, casefold() and lower() agree and lower() is the faster of the two.
+        return text.lower()
+    # NFKD before casefolding catches compatibility forms that decompose to capitals
+    # (ℍ → H); NFKD again splits what casefolding may produce (ǰ → j + caron).
+    text = unicodedata.normalize("NFKD", text).casefold()
+    if not unicodedata.is_normalized("NFKD", text):
+        text = unicodedata.normalize("NFKD", text)
+    # News text is mostly ASCII with a few accented names: replacing each distinct
+    # non-ASCII character is several times faster than translate() or a regex
+    # character class over every combining mark.
+    for ch in set(_NON_ASCII_RE.findall(text)):
+        folded = _fold_char(ch)
+        if folded != ch:
+            text = text.replace(ch, folded)
+    return text
+
+
+def tokens(text: str) -> list[str]:
+    """The folded words of `text`, in order (not stemmed)."""
+    return _WORD_RE.findall(_fold(text))
+
+
+# Words that look like plurals but are not, or whose stripped form is another word.
+_NOT_PLURAL: Final = frozenset(
+    {
+        "news",
+        "series",
+        "species",
+        "does",
+        "goes",
+        "always",
+        "perhaps",
+        "whereas",
+        "chaos",
+        "cosmos",
+        "kudos",
+        "mars",
+        "lens",
+        "bias",
+        "alias",
+        "atlas",
+        "canvas",
+        "texas",
+        "kansas",
+        "arkansas",
+        "dallas",
+        "vegas",
+        "wales",
+        "athens",
+        "james",
+        "jones",
+        "mercedes",
+        "hermes",
+    }
+)
+
+_IRREGULAR_PLURALS: Final = {
+    "buses": "bus",
+    "gases": "gas",
+    "viruses": "virus",
+    "bonuses": "bonus",
+    "campuses": "campus",
+    "censuses": "census",
+    "statuses": "status",
+    "lenses": "lens",
+    "crises": "crisis",
+    "analyses": "analysis",
+    "theses": "thesis",
+    "diagnoses": "diagnosis",
+    "quizzes": "quiz",
+    "heroes": "hero",
+    "potatoes": "potato",
+    "tomatoes": "tomato",
+    "echoes": "echo",
+    "vetoes": "veto",
+    "torpedoes": "torpedo",
+    "embargoes": "embargo",
+    "volcanoes": "volcano",
+    "mosquitoes": "mosquito",
+}
+
+# Singular nouns ending in -ie: their plural is -ies, like story/stories, so the
+# plural has to be told apart from -y nouns by name.
+_IE_NOUNS: Final = frozenset(
+    {
+        "movie",
+        "cookie",
+        "zombie",
+        "rookie",
+        "selfie",
+        "calorie",
+        "hippie",
+        "goalie",
+        "smoothie",
+        "prairie",
+        "genie",
+        "newbie",
+        "freebie",
+        "sortie",
+        "auntie",
+        "techie",
+        "foodie",
+        "birdie",
+        "brownie",
+        "lingerie",
+        "walkie",
+        "talkie",
+        "magpie",
+        "necktie",
+        "pixie",
+        "budgie",
+        "indie",
+    }
+)
+
+# Singular nouns ending in -che: their plural adds only "s", unlike church/churches.
+_CHE_NOUNS: Final = frozenset(
+    {
+        "cache",
+        "niche",
+        "headache",
+        "avalanche",
+        "moustache",
+        "mustache",
+        "cliche",
+        "creche",
+        "quiche",
+        "psyche",
+        "apache",
+        "porsche",
+    }
+)
+
+
+def stem(word: str) -> str:
+    """Fold simple English plurals (and a possessive 's) of one folded word.
+
+    Conservative on purpose: words of three letters or fewer and words ending in
+    "ss", "us" or "is" are kept, as are known non-plurals such as "news". Both a
+    keyword and the text are stemmed the same way, so only conflating two different
+    words would hurt; missing an unusual plural just means no match.
+    """
+    if word.endswith("'s"):
+        word = word[:-2]
+    if not word.isalpha() or not word.isascii():
+        # "1990s" and "f-16s" (whose second word is "16s") are plurals too.
+        if len(word) >= 3 and word[-1] == "s" and word[:-1].isdigit():
+            return word[:-1]
+        return word
+    irregular = _IRREGULAR_PLURALS.get(word)
+    if irregular is not None:
+        return irregular
+    if len(word) <= 3 or word[-1] != "s" or word in _NOT_PLURAL:
+        return word
+    if word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-1] if word[:-1] in _IE_NOUNS else word[:-3] + "y"
+    if word.endswith("ches"):
+        return word[:-1] if word[:-1] in _CHE_NOUNS else word[:-2]
+    if word.endswith(("sses", "shes", "xes", "zzes")):
+        return word[:-2]
+    return word[:-1]
+
+
+def keyword_stems(value: str) -> tuple[str, ...]:
+    """The stems a keyword must match, in order (one for a word, several for a phrase)."""
+    return tuple(stem(word) for word in tokens(value))
+
+
+# Marks the boundary between two fields in `field_stems`: a control character that
+# folding keeps and no keyword can contain, so no phrase can match across it.
+FIELD_BREAK: Final = "\x1f"
+_FIELD_WORD_RE: Final = re.compile(_WORD + "|" + FIELD_BREAK)
+_STEM_CACHE_LIMIT: Final = 200_000
+
+
+class _StemCache(dict[str, str]):
+    """word → stem; news vocabulary is small enough that almost every word is a hit."""
+
+    def __missing__(self, word: str) -> str:
+        stemmed = stem(word)
+        if len(self) >= _STEM_CACHE_LIMIT:
+            # Names and numbers keep arriving; start over rather than grow for ever.
+            self.clear()
+        self[word] = stemmed
+        return stemmed
+
+
+_stem_cache: Final = _StemCache()
+
+
+def field_stems(fields: Sequence[str]) -> tuple[str, ...]:
+    """The stems of every field in order, with FIELD_BREAK between two fields.
+
+    Equal to the fields' `keyword_stems` joined by FIELD_BREAK, but folds and
+    tokenises once for all fields: this runs for every new article.
+    """
+    text = FIELD_BREAK.join(fields)
+    if text.count(FIELD_BREAK) != len(fields) - 1:
+        # A field holding the marker itself: it is punctuation there, so a space.
+        text = FIELD_BREAK.join(field.replace(FIELD_BREAK, " ") for field in fields)
+    return tuple(map(_stem_cache.__getitem__, _FIELD_WORD_RE.findall(_fold(text))))
+
+
+def normalise_keyword(text: str) -> str:
+    """The canonical stored form of one keyword: folded, punctuation as spaces.
+
+    Letters, digits, `+`, `#`, and hyphens/apostrophes inside a word are kept; all
+    other characters separate words, and whitespace is collapsed:
+    `"North  Korea"` → `north korea`, `Malmö` → `malmo`, `C++` → `c++`.
+    Raises `KeywordError` when the result has no letter or digit or is not
+    MIN_KEYWORD_LEN to MAX_KEYWORD_LEN characters long.
+    """
+    folded = _KEYWORD_JUNK_RE.sub(" ", _fold(text.strip()))
+    pieces = [piece.strip("-'") for piece in folded.split()]
+    value = " ".join(piece for piece in pieces if _HAS_WORD_CHAR_RE.search(piece))
+    limits = f"{MIN_KEYWORD_LEN} to {MAX_KEYWORD_LEN} characters long"
+    if not value:
+        raise KeywordError(f"A keyword needs at least one letter or digit and must be {limits}.")
+    if len(value) < MIN_KEYWORD_LEN:
+        raise KeywordError(f"“{_shorten(text.strip())}” is too short: keywords must be {limits}.")
+    if len(value) > MAX_KEYWORD_LEN:
+        raise KeywordError(f"“{_shorten(text.strip())}” is too long: keywords must be {limits}.")
+    return value
+
+
+def _shorten(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_keywords(arg: str) -> list[str]:
+    """Split a `/follow` argument into keywords, as the reader wrote them.
+
+    * With a comma outside quotes, commas separate keywords and each part is one
+      keyword, spaces included: `north korea, drones` → `north korea`, `drones`.
+    * Without one, spaces separate keywords and quotes group a phrase:
+      `drones "north korea"` → `drones`, `north korea`.
+    Straight, curly and low quotes and guillemets all work; commas inside quotes are
+    kept; an unclosed quote runs to the end. Each keyword is trimmed with inner
+    whitespace collapsed. Duplicates (same `normalise_keyword` value) are dropped,
+    keeping the first. Keywords are not validated here: call `normalise_keyword` on
+    each to get its stored value or the reason it is refused.
+    """
+    comma_mode = _has_unquoted_comma(arg)
+    parts: list[str] = []
+    current: list[str] = []
+    in_quotes = False
+    for ch in arg:
+        if ch in _QUOTES:
+            in_quotes = not in_quotes
+            if not comma_mode:
+                parts.append("".join(current))
+                current = []
+            else:
+                current.append(" ")
+        elif not in_quotes and (ch == "," if comma_mode else ch.isspace()):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+
+    keywords: list[str] = []
+    seen: set[str] = set()
+    for part in parts:
+        keyword = " ".join(part.split())
+        if not keyword:
+            continue
+        try:
+            key = normalise_keyword(keyword)
+        except KeywordError:
+            key = _fold(keyword)
+        if key not in seen:
+            seen.add(key)
+            keywords.append(keyword)
+    return keywords
+
+
+def _has_unquoted_comma(arg: str) -> bool:
+    in_quotes = False
+    for ch in arg:
+        if ch in _QUOTES:
+            in_quotes = not in_quotes
+        elif ch == "," and not in_quotes:
+            return True
+    return False

@@ -1,0 +1,30 @@
+"""Feed discovery: a site or section page URL leads to its feed via <link rel="alternate">."""
+
+from __future__ import annotations
+
+import httpx
+
+from bot.pipeline.fetch import (
+    FetchError,
+    FetchResult,
+    discover_feed_links,
+    fetch_feed,
+    looks_like_html,
+)
+
+
+async def find_feed(
+    client: httpx.AsyncClient, url: str, *, max_bytes: int = 10 * 1024 * 1024
+) -> FetchResult:
+    """Fetch `url`; if it is a web page, fetch the first feed it advertises instead."""
+    result = await fetch_feed(client, url, max_bytes=max_bytes)
+    if not looks_like_html(result.body, result.headers.get("content-type")):
+        return result
+    links = discover_feed_links(result.body, result.url)
+    if not links:
+        raise FetchError(
+            "not_a_feed",
+            f"{result.url} is a web page that names no feed (no <link rel=\"alternate\">)",
+            url=result.url,
+        )
+    return await fetch_feed(client, links[0], max_bytes=max_bytes)

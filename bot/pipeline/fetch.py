@@ -1,0 +1,627 @@
+"""The fetch stage: download one feed over HTTP, politely and within hard bounds.
+
+Everything that can go wrong on the network is turned into a `FetchError` with a short
+``kind`` and a one-line, credential-free message, so the poller can record it as the feed's
+health and back off (`backoff_seconds`) without ever seeing an httpx exception.
+
+Bounds, because a poll runs inside a scheduled job that must not hang or balloon:
+
+* conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged feed costs a 304;
+* the body is streamed and abandoned as soon as it passes ``max_bytes`` — counted *after*
+  content decoding, so a small gzip bomb is caught as early as a large plain body;
+* the whole fetch (connect, redirects, headers, body) runs under one ``asyncio.timeout``: the
+  per-operation timeouts of httpx reset on every received chunk, so a server trickling a few
+  bytes a second would otherwise keep us forever.
+
+`discover_feed_links` and `looks_like_html` help when a configured URL turns out to be a web
+page rather than a feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import re
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Final, Literal, TypeGuard
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_USER_AGENT",
+    "FEED_LINK_TYPES",
+    "FetchError",
+    "FetchErrorKind",
+    "FetchResult",
+    "backoff_seconds",
+    "discover_feed_links",
+    "fetch_feed",
+    "looks_like_html",
+    "make_client",
+]
+
+DEFAULT_USER_AGENT: Final = "newsbot/0.1 (+feed alerts bot)"
+DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
+
+FetchErrorKind = Literal[
+    "invalid_url",  # not an absolute http(s) URL
+    "connect",  # DNS, refused, TLS handshake …
+    "timeout",  # connect/read timeout, or the total time budget
+    "http",  # a status other than 2xx / 304
+    "too_large",  # body (after decoding) over the size cap
+    "redirects",  # too many redirects, or a redirect to a non-http(s) URL
+    "protocol",  # broken response: truncated body, bad compression, reset mid-body
+    "not_a_feed",  # for callers: a web page without any discoverable feed
+]
+
+# Feed formats first; */* last so a server with odd content negotiation still answers.
+_ACCEPT: Final = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+# Only the codings `_BoundedDecoder` can decode with an output limit. httpx would also
+# advertise br/zstd when those packages happen to be installed.
+_ACCEPT_ENCODING: Final = "gzip, deflate"
+
+# `type` values of <link rel="alternate"> that announce a feed. Plain application/json is
+# left out on purpose: WordPress uses it for REST API links on every page.
+FEED_LINK_TYPES: Final = frozenset(
+    {
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/rdf+xml",
+        "application/feed+json",
+        "application/x-rss+xml",
+        "application/x-atom+xml",
+    }
+)
+
+_MAX_URL_IN_MESSAGE: Final = 200
+_HEADER_SAFE = re.compile(r"[\x20-\x7e\t]+")
+_SENSITIVE_QUERY = re.compile(
+    r"(?i)([?&](?:access_token|api_?key|apikey|auth|key|pass(?:word|wd)?|secret|sig(?:nature)?"
+    r"|token)=)[^&#]*"
+)
+
+
+class FetchError(Exception):
+    """A feed could not be fetched. ``str(err)`` is a one-liner starting with ``"fetch: "``.
+
+    ``kind`` is one of `FetchErrorKind`; ``status`` is the HTTP status for kind ``"http"``;
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    kind: FetchErrorKind
+    url: str | None
+    status: int | None
+    retry_after: float | None
+
+    def __init__(
+        self,
+        kind: FetchErrorKind,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        message = " ".join(message.split())  # one line, whatever a server or OS put in it
+        if not message.startswith("fetch: "):
+            message = "fetch: " + message
+        super().__init__(message)
+        self.kind = kind
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One successful fetch (2xx) or a "not modified" answer (304).
+
+    ``url`` is the final URL after redirects, without any user:password part. ``body`` is
+    the decoded body (empty on 304). ``headers`` has lower-case keys and describes that
+    decoded body: ``content-encoding`` and ``content-length`` of the wire are dropped.
+    On a 304 without validators of its own, ``etag``/``last_modified`` are the ones sent.
+    """
+
+    url: str
+    status: int
+    not_modified: bool
+    body: bytes
+    headers: dict[str, str]
+    etag: str | None
+    last_modified: str | None
+    elapsed: float
+
+
+def make_client(
+    *,
+    user_agent: str = DEFAULT_USER_AGENT,
+    connect_timeout: float = 10,
+    read_timeout: float = 20,
+    max_connections: int = 20,
+) -> httpx.AsyncClient:
+    """The one HTTP client the bot shares for all feeds; close it with ``aclose()``."""
+    return httpx.AsyncClient(
+        headers={
+            "User-Agent": user_agent,
+            "Accept": _ACCEPT,
+            "Accept-Encoding": _ACCEPT_ENCODING,
+        },
+        # No pool timeout: waiting for a free connection is the scheduler's concurrency, not
+        # the feed's fault, and `fetch_feed`'s total timeout bounds it anyway.
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            # Sections of one site share a host: keep their connections alive between polls.
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        ),
+        follow_redirects=True,
+        max_redirects=5,
+    )
+
+
+async def fetch_feed(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    total_timeout: float = 60,
+) -> FetchResult:
+    """GET a feed, conditionally when validators are given; raise `FetchError` on failure."""
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be at least 1")
+    if not total_timeout > 0:
+        raise ValueError("total_timeout must be positive")
+    target = _check_url(url)
+    headers: dict[str, str] = {}
+    if _sendable(etag):
+        headers["If-None-Match"] = etag
+    if _sendable(last_modified):
+        headers["If-Modified-Since"] = last_modified
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(total_timeout):
+            return await _fetch(client, target, headers, etag, last_modified, max_bytes, started)
+    except TimeoutError:
+        raise FetchError(
+            "timeout",
+            f"timed out after {_seconds(total_timeout)} s fetching {_redact(target)}",
+            url=_redact(target),
+        ) from None
+
+
+async def _fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    etag: str | None,
+    last_modified: str | None,
+    max_bytes: int,
+    started: float,
+) -> FetchResult:
+    shown = _redact(url)
+    try:
+        async with client.stream("GET", url, headers=headers) as response:
+            shown = _redact(str(response.url))
+            return await _read_response(response, etag, last_modified, max_bytes, started)
+    except httpx.TimeoutException as exc:
+        raise FetchError("timeout", _timeout_message(client, exc, shown), url=shown) from None
+    except httpx.TooManyRedirects:
+        raise FetchError(
+            "redirects", f"too many redirects (over {client.max_redirects}) from {shown}", url=shown
+        ) from None
+    except httpx.UnsupportedProtocol:
+        # The start URL was checked, so this is a redirect to ftp:, file: and the like.
+        raise FetchError(
+            "redirects", f"redirected to a non-http(s) URL from {shown}", url=shown
+        ) from None
+    except httpx.ConnectError as exc:
+        raise FetchError(
+            "connect", f"cannot connect to {shown}: {_reason(exc, url)}", url=shown
+        ) from None
+    except httpx.RemoteProtocolError as exc:
+        raise FetchError(
+            "protocol", f"broken response from {shown}: {_reason(exc, url)}", url=shown
+        ) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        # ReadError (reset mid-body), DecodingError, LocalProtocolError, InvalidURL in a
+        # redirect, …: all mean the server's answer could not be used.
+        raise FetchError(
+            "protocol", f"failed reading {shown}: {_reason(exc, url)}", url=shown
+        ) from None
+
+
+async def _read_response(
+    response: httpx.Response,
+    etag: str | None,
+    last_modified: str | None,
+    max_bytes: int,
+    started: float,
+) -> FetchResult:
+    final_url = _strip_userinfo(str(response.url))
+    shown = _redact(final_url)
+    status = response.status_code
+    new_etag = response.headers.get("etag") or None
+    new_last_modified = response.headers.get("last-modified") or None
+    headers = {
+        key: value
+        for key, value in response.headers.items()
+        if key not in ("content-encoding", "content-length")
+    }
+    if status == 304:
+        # RFC 9110 §15.4.5: a 304 need not repeat the validators; the old ones still hold.
+        return FetchResult(
+            url=final_url,
+            status=status,
+            not_modified=True,
+            body=b"",
+            headers=headers,
+            etag=new_etag or etag,
+            last_modified=new_last_modified or last_modified,
+            elapsed=time.monotonic() - started,
+        )
+    if not 200 <= status < 300:
+        # The error body is never read: a 500 page can be as large as any feed.
+        raise FetchError(
+            "http",
+            f"HTTP {status} from {shown}",
+            url=shown,
+            status=status,
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+    declared = _content_length(response.headers)
+    if declared is not None and declared > max_bytes:
+        raise FetchError(
+            "too_large",
+            f"body larger than {max_bytes} bytes (Content-Length {declared}) from {shown}",
+            url=shown,
+        )
+    body = await _read_body(response, max_bytes, shown)
+    return FetchResult(
+        url=final_url,
+        status=status,
+        not_modified=False,
+        body=body,
+        headers=headers,
+        etag=new_etag,
+        last_modified=new_last_modified,
+        elapsed=time.monotonic() - started,
+    )
+
+
+async def _read_body(response: httpx.Response, max_bytes: int, shown: str) -> bytes:
+    def too_large() -> FetchError:
+        return FetchError(
+            "too_large", f"body larger than {max_bytes} bytes from {shown}", url=shown
+        )
+
+    codings = [
+        c.strip().lower()
+        for c in response.headers.get("content-encoding", "").split(",")
+        if c.strip() and c.strip().lower() != "identity"
+    ]
+    parts: list[bytes] = []
+    size = 0
+    if len(codings) <= 1 and all(c in _BoundedDecoder.CODINGS for c in codings):
+        decoder = _BoundedDecoder(codings[0]) if codings else None
+        async for raw in response.aiter_raw():
+            if decoder is None:
+                chunk = raw
+            else:
+                try:
+                    chunk = decoder.decode(raw, max_bytes - size + 1)
+                except zlib.error:
+                    raise FetchError(
+                        "protocol", f"corrupt {decoder.coding} body from {shown}", url=shown
+                    ) from None
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large()
+            parts.append(chunk)
+        if decoder is not None and not decoder.complete:
+            raise FetchError(
+                "protocol", f"{decoder.coding} body ends early from {shown}", url=shown
+            )
+    else:
+        # Codings we did not ask for go to httpx: it decodes the ones it knows (unbounded, so
+        # the cap is only checked per decoded chunk) and passes unknown labels through as
+        # they are, which suits servers that put a charset in Content-Encoding.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large()
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+class _BoundedDecoder:
+    """gzip/deflate decoding that never produces more than it is asked for.
+
+    httpx's own decoders inflate a whole network chunk at once: 64 KiB of a gzip bomb
+    becomes ~64 MB in memory before any size check could run. zlib's ``max_length``
+    stops inflation at the limit instead.
+    """
+
+    CODINGS: Final = frozenset({"gzip", "x-gzip", "deflate"})
+
+    def __init__(self, coding: str) -> None:
+        self.coding = "gzip" if coding == "x-gzip" else coding
+        # 32 + MAX_WBITS accepts a gzip or a zlib header; "deflate" is zlib-wrapped per
+        # RFC 9110 §8.4.1.2, but some servers send raw deflate (handled on the first error).
+        self._inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        self._fed = False
+        self._members = 0
+        self._trailing = False
+
+    @property
+    def complete(self) -> bool:
+        """False when the input so far stops inside a compressed stream (a cut body)."""
+        return not self._fed or self._inflater.eof or self._trailing
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """Inflate ``data``, stopping once ``room`` bytes have been produced."""
+        out = bytearray()
+        while data and len(out) < room and not self._trailing:
+            if self._inflater.eof:
+                if self.coding != "gzip":
+                    self._trailing = True  # bytes after a zlib stream carry no content
+                    break
+                # RFC 1952 §2.2: a gzip file is a series of members.
+                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                out += self._inflater.decompress(data, room - len(out))
+            except zlib.error:
+                if self.coding == "deflate" and not self._fed:
+                    self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._fed = True
+                    continue
+                if self._members:
+                    self._trailing = True  # padding after a member: ignored, as gzip(1) does
+                    break
+                raise
+            self._fed = True
+            if not self._inflater.eof:
+                # Either all input was consumed, or `room` is reached and the caller stops.
+                break
+            self._members += 1
+            data = self._inflater.unused_data
+        return bytes(out)
+
+
+def discover_feed_links(html: bytes | str, base_url: str) -> list[str]:
+    """Feed URLs announced by ``<link rel="alternate" type="…feed type…">`` in a web page.
+
+    Absolute http(s) URLs, in document order, without duplicates; relative hrefs are
+    resolved against ``<base href>`` when the page has one, else against ``base_url``.
+    """
+    text = _decode_html(html) if isinstance(html, bytes) else html
+    parser = _FeedLinkParser(base_url)
+    parser.feed(text)
+    parser.close()
+    seen: set[str] = set()
+    links: list[str] = []
+    for href in parser.hrefs:
+        url = urljoin(parser.base, href)
+        if urlsplit(url).scheme.lower() in ("http", "https") and url not in seen:
+            seen.add(url)
+            links.append(url)
+    return links
+
+
+class _FeedLinkParser(HTMLParser):
+    def __init__(self, base_url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base = base_url
+        self._base_seen = False
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "base" and not self._base_seen and values.get("href", "").strip():
+            # HTML: only the first <base href> counts, and it is itself relative to the URL.
+            self._base_seen = True
+            self.base = urljoin(self.base, values["href"].strip())
+        elif tag == "link":
+            rel = values.get("rel", "").lower().split()
+            kind = values.get("type", "").split(";")[0].strip().lower()
+            href = values.get("href", "").strip()
+            if "alternate" in rel and kind in FEED_LINK_TYPES and href:
+                self.hrefs.append(href)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+
+def _decode_html(body: bytes) -> str:
+    match = re.search(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", body[:4096], re.I)
+    if match:
+        try:
+            return body.decode(match.group(1).decode("ascii"), errors="replace")
+        except LookupError:
+            pass
+    # URLs are ASCII in practice; replacement characters elsewhere do not matter here.
+    return body.decode("utf-8", errors="replace")
+
+
+_PROLOG = re.compile(
+    rb"\s+|<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>|\xef\xbb\xbf", re.IGNORECASE | re.DOTALL
+)
+_DOCTYPE_NAME = re.compile(rb"<!doctype\s+([^\s>\[]+)", re.IGNORECASE)
+_FIRST_TAG = re.compile(rb"<([a-z][a-z0-9:._-]*)", re.IGNORECASE)
+_HTML_TAGS: Final = frozenset(
+    {b"html", b"head", b"body", b"meta", b"title", b"link", b"script", b"style", b"div", b"p"}
+)
+_FEED_ROOTS: Final = frozenset({b"rss", b"feed", b"rdf:rdf", b"rdf", b"channel"})
+
+
+def looks_like_html(body: bytes, content_type: str | None) -> bool:
+    """True when a response is a web page rather than a feed.
+
+    The body decides over the header: servers label feeds ``text/html`` and pages
+    ``text/xml`` often enough. Only the prolog and first element are looked at.
+    """
+    head = body[:4096]
+    pos = 0
+    while True:
+        match = _PROLOG.match(head, pos)
+        if match is None:
+            break
+        doctype = _DOCTYPE_NAME.match(match.group(0))
+        if doctype is not None and doctype.group(1).lower() == b"html":
+            return True
+        pos = match.end()
+    rest = head[pos:]
+    if rest[:1] in (b"{", b"["):
+        return False  # JSON Feed
+    tag = _FIRST_TAG.match(rest)
+    if tag is not None:
+        name = tag.group(1).lower()
+        if name in _FEED_ROOTS or name.endswith((b":rss", b":feed", b":rdf")):
+            return False
+        if name in _HTML_TAGS:
+            return True
+    mime = (content_type or "").split(";")[0].strip().lower()
+    return mime in ("text/html", "application/xhtml+xml")
+
+
+def backoff_seconds(
+    error_count: int,
+    base: float,
+    cap: float = 6 * 3600,
+    *,
+    jitter: float = 0.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay before polling a failing feed again: ``base`` after the first error, doubling
+    with each further one, never above ``cap``.
+
+    ``jitter`` (e.g. 0.1) spreads the delay by up to ±that fraction so feeds that failed
+    together do not retry in lock-step; 0 (the default) is exact.
+    """
+    if base < 0 or cap < 0:
+        raise ValueError("base and cap must not be negative")
+    if not 0 <= jitter < 1:
+        raise ValueError("jitter must be in [0, 1)")
+    if error_count <= 0:
+        return 0.0
+    try:
+        delay = min(cap, math.ldexp(base, error_count - 1))
+    except OverflowError:  # a feed that has failed thousands of times
+        delay = cap
+    if jitter:
+        delay *= 1 + (rng or random).uniform(-jitter, jitter)
+    return min(cap, delay)
+
+
+def _check_url(url: str) -> str:
+    url = url.strip()
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise FetchError("invalid_url", f"invalid URL {_redact(url)!r}", url=_redact(url)) from None
+    if parsed.scheme not in ("http", "https"):
+        raise FetchError(
+            "invalid_url",
+            f"only http and https URLs can be fetched, not {_redact(url)!r}",
+            url=_redact(url),
+        )
+    if not parsed.host:
+        raise FetchError("invalid_url", f"URL without a host: {_redact(url)!r}", url=_redact(url))
+    return url
+
+
+def _sendable(validator: str | None) -> TypeGuard[str]:
+    # A validator stored from an odd server (UTF-8 ETag, stray CR/LF) would make every later
+    # request fail in the HTTP layer; an unconditional GET is the safe fallback.
+    return validator is not None and _HEADER_SAFE.fullmatch(validator) is not None
+
+
+def _strip_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _redact(url: str) -> str:
+    """The URL as it may appear in logs and messages: no user:password, no token values."""
+    try:
+        shown = _strip_userinfo(url)
+    except ValueError:
+        shown = url.rpartition("@")[2]
+    shown = _SENSITIVE_QUERY.sub(r"\1***", shown)
+    shown = "".join(ch if ch.isprintable() else "?" for ch in shown)
+    if len(shown) > _MAX_URL_IN_MESSAGE:
+        shown = shown[: _MAX_URL_IN_MESSAGE - 1] + "…"
+    return shown
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """A short reason from an exception, scrubbed of anything secret from the URL."""
+    text = str(exc) or type(exc).__name__
+    parts = urlsplit(url)
+    for secret in (parts.password, parts.username):
+        if secret:
+            text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", "***", text)
+    return text[:200]
+
+
+def _timeout_message(client: httpx.AsyncClient, exc: httpx.TimeoutException, shown: str) -> str:
+    timeout = client.timeout
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"timed out after {_seconds(timeout.connect)} s connecting to {shown}"
+    if isinstance(exc, httpx.WriteTimeout):
+        return f"timed out after {_seconds(timeout.write)} s sending to {shown}"
+    if isinstance(exc, httpx.PoolTimeout):
+        return f"timed out after {_seconds(timeout.pool)} s waiting for a connection to {shown}"
+    return f"timed out after {_seconds(timeout.read)} s waiting for {shown}"
+
+
+def _seconds(value: float | None) -> str:
+    return "unlimited" if value is None else f"{value:g}"
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    # Repeated identical values are allowed (RFC 9110 §8.6); httpx joins them with ", ".
+    values = {v.strip() for v in value.split(",")}
+    if len(values) != 1:
+        return None
+    (single,) = values
+    return int(single) if single.isdigit() else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,452 @@
+"""Match stage: which chats should hear about a new article, and why.
+
+`Matcher` keeps every subscription in memory as an inverted index:
+
+* section slug → the chats following that section;
+* keyword → the chats following it, where a one-word keyword is found by its stem
+  and a phrase by its first two stems (then the rest of the phrase is checked).
+
+`Matcher.match` folds and tokenises the article once (`keywords.field_stems`) and
+looks each stem and each pair of neighbouring stems up in a dict, so its cost
+depends on the article and on how many keywords it matches, never on how many
+subscriptions exist. Word rules (folding, whole words, plurals) are those of
+`bot.keywords`.
+
+Chat sets are immutable frozensets shared with the results: a popular section can
+have tens of thousands of followers, and copying them for every article would cost
+more than the matching itself. `MatchResult` is a read-only mapping chat id →
+reasons that builds the per-chat dict only when asked, and exposes the groups
+(reason, chats) for callers that can use them directly. Changes to subscriptions
+are recorded as small pending sets and folded into new frozensets at the next
+match, so a `/follow` costs O(1) and a result handed out earlier never changes.
+
+Paused and inactive ("silenced") chats are taken out of the chat sets while their
+subscriptions are remembered, so they get nothing until un-silenced and matching
+never has to filter them.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import operator
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from dataclasses import dataclass
+from typing import Final
+
+from bot.keywords import FIELD_BREAK, field_stems, keyword_stems
+from storage.models import Article, Subscription, SubscriptionKind
+
+log = logging.getLogger(__name__)
+
+_EMPTY: Final[frozenset[int]] = frozenset()
+
+
+class _Entry:
+    """One section or one keyword value and the chats (not silenced) following it."""
+
+    __slots__ = ("_adds", "_drops", "chats", "reason", "stems", "subscribers", "value")
+
+    def __init__(self, reason: str, value: str, stems: tuple[str, ...]) -> None:
+        self.reason = reason
+        self.value = value
+        self.stems = stems
+        self.chats: frozenset[int] = _EMPTY
+        # Pending changes since `chats` was built; invariants: _adds ∩ chats = ∅,
+        # _drops ⊆ chats.
+        self._adds: set[int] | None = None
+        self._drops: set[int] | None = None
+        # Subscriptions, silenced ones included: the entry is dropped at zero.
+        self.subscribers = 0
+
+    @property
+    def kind(self) -> SubscriptionKind:
+        return "keyword" if self.stems else "section"
+
+    def include(self, chat_id: int) -> bool:
+        """Add a chat to the live set; True when the entry needs a flush."""
+        if chat_id in self.chats:
+            if self._drops:
+                self._drops.discard(chat_id)
+            return False
+        if self._adds is None:
+            self._adds = set()
+        self._adds.add(chat_id)
+        return True
+
+    def exclude(self, chat_id: int) -> bool:
+        """Remove a chat from the live set; True when the entry needs a flush."""
+        if chat_id in self.chats:
+            if self._drops is None:
+                self._drops = set()
+            self._drops.add(chat_id)
+            return True
+        if self._adds:
+            self._adds.discard(chat_id)
+        return False
+
+    def flush(self) -> None:
+        chats = self.chats
+        if self._drops:
+            chats = chats - self._drops
+        if self._adds:
+            chats = chats | self._adds
+        self.chats = chats
+        self._adds = None
+        self._drops = None
+
+
+class _Chat:
+    """Everything one chat follows; its id object is shared by every chat set."""
+
+    __slots__ = ("entries", "id")
+
+    def __init__(self, chat_id: int) -> None:
+        self.id = chat_id
+        self.entries: list[_Entry] = []
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherStats:
+    """Counts for /stats and /metrics."""
+
+    chats: int
+    silenced_chats: int
+    section_subscriptions: int
+    keyword_subscriptions: int
+    sections: int
+    keywords: int
+    phrases: int
+
+
+_by_value = operator.attrgetter("value")
+
+
+class MatchResult(Mapping[int, tuple[str, ...]]):
+    """chat id → the reasons it matched, e.g. ("section:world", "keyword:drones").
+
+    Reasons are the section first, then keywords in alphabetical order; every
+    chat appears once. `groups` gives the same content as (reason, chats) pairs,
+    which is cheap: the per-chat dict is built on first use of the mapping.
+    """
+
+    __slots__ = ("_dict", "_groups")
+
+    def __init__(self, groups: tuple[tuple[str, frozenset[int]], ...]) -> None:
+        self._groups = groups
+        self._dict: dict[int, tuple[str, ...]] | None = None
+
+    @property
+    def groups(self) -> tuple[tuple[str, frozenset[int]], ...]:
+        """(reason, chat ids) for every reason that matched at least one chat."""
+        return self._groups
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every reason that matched, in result order."""
+        return tuple(reason for reason, _ in self._groups)
+
+    def as_dict(self) -> dict[int, tuple[str, ...]]:
+        """The result as a plain dict (built once, then shared: do not modify it)."""
+        if self._dict is None:
+            self._dict = _chats_to_reasons(self._groups)
+        return self._dict
+
+    def __getitem__(self, chat_id: int) -> tuple[str, ...]:
+        if self._dict is not None:
+            return self._dict[chat_id]
+        reasons = tuple(reason for reason, chats in self._groups if chat_id in chats)
+        if not reasons:
+            raise KeyError(chat_id)
+        return reasons
+
+    def __contains__(self, chat_id: object) -> bool:
+        return any(chat_id in chats for _, chats in self._groups)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        if len(self._groups) == 1:
+            return len(self._groups[0][1])
+        return len(self.as_dict())
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+    def keys(self) -> KeysView[int]:
+        return self.as_dict().keys()
+
+    def values(self) -> ValuesView[tuple[str, ...]]:
+        return self.as_dict().values()
+
+    def items(self) -> ItemsView[int, tuple[str, ...]]:
+        return self.as_dict().items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MatchResult):
+            return self.as_dict() == other.as_dict()
+        if isinstance(other, Mapping):
+            return self.as_dict() == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"MatchResult({self.as_dict()!r})"
+
+
+def _chats_to_reasons(
+    groups: tuple[tuple[str, frozenset[int]], ...],
+) -> dict[int, tuple[str, ...]]:
+    if not groups:
+        return {}
+    reason, chats = groups[0]
+    result: dict[int, tuple[str, ...]] = dict.fromkeys(chats, (reason,))
+    for reason, chats in groups[1:]:
+        # Set operations run in C; only chats with several reasons take the slow path.
+        new = chats.difference(result)
+        if len(new) != len(chats):
+            for chat_id in chats - new:
+                result[chat_id] += (reason,)
+        result.update(dict.fromkeys(new, (reason,)))
+    return result
+
+
+class Matcher:
+    """In-memory subscription index: `match(article)` → chats and reasons.
+
+    Keyword subscriptions must carry `normalise_keyword` output in `value`; the
+    reason reported for them is `keyword:<value>`, for sections `section:<slug>`.
+    Not thread-safe; meant for the single event loop that runs the pipeline.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._chats: dict[int, _Chat] = {}
+        self._silenced: set[int] = set()
+        self._sections: dict[str, _Entry] = {}
+        self._keywords: dict[str, _Entry] = {}
+        # one-stem keywords by stem; phrases by their first two stems
+        self._single: dict[str, tuple[_Entry, ...]] = {}
+        self._pairs: dict[tuple[str, str], tuple[_Entry, ...]] = {}
+        self._dirty: set[_Entry] = set()
+        self._section_subs = 0
+        self._keyword_subs = 0
+
+    @classmethod
+    def from_subscriptions(
+        cls, subs: Iterable[Subscription], silenced: Iterable[int] = ()
+    ) -> Matcher:
+        """A matcher holding `subs`, with the chats in `silenced` getting nothing."""
+        matcher = cls()
+        matcher.load(subs, silenced)
+        return matcher
+
+    def load(self, subs: Iterable[Subscription], silenced: Iterable[int] = ()) -> None:
+        """Replace everything with `subs`; keywords that have no word are skipped."""
+        self._reset()
+        self._silenced.update(silenced)
+        # A million subscriptions make a million small objects; the cyclic collector
+        # would rescan them many times over while they are created.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for sub in subs:
+                try:
+                    self.add(sub)
+                except ValueError as exc:
+                    log.warning(
+                        "skipped subscription chat_id=%s value=%r: %s", sub.chat_id, sub.value, exc
+                    )
+            self._flush()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def add(self, sub: Subscription) -> None:
+        """Start matching `sub` (no-op if that chat already follows that value)."""
+        entry = self._find_entry(sub.kind, sub.value) or self._new_entry(sub.kind, sub.value)
+        chat = self._chats.get(sub.chat_id)
+        if chat is None:
+            chat = self._chats[sub.chat_id] = _Chat(sub.chat_id)
+        elif entry in chat.entries:
+            return
+        chat.entries.append(entry)
+        entry.subscribers += 1
+        self._count(entry, +1)
+        if chat.id not in self._silenced and entry.include(chat.id):
+            self._dirty.add(entry)
+
+    def remove(self, chat_id: int, kind: str, value: str) -> None:
+        """Stop matching one subscription (no-op if there is none)."""
+        chat = self._chats.get(chat_id)
+        entry = self._find_entry(kind, value)
+        if chat is None or entry is None or entry not in chat.entries:
+            return
+        chat.entries.remove(entry)
+        if not chat.entries:
+            del self._chats[chat_id]
+        self._drop(entry, chat.id)
+
+    def remove_chat(self, chat_id: int) -> None:
+        """Forget a chat: all its subscriptions and its silenced state."""
+        chat = self._chats.pop(chat_id, None)
+        self._silenced.discard(chat_id)
+        if chat is not None:
+            for entry in chat.entries:
+                self._drop(entry, chat.id)
+
+    def set_silenced(self, chat_id: int, silenced: bool) -> None:
+        """Pause (or resume) everything for a chat without forgetting its subscriptions."""
+        if silenced == (chat_id in self._silenced):
+            return
+        if silenced:
+            self._silenced.add(chat_id)
+        else:
+            self._silenced.discard(chat_id)
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return
+        for entry in chat.entries:
+            if entry.exclude(chat.id) if silenced else entry.include(chat.id):
+                self._dirty.add(entry)
+
+    def rename_chat(self, old_id: int, new_id: int) -> None:
+        """Move subscriptions and silenced state to a new id (group → supergroup)."""
+        if old_id == new_id:
+            return
+        old = self._chats.get(old_id)
+        was_silenced = old_id in self._silenced
+        entries = list(old.entries) if old is not None else []
+        self.remove_chat(old_id)
+        if was_silenced:
+            self.set_silenced(new_id, True)
+        for entry in entries:
+            self.add(Subscription(chat_id=new_id, kind=entry.kind, value=entry.value, display=""))
+
+    def stats(self) -> MatcherStats:
+        return MatcherStats(
+            chats=len(self._chats),
+            silenced_chats=len(self._silenced),
+            section_subscriptions=self._section_subs,
+            keyword_subscriptions=self._keyword_subs,
+            sections=len(self._sections),
+            keywords=len(self._keywords),
+            phrases=sum(len(entries) for entries in self._pairs.values()),
+        )
+
+    def match(self, article: Article) -> MatchResult:
+        """The chats to alert about `article`, each with every reason it matched."""
+        if self._dirty:
+            self._flush()
+        groups: list[tuple[str, frozenset[int]]] = []
+        if article.section is not None:
+            section = self._sections.get(article.section)
+            if section is not None and section.chats:
+                groups.append((section.reason, section.chats))
+        if self._keywords:
+            hits = self._keyword_hits(article)
+            if hits:
+                hits.sort(key=_by_value)
+                groups.extend((entry.reason, entry.chats) for entry in hits)
+        return MatchResult(tuple(groups))
+
+    def _keyword_hits(self, article: Article) -> list[_Entry]:
+        # Title, summary and each tag are separate fields: a phrase never spans two.
+        stems = field_stems((article.title, article.summary, *article.tags))
+        hits: list[_Entry] = []
+        single = self._single
+        # dict keys & iterable walks the iterable and probes the dict, all in C.
+        for word in single.keys() & stems:
+            hits.extend(entry for entry in single[word] if entry.chats)
+        pairs = self._pairs
+        if pairs and len(stems) > 1:
+            for pair in pairs.keys() & itertools.pairwise(stems):
+                for entry in pairs[pair]:
+                    if entry.chats and (len(entry.stems) == 2 or _has_run(stems, entry.stems)):
+                        hits.append(entry)
+        return hits
+
+    def _find_entry(self, kind: str, value: str) -> _Entry | None:
+        if kind == "section":
+            return self._sections.get(value)
+        if kind == "keyword":
+            return self._keywords.get(value)
+        raise ValueError(f"unknown subscription kind {kind!r}")
+
+    def _new_entry(self, kind: str, value: str) -> _Entry:
+        if kind == "section":
+            entry = self._sections[value] = _Entry(f"section:{value}", value, ())
+            return entry
+        stems = keyword_stems(value)
+        if not stems or FIELD_BREAK in stems:
+            raise ValueError(f"keyword {value!r} has no word to match")
+        entry = self._keywords[value] = _Entry(f"keyword:{value}", value, stems)
+        if len(stems) == 1:
+            self._single[stems[0]] = (*self._single.get(stems[0], ()), entry)
+        else:
+            pair = (stems[0], stems[1])
+            self._pairs[pair] = (*self._pairs.get(pair, ()), entry)
+        return entry
+
+    def _drop(self, entry: _Entry, chat_id: int) -> None:
+        entry.subscribers -= 1
+        self._count(entry, -1)
+        if entry.exclude(chat_id):
+            self._dirty.add(entry)
+        if entry.subscribers == 0:
+            self._forget(entry)
+
+    def _forget(self, entry: _Entry) -> None:
+        self._dirty.discard(entry)
+        if not entry.stems:
+            del self._sections[entry.value]
+            return
+        del self._keywords[entry.value]
+        if len(entry.stems) == 1:
+            word = entry.stems[0]
+            remaining = _without(self._single[word], entry)
+            if remaining:
+                self._single[word] = remaining
+            else:
+                del self._single[word]
+        else:
+            pair = (entry.stems[0], entry.stems[1])
+            remaining = _without(self._pairs[pair], entry)
+            if remaining:
+                self._pairs[pair] = remaining
+            else:
+                del self._pairs[pair]
+
+    def _count(self, entry: _Entry, delta: int) -> None:
+        if entry.stems:
+            self._keyword_subs += delta
+        else:
+            self._section_subs += delta
+
+    def _flush(self) -> None:
+        for entry in self._dirty:
+            entry.flush()
+        self._dirty.clear()
+
+
+def _without(entries: tuple[_Entry, ...], entry: _Entry) -> tuple[_Entry, ...]:
+    return tuple(other for other in entries if other is not entry)
+
+
+def _has_run(stems: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    """Whether `phrase` occurs as consecutive items of `stems`."""
+    first, size = phrase[0], len(phrase)
+    start = stems.index(first) if first in stems else -1
+    while 0 <= start <= len(stems) - size:
+        if stems[start : start + size] == phrase:
+            return True
+        try:
+            start = stems.index(first, start + 1)
+        except ValueError:
+            return False
+    return False

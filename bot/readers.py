@@ -1,0 +1,132 @@
+"""What readers change: subscriptions and chat state, kept in step in storage and the matcher.
+
+Handlers call these; each returns what happened so the handler can say it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from bot.keywords import KeywordError, normalise_keyword, parse_keywords
+from bot.services import Services
+from storage import chats, subscriptions
+from storage.models import Chat, Subscription, SubscriptionKind
+from storage.subscriptions import AddResult
+
+
+class Outcome(enum.Enum):
+    ADDED = "added"
+    EXISTS = "exists"
+    LIMIT = "limit"
+    INVALID = "invalid"
+    REMOVED = "removed"
+    MISSING = "missing"
+
+
+@dataclass
+class FollowReport:
+    added: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # complete sentences for the reader
+    over_limit: list[str] = field(default_factory=list)
+
+
+async def register_chat(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
+    """A chat talks to us (or lets us back in): it exists and is reachable again."""
+    chat = await chats.ensure_chat(services.db, chat_id, chat_type, title)
+    services.matcher.set_silenced(chat_id, chat.paused)
+    return chat
+
+
+async def add(
+    services: Services, chat_id: int, kind: SubscriptionKind, value: str, display: str
+) -> Outcome:
+    result = await subscriptions.add_subscription(
+        services.db, chat_id, kind, value, display, limit=services.settings.max_subscriptions
+    )
+    if result is AddResult.ADDED:
+        services.matcher.add(Subscription(chat_id=chat_id, kind=kind, value=value, display=display))
+        return Outcome.ADDED
+    return Outcome.EXISTS if result is AddResult.EXISTS else Outcome.LIMIT
+
+
+async def remove(services: Services, chat_id: int, kind: SubscriptionKind, value: str) -> Outcome:
+    if await subscriptions.remove_subscription(services.db, chat_id, kind, value):
+        services.matcher.remove(chat_id, kind, value)
+        return Outcome.REMOVED
+    return Outcome.MISSING
+
+
+async def follow(services: Services, chat_id: int, text: str) -> FollowReport:
+    report = FollowReport()
+    for keyword in parse_keywords(text):
+        try:
+            value = normalise_keyword(keyword)
+        except KeywordError as exc:
+            report.refused.append(exc.message)
+            continue
+        outcome = await add(services, chat_id, "keyword", value, keyword)
+        {
+            Outcome.ADDED: report.added,
+            Outcome.EXISTS: report.existing,
+            Outcome.LIMIT: report.over_limit,
+        }[outcome].append(value)
+    return report
+
+
+async def unfollow(services: Services, chat_id: int, text: str) -> tuple[list[str], list[str]]:
+    """Remove keywords (or sections named like one); returns (removed, not followed)."""
+    removed: list[str] = []
+    missing: list[str] = []
+    sections = {s.slug: s for s in services.sections}
+    by_name = {s.name.casefold(): s.slug for s in services.sections}
+    for keyword in parse_keywords(text):
+        slug = by_name.get(keyword.casefold(), keyword.casefold())
+        if slug in sections and await remove(services, chat_id, "section", slug) is Outcome.REMOVED:
+            removed.append(sections[slug].name)
+            continue
+        try:
+            value = normalise_keyword(keyword)
+        except KeywordError:
+            missing.append(keyword)
+            continue
+        if await remove(services, chat_id, "keyword", value) is Outcome.REMOVED:
+            removed.append(value)
+        else:
+            missing.append(keyword)
+    return removed, missing
+
+
+async def toggle_section(services: Services, chat_id: int, slug: str) -> Outcome:
+    """Subscribe if not subscribed, else unsubscribe."""
+    if await remove(services, chat_id, "section", slug) is Outcome.REMOVED:
+        return Outcome.REMOVED
+    return await add(services, chat_id, "section", slug, slug)
+
+
+async def set_paused(services: Services, chat_id: int, paused: bool) -> None:
+    await chats.set_option(services.db, chat_id, "paused", paused)
+    services.matcher.set_silenced(chat_id, paused)
+
+
+async def forget(services: Services, chat_id: int) -> bool:
+    """/stop: delete the chat, its subscriptions and its queue."""
+    services.matcher.remove_chat(chat_id)
+    return await chats.delete_chat(services.db, chat_id)
+
+
+async def deactivate(services: Services, chat_id: int, reason: str) -> None:
+    services.matcher.set_silenced(chat_id, True)
+    await chats.deactivate_chat(services.db, chat_id, reason)
+
+
+async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
+    kind, _, value = reason.partition(":")
+    if not value:
+        return Outcome.INVALID
+    if kind == "section":
+        return await remove(services, chat_id, "section", value)
+    if kind == "keyword":
+        return await remove(services, chat_id, "keyword", value)
+    return Outcome.INVALID

@@ -1,0 +1,491 @@
+"""The match stage: hand-picked cases, then the index against a naive reference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.keywords import KeywordError, normalise_keyword, stem, tokens
+from bot.pipeline.match import Matcher, MatcherStats, MatchResult
+from storage.models import Article, Subscription
+
+
+def article(
+    title: str = "",
+    summary: str = "",
+    tags: Iterable[str] = (),
+    section: str | None = None,
+) -> Article:
+    return Article(
+        id="a1",
+        url="https://example.com/a1",
+        title=title,
+        summary=summary,
+        section=section,
+        tags=tuple(tags),
+        published_at=0.0,
+        fetched_at=0.0,
+    )
+
+
+def keyword(chat_id: int, typed: str) -> Subscription:
+    return Subscription(
+        chat_id=chat_id, kind="keyword", value=normalise_keyword(typed), display=typed
+    )
+
+
+def section(chat_id: int, slug: str) -> Subscription:
+    return Subscription(chat_id=chat_id, kind="section", value=slug, display=slug.title())
+
+
+def matches(typed: str, title: str = "", summary: str = "", tags: Iterable[str] = ()) -> bool:
+    matcher = Matcher.from_subscriptions([keyword(1, typed)])
+    return 1 in matcher.match(article(title, summary, tags))
+
+
+# --- what readers expect -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "title"),
+    [
+        ("malmo", "Storm hits Malmö"),
+        ("Malmö", "Storm hits Malmo"),
+        ("MALMÖ", "storm hits malmö"),
+        ("sao paulo", "Flooding in São Paulo"),
+        ("São Paulo", "Flooding in SAO PAULO"),
+        ("lodz", "Łódź mayor resigns"),
+        ("north korea", "North Korea's leader visits Moscow"),
+        ('"north korea"', "North Korea’s leader visits Moscow"),
+        ("drone", "Drones spotted over airport"),
+        ("drones", "A drone was spotted"),
+        ("story", "Three stories from the front"),
+        ("stories", "One story from the front"),
+        ("bus", "Buses cancelled in Gothenburg"),
+        ("art", "Art's new home opens"),
+        ("art", "Modern art"),
+        ("drones", "DRONES OVER STOCKHOLM"),
+        ("f-16", "Denmark sends F-16s"),
+        ("f-16", "Denmark sends F 16 jets"),
+        ("drone", "Anti-drone systems bought"),
+        ("c++", "C++ turns 40"),
+        ("covid-19", "Covid-19 cases rise"),
+        ("news", "Breaking news tonight"),
+    ],
+)
+def test_keyword_matches(typed: str, title: str) -> None:
+    assert matches(typed, title)
+
+
+@pytest.mark.parametrize(
+    ("typed", "title"),
+    [
+        ("art", "The party is over"),
+        ("art", "Smart phones"),
+        ("war", "Visit to Warsaw"),
+        ("war", "Award for the mayor"),
+        ("north korea", "Travel north of Korea"),
+        ("north korea", "Korea north"),
+        ("drones", "Droned on about nothing"),
+        ("news", "New rules for landlords"),
+        ("new", "Breaking news tonight"),
+        ("c++", "Vitamin C helps"),
+        ("malmo", "Malm furniture recall"),
+    ],
+)
+def test_keyword_does_not_match(typed: str, title: str) -> None:
+    assert not matches(typed, title)
+
+
+def test_summary_and_tags_are_matched() -> None:
+    assert matches("drones", title="Airport closed", summary="Several drones were seen.")
+    assert matches("drones", title="Airport closed", tags=["Drones", "Police"])
+    assert matches("north korea", title="Talks", tags=["North Korea"])
+
+
+def test_a_phrase_never_spans_two_fields() -> None:
+    assert not matches("north korea", title="Heading north", summary="Korea says no")
+    assert not matches("north korea", title="Talks", tags=["North", "Korea"])
+
+
+def test_one_entry_per_chat_with_every_reason() -> None:
+    matcher = Matcher.from_subscriptions(
+        [
+            section(1, "world"),
+            keyword(1, "drones"),
+            keyword(1, "north korea"),
+            keyword(1, "sweden"),
+            keyword(2, "drone"),
+            section(3, "world"),
+            section(4, "sports"),
+        ]
+    )
+    result = matcher.match(
+        article("North Korea tests drones", "No word from Seoul.", ["Drones"], section="world")
+    )
+    assert result == {
+        1: ("section:world", "keyword:drones", "keyword:north korea"),
+        2: ("keyword:drone",),
+        3: ("section:world",),
+    }
+    assert result[1] == ("section:world", "keyword:drones", "keyword:north korea")
+    assert len(result) == 3
+    assert 4 not in result
+    assert sorted(result) == [1, 2, 3]
+
+
+def test_no_match_is_an_empty_result() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones"), section(1, "world")])
+    result = matcher.match(article("Nothing here", section="sports"))
+    assert not result
+    assert result == {}
+    assert len(result) == 0
+    with pytest.raises(KeyError):
+        result[1]
+
+
+def test_silenced_chats_get_nothing() -> None:
+    matcher = Matcher.from_subscriptions(
+        [keyword(1, "drones"), section(1, "world"), keyword(2, "drones")], silenced=[1]
+    )
+    story = article("Drones", section="world")
+    assert matcher.match(story) == {2: ("keyword:drones",)}
+    matcher.set_silenced(1, False)
+    assert matcher.match(story) == {
+        1: ("section:world", "keyword:drones"),
+        2: ("keyword:drones",),
+    }
+    matcher.set_silenced(2, True)
+    matcher.set_silenced(2, True)
+    assert matcher.match(story) == {1: ("section:world", "keyword:drones")}
+
+
+def test_subscriptions_added_while_silenced_stay_silent() -> None:
+    matcher = Matcher()
+    matcher.set_silenced(7, True)
+    matcher.add(keyword(7, "drones"))
+    assert matcher.match(article("Drones")) == {}
+    matcher.set_silenced(7, False)
+    assert matcher.match(article("Drones")) == {7: ("keyword:drones",)}
+
+
+def test_add_is_idempotent_and_remove_works() -> None:
+    matcher = Matcher()
+    matcher.add(keyword(1, "drones"))
+    matcher.add(keyword(1, "drones"))
+    matcher.add(section(1, "world"))
+    assert matcher.stats().keyword_subscriptions == 1
+    story = article("Drones", section="world")
+    assert matcher.match(story) == {1: ("section:world", "keyword:drones")}
+    matcher.remove(1, "keyword", "drones")
+    assert matcher.match(story) == {1: ("section:world",)}
+    matcher.remove(1, "section", "world")
+    assert matcher.match(story) == {}
+    # Removing what is not there is harmless.
+    matcher.remove(1, "section", "world")
+    matcher.remove(99, "keyword", "drones")
+    assert matcher.stats() == MatcherStats(0, 0, 0, 0, 0, 0, 0)
+
+
+def test_remove_chat() -> None:
+    matcher = Matcher.from_subscriptions(
+        [keyword(1, "drones"), section(1, "world"), keyword(2, "drones")], silenced=[1]
+    )
+    matcher.remove_chat(1)
+    assert matcher.stats().chats == 1
+    assert matcher.stats().silenced_chats == 0
+    # A chat that comes back starts afresh: not silenced, no old subscriptions.
+    matcher.add(keyword(1, "ukraine"))
+    assert matcher.match(article("Drones in Ukraine", section="world")) == {
+        1: ("keyword:ukraine",),
+        2: ("keyword:drones",),
+    }
+
+
+def test_rename_chat_moves_subscriptions_and_silence() -> None:
+    matcher = Matcher.from_subscriptions([keyword(-100, "drones"), section(-100, "world")])
+    story = article("Drones", section="world")
+    matcher.rename_chat(-100, -1009)
+    assert matcher.match(story) == {-1009: ("section:world", "keyword:drones")}
+
+    matcher.set_silenced(-1009, True)
+    matcher.rename_chat(-1009, -1010)
+    assert matcher.match(story) == {}
+    matcher.set_silenced(-1010, False)
+    assert matcher.match(story) == {-1010: ("section:world", "keyword:drones")}
+    assert matcher.stats().chats == 1
+
+
+def test_rename_into_an_existing_chat_merges() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones"), keyword(2, "drones")])
+    matcher.rename_chat(1, 2)
+    assert matcher.match(article("Drones")) == {2: ("keyword:drones",)}
+    assert matcher.stats().keyword_subscriptions == 1
+
+
+def test_earlier_results_do_not_change() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones")])
+    first = matcher.match(article("Drones"))
+    matcher.add(keyword(2, "drones"))
+    matcher.remove_chat(1)
+    assert first == {1: ("keyword:drones",)}
+    assert matcher.match(article("Drones")) == {2: ("keyword:drones",)}
+
+
+def test_groups_expose_reason_and_chats() -> None:
+    matcher = Matcher.from_subscriptions(
+        [section(1, "world"), section(2, "world"), keyword(2, "drones")]
+    )
+    result = matcher.match(article("Drones", section="world"))
+    assert result.groups == (
+        ("section:world", frozenset({1, 2})),
+        ("keyword:drones", frozenset({2})),
+    )
+    assert result.reasons == ("section:world", "keyword:drones")
+    assert dict(result.items()) == result.as_dict()
+
+
+def test_load_replaces_everything_and_skips_keywords_without_words() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones")], silenced=[5])
+    matcher.load(
+        [
+            keyword(2, "ukraine"),
+            Subscription(chat_id=3, kind="keyword", value="!!", display="!!"),
+        ]
+    )
+    assert matcher.stats() == MatcherStats(
+        chats=1,
+        silenced_chats=0,
+        section_subscriptions=0,
+        keyword_subscriptions=1,
+        sections=0,
+        keywords=1,
+        phrases=0,
+    )
+    assert matcher.match(article("Drones in Ukraine")) == {2: ("keyword:ukraine",)}
+
+
+def test_add_refuses_bad_subscriptions() -> None:
+    matcher = Matcher()
+    with pytest.raises(ValueError, match="no word"):
+        matcher.add(Subscription(chat_id=1, kind="keyword", value="--", display="--"))
+    with pytest.raises(ValueError, match="kind"):
+        matcher.add(Subscription(chat_id=1, kind="topic", value="x", display="x"))  # type: ignore[arg-type]
+    assert matcher.stats().chats == 0
+
+
+def test_stats_counts() -> None:
+    matcher = Matcher.from_subscriptions(
+        [
+            section(1, "world"),
+            section(2, "world"),
+            section(2, "sports"),
+            keyword(1, "drones"),
+            keyword(2, "drones"),
+            keyword(2, "north korea"),
+        ],
+        silenced=[2],
+    )
+    assert matcher.stats() == MatcherStats(
+        chats=2,
+        silenced_chats=1,
+        section_subscriptions=3,
+        keyword_subscriptions=3,
+        sections=2,
+        keywords=2,
+        phrases=1,
+    )
+
+
+def test_phrase_of_three_words() -> None:
+    assert matches("prime minister office", "The prime minister's office said no")
+    assert not matches("prime minister office", "The prime minister said office hours")
+    assert matches("prime minister office", "Prime minister, prime minister office")
+
+
+def test_keywords_sharing_a_first_stem() -> None:
+    matcher = Matcher.from_subscriptions(
+        [keyword(1, "north korea"), keyword(2, "north sea"), keyword(3, "north")]
+    )
+    assert matcher.match(article("North Sea oil")) == {
+        2: ("keyword:north sea",),
+        3: ("keyword:north",),
+    }
+
+
+def test_match_result_is_a_read_only_mapping() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones")])
+    result = matcher.match(article("Drones"))
+    assert isinstance(result, MatchResult)
+    assert result.get(1) == ("keyword:drones",)
+    assert result.get(2) is None
+    assert list(result.keys()) == [1]
+    assert list(result.values()) == [("keyword:drones",)]
+    assert result == matcher.match(article("Drones"))
+    assert "keyword:drones" in repr(result)
+
+
+# --- the index against a reference that loops over every subscription ---------------
+
+
+def _reason_order(reason: str) -> tuple[bool, str]:
+    return (not reason.startswith("section:"), reason)
+
+
+def reference_match(
+    subs: Iterable[Subscription], silenced: set[int], story: Article
+) -> dict[int, tuple[str, ...]]:
+    fields = [story.title, story.summary, *story.tags]
+    field_stems = [[stem(word) for word in tokens(field)] for field in fields]
+    found: dict[int, set[str]] = {}
+    for sub in subs:
+        if sub.chat_id in silenced:
+            continue
+        if sub.kind == "section":
+            hit = story.section == sub.value
+        else:
+            phrase = [stem(word) for word in tokens(sub.value)]
+            hit = any(
+                stems[start : start + len(phrase)] == phrase
+                for stems in field_stems
+                for start in range(len(stems) - len(phrase) + 1)
+            )
+        if hit:
+            found.setdefault(sub.chat_id, set()).add(f"{sub.kind}:{sub.value}")
+    return {chat: tuple(sorted(reasons, key=_reason_order)) for chat, reasons in found.items()}
+
+
+_WORDS = [
+    "drone", "drones", "Drones'", "north", "North", "korea", "Korea's", "Korea’s", "malmö",
+    "Malmo", "MALMÖ", "art", "Art's", "party", "war", "warsaw", "story", "stories", "news",
+    "new", "c++", "C", "f-16", "F-16s", "São", "paulo", "box", "boxes", "bus", "buses",
+    "o'brien", "the", "of", "straße", "strasse", "ø", "movie", "movies", "1990s",
+]  # fmt: skip
+_SEPARATORS = [" ", " ", " ", ", ", ". ", "-", " — ", "'s ", "/", "\n", "\x1f"]
+_SECTIONS = ["world", "sports", "sweden"]
+
+# Few distinct words, so that keywords and phrases often occur in the articles.
+_COMMON = ["north", "korea", "drones", "drone", "Malmö", "malmo", "art", "the", "stories"]
+_word = st.one_of(
+    st.sampled_from(_COMMON),
+    st.sampled_from(_COMMON),
+    st.sampled_from(_WORDS),
+    st.text(alphabet="abcöé'-+# ", min_size=1, max_size=6),
+)
+
+
+@st.composite
+def _field(draw: st.DrawFn) -> str:
+    words = draw(st.lists(_word, max_size=12))
+    parts: list[str] = []
+    for word in words:
+        parts.append(word)
+        parts.append(draw(st.sampled_from(_SEPARATORS)))
+    return "".join(parts)
+
+
+_article = st.builds(
+    article,
+    title=_field(),
+    summary=_field(),
+    tags=st.lists(_field(), max_size=3),
+    section=st.one_of(st.none(), st.sampled_from(_SECTIONS)),
+)
+
+
+@st.composite
+def _subscription(draw: st.DrawFn) -> Subscription:
+    chat_id = draw(st.integers(min_value=-3, max_value=4))
+    if draw(st.booleans()):
+        slug = draw(st.sampled_from(_SECTIONS))
+        return Subscription(chat_id=chat_id, kind="section", value=slug, display=slug)
+    typed = " ".join(draw(st.lists(_word, min_size=1, max_size=3)))
+    if draw(st.booleans()):
+        typed = " ".join(draw(st.lists(st.sampled_from(_COMMON), min_size=1, max_size=3)))
+    try:
+        value = normalise_keyword(typed)
+    except KeywordError:
+        value = "drones"
+    return Subscription(chat_id=chat_id, kind="keyword", value=value, display=typed)
+
+
+_chat = st.integers(min_value=-3, max_value=4)
+_operation = st.one_of(
+    st.tuples(st.just("add"), _subscription()),
+    st.tuples(st.just("add"), _subscription()),
+    st.tuples(st.just("match"), _article),
+    st.tuples(st.just("remove"), _subscription()),
+    st.tuples(st.just("remove_chat"), _chat),
+    st.tuples(st.just("silence"), _chat, st.booleans()),
+    st.tuples(st.just("rename"), _chat, _chat),
+    st.tuples(st.just("match"), _article),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_subscription(), max_size=25), st.sets(_chat, max_size=2), _article)
+def test_match_equals_reference(
+    subs: list[Subscription], silenced: set[int], story: Article
+) -> None:
+    matcher = Matcher.from_subscriptions(subs, silenced)
+    result = matcher.match(story)
+    expected = reference_match(subs, silenced, story)
+    assert result.as_dict() == expected
+    assert len(result) == len(expected)
+    for chat_id, reasons in expected.items():
+        assert chat_id in result
+        assert result[chat_id] == reasons
+    assert sorted(reason for reason, _ in result.groups) == sorted(
+        {reason for reasons in expected.values() for reason in reasons}
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_operation, max_size=40), _article)
+def test_changes_keep_the_index_equal_to_reference(
+    operations: list[tuple[object, ...]], story: Article
+) -> None:
+    matcher = Matcher()
+    subs: set[tuple[int, str, str]] = set()
+    silenced: set[int] = set()
+
+    def model() -> list[Subscription]:
+        return [
+            Subscription(
+                chat_id=c, kind="section" if k == "section" else "keyword", value=v, display=v
+            )
+            for c, k, v in subs
+        ]
+
+    for operation in operations:
+        match operation:
+            case ("add", Subscription() as sub):
+                matcher.add(sub)
+                subs.add((sub.chat_id, sub.kind, sub.value))
+            case ("remove", Subscription() as sub):
+                matcher.remove(sub.chat_id, sub.kind, sub.value)
+                subs.discard((sub.chat_id, sub.kind, sub.value))
+            case ("remove_chat", int() as chat_id):
+                matcher.remove_chat(chat_id)
+                subs = {s for s in subs if s[0] != chat_id}
+                silenced.discard(chat_id)
+            case ("silence", int() as chat_id, bool() as flag):
+                matcher.set_silenced(chat_id, flag)
+                (silenced.add if flag else silenced.discard)(chat_id)
+            case ("rename", int() as old, int() as new):
+                matcher.rename_chat(old, new)
+                if old != new:
+                    subs = {(new if c == old else c, k, v) for c, k, v in subs}
+                    if old in silenced:
+                        silenced.discard(old)
+                        silenced.add(new)
+            case ("match", Article() as other):
+                assert matcher.match(other) == reference_match(model(), silenced, other)
+    assert matcher.match(story) == reference_match(model(), silenced, story)
+    stats = matcher.stats()
+    assert stats.keyword_subscriptions == sum(1 for s in subs if s[1] == "keyword")
+    assert stats.section_subscriptions == sum(1 for s in subs if s[1] == "section")
+    assert stats.keywords == len({s[2] for s in subs if s[1] == "keyword"})

@@ -9,6 +9,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from bot.pipeline.fetch import (
     looks_like_html,
     make_client,
 )
-from tests.fakes.feed_server import FeedServer
+from tests.fakes.feed_server import FeedServer, TruncateMode
 
 RSS = (
     b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
@@ -63,11 +64,11 @@ class PeakMemory:
 
 
 async def fetch_error(
-    client: httpx.AsyncClient, url: str, **kwargs: object
+    client: httpx.AsyncClient, url: str, **kwargs: Any
 ) -> tuple[FetchError, float]:
     started = time.monotonic()
     with pytest.raises(FetchError) as info:
-        await fetch_feed(client, url, **kwargs)  # type: ignore[arg-type]
+        await fetch_feed(client, url, **kwargs)
     return info.value, time.monotonic() - started
 
 
@@ -292,9 +293,9 @@ async def test_redirect_to_another_scheme_is_refused(
 
 @pytest.mark.parametrize("mode", ["connection", "chunked"])
 async def test_truncated_body_is_an_error_not_a_hang(
-    server: FeedServer, client: httpx.AsyncClient, mode: str
+    server: FeedServer, client: httpx.AsyncClient, mode: TruncateMode
 ) -> None:
-    server.truncated("/cut.xml", RSS, mode=mode)  # type: ignore[arg-type]
+    server.truncated("/cut.xml", RSS, mode=mode)
     error, elapsed = await fetch_error(client, server.url_for("/cut.xml"))
     assert error.kind == "protocol"
     assert "\n" not in str(error)

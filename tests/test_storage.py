@@ -153,7 +153,7 @@ async def test_not_a_database_is_one_clear_error(tmp_path: Path) -> None:
 async def test_locked_database_is_one_clear_error_and_nothing_half_written(tmp_path: Path) -> None:
     path = tmp_path / "n.db"
     db = await Database.open(path, busy_timeout=0.2)
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(  # noqa: ASYNC220 - a plain child holding a lock, not awaited
         [
             sys.executable,
             "-c",

@@ -1913,7 +1913,7 @@ class FakeTelegram:
         self._chats[chat_id] = chat
         return chat
 
-    def _target_chat(self, params: JSON, key: ChatKey | None) -> tuple[JSON, ChatKey]:
+    def _target_chat(self, key: ChatKey | None) -> tuple[JSON, ChatKey]:
         if key is None:
             raise _bad_request("chat_id is empty")
         chat = self._chat(key)
@@ -2014,7 +2014,7 @@ class FakeTelegram:
         }
 
     def _api_sendMessage(self, params: JSON, key: ChatKey | None) -> JSON:
-        chat, chat_key = self._target_chat(params, key)
+        chat, chat_key = self._target_chat(key)
         text, entities = self._format_text(
             params.get("text"),
             params.get("parse_mode"),
@@ -2036,7 +2036,7 @@ class FakeTelegram:
         return message
 
     def _api_sendPhoto(self, params: JSON, key: ChatKey | None) -> JSON:
-        chat, chat_key = self._target_chat(params, key)
+        chat, chat_key = self._target_chat(key)
         photo = params.get("photo")
         if not isinstance(photo, str) or not photo:
             raise _bad_request("there is no photo in the request")
@@ -2093,7 +2093,7 @@ class FakeTelegram:
         return message
 
     def _api_copyMessage(self, params: JSON, key: ChatKey | None) -> JSON:
-        chat, chat_key = self._target_chat(params, key)
+        chat, chat_key = self._target_chat(key)
         source = self._source_message(params)
         self._check_limits("copyMessage", key)
         copied = {
@@ -2105,7 +2105,7 @@ class FakeTelegram:
         return {"message_id": message["message_id"]}
 
     def _api_forwardMessage(self, params: JSON, key: ChatKey | None) -> JSON:
-        chat, chat_key = self._target_chat(params, key)
+        chat, chat_key = self._target_chat(key)
         source = self._source_message(params)
         self._check_limits("forwardMessage", key)
         if source["chat"]["type"] == "channel":
@@ -2274,7 +2274,7 @@ class FakeTelegram:
         return info
 
     def _api_getChat(self, params: JSON, key: ChatKey | None) -> JSON:
-        chat, _ = self._target_chat(params, key)
+        chat, _ = self._target_chat(key)
         return {
             **chat,
             "accent_color_id": 0,
@@ -2306,14 +2306,14 @@ class FakeTelegram:
         }
 
     def _api_getChatMember(self, params: JSON, key: ChatKey | None) -> JSON:
-        chat, _ = self._target_chat(params, key)
+        chat, _ = self._target_chat(key)
         user_id = _int_param(params, "user_id")
         if user_id is None:
             raise _bad_request("user_id is empty")
         return _chat_member(self._user_object(user_id), self._member_status(chat, user_id))
 
     def _api_getChatAdministrators(self, params: JSON, key: ChatKey | None) -> list[JSON]:
-        chat, chat_key = self._target_chat(params, key)
+        chat, chat_key = self._target_chat(key)
         if chat["type"] == "private":
             raise _bad_request("there are no administrators in the private chat")
         user_ids = {self.bot_id}
@@ -2326,7 +2326,7 @@ class FakeTelegram:
         return admins
 
     def _api_sendChatAction(self, params: JSON, key: ChatKey | None) -> bool:
-        self._target_chat(params, key)
+        self._target_chat(key)
         if params.get("action") not in _CHAT_ACTIONS:
             raise _bad_request("wrong parameter action in request")
         return True

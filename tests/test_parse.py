@@ -94,7 +94,7 @@ def utc(text: str) -> float:
 
 
 class TestSampleFeed:
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def parsed(self) -> ParsedFeed:
         return parse_feed(
             SAMPLE.read_bytes(),

@@ -1,0 +1,75 @@
+"""The `newsbot` command as an operator runs it: clear one-line errors, clean stop, no token leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.fakes.telegram_api import FakeTelegram
+
+SECRET = "7311:AAH_secret-value-that-must-never-be-printed"
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSBOT_")}
+    env.update({"PYTHONPATH": str(REPO), "NEWSBOT_DB": str(tmp_path / "newsbot.db"), **extra})
+    return env
+
+
+def test_run_without_token_is_one_clear_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=env_for(tmp_path),
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "newsbot: NEWSBOT_TOKEN: not set (the bot token from @BotFather is required)"
+
+
+def test_malformed_token_is_not_echoed(tmp_path: Path) -> None:
+    bad = "not-a-token " + SECRET
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=env_for(tmp_path, NEWSBOT_TOKEN=bad),
+    )
+    assert out.returncode == 2
+    assert "NEWSBOT_TOKEN: malformed" in out.stderr
+    assert SECRET not in out.stderr + out.stdout
+
+
+def test_help_for_every_command(tmp_path: Path) -> None:
+    for args in (["--help"], ["run", "--help"], ["check-feed", "--help"], ["ingest", "--help"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=60,
+            cwd=tmp_path, env=env_for(tmp_path),
+        )
+        assert out.returncode == 0 and "usage: newsbot" in out.stdout
+
+
+def test_run_answers_and_stops_cleanly_on_sigterm_without_logging_the_token(tmp_path: Path) -> None:
+    with FakeTelegram(token=SECRET) as tg:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=tmp_path, env=env_for(tmp_path, **tg.bot_env(), NEWSBOT_LOG_LEVEL="DEBUG"),
+        )
+        try:
+            tg.wait_for_calls("getUpdates", 1, timeout=30)
+            tg.user_message(55, "/start")
+            [reply] = tg.wait_for_messages(55, 1, timeout=30)
+            assert "Welcome" in reply["text"]
+            # A failure path that logs a traceback must not carry the token either.
+            tg.fail_chat(56, 500, "Internal Server Error")
+            tg.user_message(56, "/help")
+            time.sleep(1.0)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert SECRET not in stdout + stderr
+    assert SECRET.split(":")[1] not in stdout + stderr
+    # The logs were written at DEBUG (so the absence above means something).
+    assert " DEBUG " in stderr and "Application started" in stderr

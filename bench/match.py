@@ -13,14 +13,18 @@ Synthetic but shaped like the real thing, from a fixed seed:
   silenced;
 * articles of a ~10-word title, ~40-word summary and 3 tags, some holding phrases.
 
-Figures, all on one thread:
+Figures, all on one thread, timed in CPU seconds of this process (what one core
+delivers; wall-clock throughput is in the returned figures too, and is lower when
+other processes share the machine):
 
 * match articles/s: `Matcher.match` over every article (the result keeps the
   matched chat sets as they are; this is what the target is about);
 * with per-chat dict: the same plus building chat id → reasons for every result,
   i.e. the work the outbox writer cannot avoid (it scales with the fan-out);
-* index memory: bytes allocated by building the index (tracemalloc) and the
-  resident-size growth while building it (psutil);
+* index memory: bytes the built index holds (tracemalloc; the chat id ints and
+  keyword strings it shares with the subscriptions are not counted), and the
+  resident-size growth while building it (psutil; a lower bound, since the
+  allocator reuses memory the workload generator freed);
 * baseline: what bots usually do, one compiled `\\bkeyword\\b` IGNORECASE regex
   per subscription tested against each article; run for a random sample of the
   subscriptions on a few articles and scaled to all subscriptions;
@@ -52,15 +56,20 @@ MEMORY_LIMIT_BYTES = 300 * 1024 * 1024
 SECTIONS = ("sweden", "living", "world", "business", "sports", "entertainment")
 SECTION_WEIGHTS = (30, 10, 25, 15, 12, 8)
 
-STOP_WORDS = (
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+STOP_WORDS = _words(
     "the of to and a in is for on that said with was as at by it from be has have are "
     "he his her they this an will not but its after were who been their more about "
     "which also one two new than over up into when year years last could would there "
     "had out what other we all some can first our before most now while during only "
     "so no just against people between three under may being since through"
-).split()
+)
 
-NEWS_WORDS = (
+NEWS_WORDS = _words(
     "sweden stockholm gothenburg göteborg malmö uppsala umeå västerås örebro linköping "
     "jönköping norrköping skåne norrland gotland kiruna police government election riksdag "
     "minister parliament budget economy inflation riksbank krona housing prices energy "
@@ -76,7 +85,7 @@ NEWS_WORDS = (
     "research science wolf bears moose forest wildfire flood drought farmers food "
     "restaurant tourism summer winter christmas midsummer zürich kraków são paulo "
     "reykjavík tromsø århus ålesund"
-).split()
+)
 
 REAL_PHRASES = (
     "north korea",
@@ -111,8 +120,8 @@ REAL_PHRASES = (
     "santa lucia",
 )
 
-_ONSETS = "b br c ch d dr f fl g gr h j k kl l m n p pr r s sk st t tr v w z".split()
-_VOWELS = "a e i o u ai ea ou y".split()
+_ONSETS = _words("b br c ch d dr f fl g gr h j k kl l m n p pr r s sk st t tr v w z")
+_VOWELS = _words("a e i o u ai ea ou y")
 _CODAS = ["", "", "n", "r", "l", "m", "k", "t", "nd", "rk"]
 
 
@@ -341,7 +350,7 @@ def baseline_seconds_per_article(
     ]
     chosen = list(stories[:sample_articles])
     hits = 0
-    started = time.perf_counter()
+    started = time.process_time()
     for story in chosen:
         text = " ".join((story.title, story.summary, *story.tags))
         for sub, pattern in compiled:
@@ -351,7 +360,7 @@ def baseline_seconds_per_article(
                 else sub.value == story.section
             ):
                 hits += 1
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     per_check = elapsed / max(1, len(chosen) * len(compiled))
     return per_check * len(subs), len(compiled), len(chosen)
 
@@ -377,6 +386,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--keywords", type=int, default=1_000_000)
     parser.add_argument("--chats", type=int, default=100_000)
     parser.add_argument("--articles", type=int, default=10_000)
+    parser.add_argument(
+        "--warmup", type=int, default=2_000, help="other articles matched before timing"
+    )
     parser.add_argument("--vocabulary", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--baseline-subscriptions", type=int, default=20_000)
@@ -390,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rng,
         keywords=args.keywords,
         chats=args.chats,
-        articles=args.articles,
+        articles=args.warmup + args.articles,
         vocabulary=args.vocabulary,
     )
     all_subs = work.keyword_subs + work.section_subs
@@ -416,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     silenced = set(work.silenced)
     verified = [
         matcher.match(story).as_dict() == reference_match(all_subs, silenced, story)
-        for story in work.articles[: args.verify]
+        for story in work.articles[len(work.articles) - args.verify :]
     ]
     baseline_s, baseline_subs, baseline_articles = baseline_seconds_per_article(
         rng, all_subs, work.articles, args.baseline_subscriptions, args.baseline_articles
@@ -425,17 +437,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     del all_subs, work.keyword_subs[:], work.section_subs[:]
     gc.collect()
 
-    stories = work.articles
+    # The word caches fill as articles arrive; a running bot has seen earlier ones.
+    warmup, stories = work.articles[: args.warmup], work.articles[args.warmup :]
+    for story in warmup:
+        matcher.match(story).groups  # noqa: B018
     match = matcher.match
-    started = time.perf_counter()
-    results: list[MatchResult] = [match(story) for story in stories]
-    match_s = time.perf_counter() - started
+    results: list[MatchResult] = []
+    started, wall_started = time.process_time(), time.perf_counter()
+    for story in stories:
+        result = match(story)
+        # The reasons in final order: what any consumer of a result needs first.
+        result.groups  # noqa: B018
+        results.append(result)
+    match_s = time.process_time() - started
+    match_wall_s = time.perf_counter() - wall_started
 
-    started = time.perf_counter()
+    started = time.process_time()
     pairs = 0
     for story in stories:
         pairs += len(match(story).as_dict())
-    materialise_s = time.perf_counter() - started
+    materialise_s = time.process_time() - started
 
     keyword_reasons = 0
     keyword_pairs = 0
@@ -452,9 +473,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     materialised_per_s = len(stories) / materialise_s if materialise_s else float("inf")
     baseline_per_s = 1.0 / baseline_s if baseline_s else float("inf")
     ratio = articles_per_s / baseline_per_s
-    passed = (
-        articles_per_s >= TARGET_ARTICLES_PER_S and ratio >= TARGET_RATIO and all(verified)
-    )
+    passed = articles_per_s >= TARGET_ARTICLES_PER_S and ratio >= TARGET_RATIO and all(verified)
     figures: dict[str, Any] = {
         "keyword_subscriptions": stats.keyword_subscriptions,
         "section_subscriptions": stats.section_subscriptions,
@@ -469,6 +488,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "index_rss_bytes": index_rss,
         "process_rss_bytes": _rss(),
         "articles_per_second": articles_per_s,
+        "wall_articles_per_second": len(stories) / match_wall_s if match_wall_s else float("inf"),
         "materialised_articles_per_second": materialised_per_s,
         "alerts_per_second": pairs / materialise_s if materialise_s else float("inf"),
         "matched_articles": matched_articles,
@@ -511,7 +531,7 @@ def _print_table(f: dict[str, Any], args: argparse.Namespace) -> None:
             "info",
         ),
         (
-            "index memory (tracemalloc / RSS growth)",
+            "index memory (tracemalloc / RSS growth, a lower bound)",
             f"{_mb(f['index_bytes'])} / {_mb(f['index_rss_bytes'])}",
             "—",
             "—",
@@ -538,6 +558,7 @@ def _print_table(f: dict[str, Any], args: argparse.Namespace) -> None:
         f"{f['baseline_sample_articles']} articles, scaled to all subscriptions; "
         f"{f['matched_articles']:,} of {f['articles']:,} articles matched, "
         f"{f['keyword_reasons'] / max(1, f['articles']):.1f} keywords/article; "
+        f"wall-clock {f['wall_articles_per_second']:,.0f} articles/s; "
         f"seed {args.seed}; process RSS {_mb(f['process_rss_bytes'])}"
     )
 

@@ -1,15 +1,14 @@
 """Keywords as readers type them and as the matcher compares them.
 
-Three layers, each a pure function:
-
 * `parse_keywords` splits a `/follow` argument into the keywords the reader meant
   (display form, as typed).
 * `normalise_keyword` turns one keyword into the canonical value that is stored in
   `Subscription.value` and shown in alert reasons (`keyword:north korea`), or raises
   `KeywordError` with a message that can be shown to the reader as is.
-* `tokens` and `stem` define what "the same word" means. The matcher and every test
-  use exactly these, so a keyword matches a text when the keyword's stems occur as
-  consecutive stems of the text.
+* `tokens` and `stem` define what "the same word" means: a keyword matches a text
+  when its stems (`keyword_stems`) occur as consecutive stems of the text.
+  `field_stems` computes the same stems for an article's fields at once, quickly;
+  tests prove the two agree.
 
 Word rules (the reference for what readers get):
 
@@ -31,10 +30,14 @@ Word rules (the reference for what readers get):
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+import sys
 import unicodedata
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeVar
+
+_V = TypeVar("_V")
 
 MIN_KEYWORD_LEN: Final = 2
 MAX_KEYWORD_LEN: Final = 64
@@ -56,9 +59,10 @@ _HAND_FOLDED: Final = {
     "ʼ": "'",
 }
 
-# After folding: one letter with +, ++ or # (c++, c#), else letters/digits with
-# apostrophes only between them.
-_WORD: Final = r"[^\W\d_](?:\+\+?|#)(?![^\W_])|[^\W_]+(?:'[^\W_]+)*"
+# After folding: letters/digits with apostrophes only between them, and a trailing
+# +, ++ or # that `_signed` keeps only after a single letter (c++, c#). One pattern
+# with a fix-up is faster than an alternation tried at every position.
+_WORD: Final = r"[^\W_]+(?:'[^\W_]+)*(?:(?:\+\+?|#)(?![^\W_]))?"
 _WORD_RE: Final = re.compile(_WORD)
 
 # Characters a stored keyword keeps besides letters and digits.
@@ -110,7 +114,18 @@ def _fold(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The folded words of `text`, in order (not stemmed)."""
-    return _WORD_RE.findall(_fold(text))
+    folded = _fold(text)
+    words: list[str] = _WORD_RE.findall(folded)
+    return _signed(words) if "+" in folded or "#" in folded else words
+
+
+def _signed(words: list[str]) -> list[str]:
+    return [
+        word
+        if word[-1] not in "+#" or (len(base := word.rstrip("+#")) == 1 and base.isalpha())
+        else base
+        for word in words
+    ]
 
 
 # Words that look like plurals but are not, or whose stripped form is another word.
@@ -258,29 +273,76 @@ def stem(word: str) -> str:
 
 def keyword_stems(value: str) -> tuple[str, ...]:
     """The stems a keyword must match, in order (one for a word, several for a phrase)."""
-    return tuple(stem(word) for word in tokens(value))
+    # Interned like the stems of `field_stems`, so the matcher's dict lookups find
+    # the very same string object and never compare characters.
+    return tuple(sys.intern(stem(word)) for word in tokens(value))
 
 
 # Marks the boundary between two fields in `field_stems`: a control character that
 # folding keeps and no keyword can contain, so no phrase can match across it.
 FIELD_BREAK: Final = "\x1f"
 _FIELD_WORD_RE: Final = re.compile(_WORD + "|" + FIELD_BREAK)
-_STEM_CACHE_LIMIT: Final = 200_000
+
+# For ASCII text (most news text, once folded) one translate() both lowercases and
+# turns every character that cannot be part of a word into a space, and split() cuts
+# the rest into runs: several times faster than the regex. The field break becomes
+# NUL (split() would drop \x1f as whitespace); a NUL in the text becomes a space.
+_ASCII_RUNS: Final = str.maketrans(
+    {chr(i): chr(i).lower() if chr(i).isalnum() or chr(i) in "'+#" else " " for i in range(128)}
+    | {FIELD_BREAK: "\x00"}
+)
 
 
-class _StemCache(dict[str, str]):
-    """word → stem; news vocabulary is small enough that almost every word is a hit."""
+class _BoundedCache(dict[str, _V]):
+    """A dict that forgets its older half when full.
+
+    A site's vocabulary is small enough that nearly every word is a hit, but names
+    and numbers keep arriving. Dicts keep insertion order, so the first keys are the
+    oldest; a word still in use simply comes back.
+    """
+
+    limit = 100_000
+
+    def remember(self, key: str, value: _V) -> _V:
+        if len(self) >= self.limit:
+            for old in list(itertools.islice(self, self.limit // 2)):
+                del self[old]
+        self[key] = value
+        return value
+
+
+class _StemCache(_BoundedCache[str]):
+    """word → stem, for text that is not ASCII once folded."""
+
+    limit = 50_000
 
     def __missing__(self, word: str) -> str:
-        stemmed = stem(word)
-        if len(self) >= _STEM_CACHE_LIMIT:
-            # Names and numbers keep arriving; start over rather than grow for ever.
-            self.clear()
-        self[word] = stemmed
-        return stemmed
+        return self.remember(word, sys.intern(stem(word)))
+
+
+class _RunCache(_BoundedCache[tuple[str, ...]]):
+    """A run of word characters and ' + # (from `_ASCII_RUNS`) → the stems of its words.
+
+    Usually one word; "'quoted'", "players'" or "a+b" are tokenised like any text.
+    """
+
+    def __missing__(self, run: str) -> tuple[str, ...]:
+        if run.isalnum():
+            # The usual case, a plain word: no need for the regex.
+            stems: tuple[str, ...] = (sys.intern(stem(run)),)
+        elif run == "\x00":
+            stems = (FIELD_BREAK,)
+        else:
+            words: list[str] = _WORD_RE.findall(run)
+            if "+" in run or "#" in run:
+                words = _signed(words)
+            stems = tuple(map(_stem_cache.__getitem__, words))
+        return self.remember(run, stems)
 
 
 _stem_cache: Final = _StemCache()
+_run_cache: Final = _RunCache()
+_chain: Final = itertools.chain.from_iterable
 
 
 def field_stems(fields: Sequence[str]) -> tuple[str, ...]:
@@ -289,11 +351,18 @@ def field_stems(fields: Sequence[str]) -> tuple[str, ...]:
     Equal to the fields' `keyword_stems` joined by FIELD_BREAK, but folds and
     tokenises once for all fields: this runs for every new article.
     """
-    text = FIELD_BREAK.join(fields)
+    text = f" {FIELD_BREAK} ".join(fields)
     if text.count(FIELD_BREAK) != len(fields) - 1:
         # A field holding the marker itself: it is punctuation there, so a space.
-        text = FIELD_BREAK.join(field.replace(FIELD_BREAK, " ") for field in fields)
-    return tuple(map(_stem_cache.__getitem__, _FIELD_WORD_RE.findall(_fold(text))))
+        text = f" {FIELD_BREAK} ".join(field.replace(FIELD_BREAK, " ") for field in fields)
+    if not text.isascii():
+        text = _fold(text)
+        if not text.isascii():
+            words: list[str] = _FIELD_WORD_RE.findall(text)
+            if "+" in text or "#" in text:
+                words = _signed(words)
+            return tuple(map(_stem_cache.__getitem__, words))
+    return tuple(_chain(map(_run_cache.__getitem__, text.translate(_ASCII_RUNS).split())))
 
 
 def normalise_keyword(text: str) -> str:

@@ -79,6 +79,10 @@ async def open_services(settings: Settings, *, load_matcher: bool = True) -> Ser
 
 
 async def load_matcher_index(db: Database, matcher: Matcher) -> None:
-    subs = [s async for s in subscriptions.iter_subscriptions(db)]
-    matcher.load(subs, await chats.silenced_chat_ids(db))
-    log.info("matcher loaded subscriptions=%d", len(subs))
+    # Row by row: a list of a million Subscription objects would double the bot's memory.
+    matcher.load((), await chats.silenced_chat_ids(db))
+    count = 0
+    async for sub in subscriptions.iter_subscriptions(db):
+        matcher.add(sub)
+        count += 1
+    log.info("matcher loaded subscriptions=%d", count)

@@ -226,6 +226,30 @@ def test_rename_into_an_existing_chat_merges() -> None:
     assert matcher.stats().keyword_subscriptions == 1
 
 
+def test_changes_between_two_matches_cancel_out() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones"), keyword(2, "drones")])
+    story = article("Drones")
+    assert matcher.match(story) == {1: ("keyword:drones",), 2: ("keyword:drones",)}
+    # Silenced and back before the next match: still there.
+    matcher.set_silenced(1, True)
+    matcher.set_silenced(1, False)
+    # Added and removed (or silenced) before the next match: never there.
+    matcher.add(keyword(3, "drones"))
+    matcher.remove(3, "keyword", "drones")
+    matcher.add(keyword(4, "drones"))
+    matcher.set_silenced(4, True)
+    assert matcher.match(story) == {1: ("keyword:drones",), 2: ("keyword:drones",)}
+
+
+def test_last_follower_removed_while_other_keywords_remain() -> None:
+    matcher = Matcher.from_subscriptions([keyword(1, "drones"), keyword(2, "ukraine")])
+    story = article("Drones over Ukraine")
+    assert matcher.match(story) == {1: ("keyword:drones",), 2: ("keyword:ukraine",)}
+    matcher.remove(1, "keyword", "drones")
+    assert matcher.match(story) == {2: ("keyword:ukraine",)}
+    assert matcher.stats().keywords == 1
+
+
 def test_earlier_results_do_not_change() -> None:
     matcher = Matcher.from_subscriptions([keyword(1, "drones")])
     first = matcher.match(article("Drones"))

@@ -46,13 +46,15 @@ _EMPTY: Final[frozenset[int]] = frozenset()
 class _Entry:
     """One section or one keyword value and the chats (not silenced) following it."""
 
-    __slots__ = ("_adds", "_drops", "chats", "reason", "stems", "subscribers", "value")
+    __slots__ = ("_adds", "_drops", "chats", "group", "reason", "stems", "subscribers", "value")
 
     def __init__(self, reason: str, value: str, stems: tuple[str, ...]) -> None:
         self.reason = reason
         self.value = value
         self.stems = stems
         self.chats: frozenset[int] = _EMPTY
+        # What a match reports, kept ready so matching allocates nothing per entry.
+        self.group: tuple[str, frozenset[int]] = (reason, _EMPTY)
         # Pending changes since `chats` was built; invariants: _adds ∩ chats = ∅,
         # _drops ⊆ chats.
         self._adds: set[int] | None = None
@@ -93,6 +95,7 @@ class _Entry:
         if self._adds:
             chats = chats | self._adds
         self.chats = chats
+        self.group = (self.reason, chats)
         self._adds = None
         self._drops = None
 
@@ -120,60 +123,75 @@ class MatcherStats:
     phrases: int
 
 
-_by_value = operator.attrgetter("value")
+_chain = itertools.chain.from_iterable
+_reason_of = operator.itemgetter(0)
 
 
 class MatchResult(Mapping[int, tuple[str, ...]]):
     """chat id → the reasons it matched, e.g. ("section:world", "keyword:drones").
 
-    Reasons are the section first, then keywords in alphabetical order; every
-    chat appears once. `groups` gives the same content as (reason, chats) pairs,
-    which is cheap: the per-chat dict is built on first use of the mapping.
+    Reasons are the section first, then keywords in alphabetical order; every chat
+    appears once. Made by `Matcher.match` in time independent of how many chats
+    matched: it holds the matched (reason, chats) groups, and `groups` hands them
+    out as they are. Iterating builds the per-chat dict (in C, a few tens of ns per
+    chat), afresh for each iteration so that a kept result stays small.
     """
 
-    __slots__ = ("_dict", "_groups")
+    __slots__ = ("_groups", "_keywords", "_len", "_section")
 
-    def __init__(self, groups: tuple[tuple[str, frozenset[int]], ...]) -> None:
-        self._groups = groups
-        self._dict: dict[int, tuple[str, ...]] | None = None
+    def __init__(
+        self,
+        section: tuple[str, frozenset[int]] | None,
+        keywords: list[tuple[str, frozenset[int]]],
+    ) -> None:
+        self._section = section
+        # Unsorted (sorted on first use of `groups`), each with at least one chat.
+        self._keywords = keywords
+        self._groups: tuple[tuple[str, frozenset[int]], ...] | None = None
+        self._len: int | None = None
 
     @property
     def groups(self) -> tuple[tuple[str, frozenset[int]], ...]:
         """(reason, chat ids) for every reason that matched at least one chat."""
+        if self._groups is None:
+            keywords = self._keywords
+            keywords.sort(key=_reason_of)
+            self._groups = (self._section, *keywords) if self._section else tuple(keywords)
+            self._keywords = []
         return self._groups
 
     @property
     def reasons(self) -> tuple[str, ...]:
         """Every reason that matched, in result order."""
-        return tuple(reason for reason, _ in self._groups)
+        return tuple(reason for reason, _ in self.groups)
 
     def as_dict(self) -> dict[int, tuple[str, ...]]:
-        """The result as a plain dict (built once, then shared: do not modify it)."""
-        if self._dict is None:
-            self._dict = _chats_to_reasons(self._groups)
-        return self._dict
+        """A new plain dict chat id → reasons."""
+        return _chats_to_reasons(self.groups)
 
     def __getitem__(self, chat_id: int) -> tuple[str, ...]:
-        if self._dict is not None:
-            return self._dict[chat_id]
-        reasons = tuple(reason for reason, chats in self._groups if chat_id in chats)
+        reasons = tuple(reason for reason, chats in self.groups if chat_id in chats)
         if not reasons:
             raise KeyError(chat_id)
         return reasons
 
     def __contains__(self, chat_id: object) -> bool:
-        return any(chat_id in chats for _, chats in self._groups)
+        return any(chat_id in chats for _, chats in self.groups)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.as_dict())
 
     def __len__(self) -> int:
-        if len(self._groups) == 1:
-            return len(self._groups[0][1])
-        return len(self.as_dict())
+        if self._len is None:
+            groups = self.groups
+            if len(groups) == 1:
+                self._len = len(groups[0][1])
+            else:
+                self._len = len(_EMPTY.union(*(chats for _, chats in groups)))
+        return self._len
 
     def __bool__(self) -> bool:
-        return bool(self._groups)
+        return bool(self.groups)
 
     def keys(self) -> KeysView[int]:
         return self.as_dict().keys()
@@ -185,13 +203,9 @@ class MatchResult(Mapping[int, tuple[str, ...]]):
         return self.as_dict().items()
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, MatchResult):
-            return self.as_dict() == other.as_dict()
         if isinstance(other, Mapping):
-            return self.as_dict() == dict(other)
+            return self.as_dict() == dict(other.items())
         return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"MatchResult({self.as_dict()!r})"
@@ -230,8 +244,13 @@ class Matcher:
         self._silenced: set[int] = set()
         self._sections: dict[str, _Entry] = {}
         self._keywords: dict[str, _Entry] = {}
-        # one-stem keywords by stem; phrases by their first two stems
-        self._single: dict[str, tuple[_Entry, ...]] = {}
+        # One-word keywords by stem, and what matching needs of them: the groups of
+        # those with chats, refreshed from `_by_stem` when stale. Reading the groups
+        # straight from the dict saves an object visit per matched keyword.
+        self._by_stem: dict[str, tuple[_Entry, ...]] = {}
+        self._single: dict[str, tuple[tuple[str, frozenset[int]], ...]] = {}
+        self._stale: set[str] = set()
+        # Phrases by their first two stems.
         self._pairs: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._dirty: set[_Entry] = set()
         self._section_subs = 0
@@ -340,36 +359,32 @@ class Matcher:
         )
 
     def match(self, article: Article) -> MatchResult:
-        """The chats to alert about `article`, each with every reason it matched."""
-        if self._dirty:
-            self._flush()
-        groups: list[tuple[str, frozenset[int]]] = []
-        if article.section is not None:
-            section = self._sections.get(article.section)
-            if section is not None and section.chats:
-                groups.append((section.reason, section.chats))
-        if self._keywords:
-            hits = self._keyword_hits(article)
-            if hits:
-                hits.sort(key=_by_value)
-                groups.extend((entry.reason, entry.chats) for entry in hits)
-        return MatchResult(tuple(groups))
+        """The chats to alert about `article`, each with every reason it matched.
 
-    def _keyword_hits(self, article: Article) -> list[_Entry]:
+        The result is a snapshot: later changes to subscriptions do not alter it.
+        """
+        if self._dirty or self._stale:
+            self._flush()
+        section = None
+        if article.section is not None:
+            entry = self._sections.get(article.section)
+            if entry is not None and entry.chats:
+                section = entry.group
+        return MatchResult(section, self._keyword_groups(article) if self._keywords else [])
+
+    def _keyword_groups(self, article: Article) -> list[tuple[str, frozenset[int]]]:
         # Title, summary and each tag are separate fields: a phrase never spans two.
         stems = field_stems((article.title, article.summary, *article.tags))
-        hits: list[_Entry] = []
         single = self._single
-        # dict keys & iterable walks the iterable and probes the dict, all in C.
-        for word in single.keys() & stems:
-            hits.extend(entry for entry in single[word] if entry.chats)
+        # `dict.keys() & iterable` walks the iterable and probes the dict, all in C.
+        groups = list(_chain(map(single.__getitem__, single.keys() & stems)))
         pairs = self._pairs
         if pairs and len(stems) > 1:
             for pair in pairs.keys() & itertools.pairwise(stems):
                 for entry in pairs[pair]:
                     if entry.chats and (len(entry.stems) == 2 or _has_run(stems, entry.stems)):
-                        hits.append(entry)
-        return hits
+                        groups.append(entry.group)
+        return groups
 
     def _find_entry(self, kind: str, value: str) -> _Entry | None:
         if kind == "section":
@@ -387,7 +402,8 @@ class Matcher:
             raise ValueError(f"keyword {value!r} has no word to match")
         entry = self._keywords[value] = _Entry(f"keyword:{value}", value, stems)
         if len(stems) == 1:
-            self._single[stems[0]] = (*self._single.get(stems[0], ()), entry)
+            self._by_stem[stems[0]] = (*self._by_stem.get(stems[0], ()), entry)
+            self._stale.add(stems[0])
         else:
             pair = (stems[0], stems[1])
             self._pairs[pair] = (*self._pairs.get(pair, ()), entry)
@@ -409,11 +425,12 @@ class Matcher:
         del self._keywords[entry.value]
         if len(entry.stems) == 1:
             word = entry.stems[0]
-            remaining = _without(self._single[word], entry)
+            remaining = _without(self._by_stem[word], entry)
             if remaining:
-                self._single[word] = remaining
+                self._by_stem[word] = remaining
             else:
-                del self._single[word]
+                del self._by_stem[word]
+            self._stale.add(word)
         else:
             pair = (entry.stems[0], entry.stems[1])
             remaining = _without(self._pairs[pair], entry)
@@ -431,7 +448,16 @@ class Matcher:
     def _flush(self) -> None:
         for entry in self._dirty:
             entry.flush()
+            if len(entry.stems) == 1:
+                self._stale.add(entry.stems[0])
         self._dirty.clear()
+        for word in self._stale:
+            groups = tuple(entry.group for entry in self._by_stem.get(word, ()) if entry.chats)
+            if groups:
+                self._single[word] = groups
+            else:
+                self._single.pop(word, None)
+        self._stale.clear()
 
 
 def _without(entries: tuple[_Entry, ...], entry: _Entry) -> tuple[_Entry, ...]:

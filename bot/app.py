@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
-from telegram import BotCommand, BotCommandScopeDefault, Update
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -133,6 +135,19 @@ def _register(app: NewsApp) -> None:
     for prefix, callback in buttons.items():
         app.add_handler(CallbackQueryHandler(callback, pattern=f"^{prefix}:"))
     # --- admin commands ---
+    from bot.commands import admin
+
+    admin_commands = {
+        "broadcast": admin.broadcast_command,
+        "broadcasts": admin.broadcasts_command,
+        "stats": admin.stats_command,
+        "feeds": admin.feeds_command,
+        "addfeed": admin.addfeed_command,
+        "removefeed": admin.removefeed_command,
+    }
+    for name, admin_callback in admin_commands.items():
+        app.add_handler(CommandHandler(name, admin_callback))
+    app.add_handler(CallbackQueryHandler(admin.broadcast_button, pattern="^bc:"))
     app.add_handler(CallbackQueryHandler(reader.unknown_button))
     app.add_handler(ChatMemberHandler(reader.my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_error_handler(_on_error)
@@ -143,6 +158,16 @@ async def set_command_menus(app: NewsApp) -> None:
     await app.bot.set_my_commands(
         [BotCommand(name, text) for name, text in READER_COMMANDS], scope=BotCommandScopeDefault()
     )
+    from bot.commands.admin import MENU
+
+    settings = app.bot_data.settings
+    admin_menu = [BotCommand(name, text) for name, text in (*READER_COMMANDS, *MENU)]
+    for admin_id in sorted(settings.admin_ids if settings else ()):
+        try:
+            await app.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id))
+        except TelegramError as exc:
+            # Telegram refuses a chat scope until that admin has opened a chat with the bot.
+            log.warning("admin menu not set user_id=%d error=%s", admin_id, exc)
 
 
 async def _post_init(app: NewsApp) -> None:
@@ -156,12 +181,23 @@ async def _post_init(app: NewsApp) -> None:
 
     await set_command_menus(app)
     await enqueue_unmatched(services)
+    from bot import broadcast
+
+    unfinished = await broadcast.prepare_restart(services)  # before the dispatcher resends
     state.dispatcher = Dispatcher(services, app.bot)
     await state.dispatcher.start()
     assert app.job_queue is not None
     app.job_queue.run_repeating(
         _poll_job, interval=min(POLL_TICK_SECONDS, settings.poll_seconds), first=0.5, name="poll"
     )
+    from bot.commands.admin import resume_broadcasts
+
+    resume_broadcasts(app, unfinished)
+    if settings.http_port is not None:
+        from bot.health import HealthServer
+
+        state.health = HealthServer(services, lambda: bool(state.dispatcher and state.dispatcher.alive))
+        await state.health.start(settings.http_host, settings.http_port)
 
 
 async def _poll_job(context: NewsContext) -> None:
@@ -172,6 +208,9 @@ async def _poll_job(context: NewsContext) -> None:
 
 async def _post_stop(app: NewsApp) -> None:
     state = app.bot_data
+    if state.health is not None:
+        await state.health.stop()
+        state.health = None
     if state.dispatcher is not None:
         await state.dispatcher.stop(timeout=10)
 
@@ -193,17 +232,38 @@ async def _on_error(update: object, context: NewsContext) -> None:
             log.debug("error notice not sent chat_id=%s", update.effective_chat.id)
 
 
+class WebhookOptions(TypedDict):
+    listen: str
+    port: int
+    url_path: str
+    webhook_url: str
+    secret_token: str
+    allowed_updates: list[str]
+
+
+def webhook_options(settings: Settings) -> WebhookOptions:
+    """Arguments for `run_webhook` / `Updater.start_webhook`, shared by the bot and its tests.
+
+    The local path is the public URL's path, so a proxy that forwards the path as is needs
+    no rewriting. Telegram sends the secret in X-Telegram-Bot-Api-Secret-Token; PTB answers
+    403 to every request without it.
+    """
+    if not settings.webhook_url or not settings.webhook_secret:
+        raise ValueError("webhook mode needs NEWSBOT_WEBHOOK_URL and NEWSBOT_WEBHOOK_SECRET")
+    return WebhookOptions(
+        listen=settings.webhook_listen,
+        port=settings.webhook_port,
+        url_path=urlsplit(settings.webhook_url).path.strip("/"),
+        webhook_url=settings.webhook_url,
+        secret_token=settings.webhook_secret,
+        allowed_updates=list(Update.ALL_TYPES),
+    )
+
+
 def run_bot(settings: Settings) -> int:
     app = build_app(settings)
-    allowed = Update.ALL_TYPES
     if settings.webhook_url:
-        app.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            webhook_url=settings.webhook_url,
-            secret_token=settings.webhook_secret,
-            allowed_updates=allowed,
-        )
+        app.run_webhook(**webhook_options(settings))
     else:
-        app.run_polling(allowed_updates=allowed)
+        app.run_polling(allowed_updates=Update.ALL_TYPES)
     return 0

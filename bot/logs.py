@@ -41,3 +41,5 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     # Request lines name the token in their URL; keep them out even at DEBUG.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # One line per SQL statement drowns everything else at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -51,9 +51,11 @@ def test_help_for_every_command(tmp_path: Path) -> None:
 
 
 def test_run_answers_and_stops_cleanly_on_sigterm_without_logging_the_token(tmp_path: Path) -> None:
-    with FakeTelegram(token=SECRET) as tg:
+    # Files, not pipes: a DEBUG log can outgrow a pipe's buffer and block the bot.
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with FakeTelegram(token=SECRET) as tg, out_path.open("w") as out_file, err_path.open("w") as err_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "bot", "run"], stdout=out_file, stderr=err_file,
             text=True, cwd=tmp_path, env=env_for(tmp_path, **tg.bot_env(), NEWSBOT_LOG_LEVEL="DEBUG"),
         )
         try:
@@ -67,7 +69,8 @@ def test_run_answers_and_stops_cleanly_on_sigterm_without_logging_the_token(tmp_
             time.sleep(1.0)
         finally:
             proc.send_signal(signal.SIGTERM)
-            stdout, stderr = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
+    stdout, stderr = out_path.read_text(), err_path.read_text()
     assert proc.returncode == 0, stderr
     assert SECRET not in stdout + stderr
     assert SECRET.split(":")[1] not in stdout + stderr

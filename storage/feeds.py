@@ -80,8 +80,10 @@ async def add_feed(db: Database, url: str, rule: SectionRule, *, title: str | No
     async with db.write() as conn:
         await conn.execute(
             "INSERT INTO feeds (url, rule, title, source, created_at) VALUES (?, ?, ?, 'command', ?) "
+            # Re-adding a removed feed primes it again: what it published while it was off
+            # is history, not news.
             "ON CONFLICT(url) DO UPDATE SET enabled = 1, rule = excluded.rule, "
-            "source = 'command', next_poll_at = 0",
+            "source = 'command', next_poll_at = 0, primed = 0, etag = NULL, last_modified = NULL",
             (url, rule_to_json(rule), title, now),
         )
     feed = await get_feed_by_url(db, url)

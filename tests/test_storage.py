@@ -103,6 +103,11 @@ async def test_feeds_seed_does_not_undo_commands(db: Database) -> None:
     failed = await feeds.get_feed(db, feed.id)
     assert failed is not None and failed.error_count == 1 and failed.last_error == "fetch: HTTP 500"
     assert failed.rule == rule
+    async with db.write() as conn:
+        await feeds.record_success(conn, feed.id, now=1.0, next_poll_at=2.0, etag='"e"', last_modified=None, title="A")
+    readded = await feeds.add_feed(db, "https://a.example/rss", rule)
+    assert readded.id == feed.id and readded.enabled and readded.source == "command"
+    assert not readded.primed and readded.etag is None  # its backlog will be stored as seen
 
 
 async def test_chats_subscriptions_and_outbox(db: Database) -> None:

@@ -55,6 +55,17 @@ async def backlog(db: Database) -> int:
     return int(await db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')") or 0)
 
 
+async def queued_for_chat(db: Database, chat_id: int) -> int:
+    """Rows of one chat still to go (pending or in flight)."""
+    return int(
+        await db.scalar(
+            "SELECT count(*) FROM outbox WHERE chat_id = ? AND state IN ('pending', 'sending')",
+            (chat_id,),
+        )
+        or 0
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DueMessage:
     """A pending row with everything needed to render and send it."""
@@ -71,10 +82,11 @@ class DueMessage:
     article_rowid: int | None
     broadcast_id: int | None
     broadcast_html: str | None
+    next_attempt_at: float = 0.0
 
 
 _DUE_SQL = """
-SELECT o.id, o.chat_id, o.priority, o.reasons, o.attempts, o.broadcast_id,
+SELECT o.id, o.chat_id, o.priority, o.reasons, o.attempts, o.broadcast_id, o.next_attempt_at,
        c.type AS chat_type, c.combine, c.link_previews,
        a.rowid AS article_rowid, a.id AS a_id, a.feed_id, a.url, a.title, a.summary, a.section,
        a.tags, a.published_at, a.fetched_at, a.image_url,
@@ -119,11 +131,12 @@ def _due(row: sqlite3.Row) -> DueMessage:
         article_rowid=row["article_rowid"],
         broadcast_id=row["broadcast_id"],
         broadcast_html=row["broadcast_html"],
+        next_attempt_at=row["next_attempt_at"],
     )
 
 
 async def due_messages(db: Database, now: float, limit: int = 2000) -> list[DueMessage]:
-    """Pending rows that may go now, highest priority first, oldest first."""
+    """Pending rows due by `now`, highest priority first, oldest first."""
     return [_due(r) for r in await db.fetchall(_DUE_SQL, (now, limit))]
 
 
@@ -163,14 +176,18 @@ async def mark_sent(db: Database, ids: Sequence[int], message_id: int, now: floa
 async def retry_later(
     db: Database, ids: Sequence[int], *, at: float, error: str, count_attempt: bool, max_attempts: int
 ) -> list[int]:
-    """Back to pending for another try at `at`; rows out of attempts become failed (returned)."""
+    """Back to pending for another try at `at`; rows out of attempts become failed (returned).
+
+    Without `count_attempt` (429, migration) a row never becomes failed: those answers say
+    "later", not "never".
+    """
     inc = 1 if count_attempt else 0
     async with db.write() as conn:
         cursor = await conn.execute(
             f"UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?, "  # noqa: S608
-            "state = CASE WHEN attempts + ? >= ? THEN 'failed' ELSE 'pending' END "
+            "state = CASE WHEN ? AND attempts + ? >= ? THEN 'failed' ELSE 'pending' END "
             f"WHERE id IN ({_marks(ids)}) AND state = 'sending' RETURNING id, state",
-            (inc, error[:300], at, inc, max_attempts, *ids),
+            (inc, error[:300], at, inc, inc, max_attempts, *ids),
         )
         failed = [int(r[0]) for r in await cursor.fetchall() if r[1] == "failed"]
         await cursor.close()

@@ -50,16 +50,28 @@ class PollSummary:
         return sum(len(o.new) for o in self.outcomes)
 
 
-def _next_poll(services: Services, now: float) -> float:
-    # Jitter spreads feeds over the interval so they do not all fire in the same second.
+def _next_poll(services: Services, round_at: float) -> float:
+    """When the feed is due again, counted from the start of the round that polled it.
+
+    Rounds start on a fixed tick (at most the interval), and a feed is due in a round whose
+    start is at or after this time. The jitter that spreads feeds over the ticks therefore only
+    shortens the interval, and by enough (≥ 10 %) that a round starting a little late or a feed
+    fetched late in its round still finds the feed due at the next tick: a story is picked up
+    within one interval, never two.
+    """
     interval = services.settings.poll_seconds
-    return now + interval * random.uniform(0.9, 1.1)
+    return round_at + interval * random.uniform(0.75, 0.9)
 
 
-async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
-    """Fetch one feed and store its new articles; failures are recorded, never raised."""
+async def poll_feed(services: Services, feed: Feed, *, round_at: float | None = None) -> PollOutcome:
+    """Fetch one feed and store its new articles; failures are recorded, never raised.
+
+    `round_at` is when the round polling it started (default: now); the next poll is
+    scheduled from it.
+    """
     settings = services.settings
     started = time.time()
+    round_at = started if round_at is None else round_at
     try:
         async with asyncio.timeout(settings.fetch_timeout * 3 + 30):
             fetched = await fetch_feed(
@@ -72,7 +84,7 @@ async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
             )
             if fetched.not_modified:
                 await feeds.record_not_modified(
-                    services.db, feed.id, now=started, next_poll_at=_next_poll(services, started)
+                    services.db, feed.id, now=started, next_poll_at=_next_poll(services, round_at)
                 )
                 return PollOutcome(feed, "not_modified")
             check_complete(fetched.body)
@@ -91,7 +103,7 @@ async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
                     conn,
                     feed.id,
                     now=started,
-                    next_poll_at=_next_poll(services, started),
+                    next_poll_at=_next_poll(services, round_at),
                     etag=fetched.etag,
                     last_modified=fetched.last_modified,
                     title=parsed.title,
@@ -152,7 +164,7 @@ async def poll_due_feeds(services: Services, *, all_feeds: bool = False) -> Poll
 
     async def bounded(feed: Feed) -> PollOutcome:
         async with limit:
-            return await poll_feed(services, feed)
+            return await poll_feed(services, feed, round_at=now)
 
     summary = PollSummary(outcomes=list(await asyncio.gather(*(bounded(f) for f in due))))
     for outcome in summary.outcomes:

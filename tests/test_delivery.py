@@ -1,0 +1,488 @@
+"""Alert delivery end to end: the real bot and dispatcher, a real SQLite file, and the fake Bot
+API server on loopback enforcing Telegram's flood limits and failing on demand.
+
+Every test counts what the fake server recorded, per (chat, story), and what the outbox says,
+so "exactly once" means exactly once on the wire and 'sent' in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import NewsApp
+from bot.config import Settings
+from bot.pipeline.deliver import RateLimits
+from bot.pipeline.poll import enqueue_alerts
+from bot.services import Services
+from storage import articles, broadcasts, chats, outbox, subscriptions
+from storage.db import Database
+from storage.models import Article
+from tests.conftest import SAMPLE_FEED
+from tests.fakes.feed_server import FeedServer
+from tests.fakes.telegram_api import FakeTelegram
+from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
+
+STORY_RE = re.compile(r"Story (\d{4})")
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as fake:
+        yield fake
+
+
+# --- seeding and counting --------------------------------------------------------------------
+
+
+def story(n: int, *, summary: str | None = None, section: str = "world") -> Article:
+    return Article(
+        id=f"story-{n:04d}",
+        url=f"https://news.example/story-{n:04d}",
+        title=f"Story {n:04d} from the newsroom",
+        summary=summary if summary is not None else f"What happened in story {n}.",
+        section=section,
+        tags=(),
+        published_at=1_741_800_000.0 + n,
+        fetched_at=1_741_800_000.0 + n,
+    )
+
+
+def chat_type(chat_id: int) -> str:
+    return "private" if chat_id > 0 else "group"
+
+
+async def seed(
+    db_path: Path,
+    plan: Mapping[int, Iterable[int]],
+    *,
+    combine: bool = True,
+    summary: str | None = None,
+    section: str = "world",
+) -> int:
+    """Chats following `section`, and one queued alert per (chat, story number) in `plan`.
+
+    Everything goes through the storage functions the bot itself uses. Returns the number of
+    alerts queued.
+    """
+    db = await Database.open(db_path)
+    try:
+        wanted: dict[int, dict[int, tuple[str, ...]]] = {}
+        for chat_id, numbers in plan.items():
+            await chats.ensure_chat(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group")
+            await subscriptions.add_subscription(db, chat_id, "section", section, section.title(), limit=50)
+            if not combine:
+                await chats.set_option(db, chat_id, "combine", False)
+            for n in numbers:
+                wanted.setdefault(n, {})[chat_id] = (f"section:{section}",)
+        stories = [story(n, summary=summary) for n in sorted(wanted)]
+        async with db.write() as conn:
+            await articles.insert_new_articles(conn, stories)
+        return await outbox.enqueue_matches(
+            db, [s.id for s in stories], {story(n).id: chats_ for n, chats_ in wanted.items()}
+        )
+    finally:
+        await db.close()
+
+
+def delivered(tg: FakeTelegram) -> Counter[tuple[int, int]]:
+    """(chat id, story number) → how many times it reached the chat (combined messages too)."""
+    seen: Counter[tuple[int, int]] = Counter()
+    for message in tg.sent_messages():
+        for number in STORY_RE.findall(message.get("text", "")):
+            seen[(message["chat"]["id"], int(number))] += 1
+    return seen
+
+
+def expected(plan: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
+    return {(chat_id, n) for chat_id, numbers in plan.items() for n in numbers}
+
+
+def outbox_states(db_path: Path) -> dict[int, Counter[str]]:
+    """chat id → Counter of its outbox rows' states."""
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT chat_id, state FROM outbox").fetchall()
+    states: dict[int, Counter[str]] = {}
+    for chat_id, state in rows:
+        states.setdefault(chat_id, Counter())[state] += 1
+    return states
+
+
+async def settle(services: Services, timeout: float = 90.0) -> None:  # noqa: ASYNC109
+    """Until nothing is pending or in flight."""
+    await until(lambda: _empty(services), timeout)
+
+
+async def _empty(services: Services) -> bool:
+    return await outbox.backlog(services.db) == 0
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def services_of(app: NewsApp) -> Services:
+    return app.bot_data.services
+
+
+def counter(services: Services, name: str, **labels: str) -> float:
+    return services.metrics.value(name, **labels)
+
+
+def settings_for(tg: FakeTelegram, tmp_path: Path, **env: str) -> Settings:
+    return bot_settings(tg, tmp_path, **env)
+
+
+# --- 1. limits ---------------------------------------------------------------------------------
+
+
+def test_window_counts_sends_in_flight_as_now_and_answered_ones_at_their_answer() -> None:
+    limits = RateLimits(global_rate=3, private_interval=1.0, group_per_minute=2, margin=0.0)
+    for _ in range(3):
+        limits.begin()
+    # Three sends in flight fill a window of three, however long ago they started.
+    assert limits.global_ready_at(100.0) > 100.0
+    limits.end(1, 100.5)
+    limits.end(2, 100.7)
+    limits.end(-5, 100.9)
+    # Telegram may have counted the first one as late as its answer: free again 1 s after it.
+    assert limits.global_ready_at(101.0) == pytest.approx(101.5)
+    assert limits.global_ready_at(101.6) == 101.6
+    assert limits.chat_ready_at(1, 101.0) == pytest.approx(101.5)
+    assert limits.chat_ready_at(3, 101.0) == 101.0
+    limits.begin()
+    limits.end(-5, 101.0)
+    assert limits.chat_ready_at(-5, 101.0) == pytest.approx(160.9)  # 2 per minute for a group
+    # A request that never went out (its row was cancelled meanwhile) is not counted.
+    limits.begin()
+    limits.end(4, 101.2, sent=False)
+    assert limits.chat_ready_at(4, 101.3) == 101.3
+    limits.hold(3, 105.0)
+    assert limits.chat_ready_at(3, 101.0) == 105.0
+
+
+
+async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    # 280 readers and 20 groups; 3 alerts each and a 4th for every third chat: 1,000 alerts.
+    ids = [1000 + i for i in range(280)] + [-2000 - i for i in range(20)]
+    plan = {c: [(i + k) % 12 for k in range(4 if i % 3 == 0 else 3)] for i, c in enumerate(ids)}
+    assert sum(len(v) for v in plan.values()) == 1000
+    settings = settings_for(tg, tmp_path)
+    # Combining is off so that every alert is its own message: 1,000 sends at 30/s.
+    assert await seed(settings.db_path, plan, combine=False) == 1000
+    tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
+
+    async with running_bot(settings, polling=False) as app:
+        services = services_of(app)
+        await settle(services, timeout=120)
+        assert counter(services, "newsbot_messages_sent_total", kind="alert") == 1000
+
+    assert tg.violations == []
+    assert [c for c in tg.calls("sendMessage") if not c.ok] == []
+    seen = delivered(tg)
+    assert set(seen) == expected(plan)
+    assert max(seen.values()) == 1
+    assert len(tg.sent_messages()) == 1000
+    assert {c: dict(s) for c, s in outbox_states(settings.db_path).items()} == {
+        c: {"sent": len(v)} for c, v in plan.items()
+    }
+
+
+# --- 2. a bad day at Telegram ----------------------------------------------------------------
+
+
+async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    readers = [3000 + i for i in range(80)]
+    plan: dict[int, list[int]] = {c: [1, 2] for c in readers}
+    plan.update({-3100: [1, 2], -3101: [1, 2]})
+    storm = readers[:12]
+    stubborn = readers[12]  # 429 five times in a row: never given up on
+    blocked = readers[20:25]
+    gone = {readers[25]: "chat not found", readers[26]: "Forbidden: user is deactivated"}
+    flaky = readers[30:35]  # one 502 each
+    flakier = readers[35]  # two 503s in a row
+    slow = [*readers[40:45], -3101]
+
+    settings = settings_for(tg, tmp_path, NEWSBOT_MAX_ATTEMPTS="3")
+    assert await seed(settings.db_path, plan) == 2 * len(plan)
+    tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
+    tg.rate_limit_chats(storm, retry_after=2)
+    tg.rate_limit_chat(stubborn, retry_after=1, times=5)
+    for chat_id in blocked:
+        tg.block_chat(chat_id)
+    tg.chat_not_found(readers[25])
+    tg.fail_chat(readers[26], 403, "Forbidden: user is deactivated")
+    for chat_id in flaky:
+        tg.server_error_chat(chat_id)
+    tg.server_error_chat(flakier, 503, "Service Unavailable", times=2)
+    for chat_id in slow:
+        tg.set_delay(1.5, chat_id)
+
+    unreachable = {*blocked, *gone}
+    async with running_bot(settings, polling=False) as app:
+        services = services_of(app)
+        await settle(services, timeout=90)
+        # The matcher no longer offers unreachable chats anything; the others still get World.
+        matched = set(services.matcher.match(story(99)))
+        assert matched & unreachable == set()
+        assert matched == set(plan) - unreachable
+        metrics = {
+            "sent": counter(services, "newsbot_messages_sent_total", kind="alert"),
+            "blocked": counter(services, "newsbot_messages_blocked_total"),
+            "failed": counter(services, "newsbot_messages_failed_total"),
+            "429": counter(services, "newsbot_telegram_errors_total", kind="429"),
+        }
+
+    seen = delivered(tg)
+    reachable = {k for k in expected(plan) if k[0] not in unreachable}
+    assert set(seen) == reachable
+    assert max(seen.values()) == 1
+    # The stubborn chat was answered 429 five times and still got both alerts.
+    assert sum(1 for c in tg.calls("sendMessage") if c.chat_id == stubborn and c.status == 429) == 5
+    assert tg.violations == []
+
+    states = outbox_states(settings.db_path)
+    for chat_id in plan:
+        if chat_id in unreachable:
+            assert states[chat_id] == {"blocked": 2}, chat_id
+        else:
+            assert states[chat_id] == {"sent": 2}, chat_id
+    with sqlite3.connect(settings.db_path) as conn:
+        inactive = {r[0] for r in conn.execute("SELECT id FROM chats WHERE active = 0")}
+    assert inactive == unreachable
+    assert metrics["sent"] == len(reachable)
+    assert metrics["blocked"] == 2 * len(unreachable)
+    assert metrics["failed"] == 0
+    assert metrics["429"] >= len(storm) + 5
+
+
+# --- broadcasts first -----------------------------------------------------------------------
+
+
+async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path: Path) -> None:
+    readers = [8000 + i for i in range(150)]
+    fans = [8500 + i for i in range(20)]
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {c: [1] for c in readers})
+    await seed(settings.db_path, {c: [] for c in fans}, section="sports")
+    tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
+
+    async with running_bot(settings, polling=False) as app:
+        services = services_of(app)
+        await tg.await_for(lambda: len(tg.sent_messages()) >= 40, timeout=30)
+        db = services.db
+        broadcast_id = await broadcasts.create(
+            db, admin_id=9001, admin_chat_id=9001, html="<b>Breaking:</b> polls close early",
+            audience="sports", now=time.time(),
+        )
+        started = await broadcasts.start(db, broadcast_id, now=time.time(), expires_before=0.0)
+        assert started.total == len(fans)
+        queued_at = len(tg.calls("sendMessage"))
+        services.outbox_wake.set()
+        await settle(services, timeout=60)
+        sent_broadcasts = counter(services, "newsbot_messages_sent_total", kind="broadcast")
+
+    calls = tg.calls("sendMessage")
+    later = calls[queued_at:]
+    last = max(i for i, c in enumerate(later) if c.chat_id in fans)
+    # Only the alerts already in flight when the broadcast was queued may land before it is out.
+    alerts_between = [c.chat_id for c in later[:last] if c.chat_id in readers]
+    assert len(alerts_between) <= settings.send_concurrency, alerts_between
+    got = Counter(c.chat_id for c in calls if c.ok and "polls close early" in c.params["text"])
+    assert got == Counter({c: 1 for c in fans})
+    assert sent_broadcasts == len(fans)
+    assert sorted(c for c, n in delivered(tg).items() if n == 1) == sorted((c, 1) for c in readers)
+    assert tg.violations == []
+
+
+# --- combined messages -------------------------------------------------------------------------
+
+
+async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Path) -> None:
+    few, many, three, separate = 401, 402, 403, 404
+    long_summary = "A long account of what happened, with every detail the newsroom had. " * 7
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {few: range(1, 13), three: range(1, 4)})
+    await seed(settings.db_path, {separate: range(1, 6)}, combine=False)
+    await seed(settings.db_path, {many: range(100, 160)}, summary=long_summary)
+
+    async with running_bot(settings, polling=False) as app:
+        services = services_of(app)
+        await settle(services, timeout=60)
+
+    [combined] = tg.sent_messages(few)
+    assert combined["text"].startswith("12 new stories for you")
+    assert sorted(int(n) for n in STORY_RE.findall(combined["text"])) == list(range(1, 13))
+
+    [big] = tg.sent_messages(many)
+    text = big["text"]
+    shown = STORY_RE.findall(text)
+    assert len(text) <= 4096
+    assert text.startswith("60 new stories for you")
+    more = re.search(r"…and (\d+) more — see /latest$", text)
+    assert more is not None, text[-200:]
+    assert len(shown) + int(more.group(1)) == 60
+    call = next(c for c in tg.calls("sendMessage") if c.chat_id == many)
+    assert len(call.params["text"]) <= 4096
+
+    # Three at once is not a burst; and a reader who turned combining off gets each alone.
+    assert len(tg.sent_messages(three)) == 3
+    assert len(tg.sent_messages(separate)) == 5
+    states = outbox_states(settings.db_path)
+    assert states[few] == {"sent": 12} and states[many] == {"sent": 60}
+
+
+# --- migration -----------------------------------------------------------------------------------
+
+
+async def test_group_migrated_to_supergroup_gets_the_alert_at_its_new_id(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    old, new = -500, -1_000_000_000_500
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {old: [1], 501: [1]})
+    tg.migrate_chat(old, new)
+
+    async with running_bot(settings, polling=False) as app:
+        services = services_of(app)
+        await settle(services, timeout=30)
+        assert delivered(tg)[(new, 1)] == 1
+        # The live matcher follows the move: the next story goes straight to the new id.
+        later = story(2)
+        async with services.db.write() as conn:
+            await articles.insert_new_articles(conn, [later])
+        assert await enqueue_alerts(services, [later]) == 2
+        await settle(services, timeout=30)
+
+    seen = delivered(tg)
+    assert seen == Counter({(new, 1): 1, (new, 2): 1, (501, 1): 1, (501, 2): 1})
+    refused = [c for c in tg.calls("sendMessage") if not c.ok]
+    assert [(c.chat_id, c.status) for c in refused] == [(old, 400)]
+    with sqlite3.connect(settings.db_path) as conn:
+        assert conn.execute("SELECT type FROM chats WHERE id = ?", (new,)).fetchone() == ("supergroup",)
+        assert conn.execute("SELECT count(*) FROM chats WHERE id = ?", (old,)).fetchone() == (0,)
+        subs = conn.execute("SELECT chat_id, value FROM subscriptions WHERE chat_id IN (?, ?)", (old, new))
+        assert subs.fetchall() == [(new, "world")]
+    assert outbox_states(settings.db_path)[new] == {"sent": 2}
+
+
+# --- permanent errors ----------------------------------------------------------------------------
+
+
+async def test_refused_messages_fail_once_and_5xx_fail_after_max_attempts(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    refused, broken, fine = 601, 602, 603
+    settings = settings_for(tg, tmp_path, NEWSBOT_MAX_ATTEMPTS="3")
+    await seed(settings.db_path, {refused: [1, 2], broken: [3], fine: [1, 2, 3]})
+    tg.fail_chat(refused, 400, 'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0')
+    tg.server_error_chat(broken, 500, "Internal Server Error", times=None)
+
+    async with running_bot(settings, polling=False) as app:
+        services = services_of(app)
+        await settle(services, timeout=60)
+        # Give a retry storm time to show itself: nothing more may be sent.
+        await asyncio.sleep(2.5)
+        failed = counter(services, "newsbot_messages_failed_total")
+        errors_400 = counter(services, "newsbot_telegram_errors_total", kind="400")
+        errors_5xx = counter(services, "newsbot_telegram_errors_total", kind="5xx")
+
+    calls = Counter(c.chat_id for c in tg.calls("sendMessage"))
+    assert calls[refused] == 2  # one try per message, never again
+    assert calls[broken] == 3  # NEWSBOT_MAX_ATTEMPTS
+    assert len(tg.sent_messages(fine)) == 3
+    assert failed == 3 and errors_400 == 2 and errors_5xx == 3
+    states = outbox_states(settings.db_path)
+    assert states[refused] == {"failed": 2} and states[broken] == {"failed": 1}
+    with sqlite3.connect(settings.db_path) as conn:
+        # A refused message says nothing about the chat: it stays active.
+        assert conn.execute("SELECT active FROM chats WHERE id = ?", (refused,)).fetchone() == (1,)
+        row = conn.execute("SELECT attempts, last_error FROM outbox WHERE chat_id = ?", (broken,)).fetchone()
+    assert row[0] == 3 and "Internal Server Error" in row[1]
+
+
+# --- 4. from the feed to the reader ----------------------------------------------------------
+
+NEW_STORY = """<item><title>Russia launches new drones at Kyiv</title>
+<link>https://swedenherald.com/article/russia-launches-new-drones-at-kyiv</link>
+<guid isPermaLink="false">sh-drones-delivery</guid><pubDate>Thu, 13 Mar 2025 08:00:00 +0000</pubDate>
+<category domain="section">World</category><category>Ukraine</category>
+<description>Ukraine says Russia sent dozens of drones overnight.</description></item>"""
+
+
+def _buttons(message: Mapping[str, Any]) -> list[tuple[str, str]]:
+    markup = message.get("reply_markup") or {}
+    return [(b["text"], b.get("callback_data", "")) for row in markup.get("inline_keyboard", []) for b in row]
+
+
+async def _choose_sections(tg: FakeTelegram, chat_id: int, *slugs: str) -> None:
+    welcome = await ask(tg, chat_id, "/start")
+    for slug in slugs:
+        await press(tg, chat_id, welcome["message_id"], f"sec:{slug}")
+
+
+async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    poll_seconds = 2.0
+    world, drones, both, paused, sports = 701, 702, 703, 704, 705
+    with FeedServer() as feeds:
+        sample = SAMPLE_FEED.read_text()
+        feeds.serve("/rss.xml", sample.encode())
+        settings = settings_for(
+            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/rss.xml")])),
+            NEWSBOT_POLL_SECONDS=f"{poll_seconds:g}",
+        )
+        async with running_bot(settings):
+            await tg.await_for(lambda: len(feeds.requests("/rss.xml")) >= 1, timeout=15)
+            await _choose_sections(tg, world, "world")
+            await ask(tg, drones, "/start")
+            await ask(tg, drones, "/follow drones")
+            await _choose_sections(tg, both, "world")
+            await ask(tg, both, "/follow drones")
+            await _choose_sections(tg, paused, "world")
+            await ask(tg, paused, "/pause")
+            await _choose_sections(tg, sports, "sports")
+            before = {c: len(tg.sent_messages(c)) for c in (world, drones, both, paused, sports)}
+
+            # Published just after a poll: the worst case, a whole interval until the next one.
+            polls = len(feeds.requests("/rss.xml"))
+            await tg.await_for(lambda: len(feeds.requests("/rss.xml")) > polls, timeout=15)
+            published = time.monotonic()
+            feeds.serve("/rss.xml", sample.replace("<item>", NEW_STORY + "\n<item>", 1).encode())
+            alerts = {}
+            for chat_id in (world, drones, both):
+                messages = await tg.await_messages(chat_id, before[chat_id] + 1, timeout=30)
+                alerts[chat_id] = messages[before[chat_id]]
+            # Long enough for a second round of polling and sending to have happened.
+            await asyncio.sleep(poll_seconds + 1.5)
+            after = {c: len(tg.sent_messages(c)) for c in before}
+
+    arrived = {
+        c.chat_id: c.monotonic for c in tg.calls("sendMessage") if c.ok and c.monotonic > published
+    }
+    for chat_id in (world, drones, both):
+        assert "Russia launches new drones at Kyiv" in alerts[chat_id]["text"]
+        assert arrived[chat_id] - published <= poll_seconds + 2.0, (chat_id, arrived[chat_id] - published)
+    assert after == {c: n + (1 if c in (world, drones, both) else 0) for c, n in before.items()}
+    assert "because you follow World" in alerts[world]["text"]
+    assert "because you follow drones" in alerts[drones]["text"]
+    assert "because you follow World and drones" in alerts[both]["text"]
+    mutes = [text for text, _ in _buttons(alerts[both]) if text.startswith("Mute")]
+    assert mutes == ["Mute World", "Mute drones"]

@@ -32,6 +32,12 @@ class FollowReport:
     over_limit: list[str] = field(default_factory=list)
 
 
+@dataclass
+class UnfollowReport:
+    removed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
 async def register_chat(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
     """A chat talks to us (or lets us back in): it exists and is reachable again."""
     chat = await chats.ensure_chat(services.db, chat_id, chat_type, title)
@@ -60,13 +66,21 @@ async def remove(services: Services, chat_id: int, kind: SubscriptionKind, value
 
 async def follow(services: Services, chat_id: int, text: str) -> FollowReport:
     report = FollowReport()
+    # Once the limit is reached the rest are only sorted into "already followed" and "over
+    # the limit": a pasted essay must not become thousands of writes.
+    followed: set[str] | None = None
     for keyword in parse_keywords(text):
         try:
             value = normalise_keyword(keyword)
         except KeywordError as exc:
             report.refused.append(exc.message)
             continue
+        if followed is not None:
+            (report.existing if value in followed else report.over_limit).append(value)
+            continue
         outcome = await add(services, chat_id, "keyword", value, keyword)
+        if outcome is Outcome.LIMIT:
+            followed = await _followed(services, chat_id, "keyword")
         {
             Outcome.ADDED: report.added,
             Outcome.EXISTS: report.existing,
@@ -75,27 +89,35 @@ async def follow(services: Services, chat_id: int, text: str) -> FollowReport:
     return report
 
 
-async def unfollow(services: Services, chat_id: int, text: str) -> tuple[list[str], list[str]]:
-    """Remove keywords (or sections named like one); returns (removed, not followed)."""
-    removed: list[str] = []
-    missing: list[str] = []
+async def unfollow(services: Services, chat_id: int, text: str) -> UnfollowReport:
+    """Remove keywords (or sections named like one)."""
+    report = UnfollowReport()
     sections = {s.slug: s for s in services.sections}
     by_name = {s.name.casefold(): s.slug for s in services.sections}
+    # Only what the chat follows is deleted: words it never followed cost no write.
+    followed = await _followed(services, chat_id, "keyword")
+    followed_sections = await _followed(services, chat_id, "section")
     for keyword in parse_keywords(text):
         slug = by_name.get(keyword.casefold(), keyword.casefold())
-        if slug in sections and await remove(services, chat_id, "section", slug) is Outcome.REMOVED:
-            removed.append(sections[slug].name)
+        if slug in followed_sections and await remove(services, chat_id, "section", slug) is Outcome.REMOVED:
+            followed_sections.discard(slug)
+            report.removed.append(sections[slug].name if slug in sections else slug)
             continue
         try:
             value = normalise_keyword(keyword)
         except KeywordError:
-            missing.append(keyword)
+            report.missing.append(keyword)
             continue
-        if await remove(services, chat_id, "keyword", value) is Outcome.REMOVED:
-            removed.append(value)
+        if value in followed and await remove(services, chat_id, "keyword", value) is Outcome.REMOVED:
+            followed.discard(value)
+            report.removed.append(value)
         else:
-            missing.append(keyword)
-    return removed, missing
+            report.missing.append(keyword)
+    return report
+
+
+async def _followed(services: Services, chat_id: int, kind: SubscriptionKind) -> set[str]:
+    return {s.value for s in await subscriptions.subscriptions_for_chat(services.db, chat_id) if s.kind == kind}
 
 
 async def toggle_section(services: Services, chat_id: int, slug: str) -> Outcome:

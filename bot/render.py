@@ -7,6 +7,7 @@ blockquote are used) and that stays within a message's 4096 characters.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -15,6 +16,11 @@ from storage.models import Article
 MAX_MESSAGE = 4096
 SUMMARY_IN_LIST = 200
 SUMMARY_IN_ALERT = 500
+# Longer links are not real article links; one could fill a whole message with its href.
+MAX_LINK_URL = 2048
+REASONS_BUDGET = 600
+# C0 and C1 control characters other than whitespace: nothing a reader means to see.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
 
 def esc(text: str) -> str:
@@ -26,6 +32,12 @@ def visible_length(html_text: str) -> int:
     """Telegram's 4096 limit counts the text after entity parsing; counting the markup too is
     stricter, so staying under the limit by this measure is always safe."""
     return len(html_text)
+
+
+def echo(text: str, limit: int = 100) -> str:
+    """A reader's own words shown back: control characters dropped, whitespace collapsed,
+    shortened to `limit` characters and escaped."""
+    return esc(short(_CONTROL_RE.sub("", text), limit))
 
 
 def short(text: str, limit: int) -> str:
@@ -51,8 +63,9 @@ def section_label(article: Article, sections: Mapping[str, str]) -> str:
 
 def linked_title(article: Article) -> str:
     title = esc(short(article.title, 300)) or "(untitled)"
-    if article.url.startswith(("https://", "http://")):
-        return f'<a href="{esc(article.url)}">{title}</a>'
+    href = esc(article.url)
+    if article.url.startswith(("https://", "http://")) and len(href) <= MAX_LINK_URL:
+        return f'<a href="{href}">{title}</a>'
     return title
 
 
@@ -87,6 +100,26 @@ def fit_blocks(
     return out
 
 
+def join_names(names: Sequence[str], *, budget: int = 1000, longest: int = 64) -> str:
+    """'<b>a</b>, <b>b</b> and 3 more': names in bold, each cut to `longest` characters,
+    as many as fit in `budget`."""
+    shown: list[str] = []
+    used = 0
+    for name in names:
+        item = f"<b>{echo(name, longest)}</b>"
+        if shown and used + len(item) + 2 > budget:
+            break
+        shown.append(item)
+        used += len(item) + 2
+    rest = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {rest} more" if rest else "")
+
+
+def fit_lines(lines: Sequence[str], *, limit: int = MAX_MESSAGE) -> str:
+    """Lines of HTML (each complete) joined by newlines, with "…and N more" if cut."""
+    return fit_blocks("", lines, separator="\n", limit=limit)
+
+
 def article_list(
     title: str, articles: Sequence[Article], sections: Mapping[str, str], *, empty: str
 ) -> str:
@@ -106,18 +139,26 @@ def reason_text(reasons: Sequence[str], sections: Mapping[str, str]) -> str:
     if not names:
         return ""
     quoted = [f"<b>{esc(n)}</b>" for n in names]
-    joined = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    if len(quoted) == 1:
+        joined = quoted[0]
+    elif sum(len(q) + 2 for q in quoted) <= REASONS_BUDGET:
+        joined = ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    else:  # a chat following dozens of words that all match one story
+        joined = join_names(names, budget=REASONS_BUDGET)
     return f"because you follow {joined}"
 
 
 def alert_html(article: Article, reasons: Sequence[str], sections: Mapping[str, str]) -> str:
     """One alert: the story and why the reader got it."""
-    body = article_block(article, sections, summary=SUMMARY_IN_ALERT)
     why = reason_text(reasons, sections)
-    text = f"{body}\n\n<i>{why}</i>" if why else body
-    if visible_length(text) > MAX_MESSAGE:  # only a pathological title could get here
-        text = article_block(article, sections, summary=0)[: MAX_MESSAGE - 1]
-    return text
+    # Only pathological feed text gets past the first try; cutting HTML could break a tag,
+    # so less is shown instead: a shorter summary, then none.
+    for summary in (SUMMARY_IN_ALERT, SUMMARY_IN_LIST, 0):
+        body = article_block(article, sections, summary=summary)
+        text = f"{body}\n\n<i>{why}</i>" if why else body
+        if visible_length(text) <= MAX_MESSAGE:
+            return text
+    return body
 
 
 def combined_alert_html(

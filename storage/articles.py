@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import aiosqlite
@@ -21,7 +22,12 @@ STOPWORDS = frozenset(
     than that the their them then there these they this those through to too under up very
     was we were what when where which while who why will with would you your""".split()  # noqa: SIM905
 )
-_WORD_RE = re.compile(r"\w+")
+# Runs of letters and digits: unicode61 also splits on `_` and other punctuation.
+_WORD_RE = re.compile(r"[^\W_]+")
+_MAX_RELATED_TERMS = 16
+_PLURALS_UP_TO = 4
+_MIN_TITLE_WORDS = 3
+_MAX_TITLE_WORDS = 64
 
 
 def _tags_text(tags: Iterable[str]) -> str:
@@ -125,15 +131,47 @@ async def latest(db: Database, sections: Sequence[str] | None = None, limit: int
     return [row_to_article(r) for r in rows]
 
 
-def fts_terms(text: str, *, drop_stopwords: bool = False, limit: int = 16) -> list[str]:
+def _fold_words(text: str) -> list[str]:
+    """Words as the FTS5 tokenizer sees them: casefolded, accents dropped, `_` a separator."""
+    if not text.isascii():
+        # NFC again afterwards, so Hangul and other composed letters stay one character.
+        stripped = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+        text = unicodedata.normalize("NFC", stripped)
+    return _WORD_RE.findall(text.casefold())
+
+
+def _quote(phrase: str) -> str:
+    return '"' + phrase.replace('"', '""') + '"'
+
+
+def _with_plural(word: str) -> str:
+    """`word` and its simple plural or singular as one FTS5 group, so `drone` finds "drones".
+
+    The index has no stemmer; matching both forms covers the plurals readers actually type
+    without the cost (and false hits) of prefix queries.
+    """
+    if not (word.isascii() and word.isalpha()) or len(word) < 3:
+        return _quote(word)
+    if word.endswith("s"):
+        if len(word) < 4 or word.endswith(("ss", "us", "is")):
+            return _quote(word)
+        other = word[:-1]
+    else:
+        other = word + "s"
+    return f"({_quote(word)} OR {_quote(other)})"
+
+
+def fts_terms(
+    text: str, *, drop_stopwords: bool = False, limit: int = 16, plurals: bool = False
+) -> list[str]:
     """Words of free text, each quoted for FTS5 so `c++` or `AND` are never syntax."""
     words = []
     seen = set()
-    for word in _WORD_RE.findall(text.casefold()):
+    for word in _fold_words(text):
         if word in seen or (drop_stopwords and (word in STOPWORDS or len(word) < 2)):
             continue
         seen.add(word)
-        words.append('"' + word.replace('"', '""') + '"')
+        words.append(_with_plural(word) if plurals else _quote(word))
         if len(words) >= limit:
             break
     return words
@@ -142,9 +180,9 @@ def fts_terms(text: str, *, drop_stopwords: bool = False, limit: int = 16) -> li
 async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     """Best match first (bm25 is negative: ascending), newer first among equals.
 
-    Every word must appear; if nothing has them all, any of them will do.
+    Every word (or its plural/singular) must appear; if nothing has them all, any will do.
     """
-    terms = fts_terms(text)
+    terms = fts_terms(text, plurals=True)
     if not terms:
         return []
     found = await _fts_query(db, " AND ".join(terms), limit, exclude_rowid=None)
@@ -154,14 +192,57 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
 
 
 async def related(
-    db: Database, text: str, limit: int = 5, *, exclude_id: str | None = None
+    db: Database,
+    text: str,
+    limit: int = 5,
+    *,
+    exclude_id: str | None = None,
+    phrases: Sequence[str] = (),
 ) -> list[Article]:
-    """Stories sharing the most with `text` (a story's title and tags, or a reader's words)."""
-    terms = fts_terms(text, drop_stopwords=True)
-    if not terms:
+    """Stories sharing the most with `text` (a story's title, or a reader's words).
+
+    `phrases` (a story's tags) are matched as whole phrases: the tag "North Korea" must not
+    pull in every story about the North Sea. Each term counts once, so a word in both the
+    title and the tags does not outweigh the rest.
+    """
+    keys: list[str] = []
+    for phrase in phrases:
+        key = " ".join(w for w in _fold_words(phrase) if len(w) >= 2)
+        if key and key not in keys:
+            keys.append(key)
+    for word in _fold_words(text):
+        if word not in keys and word not in STOPWORDS and len(word) >= 2:
+            keys.append(word)
+    keys = keys[:_MAX_RELATED_TERMS]
+    if not keys:
         return []
+    # A reader's few words also match their plural or singular; a story's title and tags
+    # are enough as they are, and every extra term makes this OR query slower.
+    few = len(keys) <= _PLURALS_UP_TO
+    terms = [_with_plural(k) if few and " " not in k else _quote(k) for k in keys]
     exclude = await article_rowid(db, exclude_id) if exclude_id else None
     return await _fts_query(db, " OR ".join(terms), limit, exclude_rowid=exclude)
+
+
+async def find_by_title(db: Database, text: str) -> Article | None:
+    """The newest story whose title has exactly the words of `text` (case and accents aside)."""
+    words = _fold_words(text)
+    # Fewer words are more likely a topic than a headline, and as a phrase they would match
+    # too many titles to check.
+    if not _MIN_TITLE_WORDS <= len(words) <= _MAX_TITLE_WORDS:
+        return None
+    cols = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
+    # The phrase query finds the candidates through the index; comparing the words
+    # afterwards drops titles that only contain the phrase.
+    rows = await db.fetchall(
+        f"SELECT {cols} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+        "WHERE articles_fts MATCH ? ORDER BY a.published_at DESC LIMIT 20",
+        ("title : " + _quote(" ".join(words)),),
+    )
+    for row in rows:
+        if _fold_words(row["title"]) == words:
+            return row_to_article(row)
+    return None
 
 
 async def _fts_query(

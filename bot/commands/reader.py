@@ -18,11 +18,11 @@ from telegram.constants import ChatMemberStatus, ParseMode
 from telegram.error import BadRequest
 
 from bot import readers
-from bot.callbacks import pack, unpack, unpack_int
-from bot.keywords import MAX_KEYWORD_LEN, MIN_KEYWORD_LEN
+from bot.callbacks import pack, unpack
+from bot.keywords import MAX_KEYWORD_LEN, MIN_KEYWORD_LEN, parse_keywords
 from bot.pipeline.parse import canonical_url
 from bot.readers import Outcome
-from bot.render import article_list, esc
+from bot.render import article_list, echo, esc, fit_lines, join_names
 from storage import articles, chats, outbox, subscriptions
 from storage.models import Article, Section
 
@@ -35,6 +35,9 @@ LATEST_DEFAULT = 5
 LATEST_MAX = 20
 SEARCH_MAX = 10
 RELATED_MAX = 5
+# Ids in callback data are SQLite rowids; anything larger is not ours (and would not bind).
+MAX_ROWID = 2**63 - 1
+STALE_BUTTON = "This button is no longer valid."
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 USAGE = {
@@ -53,7 +56,7 @@ HELP = """<b>newsbot</b> sends you the news you choose, as soon as it is publish
 /mysubs — what you follow, with remove buttons
 /latest [section] [n] — the newest stories
 /search <i>words</i> — find stories
-/related <i>words or link</i> — stories related to a topic or story
+/related <i>words, headline or link</i> — stories related to a topic or story
 /pause and /resume — hold alerts (commands still work)
 /settings — pause, link previews, combined messages
 /stop — forget me and delete my data
@@ -113,6 +116,19 @@ async def _refuse_non_admin(update: Update, context: NewsContext) -> bool:
     return True
 
 
+def _has_words(text: str) -> bool:
+    return re.search(r"[^\W_]", text) is not None
+
+
+def _callback_ids(data: str | None, prefix: str, count: int) -> list[int] | None:
+    """`count` non-negative ids after `prefix`, or None for data that is not ours."""
+    parts = unpack(data, prefix, count)
+    if parts is None or not all(re.fullmatch(r"[0-9]{1,19}", p) for p in parts):
+        return None
+    ids = [int(p) for p in parts]
+    return ids if all(i <= MAX_ROWID for i in ids) else None
+
+
 def _find_section(sections: tuple[Section, ...], word: str) -> Section | None:
     key = word.casefold().lstrip("@#")
     return next((s for s in sections if key in (s.slug, s.name.casefold())), None)
@@ -164,7 +180,8 @@ async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload
         return
     section = _find_section(services.sections, payload)
     if section is None:
-        await _reply(update, esc(f"Welcome! Unknown section “{payload[:40]}”. Sections: {_sections_text(services.sections)}."),
+        await _reply(update, f"Welcome! Unknown section “{echo(payload, 40)}”. "
+                             f"Sections: {esc(_sections_text(services.sections))}.",
                      await section_keyboard(context, chat_id))
         return
     outcome = await readers.add(services, chat_id, "section", section.slug, section.slug)
@@ -200,7 +217,7 @@ async def section_button(update: Update, context: NewsContext) -> None:
     parts = unpack(query.data, "sec", 1)
     section = _find_section(context.services.sections, parts[0]) if parts else None
     if section is None or update.effective_chat is None:
-        await query.answer("This button is no longer valid.")
+        await query.answer(STALE_BUTTON)
         return
     if await _refuse_non_admin(update, context):
         return
@@ -213,8 +230,11 @@ async def section_button(update: Update, context: NewsContext) -> None:
         Outcome.EXISTS: f"You already follow {section.name}",
         Outcome.LIMIT: f"Limit reached: at most {context.services.settings.max_subscriptions} subscriptions",
     }.get(outcome, "")
+    # The message changes before the spinner stops: once the reader sees the notice, the
+    # keyboard shows the new state.
+    if outcome in (Outcome.ADDED, Outcome.REMOVED):
+        await _edit_markup(query, await section_keyboard(context, chat_id))
     await query.answer(notice)
-    await _edit_markup(query, await section_keyboard(context, chat_id))
 
 
 async def _edit_markup(query: CallbackQuery, keyboard: InlineKeyboardMarkup | None) -> None:
@@ -235,13 +255,14 @@ def _limit_text(limit: int) -> str:
 def _follow_text(report: readers.FollowReport, limit: int) -> str:
     lines = []
     if report.added:
-        lines.append("Following " + ", ".join(f"<b>{esc(k)}</b>" for k in report.added) + ". You will get an alert for every new story that mentions them.")
+        lines.append("Following " + join_names(report.added) + ". You will get an alert for every new story that mentions them.")
     if report.existing:
-        lines.append("Already following " + ", ".join(f"<b>{esc(k)}</b>" for k in report.existing) + ".")
-    lines.extend(esc(r) for r in report.refused)
+        lines.append("Already following " + join_names(report.existing) + ".")
     if report.over_limit:
-        lines.append(esc(f"Not added: {', '.join(report.over_limit)}. ") + _limit_text(limit))
-    return "\n".join(lines) or esc(USAGE["follow"])
+        lines.append("Not added: " + join_names(report.over_limit) + ". " + esc(_limit_text(limit)))
+    # Refusals last: there can be many, and the cut ("…and N more") should fall on them.
+    lines.extend(esc(r) for r in report.refused)
+    return fit_lines(lines) if lines else esc(USAGE["follow"])
 
 
 async def follow(update: Update, context: NewsContext) -> None:
@@ -268,13 +289,14 @@ async def unfollow(update: Update, context: NewsContext) -> None:
     chat_id = await _register(update, context)
     if chat_id is None:
         return
-    removed, missing = await readers.unfollow(context.services, chat_id, text)
+    report = await readers.unfollow(context.services, chat_id, text)
     lines = []
-    if removed:
-        lines.append("Stopped: " + ", ".join(f"<b>{esc(k)}</b>" for k in removed) + ".")
-    if missing:
-        lines.append(esc("You do not follow: " + ", ".join(missing) + ". See /mysubs."))
-    await _reply(update, "\n".join(lines))
+    if report.removed:
+        lines.append("Stopped: " + join_names(report.removed) + ".")
+    if report.missing:
+        lines.append("You do not follow: " + join_names(report.missing) + ". See /mysubs.")
+    # Text with no keyword in it at all (only quotes or commas) gets the usage.
+    await _reply(update, "\n".join(lines) or esc(USAGE["unfollow"]))
 
 
 async def _mysubs_message(context: NewsContext, chat_id: int) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -312,22 +334,28 @@ async def mysubs(update: Update, context: NewsContext) -> None:
 async def unsubscribe_button(update: Update, context: NewsContext) -> None:
     query = update.callback_query
     assert query is not None
-    sub_id = unpack_int(query.data, "unsub")
+    ids = _callback_ids(query.data, "unsub", 1)
     chat = update.effective_chat
-    if sub_id is None or chat is None:
-        await query.answer("This button is no longer valid.")
+    if ids is None or chat is None:
+        await query.answer(STALE_BUTTON)
         return
     if await _refuse_non_admin(update, context):
         return
     services = context.services
-    sub = await subscriptions.get_subscription(services.db, sub_id)
+    sub = await subscriptions.get_subscription(services.db, ids[0])
     if sub is None or sub.chat_id != chat.id:
-        await query.answer("Already removed.")
+        notice = "Already removed."
     else:
         await readers.remove(services, chat.id, sub.kind, sub.value)
         name = services.section_names.get(sub.value, sub.value) if sub.kind == "section" else sub.value
-        await query.answer(f"Removed {name}")
+        notice = f"Removed {name}"[:200]
+    # The list is redrawn before the notice, so what the reader sees next is current.
     text, keyboard = await _mysubs_message(context, chat.id)
+    await _edit_text(query, text, keyboard)
+    await query.answer(notice)
+
+
+async def _edit_text(query: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
     try:
         await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=keyboard,
                                       link_preview_options=NO_PREVIEW)
@@ -340,27 +368,27 @@ async def mute_button(update: Update, context: NewsContext) -> None:
     """Mute under an alert: stop the keyword or section that made it."""
     query = update.callback_query
     assert query is not None
-    parts = unpack(query.data, "mute", 2)
+    ids = _callback_ids(query.data, "mute", 2)
     chat = update.effective_chat
-    if parts is None or chat is None or not all(p.isdigit() for p in parts):
-        await query.answer("This button is no longer valid.")
+    if ids is None or chat is None:
+        await query.answer(STALE_BUTTON)
         return
     if await _refuse_non_admin(update, context):
         return
     services = context.services
-    reasons = await outbox.get_reasons(services.db, int(parts[0]), chat.id)
-    index = int(parts[1])
+    outbox_id, index = ids
+    reasons = await outbox.get_reasons(services.db, outbox_id, chat.id)
     if reasons is None or index >= len(reasons):
-        await query.answer("This button is no longer valid.")
+        await query.answer(STALE_BUTTON)
         return
     reason = reasons[index]
     kind, _, value = reason.partition(":")
     name = services.section_names.get(value, value) if kind == "section" else value
     outcome = await readers.mute_reason(services, chat.id, reason)
     if outcome is Outcome.REMOVED:
-        await query.answer(f"Muted {name}. /mysubs shows what is left.")
+        await query.answer(f"Muted {name}. /mysubs shows what is left."[:200])
     else:
-        await query.answer(f"{name} was already muted.")
+        await query.answer(f"{name} was already muted."[:200])
 
 
 # --- /latest, /search, /related -----------------------------------------------------------
@@ -371,22 +399,28 @@ async def latest(update: Update, context: NewsContext) -> None:
     chat_id = await _register(update, context)
     if chat_id is None:
         return
-    count = LATEST_DEFAULT
-    section: Section | None = None
-    for word in (context.args or [])[:3]:
-        if word.isdigit():
-            count = int(word)
-            if not 1 <= count <= LATEST_MAX:
-                await _reply(update, esc(f"Give a number from 1 to {LATEST_MAX}. " + USAGE["latest"].format(max=LATEST_MAX)))
-                return
-        else:
-            section = _find_section(services.sections, word)
-            if section is None:
-                await _reply(update, esc(f"Unknown section “{word[:40]}”. Sections: {_sections_text(services.sections)}."))
-                return
-    if len(context.args or []) > 2:
-        await _reply(update, esc(USAGE["latest"].format(max=LATEST_MAX)))
+    usage = esc(USAGE["latest"].format(max=LATEST_MAX))
+    args = context.args or []
+    numbers = [w for w in args if re.fullmatch(r"[0-9]+", w)]
+    words = [w for w in args if w not in numbers]
+    # At most one section and one number, in either order.
+    if len(numbers) > 1 or len(words) > 1:
+        await _reply(update, usage)
         return
+    count = LATEST_DEFAULT
+    if numbers:
+        # Compared as text first: a thousand-digit "number" is not worth converting.
+        count = int(numbers[0]) if len(numbers[0]) <= 3 else 0
+        if not 1 <= count <= LATEST_MAX:
+            await _reply(update, esc(f"Give a number from 1 to {LATEST_MAX}.\n") + usage)
+            return
+    section: Section | None = None
+    if words:
+        section = _find_section(services.sections, words[0])
+        if section is None:
+            await _reply(update, f"Unknown section “{echo(words[0], 40)}”. "
+                                 f"Sections: {esc(_sections_text(services.sections))}.\n{usage}")
+            return
     if section is not None:
         wanted: list[str] | None = [section.slug]
         title = f"<b>Latest in {esc(section.name)}</b>"
@@ -400,22 +434,18 @@ async def latest(update: Update, context: NewsContext) -> None:
 
 async def search(update: Update, context: NewsContext) -> None:
     text = _arg_text(update)
-    if not text or not re.search(r"\w", text):
+    if not _has_words(text):
         await _reply(update, esc(USAGE["search"]))
         return
     services = context.services
     found = await articles.search(services.db, text[:200], limit=SEARCH_MAX)
-    title = f"<b>Search: {esc(text[:100])}</b>"
+    title = f"<b>Search: {echo(text)}</b>"
     await _reply(update, article_list(title, found, services.section_names, empty="Nothing found. Try fewer or other words."))
-
-
-def _story_text(article: Article) -> str:
-    return " ".join([article.title, *article.tags])
 
 
 async def related(update: Update, context: NewsContext) -> None:
     text = _arg_text(update)
-    if not text or not re.search(r"\w", text):
+    if not _has_words(text):
         await _reply(update, esc(USAGE["related"]))
         return
     services = context.services
@@ -425,25 +455,34 @@ async def related(update: Update, context: NewsContext) -> None:
         if story is None:
             await _reply(update, esc("I don't have that story. Try /related with a few words instead."))
             return
+    else:
+        # A pasted headline means that story: the same answer as its Related button.
+        story = await articles.find_by_title(services.db, text[:500])
     await _reply(update, await _related_text(context, story, text))
 
 
 async def _related_text(context: NewsContext, story: Article | None, words: str) -> str:
     services = context.services
     if story is not None:
-        found = await articles.related(services.db, _story_text(story), limit=RELATED_MAX, exclude_id=story.id)
-        title = f"<b>Related to: {esc(story.title[:200])}</b>"
+        found = await articles.related(
+            services.db, story.title, limit=RELATED_MAX, exclude_id=story.id, phrases=story.tags
+        )
+        title = f"<b>Related to: {echo(story.title, 200)}</b>"
     else:
-        found = await articles.related(services.db, words[:200], limit=RELATED_MAX)
-        title = f"<b>Related: {esc(words[:100])}</b>"
+        # As with /follow, "quoted words" (or a comma-separated part) are one phrase.
+        parts = parse_keywords(words[:200])
+        phrases = [p for p in parts if len(p.split()) > 1]
+        single = " ".join(p for p in parts if len(p.split()) == 1)
+        found = await articles.related(services.db, single, limit=RELATED_MAX, phrases=phrases)
+        title = f"<b>Related: {echo(words)}</b>"
     return article_list(title, found, services.section_names, empty="No related stories yet.")
 
 
 async def related_button(update: Update, context: NewsContext) -> None:
     query = update.callback_query
     assert query is not None
-    rowid = unpack_int(query.data, "rel")
-    story = await articles.get_article_by_rowid(context.services.db, rowid) if rowid is not None else None
+    ids = _callback_ids(query.data, "rel", 1)
+    story = await articles.get_article_by_rowid(context.services.db, ids[0]) if ids else None
     if story is None:
         await query.answer("This story is no longer available.")
         return
@@ -523,7 +562,7 @@ async def settings_button(update: Update, context: NewsContext) -> None:
     parts = unpack(query.data, "set", 1)
     option = parts[0] if parts else ""
     if option not in (*SETTINGS_OPTIONS, "sections") or update.effective_chat is None:
-        await query.answer("This button is no longer valid.")
+        await query.answer(STALE_BUTTON)
         return
     chat_id = await _register(update, context)
     assert chat_id is not None
@@ -540,19 +579,15 @@ async def settings_button(update: Update, context: NewsContext) -> None:
         await readers.set_paused(services, chat_id, not chat.paused)
     else:
         await chats.set_option(services.db, chat_id, option, not getattr(chat, option))
-    await query.answer("Saved")
     text, keyboard = await _settings_message(context, chat_id)
-    try:
-        await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=keyboard)
-    except BadRequest as exc:
-        if "not modified" not in exc.message.casefold():
-            raise
+    await _edit_text(query, text, keyboard)
+    await query.answer("Saved")
 
 
 async def unknown_button(update: Update, context: NewsContext) -> None:
     query = update.callback_query
     if query is not None:
-        await query.answer("This button is no longer valid.")
+        await query.answer(STALE_BUTTON)
 
 
 # --- membership -----------------------------------------------------------------------------

@@ -7,6 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI shares two cores with the servers under test; a per-example deadline would turn load into
+# failures that say nothing about the code.
+settings.register_profile("newsbot", deadline=None)
+settings.load_profile("newsbot")
 
 from storage.db import Database
 

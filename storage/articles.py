@@ -162,13 +162,18 @@ def _with_plural(word: str) -> str:
 
 
 def fts_terms(
-    text: str, *, drop_stopwords: bool = False, limit: int = 16, plurals: bool = False
+    text: str,
+    *,
+    drop_stopwords: bool = False,
+    limit: int = 16,
+    plurals: bool = False,
+    min_len: int = 2,
 ) -> list[str]:
     """Words of free text, each quoted for FTS5 so `c++` or `AND` are never syntax."""
     words = []
     seen = set()
     for word in _fold_words(text):
-        if word in seen or (drop_stopwords and (word in STOPWORDS or len(word) < 2)):
+        if word in seen or (drop_stopwords and (word in STOPWORDS or len(word) < min_len)):
             continue
         seen.add(word)
         words.append(_with_plural(word) if plurals else _quote(word))
@@ -182,7 +187,8 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
 
     Every word (or its plural/singular) must appear; if nothing has them all, any will do.
     """
-    terms = fts_terms(text, plurals=True)
+    # Words like "the" match nearly every story and say nothing about what is wanted.
+    terms = fts_terms(text, plurals=True, drop_stopwords=True, min_len=1)
     if not terms:
         return []
     found = await _fts_query(db, " AND ".join(terms), limit, exclude_rowid=None)
@@ -245,16 +251,32 @@ async def find_by_title(db: Database, text: str) -> Article | None:
     return None
 
 
+# Recency windows (in newest rowids) tried in turn: ranking every story that contains a common
+# word among a million costs a second, ranking it among the newest 10,000 a few milliseconds.
+# A wider window is tried only while the narrower one found fewer than wanted, so rare words
+# still reach the whole archive (their few matches are cheap to rank).
+FTS_WINDOWS = (10_000, 100_000, None)
+
+
 async def _fts_query(
     db: Database, match: str, limit: int, *, exclude_rowid: int | None
 ) -> list[Article]:
     cols = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
-    rows = await db.fetchall(
-        f"SELECT {cols} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
-        "WHERE articles_fts MATCH ? AND f.rowid IS NOT ? "
-        "ORDER BY bm25(articles_fts, 3.0, 1.0, 2.0), a.published_at DESC LIMIT ?",
-        (match, exclude_rowid, limit),
-    )
+    newest = int(await db.scalar("SELECT coalesce(max(rowid), 0) FROM articles") or 0)
+    rows: list[sqlite3.Row] = []
+    for window in FTS_WINDOWS:
+        floor = 0 if window is None else newest - window
+        # Rank inside the FTS index alone (newer rowids first among equal scores) and join
+        # only the winners: joining every match to `articles` costs more than the ranking.
+        rows = await db.fetchall(
+            f"SELECT {cols} FROM (SELECT rowid, bm25(articles_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
+            "FROM articles_fts WHERE articles_fts MATCH ? AND rowid > ? AND rowid IS NOT ? "
+            "ORDER BY score, rowid DESC LIMIT ?) f JOIN articles a ON a.rowid = f.rowid "
+            "ORDER BY f.score, a.published_at DESC",
+            (match, floor, exclude_rowid, limit),
+        )
+        if len(rows) >= limit or floor <= 0:
+            break
     return [row_to_article(r) for r in rows]
 
 

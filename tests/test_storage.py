@@ -215,3 +215,16 @@ def test_importing_bot_does_nothing(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.stdout.strip() == "ok", out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_search_reaches_old_stories_beyond_the_recent_window(db: Database) -> None:
+    n = articles.FTS_WINDOWS[0] + 2000
+    batch = [art(i, f"Common story {i}", summary="common words only") for i in range(2, n)]
+    async with db.write() as conn:
+        await articles.insert_new_articles(conn, [art(1, "Zanzibar ferry news", summary="island")])
+        await articles.insert_new_articles(conn, batch)
+    assert [a.id for a in await articles.search(db, "zanzibar")] == ["id-1"]
+    common = await articles.search(db, "common", limit=10)
+    assert len(common) == 10
+    # Among equally good matches the newest win.
+    assert [a.id for a in common] == [f"id-{i}" for i in range(n - 1, n - 11, -1)]

@@ -34,10 +34,11 @@ def _tags_text(tags: Iterable[str]) -> str:
     return "|".join(t.replace("|", "/") for t in tags)
 
 
-def row_to_article(row: sqlite3.Row) -> Article:
+def row_to_article(row: sqlite3.Row, *, id_column: str = "id") -> Article:
+    """An Article from a row with the articles columns (`id_column` where a join renamed id)."""
     tags = row["tags"]
     return Article(
-        id=row["id"],
+        id=row[id_column],
         url=row["url"],
         title=row["title"],
         summary=row["summary"],

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from storage.articles import mark_matched
+from storage.articles import mark_matched, row_to_article
 from storage.db import Database
 from storage.models import Article
 
@@ -103,21 +103,7 @@ LIMIT ?
 
 
 def _due(row: sqlite3.Row) -> DueMessage:
-    article = None
-    if row["a_id"] is not None:
-        tags = row["tags"]
-        article = Article(
-            id=row["a_id"],
-            url=row["url"],
-            title=row["title"],
-            summary=row["summary"],
-            section=row["section"],
-            tags=tuple(tags.split("|")) if tags else (),
-            published_at=row["published_at"],
-            fetched_at=row["fetched_at"],
-            image_url=row["image_url"],
-            feed_id=row["feed_id"],
-        )
+    article = row_to_article(row, id_column="a_id") if row["a_id"] is not None else None
     return DueMessage(
         id=row["id"],
         chat_id=row["chat_id"],

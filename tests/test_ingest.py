@@ -17,26 +17,7 @@ from bot.services import Services, open_services
 from storage import articles, chats, feeds, subscriptions
 from tests.conftest import REPO, SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
-
-SECTIONS = """
-[sections]
-sweden = "Sweden"
-living = "Living"
-world = "World"
-business = "Business"
-sports = "Sports"
-entertainment = "Entertainment"
-"""
-
-
-def feeds_file(tmp_path: Path, urls: list[str]) -> Path:
-    body = SECTIONS + "".join(
-        f'\n[[feeds]]\nurl = "{u}"\nsection_from = "category"\ncategory_domain = "section"\nsection = "world"\n'
-        for u in urls
-    )
-    path = tmp_path / "feeds.toml"
-    path.write_text(body)
-    return path
+from tests.harness import write_feeds_file
 
 
 def newsbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -83,7 +64,7 @@ def test_check_feed_over_http_and_bad_source(tmp_path: Path, server: FeedServer)
 def test_ingest_twice_stores_once_and_second_poll_is_a_304(tmp_path: Path, server: FeedServer) -> None:
     server.serve_file("/rss.xml", SAMPLE_FEED)
     env = {
-        "NEWSBOT_FEEDS": str(feeds_file(tmp_path, [server.url_for("/rss.xml")])),
+        "NEWSBOT_FEEDS": str(write_feeds_file(tmp_path, [server.url_for("/rss.xml")])),
         "NEWSBOT_DB": str(tmp_path / "db" / "newsbot.db"),
     }
     first = newsbot("ingest", env=env, cwd=tmp_path)
@@ -115,7 +96,7 @@ def test_unwritable_database_is_one_clear_line(tmp_path: Path, server: FeedServe
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")
     env = {
-        "NEWSBOT_FEEDS": str(feeds_file(tmp_path, [server.url_for("/rss.xml")])),
+        "NEWSBOT_FEEDS": str(write_feeds_file(tmp_path, [server.url_for("/rss.xml")])),
         "NEWSBOT_DB": str(blocker / "newsbot.db"),
     }
     out = newsbot("ingest", env=env, cwd=tmp_path)
@@ -129,7 +110,7 @@ async def services(tmp_path: Path, server: FeedServer) -> AsyncIterator[Services
     paths = ["/good.xml", "/slow.xml", "/500.xml", "/huge.xml", "/page.html", "/loop-a", "/cut.xml"]
     settings = load_settings(
         {
-            "NEWSBOT_FEEDS": str(feeds_file(tmp_path, [server.url_for(p) for p in paths])),
+            "NEWSBOT_FEEDS": str(write_feeds_file(tmp_path, [server.url_for(p) for p in paths])),
             "NEWSBOT_DB": str(tmp_path / "newsbot.db"),
             "NEWSBOT_FETCH_TIMEOUT": "0.5",
             "NEWSBOT_POLL_SECONDS": "60",

@@ -414,6 +414,9 @@ class _Server(ThreadingHTTPServer):
     # are tracked here and joined by server_close() (socketserver only joins non-daemon
     # threads), after close_connections() has unblocked them.
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of new connections overflows it and
+    # the kernel drops SYNs, which clients retry only after a second.
+    request_queue_size = 128
     owner: FeedServer
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:

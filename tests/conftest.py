@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from storage.db import Database
+
 # CI shares two cores with the servers under test; a per-example deadline would turn load into
 # failures that say nothing about the code.
 settings.register_profile("newsbot", deadline=None)
 settings.load_profile("newsbot")
-
-from storage.db import Database
 
 # python-telegram-bot warns on every RetryAfter unless the timedelta behaviour is chosen; the
 # bot chooses it at start (bot/__main__.py) and so do the tests and their bot subprocesses.

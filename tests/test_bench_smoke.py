@@ -1,0 +1,137 @@
+"""Every benchmark runs end to end at a tiny size and reports the figures it promises.
+
+No timing is asserted (the machine is shared): only that the rows are there and that the
+counts that must hold at any speed do (nothing lost, every poll answered 304, …).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import __main__ as runner
+from bench.common import Row
+
+
+@pytest.fixture(autouse=True)
+def bench_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Generated databases go to the test's directory, not the shared cache."""
+    cache = tmp_path / "bench-cache"
+    monkeypatch.setenv("NEWSBOT_BENCH_CACHE", str(cache))
+    return cache
+
+
+def by_key(rows: list[Row]) -> dict[str, Row]:
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)), keys
+    for row in rows:
+        assert set(row) >= {"figure", "value", "baseline", "ratio", "target", "passed", "detail"}
+    return {r["key"]: r for r in rows}
+
+
+def smoke(name: str) -> list[Row]:
+    return runner.run_in_process(name, runner.SMOKE_ARGS[name])
+
+
+def test_deliver_smoke() -> None:
+    rows = by_key(smoke("deliver"))
+    assert set(rows) == {"deliver_rate", "deliver_violations", "deliver_lost", "deliver_overhead"}
+    ours: dict[str, Any] = rows["deliver_rate"]["detail"]["ours"]
+    assert ours["queued"] == 24
+    assert ours["accepted"] == 24
+    assert ours["outbox_states"] == {"sent": 24}
+    assert rows["deliver_lost"]["value"] == 0
+    assert ours["duplicates"] == 0
+    assert rows["deliver_rate"]["value"] > 0
+    fast: dict[str, Any] = rows["deliver_overhead"]["detail"]["ours"]
+    assert fast["queued"] == fast["accepted"] == 30
+    assert fast["lost"] == fast["duplicates"] == 0
+    assert fast["violations"] == 0  # the fake enforces nothing in this run
+    bare: dict[str, Any] = rows["deliver_overhead"]["detail"]["baseline"]
+    assert bare["accepted"] == 30
+
+
+def test_ingest_smoke() -> None:
+    rows = by_key(smoke("ingest"))
+    assert set(rows) == {"ingest_generated", "ingest_corpus", "poll_304"}
+    generated = rows["ingest_generated"]["detail"]
+    assert generated["new"] == generated["baseline_new"] == 60
+    corpus = rows["ingest_corpus"]["detail"]
+    assert corpus["documents"] == 40
+    assert corpus["parsed"] >= corpus["new"] > 0
+    poll = rows["poll_304"]["detail"]
+    assert poll["primed"] == poll["feeds"] == 5
+    assert poll["not_modified"] == 5
+    assert poll["statuses_304"] == poll["requests"] == 5
+    assert poll["naive_entries"] == 5 * 5
+
+
+def test_queries_smoke(bench_cache: Path) -> None:
+    rows = by_key(smoke("queries"))
+    assert set(rows) == {"query_latest", "query_search", "query_related"}
+    for row in rows.values():
+        detail = row["detail"]
+        assert detail["queries"] == 30
+        assert detail["baseline_queries"] == 2
+        assert 0 < detail["p50_ms"] <= detail["p99_ms"]
+        assert detail["non_empty_of_20"] > 0
+    assert rows["query_latest"]["detail"]["non_empty_of_20"] == 20
+    cached = list(bench_cache.glob("queries-3000-*.db"))
+    assert len(cached) == 1
+    # A second run reuses the generated file.
+    again = by_key(smoke("queries"))
+    assert again["query_latest"]["detail"]["generate_seconds"] is None
+
+
+def test_memory_smoke() -> None:
+    rows = by_key(smoke("memory"))
+    assert set(rows) == {"memory_bot", "memory_index"}
+    detail = rows["memory_bot"]["detail"]
+    assert detail["chats"] == 300
+    assert detail["subscriptions"] == 1500
+    assert detail["naive"]["objects"] == 1500
+    assert detail["bot"]["rss_mb"] > 0 and detail["idle_bot"]["rss_mb"] > 0
+    assert detail["bot"]["exit_code"] == 0
+
+
+def test_match_rows_adapter() -> None:
+    rows = by_key(smoke("match"))
+    assert set(rows) == {"match_rate", "match_materialised", "match_index_memory", "match_verified"}
+    assert rows["match_verified"]["passed"] is True
+    assert rows["match_rate"]["value"] > 0
+    assert rows["match_rate"]["detail"]["keyword_subscriptions"] == 3000
+
+
+def test_runner_prints_one_table_and_writes_docs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "benchmarks.md"
+    out = tmp_path / "rows.json"
+    rows = runner.main(
+        ["--smoke", "--only", "ingest,queries", "--write-docs", "--docs", str(docs),
+         "--json", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| figure | value | baseline | ratio | target | result |" in printed
+    keys = [r["key"] for r in rows]
+    assert keys == [
+        "ingest_generated", "ingest_corpus", "poll_304",
+        "query_latest", "query_search", "query_related",
+    ]  # fmt: skip
+    assert [r["key"] for r in json.loads(out.read_text())] == keys
+    text = docs.read_text()
+    assert "| figure | value | baseline | ratio | target | result |" in text
+    assert "Smoke sizes" in text
+    assert "## How to run" in text
+    for key in ("cores", "Python", "SQLite"):
+        assert key in text
+
+
+def test_runner_reports_a_crashed_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(runner.SMOKE_ARGS, "ingest", ["--no-such-option"])
+    rows = runner.main(["--smoke", "--only", "ingest"])
+    assert [r["key"] for r in rows] == ["ingest_crashed"]
+    assert rows[0]["passed"] is False

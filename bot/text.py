@@ -59,6 +59,8 @@ def _scrub(s: str) -> str:
     Lone surrogates are dropped as well: they cannot be encoded as UTF-8, so
     SQLite and Telegram would reject the text.
     """
+    if s.isprintable():  # the common case: no whitespace but spaces, nothing to drop
+        return s
     out: list[str] = []
     for ch in s:
         if ch.isspace():

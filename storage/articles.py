@@ -51,6 +51,11 @@ def row_to_article(row: sqlite3.Row, *, id_column: str = "id") -> Article:
     )
 
 
+# Rows per INSERT: SQLite allows 32,766 bound values (11 per row); one statement per few
+# hundred rows costs one round trip to the database thread instead of three per article.
+_INSERT_BATCH = 500
+
+
 async def insert_new_articles(
     conn: aiosqlite.Connection, articles: Sequence[Article], *, seen: bool = False
 ) -> list[Article]:
@@ -59,27 +64,29 @@ async def insert_new_articles(
     `seen=True` stores them as already matched (a feed's first poll), so they never alert.
     """
     new: list[Article] = []
-    for article in articles:
+    for start in range(0, len(articles), _INSERT_BATCH):
+        batch = articles[start : start + _INSERT_BATCH]
+        values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * len(batch))
+        params = [
+            value
+            for a in batch
+            for value in (
+                a.id, a.feed_id, a.url, a.title, a.summary, a.section, _tags_text(a.tags),
+                a.published_at, a.fetched_at, a.image_url, 1 if seen else 0,
+            )
+        ]  # fmt: skip
         cursor = await conn.execute(
-            f"INSERT INTO articles ({_COLUMNS}, matched) VALUES (?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+            f"INSERT INTO articles ({_COLUMNS}, matched) VALUES {values} "  # noqa: S608
             "ON CONFLICT(id) DO NOTHING RETURNING id",
-            (
-                article.id,
-                article.feed_id,
-                article.url,
-                article.title,
-                article.summary,
-                article.section,
-                _tags_text(article.tags),
-                article.published_at,
-                article.fetched_at,
-                article.image_url,
-                1 if seen else 0,
-            ),
+            params,
         )
-        if await cursor.fetchone() is not None:
-            new.append(article)
+        inserted = {row[0] for row in await cursor.fetchall()}
         await cursor.close()
+        # A story twice in one batch is stored once: the first copy is the new one.
+        for article in batch:
+            if article.id in inserted:
+                inserted.discard(article.id)
+                new.append(article)
     return new
 
 

@@ -51,6 +51,18 @@ async def test_insert_returns_only_new_articles(db: Database) -> None:
     assert [a.id for a in await articles.unmatched_articles(db)] == ["id-1", "id-2", "id-3"]
 
 
+async def test_large_insert_with_repeats_stores_each_story_once(db: Database) -> None:
+    batch = [art(i) for i in range(1200)] + [art(7), art(1100)]
+    async with db.write() as conn:
+        first = await articles.insert_new_articles(conn, batch)
+    async with db.write() as conn:
+        again = await articles.insert_new_articles(conn, [art(5), art(1300)])
+    assert [a.id for a in first] == [f"id-{i}" for i in range(1200)]
+    assert [a.id for a in again] == ["id-1300"]
+    assert await articles.count_articles(db) == 1201
+    assert await db.scalar("SELECT count(*) FROM articles_fts") == 1201
+
+
 async def test_seen_articles_never_wait_for_matching(db: Database) -> None:
     async with db.write() as conn:
         await articles.insert_new_articles(conn, [art(1)], seen=True)

@@ -50,6 +50,12 @@ class Services:
         await self.db.close()
 
 
+def find_section(sections: tuple[Section, ...], word: str) -> Section | None:
+    """The section a reader or admin means by `word`: its slug or name, any case, `@` or `#`."""
+    key = word.casefold().lstrip("@#")
+    return next((s for s in sections if key in (s.slug, s.name.casefold())), None)
+
+
 def read_feeds_config(settings: Settings) -> FeedsConfig | None:
     return load_feeds_file(settings.feeds_path) if settings.feeds_path else None
 

@@ -31,7 +31,7 @@ from bot.pipeline.discover import find_feed
 from bot.pipeline.fetch import FetchError
 from bot.pipeline.parse import ParseError, parse_feed_async
 from bot.render import esc, fit_blocks, format_time, short
-from bot.services import Services
+from bot.services import Services, find_section
 from storage import feeds, stats
 from storage.models import Feed, Section, SectionRule
 
@@ -95,11 +95,6 @@ async def _admin(update: Update, context: NewsContext, what: str) -> bool:
     return False
 
 
-def _find_section(sections: tuple[Section, ...], word: str) -> Section | None:
-    key = word.casefold().lstrip("@#")
-    return next((s for s in sections if key in (s.slug, s.name.casefold())), None)
-
-
 def _sections_text(sections: tuple[Section, ...]) -> str:
     return ", ".join(s.slug for s in sections)
 
@@ -134,7 +129,7 @@ def _broadcast_input(message: Message, sections: tuple[Section, ...]) -> Broadca
     audience: str | None = None
     first = rest.split(maxsplit=1)[0] if rest else ""
     if first.startswith("@"):
-        section = _find_section(sections, first)
+        section = find_section(sections, first)
         if section is None:
             known = _sections_text(sections)
             return f"Unknown section “{first[:40]}”. Sections: {known}.\n\n{USAGE['broadcast']}"
@@ -445,7 +440,7 @@ async def addfeed_command(update: Update, context: NewsContext) -> None:
     if not re.match(r"^https?://[^\s/]+", url):
         await _reply(update, esc(f"“{url[:100]}” is not an http(s) URL.\n\n{usage}"))
         return
-    section = _find_section(services.sections, word)
+    section = find_section(services.sections, word)
     if section is None:
         await _reply(update, esc(f"Unknown section “{word[:40]}”.\n\n{usage}"))
         return

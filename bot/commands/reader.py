@@ -23,6 +23,7 @@ from bot.keywords import MAX_KEYWORD_LEN, MIN_KEYWORD_LEN, parse_keywords
 from bot.pipeline.parse import canonical_url
 from bot.readers import Outcome
 from bot.render import article_list, echo, esc, fit_lines, join_names
+from bot.services import find_section
 from storage import articles, chats, outbox, subscriptions
 from storage.models import Article, Section
 
@@ -129,11 +130,6 @@ def _callback_ids(data: str | None, prefix: str, count: int) -> list[int] | None
     return ids if all(i <= MAX_ROWID for i in ids) else None
 
 
-def _find_section(sections: tuple[Section, ...], word: str) -> Section | None:
-    key = word.casefold().lstrip("@#")
-    return next((s for s in sections if key in (s.slug, s.name.casefold())), None)
-
-
 def _sections_text(sections: tuple[Section, ...]) -> str:
     return ", ".join(s.name for s in sections)
 
@@ -178,7 +174,7 @@ async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload
         report = await readers.follow(services, chat_id, f'"{keyword}"')
         await _reply(update, _follow_text(report, services.settings.max_subscriptions))
         return
-    section = _find_section(services.sections, payload)
+    section = find_section(services.sections, payload)
     if section is None:
         await _reply(update, f"Welcome! Unknown section “{echo(payload, 40)}”. "
                              f"Sections: {esc(_sections_text(services.sections))}.",
@@ -215,7 +211,7 @@ async def section_button(update: Update, context: NewsContext) -> None:
     query = update.callback_query
     assert query is not None
     parts = unpack(query.data, "sec", 1)
-    section = _find_section(context.services.sections, parts[0]) if parts else None
+    section = find_section(context.services.sections, parts[0]) if parts else None
     if section is None or update.effective_chat is None:
         await query.answer(STALE_BUTTON)
         return
@@ -416,7 +412,7 @@ async def latest(update: Update, context: NewsContext) -> None:
             return
     section: Section | None = None
     if words:
-        section = _find_section(services.sections, words[0])
+        section = find_section(services.sections, words[0])
         if section is None:
             await _reply(update, f"Unknown section “{echo(words[0], 40)}”. "
                                  f"Sections: {esc(_sections_text(services.sections))}.\n{usage}")

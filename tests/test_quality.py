@@ -36,3 +36,12 @@ def test_dockerfile_installs_like_the_readme() -> None:
     assert "pip install ." in readme
     assert 'ENTRYPOINT ["newsbot"]' in dockerfile and 'CMD ["run"]' in dockerfile
     assert "USER 10001" in dockerfile and "HEALTHCHECK" in dockerfile and 'VOLUME ["/data"]' in dockerfile
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = readme.split("```sh\n")
+    run_command, test_command = blocks[1].split("\n")[0], blocks[2].split("\n")[0]
+    assert "newsbot run" in run_command and "pip install ." in run_command
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == test_command

@@ -163,7 +163,7 @@ HOW_TO_RUN = """
 ## How to run
 
 ```sh
-pip install -e '.[dev]' 'python-telegram-bot[rate-limiter]'   # aiolimiter: the delivery baseline
+pip install -e '.[dev]'             # includes aiolimiter, for the AIORateLimiter baseline
 python -m bench                     # everything at full size, one table (≈ 10-15 min)
 python -m bench --write-docs        # … and rewrite this file
 python -m bench --only queries      # some of them (match, deliver, ingest, queries, memory)

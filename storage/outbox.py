@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import aiosqlite
+
 from storage.articles import mark_matched, row_to_article
 from storage.db import Database
 from storage.models import Article
@@ -141,18 +143,31 @@ def _marks(ids: Sequence[int]) -> str:
 async def claim(db: Database, ids: Sequence[int]) -> list[int]:
     """pending → sending, just before the send. Rows cancelled meanwhile are not returned."""
     async with db.write() as conn:
-        cursor = await conn.execute(
-            f"UPDATE outbox SET state = 'sending' WHERE id IN ({_marks(ids)}) "  # noqa: S608
-            "AND state = 'pending' RETURNING id",
-            tuple(ids),
-        )
-        claimed = [int(r[0]) for r in await cursor.fetchall()]
-        await cursor.close()
+        return await claim_in(conn, ids)
+
+
+async def claim_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
+    """`claim` inside the caller's transaction."""
+    cursor = await conn.execute(
+        f"UPDATE outbox SET state = 'sending' WHERE id IN ({_marks(ids)}) "  # noqa: S608
+        "AND state = 'pending' RETURNING id",
+        tuple(ids),
+    )
+    claimed = [int(r[0]) for r in await cursor.fetchall()]
+    await cursor.close()
     return claimed
 
 
 async def mark_sent(db: Database, ids: Sequence[int], message_id: int, now: float) -> None:
-    await db.execute(
+    async with db.write() as conn:
+        await mark_sent_in(conn, ids, message_id, now)
+
+
+async def mark_sent_in(
+    conn: aiosqlite.Connection, ids: Sequence[int], message_id: int, now: float
+) -> None:
+    """`mark_sent` inside the caller's transaction."""
+    await conn.execute(
         f"UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, "  # noqa: S608
         f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(ids)})",
         (now, message_id, *ids),

@@ -19,9 +19,11 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
+import aiosqlite
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -38,10 +40,11 @@ from bot.callbacks import pack
 from bot.render import alert_html, combined_alert_html
 from bot.services import Services
 from storage import chats, outbox
-from storage.db import StorageError
+from storage.db import Database, StorageError
 from storage.outbox import DueMessage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COMBINE_OVER = 3  # more alerts than this due at once for one chat → one combined message
 COMBINE_MAX = 100
@@ -156,6 +159,46 @@ class RateLimits:
         self._held.pop(chat_id, None)
 
 
+class GroupCommit:
+    """Claims and sent-marks that arrive while one transaction runs share the next one.
+
+    Every send writes twice (pending → sending, then sent); with several sends in flight, one
+    commit and one turn of the writer lock serve them all. Nothing is reported done before
+    its commit, so the crash bound is unchanged.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._ops: list[tuple[Callable[[aiosqlite.Connection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._ops.append((op, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="outbox-writes")
+        return await future
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline for shutdown
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher], timeout=timeout)
+
+    async def _flush(self) -> None:
+        while self._ops:
+            ops, self._ops = self._ops, []
+            try:
+                async with self._db.write() as conn:
+                    results = [await op(conn) for op, _ in ops]
+            except Exception as exc:
+                for _, future in ops:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), result in zip(ops, results, strict=True):
+                    if not future.done():  # a caller cancelled at stop no longer waits
+                        future.set_result(result)
+
+
 def alert_keyboard(message: DueMessage, sections: dict[str, str]) -> InlineKeyboardMarkup | None:
     """Related, and one Mute button per reason the alert matched."""
     row = []
@@ -190,6 +233,7 @@ class Dispatcher:
         )
         self.concurrency = settings.send_concurrency
         self.max_attempts = settings.max_attempts
+        self._writes = GroupCommit(services.db)
         self._busy: set[int] = set()  # chats with a send in flight
         self._taken: set[int] = set()  # outbox ids in flight: a reload must not offer them again
         self._tasks: set[asyncio.Task[None]] = set()
@@ -240,6 +284,7 @@ class Dispatcher:
             if pending:
                 log.warning("sends still in flight at stop count=%d", len(waiting))
                 await asyncio.wait(pending, timeout=5.0)
+        await self._writes.drain(timeout=5.0)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -375,7 +420,7 @@ class Dispatcher:
         counted = True  # the limiter still counts this send as in flight
         went_out = False
         try:
-            claimed = set(await outbox.claim(self.services.db, ids))
+            claimed = set(await self._writes.run(lambda conn: outbox.claim_in(conn, ids)))
             batch = [m for m in batch if m.id in claimed]
             if batch:
                 went_out = True
@@ -470,9 +515,10 @@ class Dispatcher:
     async def _mark_sent(self, ids: list[int], message_id: int) -> None:
         # The message is out: losing this write would send it again after a restart, so a
         # busy database gets a few more chances before the row is left 'sending'.
+        now = time.time()
         for attempt in range(4):
             try:
-                await outbox.mark_sent(self.services.db, ids, message_id, time.time())
+                await self._writes.run(lambda conn: outbox.mark_sent_in(conn, ids, message_id, now))
                 return
             except StorageError:
                 if attempt == 3:

@@ -24,7 +24,7 @@ STOPWORDS = frozenset(
 )
 # Runs of letters and digits: unicode61 also splits on `_` and other punctuation.
 _WORD_RE = re.compile(r"[^\W_]+")
-_MAX_RELATED_TERMS = 16
+_MAX_RELATED_TERMS = 8
 _PLURALS_UP_TO = 4
 _MIN_TITLE_WORDS = 3
 _MAX_TITLE_WORDS = 64
@@ -260,10 +260,10 @@ async def find_by_title(db: Database, text: str) -> Article | None:
 
 
 # Recency windows (in newest rowids) tried in turn: ranking every story that contains a common
-# word among a million costs a second, ranking it among the newest 10,000 a few milliseconds.
+# word among a million costs a second, ranking it among the newest 5,000 a few milliseconds.
 # A wider window is tried only while the narrower one found fewer than wanted, so rare words
 # still reach the whole archive (their few matches are cheap to rank).
-FTS_WINDOWS = (10_000, 100_000, None)
+FTS_WINDOWS = (5_000, 50_000, None)
 
 
 async def _fts_query(

@@ -130,12 +130,20 @@ def article_list(
     return fit_blocks(title, blocks)
 
 
+def subscription_name(kind: str, value: str, sections: Mapping[str, str]) -> str:
+    """What readers call a subscription: a section's display name, or the keyword itself."""
+    return sections.get(value, value) if kind == "section" else value
+
+
+def reason_name(reason: str, sections: Mapping[str, str]) -> str:
+    """The name of an alert's reason ("section:world" → "World", "keyword:drones" → "drones")."""
+    kind, _, value = reason.partition(":")
+    return subscription_name(kind, value, sections)
+
+
 def reason_text(reasons: Sequence[str], sections: Mapping[str, str]) -> str:
     """("section:world", "keyword:drones") → 'because you follow <b>World</b> and <b>drones</b>'."""
-    names = []
-    for reason in reasons:
-        kind, _, value = reason.partition(":")
-        names.append(sections.get(value, value) if kind == "section" else value)
+    names = [reason_name(reason, sections) for reason in reasons]
     if not names:
         return ""
     quoted = [f"<b>{esc(n)}</b>" for n in names]

@@ -22,7 +22,15 @@ from bot.callbacks import pack, unpack
 from bot.keywords import MAX_KEYWORD_LEN, MIN_KEYWORD_LEN, parse_keywords
 from bot.pipeline.parse import canonical_url
 from bot.readers import Outcome
-from bot.render import article_list, echo, esc, fit_lines, join_names
+from bot.render import (
+    article_list,
+    echo,
+    esc,
+    fit_lines,
+    join_names,
+    reason_name,
+    subscription_name,
+)
 from bot.services import find_section
 from storage import articles, chats, outbox, subscriptions
 from storage.models import Article, Section
@@ -313,7 +321,7 @@ async def _mysubs_message(context: NewsContext, chat_id: int) -> tuple[str, Inli
         lines.append("<i>Alerts are paused — /resume to get them again.</i>")
     lines.append("Tap a button to remove it.")
     buttons = [
-        [InlineKeyboardButton(f"✖ {names.get(s.value, s.value) if s.kind == 'section' else s.value}"[:60], callback_data=pack("unsub", s.id))]
+        [InlineKeyboardButton(f"✖ {subscription_name(s.kind, s.value, names)}"[:60], callback_data=pack("unsub", s.id))]
         for s in subs
     ]
     return "\n".join(lines), InlineKeyboardMarkup(buttons)
@@ -343,7 +351,7 @@ async def unsubscribe_button(update: Update, context: NewsContext) -> None:
         notice = "Already removed."
     else:
         await readers.remove(services, chat.id, sub.kind, sub.value)
-        name = services.section_names.get(sub.value, sub.value) if sub.kind == "section" else sub.value
+        name = subscription_name(sub.kind, sub.value, services.section_names)
         notice = f"Removed {name}"[:200]
     # The list is redrawn before the notice, so what the reader sees next is current.
     text, keyboard = await _mysubs_message(context, chat.id)
@@ -378,8 +386,7 @@ async def mute_button(update: Update, context: NewsContext) -> None:
         await query.answer(STALE_BUTTON)
         return
     reason = reasons[index]
-    kind, _, value = reason.partition(":")
-    name = services.section_names.get(value, value) if kind == "section" else value
+    name = reason_name(reason, services.section_names)
     outcome = await readers.mute_reason(services, chat.id, reason)
     if outcome is Outcome.REMOVED:
         await query.answer(f"Muted {name}. /mysubs shows what is left."[:200])

@@ -37,7 +37,7 @@ from telegram.error import (
 )
 
 from bot.callbacks import pack
-from bot.render import alert_html, combined_alert_html
+from bot.render import alert_html, combined_alert_html, reason_name
 from bot.services import Services
 from storage import chats, outbox
 from storage.db import Database, StorageError
@@ -205,9 +205,7 @@ def alert_keyboard(message: DueMessage, sections: dict[str, str]) -> InlineKeybo
     if message.article_rowid is not None:
         row.append(InlineKeyboardButton("Related", callback_data=pack("rel", message.article_rowid)))
     for index, reason in enumerate(message.reasons[:3]):
-        kind, _, value = reason.partition(":")
-        name = sections.get(value, value) if kind == "section" else value
-        label = f"Mute {name}" if len(message.reasons) > 1 else "Mute"
+        label = f"Mute {reason_name(reason, sections)}" if len(message.reasons) > 1 else "Mute"
         row.append(InlineKeyboardButton(label[:40], callback_data=pack("mute", message.id, index)))
     return InlineKeyboardMarkup([row]) if row else None
 

@@ -175,7 +175,7 @@ Each benchmark runs in its own process. Generated inputs that take a while (the
 1,000,000-article and the 1,000,000-subscription SQLite files) are cached in
 `$TMPDIR/newsbot-bench` (or `NEWSBOT_BENCH_CACHE`): the first run builds them (about 80 s
 and 15 s here), later runs reuse them. Everything runs on 127.0.0.1 against the fakes in
-`tests/fakes/`; the feed corpus is `../shared/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
+`tests/fakes/`; the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
 
 What each one measures, and its baseline, is in its module docstring: `bench/match.py`,
 `bench/deliver.py`, `bench/ingest.py`, `bench/queries.py`, `bench/memory.py`.

@@ -11,7 +11,7 @@ Figures, on one thread:
   `--repeat` runs. Baseline: the naive way — `feedparser.parse` with its defaults
   (sanitising, resolving links), then for every entry a SELECT for its id, an INSERT and a
   COMMIT.
-* feed corpus: every file of feedparser's test corpus (`../shared/feed-corpus`, or
+* feed corpus: every file of feedparser's test corpus (`tests/data/feed-corpus`, or
   NEWSBOT_FEED_CORPUS) the same way, one transaction per document; documents the parse
   stage rejects count their time but store nothing; articles/s counts every article parsed
   and stored (new or recognised: the corpus repeats ids). Same baseline (documents it
@@ -66,7 +66,7 @@ def corpus_dir() -> Path:
     override = os.environ.get("NEWSBOT_FEED_CORPUS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "feed-corpus"
+    return Path(__file__).resolve().parents[1] / "tests" / "data" / "feed-corpus"
 
 
 def declared_headers(body: bytes) -> dict[str, str]:

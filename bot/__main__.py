@@ -10,6 +10,8 @@ import asyncio
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Poll every feed of NEWSBOT_FEEDS once, store what is new, queue alerts for "
         "subscribers, and print one summary line per feed. No token needed.",
     )
+    sub.add_parser(
+        "healthcheck",
+        help="ask the running bot's /healthz (exit 0 when healthy)",
+        description="GET /healthz from the bot on NEWSBOT_HTTP_PORT (the Docker HEALTHCHECK). "
+        "Prints the answer; exit status 0 when healthy, 1 otherwise.",
+    )
     return parser
 
 
@@ -64,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(check_feed(settings, args.source))
         if args.command == "ingest":
             return asyncio.run(ingest(settings))
+        if args.command == "healthcheck":
+            return healthcheck(settings)
         from bot.app import run_bot
 
         return run_bot(settings)
@@ -115,6 +125,23 @@ async def check_feed(settings: Settings, source: str) -> int:
         print(f"{article.id}\t{section}\t{_fmt_time(article.published_at)}\t{article.title}\t{article.url}")
     print(f"{len(parsed.articles)} stories")
     return 0
+
+
+def healthcheck(settings: Settings) -> int:
+    if settings.http_port is None:
+        raise ConfigError("NEWSBOT_HTTP_PORT: not set (the health endpoint is off)")
+    # A wildcard listen address is reached on loopback from inside the same host or container.
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    url = f"http://{host}:{settings.http_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:
+            print(response.read().decode("utf-8", "replace").strip())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode("utf-8", "replace").strip())
+    except OSError as exc:
+        print(f"newsbot: {url}: {exc}", file=sys.stderr)
+    return 1
 
 
 async def ingest(settings: Settings) -> int:

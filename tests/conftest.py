@@ -23,6 +23,8 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_FEED = DATA / "swedenherald-sample.xml"
+# feedparser's own test documents, with their licence (see its README).
+CORPUS = DATA / "feed-corpus"
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Every document in the shared feed corpus goes through the parse stage without a crash.
 
 The corpus (feedparser's own test documents: ill-formed XML, odd encodings,
-entity tricks, sanitiser cases) lives in `shared/feed-corpus/` beside the
-repository; `NEWSBOT_FEED_CORPUS` points elsewhere. Its absence is a failure,
+entity tricks, sanitiser cases, with their licence) lives in
+`tests/data/feed-corpus/`; `NEWSBOT_FEED_CORPUS` points elsewhere. Its absence is a failure,
 not a skip: a green run must mean the corpus was read.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 from bot.pipeline.parse import ParseError, parse_feed
 from storage.models import SectionRule
+from tests.conftest import CORPUS
 
 FETCHED_AT = 1_741_867_200.0  # 2025-03-13T12:00:00Z
 RULE = SectionRule(kind="category", section="world")
@@ -39,9 +40,7 @@ def declared_headers(body: bytes) -> dict[str, str]:
 
 def corpus_dir() -> Path:
     override = os.environ.get("NEWSBOT_FEED_CORPUS")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "feed-corpus"
+    return Path(override) if override else CORPUS
 
 
 @pytest.fixture
@@ -64,7 +63,7 @@ def test_every_corpus_file_parses_or_raises_parse_error(no_network: list[str]) -
     root = corpus_dir()
     if not root.is_dir():
         pytest.fail(
-            f"feed corpus not found at {root}: expected shared/feed-corpus beside the repository "
+            f"feed corpus not found at {root}: expected tests/data/feed-corpus "
             "or a path in NEWSBOT_FEED_CORPUS"
         )
     files = sorted(p for p in root.rglob("*") if p.is_file())

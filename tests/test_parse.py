@@ -28,18 +28,9 @@ from bot.pipeline.parse import (
     parse_feed_async,
 )
 from storage.models import Article, SectionRule
+from tests.conftest import SAMPLE_FEED
 
-
-def _sample_feed() -> Path:
-    # The copy in tests/data is preferred; the shared original beside the
-    # repository stands in when a checkout lacks it.
-    name = "swedenherald-sample.xml"
-    here = Path(__file__).resolve()
-    local = here.parent / "data" / name
-    return local if local.is_file() else here.parents[2] / "shared" / "sample-feeds" / name
-
-
-SAMPLE = _sample_feed()
+SAMPLE = SAMPLE_FEED
 FEED_URL = "https://news.example.com/feeds/all.xml"
 NOW = datetime(2025, 3, 13, 12, 0, tzinfo=UTC).timestamp()
 SECTIONS = {

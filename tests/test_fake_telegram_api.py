@@ -698,10 +698,12 @@ async def test_burst_to_one_chat_is_a_violation(
     assert tg.violation_count == 2
 
 
-async def test_paced_sends_and_edits_are_not_violations(
+async def test_paced_sends_are_not_violations_and_edits_can_be_exempted(
     tg: FakeTelegram, client: httpx.AsyncClient
 ) -> None:
-    tg.enforce_limits(per_chat_interval=0.15)
+    # Edits count like sends by default (see test_fake_telegram_api_more); edits_count=False
+    # keeps the old rule where an edit right after a send in the same chat is free.
+    tg.enforce_limits(per_chat_interval=0.15, edits_count=False)
     for _ in range(3):
         sent = await ok(client, "sendMessage", chat_id=5, text="x")
         await ok(client, "editMessageText", chat_id=5, message_id=sent["message_id"], text="y")

@@ -25,6 +25,10 @@ Usage with python-telegram-bot::
         tg.fail_chat(42)                            # 403 bot was blocked by the user
         tg.rate_limit_chat(42, retry_after=3)       # one 429 with retry_after=3
         tg.enforce_limits()                         # count (and 429) flood violations
+        tg.enforce_limits(paid_per_second=1000, edits_count=True)  # the defaults
+        tg.paid_sent_count, tg.paid_billed_count    # allow_paid_broadcast sends, billed ones
+        tg.refuse_paid(after=100)                   # then 400 BALANCE_TOO_LOW; accept_paid()
+        tg.age_message(42, reply["message_id"], 49 * 3600)  # edits: "message can't be edited"
 
 A bot started as a subprocess gets ``tg.bot_env()`` (``NEWSBOT_TOKEN``/``NEWSBOT_API_URL``).
 
@@ -37,6 +41,9 @@ Behaviour worth knowing:
   *stricter* than Telegram about one thing: a bare ``&`` that does not start a character
   entity is rejected (Telegram passes it through); ``FakeTelegram(strict_html=False)``
   gives Telegram's exact behaviour. Markdown parse modes are not validated.
+* It is stricter about one more: edits of messages older than 48 hours are refused,
+  which Telegram only does for business messages (``FakeTelegram(edit_time_limit=None)``
+  lifts it). With limits enforced, edits count like sends unless ``edits_count=False``.
 * Only inline keyboards are echoed back in the returned Message (as Telegram does); other
   keyboards are visible in the recorded call parameters.
 * Multipart uploads are not supported (400); sendPhoto accepts a file_id or URL string.
@@ -63,8 +70,11 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 __all__ = [
+    "EDITING_METHODS",
+    "EDIT_TIME_LIMIT",
     "MAX_CAPTION_LENGTH",
     "MAX_MESSAGE_LENGTH",
+    "PAID_BROADCAST_REFUSED",
     "SENDING_METHODS",
     "FakeTelegram",
     "HtmlParseError",
@@ -92,6 +102,9 @@ SENDING_METHODS = _words(
     "sendVideoNote sendMediaGroup sendLocation sendVenue sendContact sendPoll sendDice "
     "sendSticker copyMessage copyMessages forwardMessage forwardMessages"
 )
+
+# Edits that fall under the same flood limits as sends (see FakeTelegram.enforce_limits).
+EDITING_METHODS = _words("editMessageText editMessageReplyMarkup")
 
 # Parameters Telegram types as String: a form value like "123" or "true" must stay text.
 _STRING_PARAMS = _words(
@@ -121,6 +134,16 @@ _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
+
+# What a paid broadcast is answered when the bot's Star balance cannot pay for it. The
+# Bot API passes MTProto's upper-case error codes through as "Bad Request: CODE"
+# (Client::fail_query_with_error in tdlib/telegram-bot-api), and BALANCE_TOO_LOW is the
+# MTProto error for "the current Telegram Stars balance is too low". No capture of the
+# exact answer to sendMessage with allow_paid_broadcast is public; this is the inference.
+PAID_BROADCAST_REFUSED = "Bad Request: BALANCE_TOO_LOW"
+
+# A bot's messages older than this cannot be edited (see FakeTelegram's edit_time_limit).
+EDIT_TIME_LIMIT = 48 * 3600
 
 
 # --------------------------------------------------------------------------- HTML entities
@@ -488,13 +511,18 @@ class RecordedCall:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """A sending request that broke a flood limit (see :meth:`FakeTelegram.enforce_limits`)."""
+    """A send or edit that broke a flood limit (see :meth:`FakeTelegram.enforce_limits`).
+
+    ``paid`` tells whether the request carried ``allow_paid_broadcast`` (a "global"
+    violation of a paid send broke the paid limit).
+    """
 
     kind: str  # "global" | "private_chat" | "group"
     method: str
     chat_id: ChatKey | None
     time: float  # time.monotonic() on the server
     detail: str
+    paid: bool = False
 
 
 @dataclass(slots=True)
@@ -514,6 +542,15 @@ class _Limits:
     group_per_minute: int
     tolerance: float
     answer_429: bool
+    paid_per_second: int = 1000
+    edits_count: bool = True
+
+
+@dataclass(slots=True)
+class _PaidRefusal:
+    description: str
+    after: int
+    accepted: int = 0
 
 
 class _ApiError(Exception):
@@ -564,7 +601,8 @@ def _int_param(params: Mapping[str, Any], name: str) -> int | None:
 def _bool_param(params: Mapping[str, Any], name: str) -> bool:
     value = params.get(name)
     if isinstance(value, str):
-        return value.strip().lower() in {"true", "1"}
+        # The Bot API's to_bool(): "true", "yes" and "1", in any case.
+        return value.strip().lower() in {"true", "yes", "1"}
     return bool(value)
 
 
@@ -897,6 +935,13 @@ class FakeTelegram:
     ``strict_html`` rejects a bare "&" in HTML text (Telegram passes it through).
     ``strict_chats`` answers "chat not found" for chats never seen in an update or
     registered with :meth:`add_chat`.
+    ``edit_time_limit`` (seconds, None for no limit) refuses edits of older messages with
+    "message can't be edited". It defaults to 48 hours, which makes the fake *stricter*
+    than Telegram: tdlib exempts a bot's own outgoing messages
+    (``has_edit_time_limit = !(is_bot && m->is_outgoing)`` in MessagesManager), and the
+    48-hour limit is only real for business messages and for deletions. A bot that passes
+    with the default never relies on the exemption; ``edit_time_limit=None`` gives
+    Telegram's behaviour.
     """
 
     def __init__(
@@ -911,6 +956,7 @@ class FakeTelegram:
         strict_html: bool = True,
         strict_chats: bool = False,
         first_update_id: int = 1,
+        edit_time_limit: float | None = EDIT_TIME_LIMIT,
     ) -> None:
         if not _TOKEN_RE.match(token):
             raise ValueError("token must look like a Bot API token: '<digits>:<secret>'")
@@ -930,6 +976,7 @@ class FakeTelegram:
         self.default_member_status = default_member_status
         self.strict_html = strict_html
         self.strict_chats = strict_chats
+        self.edit_time_limit = edit_time_limit
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -955,9 +1002,13 @@ class FakeTelegram:
         self._global_delay = 0.0
         self._limits: _Limits | None = None
         self._violations: list[Violation] = []
-        self._global_sends: deque[float] = deque()
+        self._global_sends: deque[float] = deque()  # every accepted send, paid or free
+        self._free_sends: deque[float] = deque()  # accepted sends without allow_paid_broadcast
         self._private_last: dict[ChatKey, float] = {}
         self._group_sends: dict[ChatKey, deque[float]] = {}
+        self._paid_refusal: _PaidRefusal | None = None
+        self._paid_sent = 0
+        self._paid_billed = 0
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -1137,15 +1188,36 @@ class FakeTelegram:
         with self._lock:
             return self._messages.get((key, message_id))
 
+    @property
+    def paid_sent_count(self) -> int:
+        """Accepted messages that carried allow_paid_broadcast (since start or clear())."""
+        with self._lock:
+            return self._paid_sent
+
+    @property
+    def paid_billed_count(self) -> int:
+        """Paid messages Telegram would charge for, while limits are enforced.
+
+        Telegram bills 0.1 Star for each paid message beyond the free 30 per second
+        (TransactionPartnerTelegramApi.request_count counts "requests that exceeded regular
+        limits"): a paid send is billed when ``global_per_second`` sends were already
+        accepted within the last second.
+        """
+        with self._lock:
+            return self._paid_billed
+
     def clear(self) -> None:
-        """Forget recorded calls, sent messages and flood violations (state stays)."""
+        """Forget recorded calls, sent messages, flood violations and counters (state stays)."""
         with self._lock:
             self._calls.clear()
             self._sent.clear()
             self._violations.clear()
             self._global_sends.clear()
+            self._free_sends.clear()
             self._private_last.clear()
             self._group_sends.clear()
+            self._paid_sent = 0
+            self._paid_billed = 0
 
     def reset(self) -> None:
         """clear() plus faults, delays, limits, queued updates, messages and settings."""
@@ -1352,6 +1424,24 @@ class FakeTelegram:
         update: JSON = {"message": message}
         return self.push_update(update) if push else update
 
+    def age_message(self, chat_id: ChatKey, message_id: int, seconds: float) -> JSON:
+        """Back-date a message by ``seconds`` (its date and edit_date); returns it.
+
+        For testing what happens to old messages, e.g. edits past ``edit_time_limit``.
+        Messages already returned by the accessors keep their dates.
+        """
+        key = self._resolve_key(chat_id)
+        shift = int(seconds)
+        with self._lock:
+            message = self._messages.get((key, message_id))
+            if message is None:
+                raise LookupError(f"no message {message_id} in chat {chat_id}")
+            aged = {**message, "date": message["date"] - shift}
+            if "edit_date" in aged:
+                aged["edit_date"] -= shift
+            self._messages[(key, message_id)] = aged
+            return aged
+
     def callback_query(
         self,
         chat_id: int,
@@ -1525,6 +1615,23 @@ class FakeTelegram:
             parameters={"migrate_to_chat_id": new_chat_id},
         )
 
+    def refuse_paid(self, description: str = PAID_BROADCAST_REFUSED, *, after: int = 0) -> None:
+        """Refuse paid broadcasts as a bot with too few Stars: 400 ``description``.
+
+        The next ``after`` messages carrying allow_paid_broadcast are still accepted (the
+        Stars that are left); every later one is refused until :meth:`accept_paid`.
+        Messages without allow_paid_broadcast are not affected.
+        """
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        with self._lock:
+            self._paid_refusal = _PaidRefusal(description, after)
+
+    def accept_paid(self) -> None:
+        """End refuse_paid: paid broadcasts are accepted again."""
+        with self._lock:
+            self._paid_refusal = None
+
     def set_delay(self, seconds: float, chat_id: ChatKey | None = None) -> None:
         """Answer after ``seconds``: requests for chat_id, or every request but getUpdates."""
         with self._lock:
@@ -1536,12 +1643,14 @@ class FakeTelegram:
                 self._chat_delays.pop(self._resolve_key(chat_id), None)
 
     def clear_faults(self) -> None:
-        """Remove every fault switch and delay (including membership-induced 403s)."""
+        """Remove every fault switch and delay (including membership-induced 403s) and end
+        refuse_paid."""
         with self._lock:
             self._chat_faults.clear()
             self._global_faults.clear()
             self._chat_delays.clear()
             self._global_delay = 0.0
+            self._paid_refusal = None
 
     @staticmethod
     def _fault(
@@ -1583,24 +1692,39 @@ class FakeTelegram:
         *,
         tolerance: float = 0.02,
         answer_429: bool = True,
+        paid_per_second: int = 1000,
+        edits_count: bool = True,
     ) -> None:
-        """Count sends that break Telegram's documented flood limits.
+        """Count sends and edits that break Telegram's documented flood limits.
 
-        A send (see SENDING_METHODS; edits do not count) violates when, at the server:
-        ``global_per_second`` sends were already accepted within the last second; the same
-        private chat (positive id) got a message less than ``per_chat_interval`` ago; or a
-        group/channel (negative id or @username) already got ``group_per_minute`` within
-        60 s. ``tolerance`` shortens every window to absorb clock jitter. With
-        ``answer_429`` (like Telegram) the violating request is refused with 429 and
-        ``retry_after`` and is not counted as sent; otherwise it succeeds. Either way it
-        is listed in :attr:`violations`.
+        A send (see SENDING_METHODS) or, with ``edits_count``, an edit of a chat message
+        (see EDITING_METHODS) violates when, at the server: the same private chat
+        (positive id) got a message or an edit less than ``per_chat_interval`` ago; a
+        group/channel (negative id or @username) already got ``group_per_minute``
+        within 60 s; or the global window is full. A message without
+        ``allow_paid_broadcast`` (and every edit) meets the free limit: ``global_per_second``
+        free ones already accepted within the last second. A message with it meets the paid
+        limit instead: ``paid_per_second`` sends of any kind within the last second.
+        ``edits_count=False`` gives the fake's old behaviour where edits are free.
+
+        ``tolerance`` shortens every window to absorb clock jitter. With ``answer_429``
+        (like Telegram) the violating request is refused with 429 and ``retry_after`` and
+        is not counted as sent; otherwise it succeeds. Either way it is listed in
+        :attr:`violations`.
         """
         with self._lock:
             self._limits = _Limits(
-                global_per_second, per_chat_interval, group_per_minute, tolerance, answer_429
+                global_per_second,
+                per_chat_interval,
+                group_per_minute,
+                tolerance,
+                answer_429,
+                paid_per_second,
+                edits_count,
             )
             self._violations.clear()
             self._global_sends.clear()
+            self._free_sends.clear()
             self._private_last.clear()
             self._group_sends.clear()
 
@@ -1618,23 +1742,52 @@ class FakeTelegram:
         with self._lock:
             return len(self._violations)
 
-    def _check_limits(self, method: str, key: ChatKey | None) -> None:
+    def _admit(self, method: str, params: JSON, key: ChatKey | None) -> None:
+        """The last gate before a message is delivered: paid-broadcast refusal and limits."""
+        paid = _bool_param(params, "allow_paid_broadcast")
+        refusal = self._paid_refusal
+        if paid and refusal is not None and refusal.accepted >= refusal.after:
+            raise _ApiError(400, refusal.description)
+        billed = self._check_limits(method, key, paid=paid)
+        if paid:
+            self._paid_sent += 1
+            self._paid_billed += billed
+            if refusal is not None:
+                refusal.accepted += 1
+
+    def _check_limits(self, method: str, key: ChatKey | None, *, paid: bool = False) -> bool:
+        """Apply the flood limits; returns whether an accepted paid send is billed."""
         limits = self._limits
-        if limits is None or method not in SENDING_METHODS or key is None:
-            return
+        if limits is None or key is None:
+            return False
+        if method not in SENDING_METHODS and not (limits.edits_count and method in EDITING_METHODS):
+            return False
         now = time.monotonic()
         tol = limits.tolerance
         found: list[tuple[str, str, float]] = []
 
+        window_start = now - 1.0 + tol
         sends = self._global_sends
-        while sends and sends[0] <= now - 1.0 + tol:
+        while sends and sends[0] <= window_start:
             sends.popleft()
-        if len(sends) >= limits.global_per_second:
+        free = self._free_sends
+        while free and free[0] <= window_start:
+            free.popleft()
+        if paid:
+            if len(sends) >= limits.paid_per_second:
+                found.append(
+                    (
+                        "global",
+                        f"{len(sends) + 1} sends within 1 s (paid limit {limits.paid_per_second})",
+                        sends[0] + 1.0 - now,
+                    )
+                )
+        elif len(free) >= limits.global_per_second:
             found.append(
                 (
                     "global",
-                    f"{len(sends) + 1} sends within 1 s (limit {limits.global_per_second})",
-                    sends[0] + 1.0 - now,
+                    f"{len(free) + 1} sends within 1 s (limit {limits.global_per_second})",
+                    free[0] + 1.0 - now,
                 )
             )
 
@@ -1666,7 +1819,7 @@ class FakeTelegram:
                 )
 
         for kind, detail, _wait in found:
-            self._violations.append(Violation(kind, method, key, now, detail))
+            self._violations.append(Violation(kind, method, key, now, detail, paid))
         if found and limits.answer_429:
             retry_after = max(1, math.ceil(max(wait for _, _, wait in found)))
             raise _ApiError(
@@ -1674,11 +1827,15 @@ class FakeTelegram:
                 f"Too Many Requests: retry after {retry_after}",
                 {"retry_after": retry_after},
             )
+        billed = paid and len(sends) >= limits.global_per_second
         sends.append(now)
+        if not paid:
+            free.append(now)
         if is_private:
             self._private_last[key] = now
         elif group_sends is not None:
             group_sends.append(now)
+        return billed
 
     # ------------------------------------------------------------------ dispatch
 
@@ -1999,6 +2156,9 @@ class FakeTelegram:
             raise _bad_request(f"message to {action} not found")
         if message.get("from", {}).get("id") != self.bot_id:
             raise _bad_request("message can't be edited")
+        limit = self.edit_time_limit
+        if limit is not None and time.time() - message["date"] >= limit:
+            raise _bad_request("message can't be edited")
         return chat_key, message
 
     # ------------------------------------------------------------------ Bot API methods
@@ -2023,7 +2183,7 @@ class FakeTelegram:
         )
         markup = _check_reply_markup(params.get("reply_markup"))
         reply_to = self._reply_to(params, chat_key)
-        self._check_limits("sendMessage", key)
+        self._admit("sendMessage", params, key)
         fields: JSON = {"text": text}
         if entities:
             fields["entities"] = entities
@@ -2049,7 +2209,7 @@ class FakeTelegram:
         )
         markup = _check_reply_markup(params.get("reply_markup"))
         reply_to = self._reply_to(params, chat_key)
-        self._check_limits("sendPhoto", key)
+        self._admit("sendPhoto", params, key)
         unique = f"AQAD{abs(hash(photo)) % 10**12}"
         fields: JSON = {
             "photo": [
@@ -2095,7 +2255,7 @@ class FakeTelegram:
     def _api_copyMessage(self, params: JSON, key: ChatKey | None) -> JSON:
         chat, chat_key = self._target_chat(key)
         source = self._source_message(params)
-        self._check_limits("copyMessage", key)
+        self._admit("copyMessage", params, key)
         copied = {
             k: v
             for k, v in source.items()
@@ -2107,7 +2267,7 @@ class FakeTelegram:
     def _api_forwardMessage(self, params: JSON, key: ChatKey | None) -> JSON:
         chat, chat_key = self._target_chat(key)
         source = self._source_message(params)
-        self._check_limits("forwardMessage", key)
+        self._admit("forwardMessage", params, key)
         if source["chat"]["type"] == "channel":
             origin: JSON = {
                 "type": "channel",
@@ -2151,6 +2311,7 @@ class FakeTelegram:
             and message.get("reply_markup") == inline
         ):
             raise _ApiError(400, _NOT_MODIFIED)
+        self._check_limits("editMessageText", key)
         edited = {
             k: v for k, v in message.items() if k not in {"entities", "reply_markup", "edit_date"}
         }
@@ -2171,6 +2332,7 @@ class FakeTelegram:
         inline = markup if markup is not None and "inline_keyboard" in markup else None
         if message.get("reply_markup") == inline:
             raise _ApiError(400, _NOT_MODIFIED)
+        self._check_limits("editMessageReplyMarkup", key)
         edited = {k: v for k, v in message.items() if k not in {"reply_markup", "edit_date"}}
         edited["edit_date"] = int(time.time())
         if inline is not None:

@@ -1,5 +1,5 @@
-"""The fake Bot API server's paid broadcasts and edit limits, exercised over real HTTP
-(httpx and python-telegram-bot)."""
+"""The fake Bot API server's paid broadcasts, edit limits and inline mode, exercised over
+real HTTP (httpx and python-telegram-bot)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,30 @@ import httpx
 import pytest
 from telegram import (
     Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InputTextMessageContent,
+    Update,
 )
 from telegram.error import BadRequest
+from telegram.ext import (
+    ApplicationBuilder,
+    ChosenInlineResultHandler,
+    ContextTypes,
+    InlineQueryHandler,
+)
 
 from tests.fakes.telegram_api import (
     EDIT_TIME_LIMIT,
+    MAX_MESSAGE_LENGTH,
     PAID_BROADCAST_REFUSED,
     FakeTelegram,
 )
 
 TOKEN = "123:ABC"
+QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+BAD_RESULT = "Bad Request: can't parse inline query result: "
 
 
 def form(params: dict[str, Any]) -> dict[str, str]:
@@ -62,7 +76,7 @@ def keyboard(**buttons: str) -> dict[str, Any]:
 
 @pytest.fixture
 def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(TOKEN) as server:
+    with FakeTelegram(TOKEN, supports_inline_queries=True) as server:
         yield server
         assert server.internal_errors == []
 
@@ -277,3 +291,223 @@ async def test_old_messages_cannot_be_edited(tg: FakeTelegram, client: httpx.Asy
             old = await ok(http, "sendMessage", chat_id=9, text="v1")
             lenient.age_message(9, old["message_id"], 30 * 86400)
             await ok(http, "editMessageText", chat_id=9, message_id=old["message_id"], text="v2")
+
+
+# --------------------------------------------------------------------------- inline mode
+
+
+def article(result_id: str, **extra: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "type": "article",
+        "id": result_id,
+        "title": f"Story {result_id}",
+        "input_message_content": {
+            "message_text": f"<b>Story</b> {result_id}",
+            "parse_mode": "HTML",
+        },
+    }
+    result.update(extra)
+    return result
+
+
+async def test_inline_query_update_and_answer(tg: FakeTelegram, client: httpx.AsyncClient) -> None:
+    assert (await ok(client, "getMe"))["supports_inline_queries"] is True
+    update = tg.inline_query(42, "sport", offset="10", chat_type="group", username="ann")
+    query = update["inline_query"]
+    assert query == {
+        "id": query["id"],
+        "from": {
+            "id": 42,
+            "is_bot": False,
+            "first_name": "User42",
+            "username": "ann",
+            "language_code": "en",
+        },
+        "query": "sport",
+        "offset": "10",
+        "chat_type": "group",
+    }
+    assert isinstance(query["id"], str) and update["update_id"] == 1
+    assert "chat_type" not in tg.inline_query(42, "x", chat_type=None, push=False)["inline_query"]
+    [pushed] = await ok(client, "getUpdates")
+    assert pushed["inline_query"] == query
+
+    results = [
+        article(
+            "a1",
+            description="Sport today",
+            url="https://example.org/a1",
+            reply_markup=keyboard(Read="https://example.org/a1", More="more:a1"),
+        ),
+        article("a2"),
+        {"type": "photo", "id": 3, "photo_url": "https://e.org/p.jpg", "thumbnail_url": "x"},
+    ]
+    assert await ok(
+        client,
+        "answerInlineQuery",
+        inline_query_id=query["id"],
+        results=results,
+        cache_time=60,
+        is_personal=True,
+        next_offset="20",
+    )
+    [answer] = tg.inline_answers(query["id"])
+    assert answer["results"] == results and answer["query"] == query
+    assert (answer["cache_time"], answer["is_personal"], answer["next_offset"]) == (60, True, "20")
+    assert tg.inline_answers() == [answer]
+
+    status, description = await error(
+        client, "answerInlineQuery", inline_query_id=query["id"], results=[]
+    )
+    assert (status, description) == (400, QUERY_INVALID)
+    assert (await error(client, "answerInlineQuery", inline_query_id="77", results=[]))[1] == (
+        QUERY_INVALID
+    )
+
+    # Defaults, an empty answer, and results sent as a JSON body.
+    second = tg.inline_query(42, "")["inline_query"]
+    response = await client.post(
+        "answerInlineQuery", json={"inline_query_id": second["id"], "results": []}
+    )
+    assert response.json() == {"ok": True, "result": True}
+    last = tg.inline_answers(second["id"])[0]
+    assert (last["cache_time"], last["is_personal"], last["results"]) == (300, False, [])
+
+
+@pytest.mark.parametrize(
+    ("results", "description"),
+    [
+        ([article("x"), article("x")], "Bad Request: RESULT_ID_DUPLICATE"),
+        ([article("é" * 33)], "Bad Request: RESULT_ID_INVALID"),
+        ([article("")], "Bad Request: RESULT_ID_INVALID"),
+        (
+            [article(str(i)) for i in range(51)],
+            "Bad Request: too many inline query results specified",
+        ),
+        ({"type": "article"}, "Bad Request: expected an Array of inline query results"),
+        ([{"id": "1"}], BAD_RESULT + 'Can\'t find field "type"'),
+        ([{"type": "article", "title": "t"}], BAD_RESULT + 'Can\'t find field "id"'),
+        ([article("1", title=None)], BAD_RESULT + 'Can\'t find field "title"'),
+        ([article("1", title="  ")], "Bad Request: ARTICLE_TITLE_EMPTY"),
+        ([article("1", type="spaceship")], BAD_RESULT + 'type "spaceship" is unsupported'),
+        (
+            [article("1", input_message_content={"message_text": ""})],
+            BAD_RESULT + "Input message content is not specified",
+        ),
+        (
+            [article("1", input_message_content={"message_text": "<x>", "parse_mode": "HTML"})],
+            BAD_RESULT + 'Can\'t parse entities: Unsupported start tag "x" at byte offset 0',
+        ),
+        (
+            [
+                article(
+                    "1", input_message_content={"message_text": "<b> </b>", "parse_mode": "HTML"}
+                )
+            ],
+            "Bad Request: MESSAGE_EMPTY",
+        ),
+        (
+            [article("1", input_message_content={"message_text": "x" * (MAX_MESSAGE_LENGTH + 1)})],
+            "Bad Request: MESSAGE_TOO_LONG",
+        ),
+        ([article("1", reply_markup=keyboard(A="d" * 65))], "Bad Request: BUTTON_DATA_INVALID"),
+        (
+            [article("1", reply_markup={"inline_keyboard": [[{"text": "plain"}]]})],
+            BAD_RESULT + "Can't parse inline keyboard button: Text buttons are unallowed",
+        ),
+        ([article("1", reply_markup={"keyboard": [["a"]]})], "Bad Request: REPLY_MARKUP_INVALID"),
+    ],
+)
+async def test_answer_inline_query_validation(
+    tg: FakeTelegram, client: httpx.AsyncClient, results: Any, description: str
+) -> None:
+    query_id = tg.inline_query(7, "news", push=False)["inline_query"]["id"]
+    status, got = await error(
+        client, "answerInlineQuery", inline_query_id=query_id, results=results
+    )
+    assert status == 400 and got.startswith(description), got
+    assert tg.inline_answers() == []
+    # A refused answer leaves the query open.
+    assert await ok(client, "answerInlineQuery", inline_query_id=query_id, results=[article("1")])
+
+
+async def test_legacy_article_and_a_missing_query(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    legacy = {"type": "article", "id": "1", "title": "t", "message_text": "plain"}
+    status, description = await error(
+        client, "answerInlineQuery", inline_query_id="404", results=[legacy]
+    )
+    assert (status, description) == (400, QUERY_INVALID)
+    query_id = tg.inline_query(7, "q")["inline_query"]["id"]
+    assert await ok(client, "answerInlineQuery", inline_query_id=query_id, results=[legacy])
+    status, description = await error(
+        client, "answerInlineQuery", inline_query_id="x", results="[not json"
+    )
+    assert description.startswith("Bad Request: can't parse JSON encoded inline query results")
+
+
+def test_inline_mode_is_off_by_default() -> None:
+    with FakeTelegram(TOKEN) as server:
+        with pytest.raises(RuntimeError, match="supports_inline_queries=True"):
+            server.inline_query(1, "x")
+        with httpx.Client(base_url=f"{server.url}/bot{TOKEN}/") as http:
+            assert http.post("getMe").json()["result"]["supports_inline_queries"] is False
+    with FakeTelegram(TOKEN, supports_inline_queries=True) as server:
+        with pytest.raises(ValueError, match="256"):
+            server.inline_query(1, "x" * 257)
+        with pytest.raises(ValueError, match="chat type"):
+            server.inline_query(1, "x", chat_type="forum")
+
+
+async def test_inline_mode_with_python_telegram_bot(tg: FakeTelegram) -> None:
+    chosen: list[tuple[str, str | None]] = []
+
+    async def answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.inline_query is not None
+        text = update.inline_query.query
+        await update.inline_query.answer(
+            [
+                InlineQueryResultArticle(
+                    "plain", f"Search {text}", InputTextMessageContent(f"<i>{text}</i>", "HTML")
+                ),
+                InlineQueryResultArticle(
+                    "linked",
+                    "Open",
+                    InputTextMessageContent("open"),
+                    reply_markup=InlineKeyboardMarkup(
+                        [[InlineKeyboardButton("Site", url="https://example.org")]]
+                    ),
+                ),
+            ],
+            cache_time=0,
+            is_personal=True,
+        )
+
+    async def picked(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.chosen_inline_result is not None
+        result = update.chosen_inline_result
+        chosen.append((result.result_id, result.inline_message_id))
+
+    app = ApplicationBuilder().token(TOKEN).base_url(tg.api_url).base_file_url(tg.file_url).build()
+    app.add_handler(InlineQueryHandler(answer))
+    app.add_handler(ChosenInlineResultHandler(picked))
+    async with app:
+        assert app.bot.supports_inline_queries is True
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(poll_interval=0, timeout=2)
+        try:
+            query = tg.inline_query(42, "sport")["inline_query"]
+            await tg.await_calls("answerInlineQuery", 1)
+            [answer_call] = tg.inline_answers(query["id"])
+            assert [r["id"] for r in answer_call["results"]] == ["plain", "linked"]
+            assert answer_call["cache_time"] == 0 and answer_call["is_personal"] is True
+            tg.chosen_inline_result(42, "plain", "sport")
+            tg.chosen_inline_result(42, "linked", "sport")
+            await tg.await_for(lambda: len(chosen) == 2)
+        finally:
+            await app.updater.stop()
+            await app.stop()
+    assert chosen[0] == ("plain", None)
+    assert chosen[1][0] == "linked" and chosen[1][1]  # a keyboard gives an inline_message_id

@@ -30,6 +30,12 @@ Usage with python-telegram-bot::
         tg.refuse_paid(after=100)                   # then 400 BALANCE_TOO_LOW; accept_paid()
         tg.age_message(42, reply["message_id"], 49 * 3600)  # edits: "message can't be edited"
 
+Inline mode (``FakeTelegram(supports_inline_queries=True)``)::
+
+    query = tg.inline_query(42, "sport")["inline_query"]
+    [answer] = tg.inline_answers(query["id"])   # what answerInlineQuery accepted
+    tg.chosen_inline_result(42, "result-id", "sport")
+
 A bot started as a subprocess gets ``tg.bot_env()`` (``NEWSBOT_TOKEN``/``NEWSBOT_API_URL``).
 
 Behaviour worth knowing:
@@ -73,6 +79,7 @@ __all__ = [
     "EDITING_METHODS",
     "EDIT_TIME_LIMIT",
     "MAX_CAPTION_LENGTH",
+    "MAX_INLINE_RESULTS",
     "MAX_MESSAGE_LENGTH",
     "PAID_BROADCAST_REFUSED",
     "SENDING_METHODS",
@@ -112,7 +119,8 @@ _STRING_PARAMS = _words(
     "inline_message_id language_code url secret_token ip_address certificate "
     "business_connection_id message_effect_id emoji question explanation title "
     "description short_description name first_name last_name phone_number vcard address "
-    "custom_title photo document audio video animation voice video_note sticker query"
+    "custom_title photo document audio video animation voice video_note sticker query "
+    "inline_query_id next_offset switch_pm_text switch_pm_parameter"
 )
 
 _CHAT_ACTIONS = _words(
@@ -134,6 +142,7 @@ _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
+_QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
 
 # What a paid broadcast is answered when the bot's Star balance cannot pay for it. The
 # Bot API passes MTProto's upper-case error codes through as "Bad Request: CODE"
@@ -144,6 +153,11 @@ PAID_BROADCAST_REFUSED = "Bad Request: BALANCE_TOO_LOW"
 
 # A bot's messages older than this cannot be edited (see FakeTelegram's edit_time_limit).
 EDIT_TIME_LIMIT = 48 * 3600
+
+MAX_INLINE_RESULTS = 50
+_INLINE_RESULT_TYPES = _words(
+    "article audio contact game document gif location mpeg4_gif photo sticker venue video voice"
+)
 
 
 # --------------------------------------------------------------------------- HTML entities
@@ -935,6 +949,8 @@ class FakeTelegram:
     ``strict_html`` rejects a bare "&" in HTML text (Telegram passes it through).
     ``strict_chats`` answers "chat not found" for chats never seen in an update or
     registered with :meth:`add_chat`.
+    ``supports_inline_queries`` is what getMe reports (the @BotFather switch); inline
+    queries can only be built for a bot that has it.
     ``edit_time_limit`` (seconds, None for no limit) refuses edits of older messages with
     "message can't be edited". It defaults to 48 hours, which makes the fake *stricter*
     than Telegram: tdlib exempts a bot's own outgoing messages
@@ -956,6 +972,7 @@ class FakeTelegram:
         strict_html: bool = True,
         strict_chats: bool = False,
         first_update_id: int = 1,
+        supports_inline_queries: bool = False,
         edit_time_limit: float | None = EDIT_TIME_LIMIT,
     ) -> None:
         if not _TOKEN_RE.match(token):
@@ -976,6 +993,7 @@ class FakeTelegram:
         self.default_member_status = default_member_status
         self.strict_html = strict_html
         self.strict_chats = strict_chats
+        self.supports_inline_queries = supports_inline_queries
         self.edit_time_limit = edit_time_limit
 
         self._lock = threading.RLock()
@@ -988,6 +1006,11 @@ class FakeTelegram:
         self._users: dict[int, JSON] = {}
         self._members: dict[tuple[ChatKey, int], str] = {}
         self._channel_ids: dict[str, int] = {}
+        self._inline_queries: dict[str, JSON] = {}
+        self._inline_answered: set[str] = set()
+        self._inline_answers: list[JSON] = []
+        self._inline_ids = itertools.count(5_000_000_000_000_000_001)
+        self._inline_message_ids = itertools.count(1)
         self._updates: deque[JSON] = deque()
         self._first_update_id = first_update_id
         self._next_update_id = first_update_id
@@ -1031,6 +1054,7 @@ class FakeTelegram:
             "editMessageReplyMarkup",
             "deleteMessage",
             "answerCallbackQuery",
+            "answerInlineQuery",
             "setMyCommands",
             "getMyCommands",
             "deleteMyCommands",
@@ -1206,6 +1230,17 @@ class FakeTelegram:
         with self._lock:
             return self._paid_billed
 
+    def inline_answers(self, query_id: str | None = None) -> list[JSON]:
+        """Accepted answerInlineQuery calls, in order (optionally for one query).
+
+        Each is ``{"inline_query_id", "query" (the InlineQuery), "results", "cache_time",
+        "is_personal", "next_offset"}`` plus ``"button"`` when one was given.
+        """
+        with self._lock:
+            if query_id is None:
+                return list(self._inline_answers)
+            return [a for a in self._inline_answers if a["inline_query_id"] == str(query_id)]
+
     def clear(self) -> None:
         """Forget recorded calls, sent messages, flood violations and counters (state stays)."""
         with self._lock:
@@ -1216,11 +1251,13 @@ class FakeTelegram:
             self._free_sends.clear()
             self._private_last.clear()
             self._group_sends.clear()
+            self._inline_answers.clear()
             self._paid_sent = 0
             self._paid_billed = 0
 
     def reset(self) -> None:
-        """clear() plus faults, delays, limits, queued updates, messages and settings."""
+        """clear() plus faults, delays, limits, queued updates, messages,
+        inline queries and settings."""
         with self._lock:
             self.clear()
             self.clear_faults()
@@ -1231,6 +1268,8 @@ class FakeTelegram:
             self._callbacks.clear()
             self._commands.clear()
             self._members.clear()
+            self._inline_queries.clear()
+            self._inline_answered.clear()
             self._webhook = None
             self._allowed_updates = None
 
@@ -1423,6 +1462,76 @@ class FakeTelegram:
                 self._members.setdefault((chat_id, uid), self.default_member_status)
         update: JSON = {"message": message}
         return self.push_update(update) if push else update
+
+    def inline_query(
+        self,
+        user_id: int,
+        query: str,
+        *,
+        offset: str = "",
+        chat_type: str | None = "sender",
+        username: str | None = None,
+        push: bool = True,
+    ) -> JSON:
+        """Build (and by default queue) an inline_query Update: "@bot query" typed by a user.
+
+        ``chat_type`` is where it was typed: "sender" (the private chat with the bot),
+        "private", "group", "supergroup", "channel", or None when Telegram cannot tell
+        (a secret chat). Only a bot with inline mode on gets inline queries.
+        """
+        if not self.supports_inline_queries:
+            raise RuntimeError(
+                "inline mode is off for this bot: FakeTelegram(supports_inline_queries=True)"
+            )
+        if chat_type not in {None, "sender", "private", "group", "supergroup", "channel"}:
+            raise ValueError(f"unknown inline query chat type {chat_type!r}")
+        if len(query) > 256:
+            raise ValueError("an inline query has at most 256 characters")
+        with self._lock:
+            inline: JSON = {
+                "id": str(next(self._inline_ids)),
+                "from": self.user(user_id, username=username),
+                "query": query,
+                "offset": offset,
+            }
+            if chat_type is not None:
+                inline["chat_type"] = chat_type
+            self._inline_queries[inline["id"]] = inline
+        update: JSON = {"inline_query": inline}
+        return self.push_update(update) if push else update
+
+    def chosen_inline_result(
+        self,
+        user_id: int,
+        result_id: str,
+        query: str,
+        *,
+        inline_message_id: str | None = None,
+        push: bool = True,
+    ) -> JSON:
+        """Build (and queue) a chosen_inline_result Update: the user sent one of the results.
+
+        Like Telegram, ``inline_message_id`` is there only when the result carried an
+        inline keyboard (it is what editMessageText takes to edit that message later);
+        it is made up when not given and the bot's last answer to this user had one.
+        """
+        with self._lock:
+            chosen: JSON = {"result_id": result_id, "from": self.user(user_id), "query": query}
+            if inline_message_id is None and self._answered_with_keyboard(user_id, result_id):
+                inline_message_id = f"AgAAA{next(self._inline_message_ids):011d}"
+            if inline_message_id is not None:
+                chosen["inline_message_id"] = inline_message_id
+        update: JSON = {"chosen_inline_result": chosen}
+        return self.push_update(update) if push else update
+
+    def _answered_with_keyboard(self, user_id: int, result_id: str) -> bool:
+        for answer in reversed(self._inline_answers):
+            if answer["query"]["from"]["id"] != user_id:
+                continue
+            for result in answer["results"]:
+                if str(result.get("id")) == result_id:
+                    return "reply_markup" in result
+        return False
 
     def age_message(self, chat_id: ChatKey, message_id: int, seconds: float) -> JSON:
         """Back-date a message by ``seconds`` (its date and edit_date); returns it.
@@ -2168,7 +2277,7 @@ class FakeTelegram:
             **self.bot_user,
             "can_join_groups": True,
             "can_read_all_group_messages": False,
-            "supports_inline_queries": False,
+            "supports_inline_queries": self.supports_inline_queries,
             "can_connect_to_business": False,
             "has_main_web_app": False,
         }
@@ -2361,6 +2470,124 @@ class FakeTelegram:
         if isinstance(text, str) and len(text) > 200:
             raise _bad_request("MESSAGE_TOO_LONG")
         return True
+
+    def _api_answerInlineQuery(self, params: JSON, key: ChatKey | None) -> bool:
+        # The Bot API parses the results before Telegram looks at the query or at them.
+        results = self._parse_inline_results(params.get("results"))
+        query_id = str(params.get("inline_query_id") or "")
+        query = self._inline_queries.get(query_id)
+        if query is None or query_id in self._inline_answered:
+            raise _bad_request(_QUERY_INVALID)
+        seen: set[str] = set()
+        for result, visible in results:
+            result_id = str(result["id"])
+            if not 1 <= len(result_id.encode("utf-8")) <= 64:
+                raise _bad_request("RESULT_ID_INVALID")
+            if result_id in seen:
+                raise _bad_request("RESULT_ID_DUPLICATE")
+            seen.add(result_id)
+            if result["type"].lower() == "article" and not str(result["title"]).strip():
+                raise _bad_request("ARTICLE_TITLE_EMPTY")
+            if visible is not None and not visible:
+                raise _bad_request("MESSAGE_EMPTY")
+            if visible is not None and len(visible) > MAX_MESSAGE_LENGTH:
+                raise _bad_request("MESSAGE_TOO_LONG")
+        cache_time = _int_param(params, "cache_time")
+        answer: JSON = {
+            "inline_query_id": query_id,
+            "query": query,
+            "results": [result for result, _ in results],
+            "cache_time": 300 if cache_time is None else min(max(cache_time, 0), 86400),
+            "is_personal": _bool_param(params, "is_personal"),
+            "next_offset": str(params.get("next_offset") or ""),
+        }
+        if params.get("button") is not None:
+            answer["button"] = params["button"]
+        self._inline_answered.add(query_id)
+        self._inline_answers.append(answer)
+        return True
+
+    def _parse_inline_results(self, value: Any) -> list[tuple[JSON, str | None]]:
+        """Check InlineQueryResults as the Bot API parses them; (result, visible text)."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise _bad_request(
+                    f"can't parse JSON encoded inline query results: {exc}"
+                ) from None
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise _bad_request("expected an Array of inline query results")
+        if len(value) > MAX_INLINE_RESULTS:
+            raise _bad_request("too many inline query results specified")
+        parsed: list[tuple[JSON, str | None]] = []
+        for item in value:
+            try:
+                parsed.append(self._parse_inline_result(item))
+            except HtmlParseError as exc:
+                raise _bad_request(
+                    f"can't parse inline query result: Can't parse entities: {exc}"
+                ) from None
+            except _ApiError as exc:
+                reason = exc.description.removeprefix("Bad Request: ")
+                if reason.isupper():  # Telegram's own codes, e.g. BUTTON_DATA_INVALID
+                    raise
+                raise _bad_request(f"can't parse inline query result: {reason}") from None
+        return parsed
+
+    def _parse_inline_result(self, item: Any) -> tuple[JSON, str | None]:
+        def fail(reason: str) -> _ApiError:
+            return _ApiError(400, f"Bad Request: {reason}")
+
+        def string(obj: JSON, field: str, *, required: bool) -> str | None:
+            if field not in obj or obj[field] is None:
+                if required:
+                    raise fail(f'Can\'t find field "{field}"')
+                return None
+            found = obj[field]
+            if isinstance(found, bool) or not isinstance(found, str | int | float):
+                raise fail(f'Field "{field}" must be of type String')
+            return str(found)
+
+        if not isinstance(item, dict):
+            raise fail("Inline query result must be an object")
+        kind = (string(item, "type", required=True) or "").lower()
+        string(item, "id", required=True)
+        visible: str | None = None
+        content = item.get("input_message_content")
+        if content is not None and not isinstance(content, dict):
+            raise fail('Field "input_message_content" must be of type Object')
+        if kind == "article":
+            # The legacy form puts message_text in the result itself.
+            source = content if content is not None else item
+            text = string(source, "message_text", required=content is None)
+            if not text:
+                raise fail("Input message content is not specified")
+            mode = (string(source, "parse_mode", required=False) or "").lower()
+            if mode == "html":
+                visible, _ = _trim(*parse_telegram_html(text, strict=self.strict_html))
+            elif mode in {"", "markdown", "markdownv2"}:
+                visible = text.strip()
+            else:
+                raise fail("Unsupported parse_mode")
+            string(item, "title", required=True)
+        elif kind not in _INLINE_RESULT_TYPES:
+            raise fail(f'type "{kind}" is unsupported for the inline query result')
+        markup = item.get("reply_markup")
+        if markup is not None:
+            if not isinstance(markup, dict):
+                raise fail('Field "reply_markup" must be of type Object')
+            if "inline_keyboard" not in markup:
+                raise fail("REPLY_MARKUP_INVALID")  # refused by Telegram, not the Bot API
+            try:
+                _check_reply_markup(markup)
+            except _ApiError as exc:
+                # The Bot API's own keyboard errors begin with a capital inside a result.
+                reason = exc.description.removeprefix("Bad Request: ")
+                raise fail(reason[:1].upper() + reason[1:]) from None
+        return item, visible
 
     @staticmethod
     def _commands_key(params: JSON) -> tuple[str, str]:

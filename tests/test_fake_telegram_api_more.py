@@ -1,5 +1,5 @@
-"""The fake Bot API server's paid broadcasts, edit limits and inline mode, exercised over
-real HTTP (httpx and python-telegram-bot)."""
+"""The fake Bot API server's paid broadcasts, edit limits, inline mode, forum topics and
+channels, exercised over real HTTP (httpx and python-telegram-bot)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import httpx
 import pytest
 from telegram import (
     Bot,
+    ChatMemberAdministrator,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
     InputTextMessageContent,
     Update,
 )
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import (
     ApplicationBuilder,
     ChosenInlineResultHandler,
@@ -34,6 +35,7 @@ from tests.fakes.telegram_api import (
 )
 
 TOKEN = "123:ABC"
+THREAD_NOT_FOUND = "Bad Request: message thread not found"
 QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 BAD_RESULT = "Bad Request: can't parse inline query result: "
 
@@ -511,3 +513,189 @@ async def test_inline_mode_with_python_telegram_bot(tg: FakeTelegram) -> None:
             await app.stop()
     assert chosen[0] == ("plain", None)
     assert chosen[1][0] == "linked" and chosen[1][1]  # a keyboard gives an inline_message_id
+
+
+# --------------------------------------------------------------------------- forum topics
+
+
+async def test_forum_topics_over_http(tg: FakeTelegram, client: httpx.AsyncClient) -> None:
+    chat = tg.add_chat(-1005, "supergroup", title="Newsroom", is_forum=True)
+    assert chat == {"id": -1005, "type": "supergroup", "title": "Newsroom", "is_forum": True}
+    assert (await ok(client, "getChat", chat_id=-1005))["is_forum"] is True
+    sport = tg.create_topic(-1005, "Sport")
+    culture = tg.create_topic(-1005, "Culture", push=True)
+    # The ids of the service messages that created them; 1 stands for the General topic.
+    assert (sport, culture) == (2, 3)
+
+    sent = await ok(client, "sendMessage", chat_id=-1005, text="Goal!", message_thread_id=sport)
+    assert sent["message_id"] == 4
+    assert sent["message_thread_id"] == sport and sent["is_topic_message"] is True
+    assert sent["chat"]["is_forum"] is True
+    # A message in a topic implicitly replies to the message that created the topic.
+    assert sent["reply_to_message"]["forum_topic_created"] == {
+        "name": "Sport",
+        "icon_color": 0x6FB9F0,
+    }
+    general = await ok(client, "sendMessage", chat_id=-1005, text="Hello all")
+    assert not {"message_thread_id", "is_topic_message", "reply_to_message"} & set(general)
+    for thread in (1, 99, "7"):
+        status, description = await error(
+            client, "sendMessage", chat_id=-1005, text="x", message_thread_id=thread
+        )
+        assert (status, description) == (400, THREAD_NOT_FOUND), thread
+    photo = await ok(
+        client,
+        "sendPhoto",
+        chat_id=-1005,
+        photo="https://e.org/p.jpg",
+        message_thread_id=culture,
+    )
+    assert photo["message_thread_id"] == culture
+
+    asked = tg.user_message(-1005, "Who scored?", thread_id=sport, user_id=8)["message"]
+    assert asked["message_thread_id"] == sport and asked["is_topic_message"] is True
+    # A reply without message_thread_id stays in the topic of the message it answers.
+    reply = await ok(
+        client,
+        "sendMessage",
+        chat_id=-1005,
+        text="Number 9",
+        reply_parameters={"message_id": asked["message_id"]},
+    )
+    assert reply["message_thread_id"] == sport
+    assert reply["reply_to_message"]["message_id"] == asked["message_id"]
+    in_general = tg.user_message(-1005, "hi", user_id=8)["message"]
+    assert "message_thread_id" not in in_general
+
+    def texts(thread: int | None) -> list[str | None]:
+        return [m.get("text") for m in tg.topic_messages(-1005, thread)]
+
+    assert texts(sport) == [None, "Goal!", "Who scored?", "Number 9"]
+    assert texts(None) == texts(1) == ["Hello all", "hi"]
+    assert tg.topic_messages(-1005, culture)[0]["forum_topic_created"]["name"] == "Culture"
+    updates = await ok(client, "getUpdates")
+    assert [u["message"].get("forum_topic_created", {}).get("name") for u in updates][:1] == [
+        "Culture"
+    ]
+
+    tg.delete_topic(-1005, sport)
+    status, description = await error(
+        client, "sendMessage", chat_id=-1005, text="x", message_thread_id=sport
+    )
+    assert description == THREAD_NOT_FOUND
+    assert tg.topic_messages(-1005, sport) == [] and tg.message(-1005, 4) is None
+    with pytest.raises(LookupError):
+        tg.delete_topic(-1005, sport)
+    with pytest.raises(LookupError):
+        tg.user_message(-1005, "late", thread_id=sport)
+
+
+async def test_message_thread_id_is_ignored_outside_forums(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    for chat_id in (-1006, 6, "@news"):
+        sent = await ok(client, "sendMessage", chat_id=chat_id, text="x", message_thread_id=77)
+        assert "message_thread_id" not in sent and "is_topic_message" not in sent
+        assert "is_forum" not in sent["chat"]
+    with pytest.raises(ValueError, match="not a forum"):
+        tg.create_topic(-1006, "Sport")
+    with pytest.raises(ValueError, match="supergroup"):
+        tg.add_chat(-5, "group", is_forum=True)
+    # A forum can be switched off again; its chat object changes with it.
+    tg.add_chat(-1007, "supergroup", is_forum=True)
+    assert "is_forum" not in tg.add_chat(-1007, is_forum=False)
+
+
+async def test_forum_topics_with_python_telegram_bot(tg: FakeTelegram, bot: Bot) -> None:
+    tg.add_chat(-1008, "supergroup", is_forum=True)
+    topic = tg.create_topic(-1008, "Alerts")
+    message = await bot.send_message(
+        -1008, "<b>Alert</b>", parse_mode="HTML", message_thread_id=topic
+    )
+    assert message.message_thread_id == topic and message.is_topic_message is True
+    assert message.chat.is_forum is True
+    tg.delete_topic(-1008, topic)
+    with pytest.raises(BadRequest, match="Message thread not found"):
+        await bot.send_message(-1008, "x", message_thread_id=topic)
+
+
+# --------------------------------------------------------------------------- channels
+
+
+async def test_channel_username_and_numeric_id_are_one_chat(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    chat = await ok(client, "getChat", chat_id="@news")
+    numeric = chat["id"]
+    assert chat["type"] == "channel" and chat["username"] == "news" and numeric < 0
+    assert str(numeric).startswith("-100")
+    first = await ok(client, "sendMessage", chat_id="@news", text="one")
+    second = await ok(client, "sendMessage", chat_id=numeric, text="two")
+    third = await ok(client, "sendMessage", chat_id="@News", text="three")  # case-insensitive
+    assert [m["message_id"] for m in (first, second, third)] == [1, 2, 3]
+    assert first["chat"] == second["chat"] == third["chat"]
+    assert tg.sent_messages("@news") == tg.sent_messages(numeric) == [first, second, third]
+    assert tg.message("@news", 2) == second
+    assert list(tg.messages_by_chat()) == [numeric]
+    assert [c.chat_id for c in tg.calls("sendMessage")] == ["@news", numeric, "@News"]
+    edited = await ok(client, "editMessageText", chat_id="@news", message_id=2, text="2")
+    assert tg.message(numeric, 2) == edited
+
+    tg.fail_chat("@news", 403, "Forbidden: bot is not a member of the channel chat", times=1)
+    status, _ = await error(client, "sendMessage", chat_id=numeric, text="x")
+    assert status == 403
+
+    # One group window per channel, however it is named.
+    tg.enforce_limits(group_per_minute=2)
+    await ok(client, "sendMessage", chat_id="@news", text="a")
+    await ok(client, "sendMessage", chat_id=numeric, text="b")
+    status, _ = await error(client, "sendMessage", chat_id="@NEWS", text="c")
+    assert status == 429
+    [violation] = tg.violations
+    assert (violation.kind, violation.chat_id) == ("group", numeric)
+
+    # A channel registered by id gets its username linked.
+    tg.add_chat(-1001234, "channel", title="Daily", username="@daily")
+    daily = await ok(client, "sendMessage", chat_id="@daily", text="x")
+    assert daily["chat"] == {
+        "id": -1001234,
+        "type": "channel",
+        "title": "Daily",
+        "username": "daily",
+    }
+
+
+async def test_bot_status_in_a_channel(
+    tg: FakeTelegram, client: httpx.AsyncClient, bot: Bot
+) -> None:
+    channel = await bot.get_chat("@news")
+    member = await bot.get_chat_member("@news", bot.id)
+    assert isinstance(member, ChatMemberAdministrator)
+    assert member.can_post_messages is True and member.can_edit_messages is True
+    assert (await bot.get_chat_member(channel.id, bot.id)).status == "administrator"
+
+    tg.set_channel_admin("@news", False)
+    # A public channel can still be looked at; nothing can be posted.
+    assert (await bot.get_chat_member("@news", bot.id)).status == "left"
+    assert (await bot.get_chat(channel.id)).username == "news"
+    with pytest.raises(Forbidden, match="bot is not a member of the channel chat"):
+        await bot.send_message("@news", "x")
+    status, description = await error(client, "sendMessage", chat_id=channel.id, text="x")
+    assert (status, description) == (403, "Forbidden: bot is not a member of the channel chat")
+
+    tg.set_channel_admin(channel.id, True, can_post_messages=False)
+    member = await bot.get_chat_member("@news", bot.id)
+    assert isinstance(member, ChatMemberAdministrator) and member.can_post_messages is False
+    with pytest.raises(BadRequest, match=r"(?i)need administrator rights in the channel chat"):
+        await bot.send_message("@news", "x")
+    tg.set_channel_admin("@news", True)
+    assert (await bot.send_message("@news", "x")).chat.id == channel.id
+
+    # A private channel (no username) cannot even be looked at by a non-member.
+    tg.add_chat(-1007, "channel", title="Private")
+    tg.set_channel_admin(-1007, False)
+    status, description = await error(client, "getChat", chat_id=-1007)
+    assert (status, description) == (403, "Forbidden: bot is not a member of the channel chat")
+    tg.my_chat_member(-1007, "left", "kicked", chat_type="channel")
+    status, description = await error(client, "sendMessage", chat_id=-1007, text="x")
+    assert (status, description) == (403, "Forbidden: bot was kicked from the channel chat")

@@ -36,6 +36,16 @@ Inline mode (``FakeTelegram(supports_inline_queries=True)``)::
     [answer] = tg.inline_answers(query["id"])   # what answerInlineQuery accepted
     tg.chosen_inline_result(42, "result-id", "sport")
 
+Forum topics and channels::
+
+    tg.add_chat(-1001, "supergroup", title="Newsroom", is_forum=True)
+    thread = tg.create_topic(-1001, "Sport")    # its message_thread_id
+    tg.user_message(-1001, "/news", thread_id=thread)
+    tg.topic_messages(-1001, thread)            # None: the General topic
+    tg.delete_topic(-1001, thread)              # sends there: "message thread not found"
+    tg.add_chat(-1002, "channel", username="news")  # "@news" and -1002 are one chat
+    tg.set_channel_admin("@news", False)        # 403 bot is not a member of the channel
+
 A bot started as a subprocess gets ``tg.bot_env()`` (``NEWSBOT_TOKEN``/``NEWSBOT_API_URL``).
 
 Behaviour worth knowing:
@@ -50,6 +60,9 @@ Behaviour worth knowing:
 * It is stricter about one more: edits of messages older than 48 hours are refused,
   which Telegram only does for business messages (``FakeTelegram(edit_time_limit=None)``
   lifts it). With limits enforced, edits count like sends unless ``edits_count=False``.
+* A channel is one chat whether a request names it by "@username" or by its numeric id
+  (faults, delays, flood windows and accessors agree); recorded calls keep the spelling
+  the request used.
 * Only inline keyboards are echoed back in the returned Message (as Telegram does); other
   keyboards are visible in the recorded call parameters.
 * Multipart uploads are not supported (400); sendPhoto accepts a file_id or URL string.
@@ -78,6 +91,7 @@ from urllib.parse import parse_qsl
 __all__ = [
     "EDITING_METHODS",
     "EDIT_TIME_LIMIT",
+    "GENERAL_TOPIC_ID",
     "MAX_CAPTION_LENGTH",
     "MAX_INLINE_RESULTS",
     "MAX_MESSAGE_LENGTH",
@@ -130,6 +144,13 @@ _CHAT_ACTIONS = _words(
 
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
 
+# Lower-case method names, as fault switches match them.
+_LOWER_SENDING_METHODS = frozenset(m.lower() for m in SENDING_METHODS)
+# What a bot that is not a member of a public chat may not do there (it may still look).
+_WRITE_METHODS = frozenset(
+    m.lower() for m in SENDING_METHODS | EDITING_METHODS | {"deleteMessage", "sendChatAction"}
+)
+
 # Without allowed_updates (or with an empty list) Telegram leaves these three out.
 _DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
@@ -153,6 +174,10 @@ PAID_BROADCAST_REFUSED = "Bad Request: BALANCE_TOO_LOW"
 
 # A bot's messages older than this cannot be edited (see FakeTelegram's edit_time_limit).
 EDIT_TIME_LIMIT = 48 * 3600
+
+# The General topic of a forum. Telegram never reports it as a message_thread_id, and a
+# send that names it is refused with "message thread not found" (tdlib/telegram-bot-api).
+GENERAL_TOPIC_ID = 1
 
 MAX_INLINE_RESULTS = 50
 _INLINE_RESULT_TYPES = _words(
@@ -527,8 +552,9 @@ class RecordedCall:
 class Violation:
     """A send or edit that broke a flood limit (see :meth:`FakeTelegram.enforce_limits`).
 
-    ``paid`` tells whether the request carried ``allow_paid_broadcast`` (a "global"
-    violation of a paid send broke the paid limit).
+    ``chat_id`` is the chat's numeric id even when the request named a channel by
+    "@username", so that one chat is one key. ``paid`` tells whether the request carried
+    ``allow_paid_broadcast`` (a "global" violation of a paid send broke the paid limit).
     """
 
     kind: str  # "global" | "private_chat" | "group"
@@ -565,6 +591,13 @@ class _PaidRefusal:
     description: str
     after: int
     accepted: int = 0
+
+
+@dataclass(slots=True)
+class _Topic:
+    name: str
+    icon_color: int
+    deleted: bool = False
 
 
 class _ApiError(Exception):
@@ -644,9 +677,31 @@ def _update_type(update: Mapping[str, Any]) -> str:
     return ""
 
 
-def _chat_member(user: JSON, status: str) -> JSON:
+def _chat_member(
+    user: JSON, status: str, *, chat_type: str = "", can_post_messages: bool = True
+) -> JSON:
     if status == "creator":
         return {"status": "creator", "user": user, "is_anonymous": False}
+    if status == "administrator" and chat_type == "channel":
+        # Channel administrators have the posting rights instead of pinning and topics.
+        return {
+            "status": "administrator",
+            "user": user,
+            "can_be_edited": False,
+            "is_anonymous": False,
+            "can_manage_chat": True,
+            "can_delete_messages": True,
+            "can_manage_video_chats": True,
+            "can_restrict_members": True,
+            "can_promote_members": False,
+            "can_change_info": True,
+            "can_invite_users": True,
+            "can_post_stories": False,
+            "can_edit_stories": False,
+            "can_delete_stories": False,
+            "can_post_messages": can_post_messages,
+            "can_edit_messages": can_post_messages,
+        }
     if status == "administrator":
         return {
             "status": "administrator",
@@ -1005,7 +1060,13 @@ class FakeTelegram:
         self._chats: dict[ChatKey, JSON] = {}
         self._users: dict[int, JSON] = {}
         self._members: dict[tuple[ChatKey, int], str] = {}
+        # Channel usernames (without "@", case-folded) -> numeric id, and id -> username.
         self._channel_ids: dict[str, int] = {}
+        self._channel_names: dict[int, str] = {}
+        self._channel_post: dict[ChatKey, bool] = {}  # can_post_messages of the bot
+        self._topics: dict[ChatKey, dict[int, _Topic]] = {}
+        # Message ids per (forum, topic), General as GENERAL_TOPIC_ID; forums only.
+        self._thread_messages: dict[tuple[ChatKey, int], list[int]] = {}
         self._inline_queries: dict[str, JSON] = {}
         self._inline_answered: set[str] = set()
         self._inline_answers: list[JSON] = []
@@ -1191,11 +1252,15 @@ class FakeTelegram:
             return [call for call in self._calls if call.method.lower() == wanted]
 
     def sent_messages(self, chat_id: ChatKey | None = None) -> list[JSON]:
-        """Message objects returned by successful sendMessage calls, in order."""
+        """Message objects returned by successful sendMessage calls, in order.
+
+        A channel can be named by "@username" or by its numeric id.
+        """
         key = _chat_key(chat_id)
         with self._lock:
             if key is None:
                 return list(self._sent)
+            key = self._canonical(key)
             return [m for m in self._sent if self._message_chat_key(m) == key]
 
     def messages_by_chat(self) -> dict[ChatKey, list[JSON]]:
@@ -1211,6 +1276,20 @@ class FakeTelegram:
         key = self._resolve_key(chat_id)
         with self._lock:
             return self._messages.get((key, message_id))
+
+    def topic_messages(self, chat_id: ChatKey, thread_id: int | None = None) -> list[JSON]:
+        """The messages of one forum topic as they are now (edited, deleted ones left out).
+
+        ``thread_id`` None (or GENERAL_TOPIC_ID) is the General topic. Users' messages
+        and the bot's are both listed, in order; a topic begins with its
+        "forum_topic_created" service message.
+        """
+        key = self._resolve_key(chat_id)
+        thread = GENERAL_TOPIC_ID if thread_id is None else thread_id
+        with self._lock:
+            ids = self._thread_messages.get((key, thread), [])
+            found = (self._messages.get((key, message_id)) for message_id in ids)
+            return [message for message in found if message is not None]
 
     @property
     def paid_sent_count(self) -> int:
@@ -1256,7 +1335,7 @@ class FakeTelegram:
             self._paid_billed = 0
 
     def reset(self) -> None:
-        """clear() plus faults, delays, limits, queued updates, messages,
+        """clear() plus faults, delays, limits, queued updates, messages, topics,
         inline queries and settings."""
         with self._lock:
             self.clear()
@@ -1268,6 +1347,9 @@ class FakeTelegram:
             self._callbacks.clear()
             self._commands.clear()
             self._members.clear()
+            self._channel_post.clear()
+            self._topics.clear()
+            self._thread_messages.clear()
             self._inline_queries.clear()
             self._inline_answered.clear()
             self._webhook = None
@@ -1386,11 +1468,26 @@ class FakeTelegram:
             return len(self._updates)
 
     def add_chat(
-        self, chat_id: ChatKey, chat_type: str | None = None, title: str | None = None
+        self,
+        chat_id: ChatKey,
+        chat_type: str | None = None,
+        title: str | None = None,
+        *,
+        is_forum: bool | None = None,
+        username: str | None = None,
     ) -> JSON:
-        """Register a chat (needed for sends when strict_chats=True); returns its Chat."""
+        """Register a chat (needed for sends when strict_chats=True); returns its Chat.
+
+        ``is_forum`` makes a supergroup a forum (see :meth:`create_topic`). ``username``
+        gives a channel its public "@username", so that the numeric id and the username
+        address one chat; a channel first named by "@username" gets a numeric id of its own.
+        """
+        if is_forum and chat_type not in {None, "supergroup"}:
+            raise ValueError("only a supergroup can be a forum")
         with self._lock:
-            return self._chat(chat_id, chat_type, title=title, create=True)
+            return self._chat(
+                chat_id, chat_type, title=title, create=True, is_forum=is_forum, username=username
+            )
 
     def user(
         self,
@@ -1428,15 +1525,21 @@ class FakeTelegram:
         username: str | None = None,
         first_name: str | None = None,
         reply_to: int | None = None,
+        thread_id: int | None = None,
         push: bool = True,
     ) -> JSON:
         """Build (and by default queue) an Update with a text message from a user.
 
         A leading "/command" or "/command@botname" gets its bot_command entity. In a
-        private chat the user id defaults to the chat id, elsewhere to 1001.
+        private chat the user id defaults to the chat id, elsewhere to 1001. In a forum,
+        ``thread_id`` puts the message in that topic (with ``message_thread_id`` and
+        ``is_topic_message`` as Telegram sends them); without it the message is in the
+        General topic, or in the topic of the message it replies to.
         """
         with self._lock:
             chat = self._chat(chat_id, chat_type, create=True)
+            if thread_id is not None and not self._open_topic(chat["id"], thread_id):
+                raise LookupError(f"chat {chat_id} has no open forum topic {thread_id}")
             uid = (
                 user_id if user_id is not None else (chat_id if chat["type"] == "private" else 1001)
             )
@@ -1455,8 +1558,14 @@ class FakeTelegram:
                 message["entities"] = [
                     {"type": "bot_command", "offset": 0, "length": _utf16_len(command.group())}
                 ]
+            target = None
             if reply_to is not None:
-                message["reply_to_message"] = self._reply_target(chat_id, reply_to)
+                target = self._reply_target(chat_id, reply_to)
+                message["reply_to_message"] = target
+            if chat.get("is_forum"):
+                thread = thread_id or (target or {}).get("message_thread_id")
+                message.update(self._topic_fields(chat_id, thread, target))
+                self._index_thread(chat_id, message)
             self._messages[(chat_id, message["message_id"])] = message
             if chat["type"] != "private":
                 self._members.setdefault((chat_id, uid), self.default_member_status)
@@ -1532,6 +1641,56 @@ class FakeTelegram:
                 if str(result.get("id")) == result_id:
                     return "reply_markup" in result
         return False
+
+    def create_topic(
+        self,
+        chat_id: ChatKey,
+        name: str,
+        *,
+        icon_color: int = 0x6FB9F0,
+        user_id: int = 1001,
+        push: bool = False,
+    ) -> int:
+        """Open a topic in a forum (see add_chat's is_forum); returns its message_thread_id.
+
+        Like Telegram, the id is that of the "forum_topic_created" service message, which
+        every later message in the topic implicitly replies to. ``push`` also queues that
+        service message as an Update.
+        """
+        if not 1 <= len(name) <= 128:
+            raise ValueError("a topic name has 1-128 characters")
+        with self._lock:
+            key = self._resolve_key(chat_id)
+            chat = self._chats.get(key)
+            if chat is None or not chat.get("is_forum"):
+                raise ValueError(f"chat {chat_id} is not a forum: add_chat(..., is_forum=True)")
+            thread_id = self._new_message_id(key)
+            service: JSON = {
+                "message_id": thread_id,
+                "from": self.user(user_id),
+                "chat": chat,
+                "date": int(time.time()),
+                "message_thread_id": thread_id,
+                "forum_topic_created": {"name": name, "icon_color": icon_color},
+                "is_topic_message": True,
+            }
+            self._messages[(key, thread_id)] = service
+            self._topics.setdefault(key, {})[thread_id] = _Topic(name, icon_color)
+            self._thread_messages[(key, thread_id)] = [thread_id]
+        if push:
+            self.push_update({"message": service})
+        return thread_id
+
+    def delete_topic(self, chat_id: ChatKey, thread_id: int) -> None:
+        """Delete a forum topic and, as Telegram does, every message in it."""
+        key = self._resolve_key(chat_id)
+        with self._lock:
+            topic = self._topics.get(key, {}).get(thread_id)
+            if topic is None or topic.deleted:
+                raise LookupError(f"chat {chat_id} has no open forum topic {thread_id}")
+            topic.deleted = True
+            for message_id in self._thread_messages.pop((key, thread_id), []):
+                self._messages.pop((key, message_id), None)
 
     def age_message(self, chat_id: ChatKey, message_id: int, seconds: float) -> JSON:
         """Back-date a message by ``seconds`` (its date and edit_date); returns it.
@@ -1627,7 +1786,7 @@ class FakeTelegram:
                 "private": "Forbidden: bot was blocked by the user",
                 "group": "Forbidden: bot was kicked from the group chat",
                 "supergroup": "Forbidden: bot was kicked from the supergroup chat",
-            }.get(chat_type, "Forbidden: bot is not a member of the channel chat")
+            }.get(chat_type, "Forbidden: bot was kicked from the channel chat")
         elif status == "left" and chat_type != "private":
             description = f"Forbidden: bot is not a member of the {chat_type} chat"
         if description is not None:
@@ -1644,6 +1803,52 @@ class FakeTelegram:
         key = self._resolve_key(chat_id)
         with self._lock:
             self._members[(key, user_id)] = status
+
+    def set_channel_admin(
+        self, chat_id: ChatKey, is_admin: bool, *, can_post_messages: bool = True
+    ) -> JSON:
+        """Make the bot an administrator of a channel, or not a member of it; returns the Chat.
+
+        A bot cannot be a plain subscriber, so a bot that is not an administrator is not a
+        member: getChatMember reports "left" and sends and edits get Telegram's 403 "bot is
+        not a member of the channel chat". A public channel (one with a username) can still
+        be looked at with getChat/getChatMember; a private one answers those with the 403
+        too. An administrator without ``can_post_messages`` gets 400 "need administrator
+        rights in the channel chat" for sends. A later my_chat_member update overrides this.
+        """
+        with self._lock:
+            chat = self._chat(chat_id, "channel", create=True)
+            key: int = chat["id"]
+            self._members[(key, self.bot_id)] = "administrator" if is_admin else "left"
+            self._channel_post[key] = can_post_messages
+            faults = [f for f in self._chat_faults.get(key, []) if f.tag != "membership"]
+            if not is_admin:
+                faults.append(
+                    _Fault(
+                        403,
+                        "Forbidden: bot is not a member of the channel chat",
+                        None,
+                        None,
+                        _WRITE_METHODS if "username" in chat else None,
+                        tag="membership",
+                    )
+                )
+            elif not can_post_messages:
+                faults.append(
+                    _Fault(
+                        400,
+                        "Bad Request: need administrator rights in the channel chat",
+                        None,
+                        None,
+                        _LOWER_SENDING_METHODS,
+                        tag="membership",
+                    )
+                )
+            if faults:
+                self._chat_faults[key] = faults
+            else:
+                self._chat_faults.pop(key, None)
+            return chat
 
     # ------------------------------------------------------------------ faults
 
@@ -1809,8 +2014,8 @@ class FakeTelegram:
         A send (see SENDING_METHODS) or, with ``edits_count``, an edit of a chat message
         (see EDITING_METHODS) violates when, at the server: the same private chat
         (positive id) got a message or an edit less than ``per_chat_interval`` ago; a
-        group/channel (negative id or @username) already got ``group_per_minute``
-        within 60 s; or the global window is full. A message without
+        group/channel (negative id, or "@username" of the same channel) already got
+        ``group_per_minute`` within 60 s; or the global window is full. A message without
         ``allow_paid_broadcast`` (and every edit) meets the free limit: ``global_per_second``
         free ones already accepted within the last second. A message with it meets the paid
         limit instead: ``paid_per_second`` sends of any kind within the last second.
@@ -1851,7 +2056,7 @@ class FakeTelegram:
         with self._lock:
             return len(self._violations)
 
-    def _admit(self, method: str, params: JSON, key: ChatKey | None) -> None:
+    def _admit(self, method: str, params: JSON, key: ChatKey) -> None:
         """The last gate before a message is delivered: paid-broadcast refusal and limits."""
         paid = _bool_param(params, "allow_paid_broadcast")
         refusal = self._paid_refusal
@@ -1967,30 +2172,35 @@ class FakeTelegram:
         if method.lower() == "getupdates":
             return self._get_updates(params)
         handler = self._handlers.get(method.lower())
-        key = _chat_key(params.get("chat_id"))
+        raw = _chat_key(params.get("chat_id"))
         if handler is None:
             return self._finish(
                 method,
                 params,
-                key,
+                raw,
                 404,
                 {"ok": False, "error_code": 404, "description": "Not Found"},
             )
         name = handler[0]
         with self._lock:
+            # Faults, delays, limits and handlers see one key per chat: a channel's numeric
+            # id also when the request named it by "@username" (the recording keeps that).
+            key = self._canonical(raw)
             delay = self._chat_delays.get(key, 0.0) if key is not None else 0.0
             delay = max(delay, self._global_delay)
         if delay > 0:
-            return self._delayed(name, params, key, delay)
-        return self._execute(name, params, key)
+            return self._delayed(name, params, raw, key, delay)
+        return self._execute(name, params, raw, key)
 
     async def _delayed(
-        self, name: str, params: JSON, key: ChatKey | None, delay: float
+        self, name: str, params: JSON, raw: ChatKey | None, key: ChatKey | None, delay: float
     ) -> _Outcome:
         await asyncio.sleep(delay)
-        return self._execute(name, params, key)
+        return self._execute(name, params, raw, key)
 
-    def _execute(self, name: str, params: JSON, key: ChatKey | None) -> _Outcome:
+    def _execute(
+        self, name: str, params: JSON, raw: ChatKey | None, key: ChatKey | None
+    ) -> _Outcome:
         handler = self._handlers[name.lower()][1]
         with self._lock:
             try:
@@ -2000,7 +2210,7 @@ class FakeTelegram:
                 status, response = 200, {"ok": True, "result": handler(params, key)}
             except _ApiError as exc:
                 status, response = exc.status, exc.to_json()
-            self._record(name, params, key, status, response)
+            self._record(name, params, raw, status, response)
         return status, _encode(response)
 
     def _finish(
@@ -2142,7 +2352,26 @@ class FakeTelegram:
         key = _chat_key(chat_id)
         if key is None:
             raise ValueError(f"invalid chat id {chat_id!r}")
+        with self._lock:
+            canonical = self._canonical(key)
+        assert canonical is not None
+        return canonical
+
+    def _canonical(self, key: ChatKey | None) -> ChatKey | None:
+        """The numeric id a chat is known by: "@username" is its channel's id."""
+        if isinstance(key, str):
+            return self._channel_id(key)
         return key
+
+    def _channel_id(self, username: str) -> int:
+        name = username.lstrip("@")
+        folded = name.lower()  # usernames are case-insensitive
+        numeric = self._channel_ids.get(folded)
+        if numeric is None:
+            numeric = -1_009_000_000_000 - len(self._channel_ids)
+            self._channel_ids[folded] = numeric
+            self._channel_names.setdefault(numeric, name)
+        return numeric
 
     def _chat(
         self,
@@ -2151,29 +2380,47 @@ class FakeTelegram:
         *,
         title: str | None = None,
         create: bool = False,
+        is_forum: bool | None = None,
+        username: str | None = None,
     ) -> JSON:
-        known = self._chats.get(chat_id)
-        if known is not None and (chat_type is None or known["type"] == chat_type) and not title:
+        key = self._canonical(chat_id)
+        assert key is not None and not isinstance(key, str)
+        if username is not None:
+            linked = username.lstrip("@")
+            self._channel_ids[linked.lower()] = key
+            self._channel_names[key] = linked
+        known = self._chats.get(key)
+        if (
+            known is not None
+            and (chat_type is None or known["type"] == chat_type)
+            and not title
+            and (is_forum is None or bool(known.get("is_forum")) == is_forum)
+            and username is None
+        ):
             return known
         if known is None and not create and self.strict_chats:
             raise _bad_request("chat not found")
-        kind = chat_type or (known["type"] if known else _chat_type_for(chat_id))
-        if isinstance(chat_id, str):
-            numeric = self._channel_ids.setdefault(
-                chat_id, -1_009_000_000_000 - len(self._channel_ids)
-            )
-            chat: JSON = {"id": numeric, "type": kind, "title": chat_id.lstrip("@")}
-            chat["username"] = chat_id.lstrip("@")
-        elif kind == "private":
-            user = self._users.get(chat_id)
-            chat = {"id": chat_id, "type": "private"}
+        name = self._channel_names.get(key)
+        kind = chat_type or (known["type"] if known else "channel" if name else _chat_type_for(key))
+        forum = bool(known.get("is_forum")) if is_forum is None and known else bool(is_forum)
+        if kind == "private":
+            user = self._users.get(key)
+            chat: JSON = {"id": key, "type": "private"}
             if user is not None:
                 chat["first_name"] = user["first_name"]
                 if "username" in user:
                     chat["username"] = user["username"]
         else:
-            chat = {"id": chat_id, "type": kind, "title": title or f"Test {kind} {chat_id}"}
-        return self._chat_set(chat_id, chat)
+            kept = known.get("title") if known is not None and known["type"] == kind else None
+            chat = {"id": key, "type": kind, "title": title or kept or name or f"Test {kind} {key}"}
+            if name:
+                chat["username"] = name
+            if forum and kind == "supergroup":
+                chat["is_forum"] = True
+                # Message 1 of a supergroup is its creation, which a bot never sees; in a
+                # forum that id stands for the General topic, so no topic may get it.
+                self._next_message_id.setdefault(key, 2)
+        return self._chat_set(key, chat)
 
     def _chat_set(self, chat_id: ChatKey, chat: JSON) -> JSON:
         self._chats[chat_id] = chat
@@ -2185,6 +2432,50 @@ class FakeTelegram:
         chat = self._chat(key)
         numeric = chat["id"]
         return chat, numeric
+
+    # ------------------------------------------------------------------ forum topics
+
+    def _open_topic(self, chat_key: ChatKey, thread_id: int) -> bool:
+        topic = self._topics.get(chat_key, {}).get(thread_id)
+        return topic is not None and not topic.deleted
+
+    def _thread_for(
+        self, chat: JSON, chat_key: ChatKey, params: JSON, reply_to: JSON | None
+    ) -> int | None:
+        """The topic a new message goes to (None: General, or a chat without topics).
+
+        Like the Bot API, message_thread_id is ignored outside forums; in a forum it must
+        name an open topic other than General, and a reply without it stays in the topic
+        of the message it replies to.
+        """
+        if not chat.get("is_forum"):
+            return None
+        thread_id = _int_param(params, "message_thread_id")
+        if not thread_id:
+            thread = (reply_to or {}).get("message_thread_id")
+            return thread if isinstance(thread, int) else None
+        if thread_id == GENERAL_TOPIC_ID or not self._open_topic(chat_key, thread_id):
+            raise _bad_request("message thread not found")
+        return thread_id
+
+    def _topic_fields(
+        self, chat_key: ChatKey, thread_id: int | None, reply_to: JSON | None
+    ) -> JSON:
+        if thread_id is None:
+            return {}
+        fields: JSON = {"message_thread_id": thread_id, "is_topic_message": True}
+        if reply_to is None:
+            # A message in a topic implicitly replies to the topic's service message.
+            root = self._messages.get((chat_key, thread_id))
+            if root is not None:
+                fields["reply_to_message"] = {
+                    k: v for k, v in root.items() if k != "reply_to_message"
+                }
+        return fields
+
+    def _index_thread(self, chat_key: ChatKey, message: JSON) -> None:
+        thread = message.get("message_thread_id") or GENERAL_TOPIC_ID
+        self._thread_messages.setdefault((chat_key, thread), []).append(message["message_id"])
 
     def _new_message_id(self, chat_id: ChatKey) -> int:
         next_id = self._next_message_id.get(chat_id, 1)
@@ -2250,6 +2541,8 @@ class FakeTelegram:
             **fields,
         }
         self._messages[(chat_key, message["message_id"])] = message
+        if chat.get("is_forum"):
+            self._index_thread(chat_key, message)
         return message
 
     def _edit_target(self, params: JSON, key: ChatKey | None, action: str) -> tuple[ChatKey, JSON]:
@@ -2292,12 +2585,14 @@ class FakeTelegram:
         )
         markup = _check_reply_markup(params.get("reply_markup"))
         reply_to = self._reply_to(params, chat_key)
-        self._admit("sendMessage", params, key)
+        thread_id = self._thread_for(chat, chat_key, params, reply_to)
+        self._admit("sendMessage", params, chat_key)
         fields: JSON = {"text": text}
         if entities:
             fields["entities"] = entities
         if reply_to is not None:
             fields["reply_to_message"] = reply_to
+        fields.update(self._topic_fields(chat_key, thread_id, reply_to))
         if markup is not None and "inline_keyboard" in markup:
             fields["reply_markup"] = markup
         message = self._store_new(chat, chat_key, fields)
@@ -2318,7 +2613,8 @@ class FakeTelegram:
         )
         markup = _check_reply_markup(params.get("reply_markup"))
         reply_to = self._reply_to(params, chat_key)
-        self._admit("sendPhoto", params, key)
+        thread_id = self._thread_for(chat, chat_key, params, reply_to)
+        self._admit("sendPhoto", params, chat_key)
         unique = f"AQAD{abs(hash(photo)) % 10**12}"
         fields: JSON = {
             "photo": [
@@ -2344,6 +2640,7 @@ class FakeTelegram:
             fields["caption_entities"] = entities
         if reply_to is not None:
             fields["reply_to_message"] = reply_to
+        fields.update(self._topic_fields(chat_key, thread_id, reply_to))
         if markup is not None and "inline_keyboard" in markup:
             fields["reply_markup"] = markup
         return self._store_new(chat, chat_key, fields)
@@ -2364,19 +2661,22 @@ class FakeTelegram:
     def _api_copyMessage(self, params: JSON, key: ChatKey | None) -> JSON:
         chat, chat_key = self._target_chat(key)
         source = self._source_message(params)
-        self._admit("copyMessage", params, key)
+        thread_id = self._thread_for(chat, chat_key, params, None)
+        self._admit("copyMessage", params, chat_key)
         copied = {
             k: v
             for k, v in source.items()
             if k in {"text", "entities", "photo", "caption", "caption_entities"}
         }
+        copied.update(self._topic_fields(chat_key, thread_id, None))
         message = self._store_new(chat, chat_key, copied)
         return {"message_id": message["message_id"]}
 
     def _api_forwardMessage(self, params: JSON, key: ChatKey | None) -> JSON:
         chat, chat_key = self._target_chat(key)
         source = self._source_message(params)
-        self._admit("forwardMessage", params, key)
+        thread_id = self._thread_for(chat, chat_key, params, None)
+        self._admit("forwardMessage", params, chat_key)
         if source["chat"]["type"] == "channel":
             origin: JSON = {
                 "type": "channel",
@@ -2392,6 +2692,7 @@ class FakeTelegram:
             if k in {"text", "entities", "photo", "caption", "caption_entities"}
         }
         fields["forward_origin"] = origin
+        fields.update(self._topic_fields(chat_key, thread_id, None))
         return self._store_new(chat, chat_key, fields)
 
     def _api_editMessageText(self, params: JSON, key: ChatKey | None) -> JSON | bool:
@@ -2420,7 +2721,7 @@ class FakeTelegram:
             and message.get("reply_markup") == inline
         ):
             raise _ApiError(400, _NOT_MODIFIED)
-        self._check_limits("editMessageText", key)
+        self._check_limits("editMessageText", chat_key)
         edited = {
             k: v for k, v in message.items() if k not in {"entities", "reply_markup", "edit_date"}
         }
@@ -2441,7 +2742,7 @@ class FakeTelegram:
         inline = markup if markup is not None and "inline_keyboard" in markup else None
         if message.get("reply_markup") == inline:
             raise _ApiError(400, _NOT_MODIFIED)
-        self._check_limits("editMessageReplyMarkup", key)
+        self._check_limits("editMessageReplyMarkup", chat_key)
         edited = {k: v for k, v in message.items() if k not in {"reply_markup", "edit_date"}}
         edited["edit_date"] = int(time.time())
         if inline is not None:
@@ -2699,7 +3000,15 @@ class FakeTelegram:
         user_id = _int_param(params, "user_id")
         if user_id is None:
             raise _bad_request("user_id is empty")
-        return _chat_member(self._user_object(user_id), self._member_status(chat, user_id))
+        return self._member_object(chat, user_id, self._member_status(chat, user_id))
+
+    def _member_object(self, chat: JSON, user_id: int, status: str) -> JSON:
+        return _chat_member(
+            self._user_object(user_id),
+            status,
+            chat_type=chat["type"],
+            can_post_messages=self._channel_post.get(chat["id"], True),
+        )
 
     def _api_getChatAdministrators(self, params: JSON, key: ChatKey | None) -> list[JSON]:
         chat, chat_key = self._target_chat(key)
@@ -2711,7 +3020,7 @@ class FakeTelegram:
         for user_id in sorted(user_ids):
             status = self._member_status(chat, user_id)
             if status in {"creator", "administrator"}:
-                admins.append(_chat_member(self._user_object(user_id), status))
+                admins.append(self._member_object(chat, user_id, status))
         return admins
 
     def _api_sendChatAction(self, params: JSON, key: ChatKey | None) -> bool:

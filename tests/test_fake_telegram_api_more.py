@@ -1,10 +1,11 @@
-"""The fake Bot API server's paid broadcasts, edit limits, inline mode, forum topics and
-channels, exercised over real HTTP (httpx and python-telegram-bot)."""
+"""The fake Bot API server's paid broadcasts, edit limits, inline mode, forum topics,
+channels and outages, exercised over real HTTP (httpx and python-telegram-bot)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,10 +20,11 @@ from telegram import (
     InputTextMessageContent,
     Update,
 )
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TimedOut
 from telegram.ext import (
     ApplicationBuilder,
     ChosenInlineResultHandler,
+    CommandHandler,
     ContextTypes,
     InlineQueryHandler,
 )
@@ -699,3 +701,167 @@ async def test_bot_status_in_a_channel(
     tg.my_chat_member(-1007, "left", "kicked", chat_type="channel")
     status, description = await error(client, "sendMessage", chat_id=-1007, text="x")
     assert (status, description) == (403, "Forbidden: bot was kicked from the channel chat")
+
+
+# --------------------------------------------------------------------------- outages
+
+
+async def test_outages_as_python_telegram_bot_sees_them(tg: FakeTelegram, bot: Bot) -> None:
+    await bot.send_message(1, "before")
+
+    tg.set_outage("reset")
+    assert tg.outage == "reset"
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as reset:
+        await bot.send_message(1, "during reset")
+    assert not isinstance(reset.value, TimedOut) and time.monotonic() - started < 3
+    with pytest.raises(NetworkError):
+        await bot.get_updates(timeout=0)
+    assert tg.refused_connections >= 1
+
+    tg.set_outage("502")
+    with pytest.raises(NetworkError, match="Bad Gateway") as bad_gateway:
+        await bot.send_message(1, "during 502")
+    assert not isinstance(bad_gateway.value, TimedOut)
+    with pytest.raises(NetworkError, match="Bad Gateway"):
+        await bot.get_updates(timeout=0)
+    with pytest.raises(NetworkError, match="Bad Gateway"):
+        await bot.get_me()
+
+    tg.set_outage("hang")
+    with pytest.raises(TimedOut):
+        await bot.send_message(1, "during hang", read_timeout=0.3)
+    assert tg.hung_requests == 1
+
+    tg.set_outage(None)
+    assert tg.outage is None
+    await bot.send_message(1, "after")
+    assert [m["text"] for m in tg.sent_messages(1)] == ["before", "after"]
+    answered = [(c.method, c.status) for c in tg.calls()]
+    assert answered[-4:] == [
+        ("sendMessage", 502),
+        ("getUpdates", 502),
+        ("getMe", 502),
+        ("sendMessage", 200),
+    ]
+
+
+async def test_502_is_nginx_for_every_request_and_cuts_long_polls(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    poll = asyncio.create_task(client.post("getUpdates", data={"timeout": "10"}))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    tg.set_outage("502")
+    response = await poll
+    assert time.monotonic() - started < 2
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "text/html"
+    assert b"<center><h1>502 Bad Gateway</h1></center>" in response.content
+    wrong_token = await client.post(f"{tg.url}/bot999:WRONG/getMe")
+    assert wrong_token.status_code == 502
+    sent = await client.post("sendMessage", data={"chat_id": "5", "text": "x"})
+    assert sent.status_code == 502
+    [call] = tg.calls("sendMessage")
+    assert (call.status, call.chat_id, call.params["text"], call.description) == (
+        502,
+        5,
+        "x",
+        "Bad Gateway",
+    )
+    assert tg.sent_messages() == []
+    tg.set_outage(None)
+    await ok(client, "sendMessage", chat_id=5, text="x")
+
+
+async def test_hang_serves_clients_that_still_wait_when_it_ends(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    tg.set_outage("hang")
+    async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=0.2) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            await impatient.post("sendMessage", data={"chat_id": "1", "text": "gave up"})
+    patient = asyncio.create_task(ok(client, "sendMessage", chat_id=2, text="waited"))
+    await asyncio.sleep(0.3)
+    assert not patient.done() and tg.calls() == []
+    tg.set_outage(None)
+    assert (await patient)["text"] == "waited"
+    assert [m["text"] for m in tg.sent_messages()] == ["waited"]
+    assert tg.hung_requests == 2
+
+
+async def test_reset_drops_open_connections_and_new_ones(tg: FakeTelegram) -> None:
+    async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=5) as http:
+        await ok(http, "getMe")  # a keep-alive connection is now open
+        tg.set_outage("reset")
+        await asyncio.sleep(0.05)
+        for _ in range(2):
+            with pytest.raises(httpx.TransportError):
+                await http.post("getMe")
+        with pytest.raises(ConnectionError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", tg.port)
+            writer.write(f"GET /bot{TOKEN}/getMe HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = await reader.read()
+            writer.close()
+            if not answer:
+                raise ConnectionResetError  # closed without a byte of answer
+        tg.set_outage(None)
+        assert (await ok(http, "getMe"))["id"] == 123
+    assert tg.calls("getMe")[-1].ok and len(tg.calls()) == 2
+    assert tg.refused_connections >= 3
+    tg.clear()
+    assert tg.refused_connections == 0
+    with pytest.raises(ValueError, match="outage mode"):
+        tg.set_outage("flood")
+
+
+async def test_polling_bot_recovers_after_an_outage(tg: FakeTelegram) -> None:
+    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_chat is not None
+        await context.bot.send_message(update.effective_chat.id, "Welcome")
+
+    app = ApplicationBuilder().token(TOKEN).base_url(tg.api_url).base_file_url(tg.file_url).build()
+    app.add_handler(CommandHandler("start", start))
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(poll_interval=0, timeout=1)
+        try:
+            await tg.await_calls("getUpdates", 1)
+            tg.set_outage("502")
+            tg.user_message(7, "/start")
+            await tg.await_for(lambda: any(c.status == 502 for c in tg.calls("getUpdates")))
+            assert tg.sent_messages() == []
+            tg.set_outage(None)
+            [welcome] = await tg.await_messages(7, 1, timeout=15)
+            assert welcome["text"] == "Welcome"
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
+async def test_fail_for_recovers_by_itself(
+    tg: FakeTelegram, client: httpx.AsyncClient, bot: Bot
+) -> None:
+    tg.fail_for(0.4, 401, "Unauthorized", methods=["getUpdates"])
+    with pytest.raises(InvalidToken):
+        await bot.get_updates(timeout=0)
+    await bot.send_message(1, "other methods work")
+    status, description = await error(client, "getUpdates")
+    assert (status, description) == (401, "Unauthorized")
+    await asyncio.sleep(0.45)
+    assert await bot.get_updates(timeout=0) == ()
+
+    tg.fail_for(0.3)
+    assert (await error(client, "getMe"))[0] == 502
+    assert (await error(client, "sendMessage", chat_id=1, text="x"))[1] == "Bad Gateway"
+    await asyncio.sleep(0.35)
+    await ok(client, "getMe")
+    with pytest.raises(ValueError):
+        tg.fail_for(0)
+
+    # The token checks stay what Telegram does: 401 for an unknown token, 404 for nonsense.
+    wrong = await client.post(f"{tg.url}/bot999:WRONG/getUpdates")
+    assert (wrong.status_code, wrong.json()["description"]) == (401, "Unauthorized")
+    nonsense = await client.post(f"{tg.url}/botnonsense/getUpdates")
+    assert (nonsense.status_code, nonsense.json()["description"]) == (404, "Not Found")

@@ -24,11 +24,14 @@ Usage with python-telegram-bot::
         tg.callback_query(42, reply["message_id"], "more")
         tg.fail_chat(42)                            # 403 bot was blocked by the user
         tg.rate_limit_chat(42, retry_after=3)       # one 429 with retry_after=3
+        tg.fail_for(5, 401, "Unauthorized", methods=["getUpdates"])  # heals after 5 s
         tg.enforce_limits()                         # count (and 429) flood violations
         tg.enforce_limits(paid_per_second=1000, edits_count=True)  # the defaults
         tg.paid_sent_count, tg.paid_billed_count    # allow_paid_broadcast sends, billed ones
         tg.refuse_paid(after=100)                   # then 400 BALANCE_TOO_LOW; accept_paid()
         tg.age_message(42, reply["message_id"], 49 * 3600)  # edits: "message can't be edited"
+        tg.set_outage("502")                        # or "reset", "hang"; None ends it
+        tg.refused_connections, tg.hung_requests    # what "reset" and "hang" swallowed
 
 Inline mode (``FakeTelegram(supports_inline_queries=True)``)::
 
@@ -51,7 +54,8 @@ A bot started as a subprocess gets ``tg.bot_env()`` (``NEWSBOT_TOKEN``/``NEWSBOT
 Behaviour worth knowing:
 
 * Requests are executed when they are answered: with a delay (``set_delay``) a client
-  that gives up and closes the connection before the delay ends has sent nothing.
+  that gives up and closes the connection before the delay ends has sent nothing. The
+  same holds for requests held by a "hang" outage.
 * ``parse_mode=HTML`` is parsed like Telegram's server does (tdlib's ``parse_html``): the
   returned Message carries the visible text and ``entities``. By default the fake is
   *stricter* than Telegram about one thing: a bare ``&`` that does not start a character
@@ -79,6 +83,8 @@ import itertools
 import json
 import math
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -95,6 +101,7 @@ __all__ = [
     "MAX_CAPTION_LENGTH",
     "MAX_INLINE_RESULTS",
     "MAX_MESSAGE_LENGTH",
+    "OUTAGE_MODES",
     "PAID_BROADCAST_REFUSED",
     "SENDING_METHODS",
     "FakeTelegram",
@@ -183,6 +190,14 @@ MAX_INLINE_RESULTS = 50
 _INLINE_RESULT_TYPES = _words(
     "article audio contact game document gif location mpeg4_gif photo sticker venue video voice"
 )
+
+# What nginx in front of the Bot API answers while the servers behind it are down.
+_NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+OUTAGE_MODES = frozenset({"reset", "502", "hang"})
 
 
 # --------------------------------------------------------------------------- HTML entities
@@ -573,6 +588,7 @@ class _Fault:
     remaining: int | None
     methods: frozenset[str] | None
     tag: str = ""
+    until: float | None = None  # time.monotonic() after which the fault is gone
 
 
 @dataclass(slots=True)
@@ -789,6 +805,8 @@ def _check_reply_markup(markup: Any) -> JSON | None:
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 20 * 1024 * 1024
 _Outcome = tuple[int, bytes]
+# An outcome status that drops the connection with a TCP reset instead of answering.
+_RESET = -1
 
 
 @dataclass(slots=True)
@@ -809,10 +827,12 @@ def _http_bytes(status: int, body: bytes, keep_alive: bool) -> bytes:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Unknown"
+    # Every Bot API answer is a JSON object; only nginx's own error pages are HTML.
+    content_type = "text/html" if body[:1] == b"<" else "application/json"
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
         "Server: nginx/1.18.0\r\n"
-        "Content-Type: application/json\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
@@ -860,6 +880,7 @@ class _Connection(asyncio.Protocol):
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[_Outcome] | None = None
+        self._request: _Request | None = None  # the one whose answer is being prepared
         self._closed = False
         self._sent_continue = False
 
@@ -867,6 +888,8 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._server._connections.add(self)
+        if self._server._outage == "reset":
+            self.reset()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -876,7 +899,19 @@ class _Connection(asyncio.Protocol):
             self._task = None
         self._transport = None
 
+    def eof_received(self) -> bool | None:
+        # A client that closes its side has given up: a request still waiting for its
+        # answer (a delay, a hang) must not run afterwards. connection_lost comes a loop
+        # iteration later, which is enough for a released request to slip through.
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        return None
+
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
         self._buf += data
         if self._task is None:
             self._pump()
@@ -884,6 +919,30 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def reset(self, *, count: bool = True) -> None:
+        """Drop the connection with a TCP RST, as a host whose server is gone does."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        self._closed = True
+        if count:
+            self._server._count_refused()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    def bad_gateway_now(self) -> None:
+        """Answer the request in progress (a long poll, a delayed send) with nginx's 502."""
+        task, request = self._task, self._request
+        if task is None or request is None:
+            return
+        self._task = None
+        task.cancel()
+        status, body = self._server._bad_gateway(request)
+        self._write(status, body, False)
 
     def _pump(self) -> None:
         while not self._closed and self._task is None:
@@ -895,7 +954,7 @@ class _Connection(asyncio.Protocol):
             if request is None:
                 return
             try:
-                outcome = self._server._dispatch(request)
+                outcome = self._server._serve(request)
             except Exception as exc:
                 self._server.internal_errors.append(exc)
                 outcome = 500, _encode({"ok": False, "error_code": 500, "description": repr(exc)})
@@ -905,12 +964,14 @@ class _Connection(asyncio.Protocol):
             loop = asyncio.get_running_loop()
             task = loop.create_task(outcome)
             self._task = task
+            self._request = request
             task.add_done_callback(functools.partial(self._finished, keep_alive=request.keep_alive))
 
     def _finished(self, task: asyncio.Task[_Outcome], keep_alive: bool) -> None:
         if self._task is not task:
             return
         self._task = None
+        self._request = None
         if task.cancelled():
             return
         exc = task.exception()
@@ -925,6 +986,9 @@ class _Connection(asyncio.Protocol):
         self._pump()
 
     def _write(self, status: int, body: bytes, keep_alive: bool) -> None:
+        if status == _RESET:
+            self.reset()
+            return
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -1093,6 +1157,11 @@ class FakeTelegram:
         self._paid_refusal: _PaidRefusal | None = None
         self._paid_sent = 0
         self._paid_billed = 0
+        self._outage: str | None = None
+        self._outage_event: asyncio.Event | None = None
+        # Connections dropped by a "reset" outage, and requests held by a "hang" outage.
+        self.refused_connections = 0
+        self.hung_requests = 0
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -1333,9 +1402,11 @@ class FakeTelegram:
             self._inline_answers.clear()
             self._paid_sent = 0
             self._paid_billed = 0
+            self.refused_connections = 0
+            self.hung_requests = 0
 
     def reset(self) -> None:
-        """clear() plus faults, delays, limits, queued updates, messages, topics,
+        """clear() plus faults, outages, delays, limits, queued updates, messages, topics,
         inline queries and settings."""
         with self._lock:
             self.clear()
@@ -1929,6 +2000,27 @@ class FakeTelegram:
             parameters={"migrate_to_chat_id": new_chat_id},
         )
 
+    def fail_for(
+        self,
+        seconds: float,
+        status: int = 502,
+        description: str = "Bad Gateway",
+        methods: Iterable[str] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Like fail_all, for a wall-clock window: from now on for ``seconds``, then never.
+
+        For a Telegram hiccup that heals by itself, e.g.
+        ``fail_for(5, 401, "Unauthorized", methods=["getUpdates"])``.
+        """
+        if seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        fault = self._fault(status, description, None, parameters, methods)
+        fault.until = time.monotonic() + seconds
+        with self._lock:
+            self._global_faults.append(fault)
+
     def refuse_paid(self, description: str = PAID_BROADCAST_REFUSED, *, after: int = 0) -> None:
         """Refuse paid broadcasts as a bot with too few Stars: 400 ``description``.
 
@@ -1946,6 +2038,45 @@ class FakeTelegram:
         with self._lock:
             self._paid_refusal = None
 
+    def set_outage(self, mode: str | None) -> None:
+        """Make Telegram unreachable the way a real outage looks, until ``set_outage(None)``.
+
+        * ``"reset"``: every connection is dropped with a TCP reset, without an answer
+          (open ones at once, new ones as they arrive); counted in ``refused_connections``.
+        * ``"502"``: nginx's "502 Bad Gateway" HTML page for every request, whatever the
+          method or token, including long polls and delayed requests already in progress.
+          These calls are recorded with status 502.
+        * ``"hang"``: requests are read and never answered while the outage lasts; counted
+          in ``hung_requests``. When it ends, those whose client still waits are served.
+        """
+        if mode is not None and mode not in OUTAGE_MODES:
+            raise ValueError(f"outage mode must be one of {sorted(OUTAGE_MODES)} or None")
+        with self._lock:
+            self._outage = mode
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._apply_outage, mode)
+
+    @property
+    def outage(self) -> str | None:
+        """The current outage mode (see :meth:`set_outage`), None when Telegram is up."""
+        return self._outage
+
+    def _apply_outage(self, mode: str | None) -> None:
+        if mode != "hang" and self._outage_event is not None:
+            self._outage_event.set()
+            self._outage_event = None
+        for connection in list(self._connections):
+            if mode == "reset":
+                connection.reset(count=False)
+            elif mode == "502":
+                connection.bad_gateway_now()
+
+    def _count_refused(self) -> None:
+        with self._lock:
+            self.refused_connections += 1
+
     def set_delay(self, seconds: float, chat_id: ChatKey | None = None) -> None:
         """Answer after ``seconds``: requests for chat_id, or every request but getUpdates."""
         with self._lock:
@@ -1957,14 +2088,16 @@ class FakeTelegram:
                 self._chat_delays.pop(self._resolve_key(chat_id), None)
 
     def clear_faults(self) -> None:
-        """Remove every fault switch and delay (including membership-induced 403s) and end
-        refuse_paid."""
+        """Remove every fault switch and delay (including membership-induced 403s), end
+        refuse_paid and any outage."""
         with self._lock:
             self._chat_faults.clear()
             self._global_faults.clear()
             self._chat_delays.clear()
             self._global_delay = 0.0
             self._paid_refusal = None
+        if self._outage is not None:
+            self.set_outage(None)
 
     @staticmethod
     def _fault(
@@ -1985,14 +2118,23 @@ class FakeTelegram:
         if key is not None and key in self._chat_faults:
             sources.append(self._chat_faults[key])
         sources.append(self._global_faults)
+        now: float | None = None
         for faults in sources:
-            for fault in faults:
+            i = 0
+            while i < len(faults):
+                fault = faults[i]
+                if fault.until is not None:
+                    now = time.monotonic() if now is None else now
+                    if now >= fault.until:
+                        del faults[i]
+                        continue
                 if fault.methods is not None and lowered not in fault.methods:
+                    i += 1
                     continue
                 if fault.remaining is not None:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
-                        faults.remove(fault)
+                        del faults[i]
                 return fault
         return None
 
@@ -2152,6 +2294,46 @@ class FakeTelegram:
         return billed
 
     # ------------------------------------------------------------------ dispatch
+
+    def _serve(self, request: _Request) -> _Outcome | Coroutine[Any, Any, _Outcome]:
+        """An outage (see set_outage) comes before everything, as nginx sits before the API."""
+        mode = self._outage
+        if mode is None:
+            return self._dispatch(request)
+        if mode == "reset":
+            return _RESET, b""
+        if mode == "502":
+            return self._bad_gateway(request)
+        return self._hold(request)
+
+    def _bad_gateway(self, request: _Request) -> _Outcome:
+        path, _, query = request.target.partition("?")
+        method = path.rpartition("/")[2] if path.startswith("/bot") else ""
+        if method:
+            known = self._handlers.get(method.lower())
+            name = known[0] if known else "getUpdates" if method.lower() == "getupdates" else method
+            try:
+                params = self._decode_params(request, query)
+            except _ApiError:
+                params = {}
+            self._record(
+                name,
+                params,
+                _chat_key(params.get("chat_id")),
+                502,
+                {"ok": False, "error_code": 502, "description": "Bad Gateway"},
+            )
+        return 502, _NGINX_502
+
+    async def _hold(self, request: _Request) -> _Outcome:
+        with self._lock:
+            self.hung_requests += 1
+        while self._outage == "hang":
+            if self._outage_event is None:
+                self._outage_event = asyncio.Event()
+            await self._outage_event.wait()
+        outcome = self._serve(request)
+        return outcome if isinstance(outcome, tuple) else await outcome
 
     def _dispatch(self, request: _Request) -> _Outcome | Coroutine[Any, Any, _Outcome]:
         path, _, query = request.target.partition("?")

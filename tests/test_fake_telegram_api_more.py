@@ -865,3 +865,19 @@ async def test_fail_for_recovers_by_itself(
     assert (wrong.status_code, wrong.json()["description"]) == (401, "Unauthorized")
     nonsense = await client.post(f"{tg.url}/botnonsense/getUpdates")
     assert (nonsense.status_code, nonsense.json()["description"]) == (404, "Not Found")
+
+
+async def test_a_hang_outlives_a_restart(tg: FakeTelegram) -> None:
+    tg.set_outage("hang")
+    async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=0.2) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post("getMe")
+    await asyncio.to_thread(tg.stop)
+    tg.start()
+    async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=5) as http:
+        waiting = asyncio.create_task(http.post("getMe"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        tg.set_outage(None)
+        assert (await waiting).status_code == 200
+    assert tg.hung_requests == 2

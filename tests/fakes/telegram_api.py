@@ -1309,6 +1309,8 @@ class FakeTelegram:
             await server.wait_closed()
         self._active_poll = None
         self._poll_waiters.clear()
+        # The event belongs to this loop; a restarted server makes its own.
+        self._outage_event = None
 
     # ------------------------------------------------------------------ recording
 

@@ -394,6 +394,8 @@ async def test_inline_query_update_and_answer(tg: FakeTelegram, client: httpx.As
         ([article("1", title=None)], BAD_RESULT + 'Can\'t find field "title"'),
         ([article("1", title="  ")], "Bad Request: ARTICLE_TITLE_EMPTY"),
         ([article("1", type="spaceship")], BAD_RESULT + 'type "spaceship" is unsupported'),
+        ([article("1", type=7)], BAD_RESULT + 'type "7" is unsupported'),
+        ([article("1", type=["article"])], BAD_RESULT + 'Field "type" must be of type String'),
         (
             [article("1", input_message_content={"message_text": ""})],
             BAD_RESULT + "Input message content is not specified",

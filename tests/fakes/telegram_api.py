@@ -2971,7 +2971,7 @@ class FakeTelegram:
             if result_id in seen:
                 raise _bad_request("RESULT_ID_DUPLICATE")
             seen.add(result_id)
-            if result["type"].lower() == "article" and not str(result["title"]).strip():
+            if str(result["type"]).lower() == "article" and not str(result["title"]).strip():
                 raise _bad_request("ARTICLE_TITLE_EMPTY")
             if visible is not None and not visible:
                 raise _bad_request("MESSAGE_EMPTY")

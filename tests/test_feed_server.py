@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.feed_server import FeedServer
+from tests.fakes.feed_server import FeedServer, encode_body
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 MB = 1024 * 1024
@@ -140,6 +140,33 @@ def test_huge_body_is_streamed_in_full(server: FeedServer, http: httpx.Client) -
         wire = b"".join(response.iter_raw())
     assert len(wire) < MB // 10
     assert len(zlib.decompress(wire, 16 + zlib.MAX_WBITS)) == 20 * MB
+
+
+def test_huge_body_with_stacked_codings(server: FeedServer, http: httpx.Client) -> None:
+    server.huge("/gz-gz", 20 * MB, content_encoding="gzip, gzip")
+    server.huge("/df-gz", 3 * MB, content_encoding="deflate, gzip")
+    server.huge("/br", 1000, content_encoding="br")
+
+    with http.stream("GET", "/gz-gz") as response:
+        assert response.headers["content-encoding"] == "gzip, gzip"
+        wire = b"".join(response.iter_raw())
+    assert len(wire) < 10_000
+    inner = zlib.decompress(wire, 16 + zlib.MAX_WBITS)
+    assert len(zlib.decompress(inner, 16 + zlib.MAX_WBITS)) == 20 * MB
+
+    with http.stream("GET", "/df-gz") as response:
+        wire = b"".join(response.iter_raw())
+    assert len(zlib.decompress(zlib.decompress(wire, 16 + zlib.MAX_WBITS))) == 3 * MB
+
+    with http.stream("GET", "/br") as response:  # announced, not applied
+        assert response.headers["content-encoding"] == "br"
+        assert len(b"".join(response.iter_raw())) == 1000
+
+
+def test_encode_body_applies_codings_in_order() -> None:
+    wire = encode_body(FEED, "deflate, x-gzip, identity")
+    assert zlib.decompress(gzip.decompress(wire)) == FEED
+    assert encode_body(FEED, "") == encode_body(FEED, "br") == FEED
 
 
 def test_client_hanging_up_on_a_huge_body_is_fine(server: FeedServer, http: httpx.Client) -> None:

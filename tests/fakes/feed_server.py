@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-__all__ = ["FeedServer", "RequestRecord", "TruncateMode"]
+__all__ = ["FeedServer", "RequestRecord", "TruncateMode", "encode_body"]
 
 TruncateMode = Literal["connection", "document", "chunked"]
 
@@ -86,7 +86,7 @@ class _Route:
     location: str = ""
     size: int = 0
     declare_length: bool = False
-    compressed: bool = False
+    content_encoding: str = ""  # "" : identity
     truncate_mode: TruncateMode = "connection"
     keep: int = 0
     # modifier
@@ -297,21 +297,34 @@ class FeedServer:
         self._set_fault(path, fault="redirect", fault_status=code, location=to)
 
     def huge(
-        self, path: str, size_bytes: int, *, declare_length: bool = False, compressed: bool = False
+        self,
+        path: str,
+        size_bytes: int,
+        *,
+        declare_length: bool = False,
+        compressed: bool = False,
+        content_encoding: str | None = None,
     ) -> None:
         """Stream ``size_bytes`` of junk, generated on the fly (never held in memory).
 
         Chunked by default; ``declare_length=True`` sends a Content-Length instead.
         ``compressed=True`` sends a gzip stream that *inflates* to ``size_bytes`` (a few
         hundred bytes on the wire per megabyte: a gzip bomb), chunked.
+        ``content_encoding`` (e.g. ``"gzip, gzip"``) stacks codings the same way, in the
+        order listed (RFC 9110 §8.4: the first one was applied first). gzip, x-gzip and
+        deflate are applied; any other token (br, zstd …) is only announced, the bytes
+        under it left as they are. A stack whose outer layers compress the inner ones
+        sends nearly nothing until the whole size has been generated (~2 s per GB).
         """
+        if content_encoding is None:
+            content_encoding = "gzip" if compressed else ""
         self._set_fault(
             path,
             fault="huge",
             fault_status=200,
             size=size_bytes,
-            declare_length=declare_length and not compressed,
-            compressed=compressed,
+            declare_length=declare_length and not _codings(content_encoding),
+            content_encoding=content_encoding,
         )
 
     def truncated(
@@ -395,7 +408,7 @@ class FeedServer:
                 "location": "",
                 "size": 0,
                 "declare_length": False,
-                "compressed": False,
+                "content_encoding": "",
             }
             self._routes[path] = replace(route, **{**reset, **fault})
 
@@ -557,8 +570,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _huge(self, route: _Route) -> None:
         headers = {"Content-Type": "application/rss+xml"}
-        if route.compressed:
-            headers["Content-Encoding"] = "gzip"
+        if route.content_encoding:
+            headers["Content-Encoding"] = route.content_encoding
         if route.declare_length:
             headers["Content-Length"] = str(route.size)
         else:
@@ -567,17 +580,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self._head_only:
             return
         chunked = not route.declare_length
-        compressor = (
-            zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if route.compressed else None
-        )
+        encoder = _Encoder(route.content_encoding)
         sent = 0
         while sent < route.size and not self.server.stopping.is_set():
             piece = _JUNK[: min(_CHUNK, route.size - sent)]
             sent += len(piece)
-            if compressor is not None:
-                piece = compressor.compress(piece)
-                if sent >= route.size:
-                    piece += compressor.flush()
+            piece = encoder.encode(piece, final=sent >= route.size)
             if piece:
                 self._write(piece, chunked)
             if route.delay and route.trickle_bytes is not None and not self._sleep(route.delay):
@@ -659,6 +667,38 @@ class _Handler(BaseHTTPRequestHandler):
     def _sleep(self, seconds: float) -> bool:
         """Sleep, but wake at once when the server stops; False if it did."""
         return not self.server.stopping.wait(seconds)
+
+
+def encode_body(body: bytes, content_encoding: str) -> bytes:
+    """``body`` with the codings of a Content-Encoding value applied, first listed first.
+
+    gzip, x-gzip and deflate (zlib-wrapped) are applied; other tokens are left out, as
+    in `FeedServer.huge`.
+    """
+    return _Encoder(content_encoding).encode(body, final=True)
+
+
+class _Encoder:
+    """Streams bytes through the codings of a Content-Encoding value, innermost first."""
+
+    def __init__(self, content_encoding: str) -> None:
+        self._stages = [
+            zlib.compressobj(9, zlib.DEFLATED, (16 if coding != "deflate" else 0) + zlib.MAX_WBITS)
+            for coding in _codings(content_encoding)
+        ]
+
+    def encode(self, data: bytes, *, final: bool) -> bytes:
+        for stage in self._stages:
+            data = stage.compress(data)
+            if final:
+                data += stage.flush()
+        return data
+
+
+def _codings(content_encoding: str) -> list[str]:
+    """The tokens of a Content-Encoding value that `_Encoder` applies, in order."""
+    tokens = (token.strip().lower() for token in content_encoding.split(","))
+    return [token for token in tokens if token in ("gzip", "x-gzip", "deflate")]
 
 
 def _check_path(path: str) -> str:

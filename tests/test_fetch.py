@@ -22,7 +22,7 @@ from bot.pipeline.fetch import (
     looks_like_html,
     make_client,
 )
-from tests.fakes.feed_server import FeedServer, TruncateMode
+from tests.fakes.feed_server import FeedServer, TruncateMode, encode_body
 
 RSS = (
     b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
@@ -404,6 +404,101 @@ async def test_corrupt_or_cut_gzip_is_an_error(
     server.serve("/f.xml", wire, headers={"Content-Encoding": "gzip"})
     error, _ = await fetch_error(client, server.url_for("/f.xml"))
     assert error.kind == "protocol"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "size"),
+    [
+        ("gzip, gzip", 1024 * MB),  # ~2 KB on the wire
+        ("gzip, gzip, gzip", 256 * MB),
+        ("deflate, gzip", 256 * MB),
+        ("x-gzip, deflate", 256 * MB),
+    ],
+)
+async def test_layered_coding_bomb_is_cut_while_inflating(
+    server: FeedServer, encoding: str, size: int
+) -> None:
+    # Every layer is inflated a bounded step at a time: nothing holds more than the cap
+    # (plus a step per layer), however much the inner layers would expand to.
+    server.huge("/bomb.xml", size, content_encoding=encoding)
+    # The outer layers stay silent until the server has compressed the whole stack.
+    async with make_client(read_timeout=10) as client:
+        with PeakMemory() as memory:
+            error, elapsed = await fetch_error(client, server.url_for("/bomb.xml"), max_bytes=MB)
+    assert error.kind == "too_large"
+    assert memory.peak < 3 * MB
+    assert elapsed < 15  # the server needs ~2 s per GB to generate the stack
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    ["gzip, gzip", "deflate, gzip", "gzip, deflate", "x-gzip, gzip, deflate", "GZIP , Identity"],
+)
+async def test_layered_codings_are_decoded(
+    server: FeedServer, client: httpx.AsyncClient, encoding: str
+) -> None:
+    server.serve("/f.xml", encode_body(RSS * 20, encoding), headers={"Content-Encoding": encoding})
+    result = await fetch_feed(client, server.url_for("/f.xml"))
+    assert result.body == RSS * 20
+    assert "content-encoding" not in result.headers
+
+
+async def test_layered_coding_decodes_a_byte_at_a_time(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
+    wire = gzip.compress(compressor.compress(RSS) + compressor.flush())
+    server.serve("/f.xml", wire, headers={"Content-Encoding": "deflate, gzip"})
+    server.slow("/f.xml", 0.001, trickle_bytes=1)
+    assert (await fetch_feed(client, server.url_for("/f.xml"))).body == RSS
+
+
+@pytest.mark.parametrize("label", ["utf-8", "UTF-8", "iso-8859-1", "utf-8, gzip"])
+async def test_charset_in_content_encoding_is_ignored(
+    server: FeedServer, client: httpx.AsyncClient, label: str
+) -> None:
+    # Misconfigured servers put the charset there; the body is not encoded by it.
+    server.serve("/f.xml", encode_body(RSS, label), headers={"Content-Encoding": label})
+    assert (await fetch_feed(client, server.url_for("/f.xml"))).body == RSS
+
+
+@pytest.mark.parametrize(
+    "encoding", ["br", "zstd", "compress", "x-compress", "gzip, br", "br, gzip", "zip", "binary"]
+)
+async def test_codings_without_a_bounded_decoder_are_refused(
+    server: FeedServer, client: httpx.AsyncClient, encoding: str
+) -> None:
+    server.serve("/f.xml", encode_body(RSS, encoding), headers={"Content-Encoding": encoding})
+    error, _ = await fetch_error(client, server.url_for("/f.xml"))
+    assert error.kind == "protocol"
+    assert str(error).startswith("fetch: unsupported content coding")
+
+
+async def test_more_than_four_stacked_codings_are_refused(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    encoding = ", ".join(["gzip"] * 5)
+    server.serve("/f.xml", encode_body(RSS, encoding), headers={"Content-Encoding": encoding})
+    error, _ = await fetch_error(client, server.url_for("/f.xml"))
+    assert error.kind == "protocol"
+    assert "5 content codings" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (gzip.compress(b"not gzip at all"), "corrupt gzip body"),
+        (gzip.compress(gzip.compress(RSS)[:-30]), "gzip body ends early"),
+    ],
+    ids=["corrupt-inner", "cut-inner"],
+)
+async def test_broken_inner_layer_is_an_error(
+    server: FeedServer, client: httpx.AsyncClient, wire: bytes, message: str
+) -> None:
+    server.serve("/f.xml", wire, headers={"Content-Encoding": "gzip, gzip"})
+    error, _ = await fetch_error(client, server.url_for("/f.xml"))
+    assert error.kind == "protocol"
+    assert message in str(error)
 
 
 # -- web pages instead of feeds ------------------------------------------------------------

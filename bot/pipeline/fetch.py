@@ -8,7 +8,9 @@ Bounds, because a poll runs inside a scheduled job that must not hang or balloon
 
 * conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged feed costs a 304;
 * the body is streamed and abandoned as soon as it passes ``max_bytes`` — counted *after*
-  content decoding, so a small gzip bomb is caught as early as a large plain body;
+  content decoding, so a small gzip bomb is caught as early as a large plain body. Only
+  gzip and deflate are decoded, in stacks of up to four ("gzip, gzip" is a bomb inside a
+  bomb), each layer a bounded step at a time; other codings are refused;
 * the whole fetch (connect, redirects, headers, body) runs under one ``asyncio.timeout``: the
   per-operation timeouts of httpx reset on every received chunk, so a server trickling a few
   bytes a second would otherwise keep us forever.
@@ -26,7 +28,7 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Final, Literal, TypeGuard
@@ -68,7 +70,8 @@ _ACCEPT: Final = (
     "application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
 # Only the codings `_BoundedDecoder` can decode with an output limit. httpx would also
-# advertise br/zstd when those packages happen to be installed.
+# advertise br/zstd when those packages happen to be installed; a server sending them
+# anyway is refused (see `_decoders`).
 _ACCEPT_ENCODING: Final = "gzip, deflate"
 
 # `type` values of <link rel="alternate"> that announce a feed. Plain application/json is
@@ -85,6 +88,8 @@ FEED_LINK_TYPES: Final = frozenset(
 )
 
 _MAX_URL_IN_MESSAGE: Final = 200
+_MAX_CODINGS: Final = 4
+_DECODE_STEP: Final = 64 * 1024
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]+")
 _SENSITIVE_QUERY = re.compile(
     r"(?i)([?&](?:access_token|api_?key|apikey|auth|key|pass(?:word|wd)?|secret|sig(?:nature)?"
@@ -309,48 +314,114 @@ async def _read_response(
 
 
 async def _read_body(response: httpx.Response, max_bytes: int, shown: str) -> bytes:
-    def too_large() -> FetchError:
-        return FetchError(
-            "too_large", f"body larger than {max_bytes} bytes from {shown}", url=shown
-        )
-
-    codings = [
-        c.strip().lower()
-        for c in response.headers.get("content-encoding", "").split(",")
-        if c.strip() and c.strip().lower() != "identity"
-    ]
+    chain = _DecoderChain(_decoders(response.headers.get("content-encoding", ""), shown))
     parts: list[bytes] = []
     size = 0
-    if len(codings) <= 1 and all(c in _BoundedDecoder.CODINGS for c in codings):
-        decoder = _BoundedDecoder(codings[0]) if codings else None
+    try:
         async for raw in response.aiter_raw():
-            if decoder is None:
-                chunk = raw
-            else:
-                try:
-                    chunk = decoder.decode(raw, max_bytes - size + 1)
-                except zlib.error:
+            # Pieces come out lazily, one bounded step at a time, so the loop stops the
+            # decoders as soon as the cap is passed.
+            for chunk in chain.decode(raw):
+                size += len(chunk)
+                if size > max_bytes:
                     raise FetchError(
-                        "protocol", f"corrupt {decoder.coding} body from {shown}", url=shown
-                    ) from None
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_large()
-            parts.append(chunk)
-        if decoder is not None and not decoder.complete:
-            raise FetchError(
-                "protocol", f"{decoder.coding} body ends early from {shown}", url=shown
-            )
-    else:
-        # Codings we did not ask for go to httpx: it decodes the ones it knows (unbounded, so
-        # the cap is only checked per decoded chunk) and passes unknown labels through as
-        # they are, which suits servers that put a charset in Content-Encoding.
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_large()
-            parts.append(chunk)
+                        "too_large", f"body larger than {max_bytes} bytes from {shown}", url=shown
+                    )
+                parts.append(chunk)
+    except _CorruptBody as exc:
+        raise FetchError("protocol", f"corrupt {exc.coding} body from {shown}", url=shown) from None
+    cut = chain.incomplete()
+    if cut is not None:
+        raise FetchError("protocol", f"{cut} body ends early from {shown}", url=shown)
     return b"".join(parts)
+
+
+def _decoders(content_encoding: str, shown: str) -> list[_BoundedDecoder]:
+    """Decoders for a Content-Encoding value, the last-applied coding first.
+
+    Only codings `_BoundedDecoder` can undo with an output limit are accepted: anything else
+    (br, zstd, compress, unknown tokens) is refused rather than handed on still encoded, or
+    to a decoder that inflates a whole chunk at once. A character set name (``utf-8``) is
+    the one exception: servers put it there by mistake and the body is not encoded by it.
+    """
+    codings: list[str] = []
+    for token in content_encoding.split(","):
+        coding = token.strip().lower()
+        if not coding or coding == "identity" or _is_charset(coding):
+            continue
+        if coding not in _BoundedDecoder.CODINGS:
+            label = "".join(ch if ch.isprintable() else "?" for ch in coding[:40])
+            raise FetchError(
+                "protocol", f"unsupported content coding {label!r} from {shown}", url=shown
+            )
+        codings.append(coding)
+    if len(codings) > _MAX_CODINGS:
+        # Real servers stack two at most (a proxy gzipping a gzipped body); every layer
+        # costs a zlib state and a buffered step.
+        raise FetchError(
+            "protocol", f"{len(codings)} content codings stacked in {shown}", url=shown
+        )
+    return [_BoundedDecoder(coding) for coding in reversed(codings)]
+
+
+def _is_charset(label: str) -> bool:
+    try:
+        "".encode(label)  # bytes-to-bytes codecs (zlib, base64 …) are refused here too
+    except (LookupError, ValueError):
+        return False
+    return True
+
+
+class _CorruptBody(Exception):
+    def __init__(self, coding: str) -> None:
+        super().__init__(coding)
+        self.coding = coding
+
+
+class _DecoderChain:
+    """Stacked content codings undone one bounded step at a time.
+
+    Each decoder holds at most one step of input (the network chunk, for the first) and
+    produces at most one step per call; output is pulled from the innermost decoder that
+    has any before the outer ones are asked for more, so however much a layer would
+    expand, nothing is held beyond what the caller has taken plus a step per layer.
+    """
+
+    def __init__(self, decoders: list[_BoundedDecoder]) -> None:
+        self._decoders = decoders
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        """The decoded pieces of one network chunk, produced only as they are taken."""
+        if not self._decoders:
+            if data:
+                yield data
+            return
+        decoders = self._decoders
+        last = len(decoders) - 1
+        decoders[0].push(data)
+        while True:
+            for index in range(last, -1, -1):
+                if not decoders[index].hungry:
+                    break
+            else:
+                return  # every layer waits for the next network chunk
+            decoder = decoders[index]
+            try:
+                piece = decoder.pull(_DECODE_STEP)
+            except zlib.error:
+                raise _CorruptBody(decoder.coding) from None
+            if index == last:
+                if piece:
+                    yield piece
+            elif piece:
+                decoders[index + 1].push(piece)
+
+    def incomplete(self) -> str | None:
+        """The coding of the outermost layer cut short, or None when every layer ended."""
+        for decoder in self._decoders:
+            if not decoder.complete:
+                return decoder.coding
+        return None
 
 
 class _BoundedDecoder:
@@ -358,7 +429,7 @@ class _BoundedDecoder:
 
     httpx's own decoders inflate a whole network chunk at once: 64 KiB of a gzip bomb
     becomes ~64 MB in memory before any size check could run. zlib's ``max_length``
-    stops inflation at the limit instead.
+    stops inflation at the limit instead; the input not yet used waits in ``_pending``.
     """
 
     CODINGS: Final = frozenset({"gzip", "x-gzip", "deflate"})
@@ -368,19 +439,36 @@ class _BoundedDecoder:
         # 32 + MAX_WBITS accepts a gzip or a zlib header; "deflate" is zlib-wrapped per
         # RFC 9110 §8.4.1.2, but some servers send raw deflate (handled on the first error).
         self._inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        self._pending = b""
+        self._full = False  # the last pull stopped at its limit: zlib may hold more output
         self._fed = False
         self._members = 0
         self._trailing = False
 
     @property
+    def hungry(self) -> bool:
+        """True when nothing more can come out before more input is pushed."""
+        return not self._full and (not self._pending or self._undecided())
+
+    @property
     def complete(self) -> bool:
         """False when the input so far stops inside a compressed stream (a cut body)."""
-        return not self._fed or self._inflater.eof or self._trailing
+        return not self._pending and (not self._fed or self._inflater.eof or self._trailing)
 
-    def decode(self, data: bytes, room: int) -> bytes:
-        """Inflate ``data``, stopping once ``room`` bytes have been produced."""
+    def push(self, data: bytes) -> None:
+        """Add input; only called when `hungry`, so at most one step is ever pending."""
+        if not self._trailing:
+            self._pending += data
+
+    def pull(self, room: int) -> bytes:
+        """Inflate pending input, stopping once ``room`` bytes have been produced."""
+        if self._undecided():
+            return b""
         out = bytearray()
-        while data and len(out) < room and not self._trailing:
+        data, self._pending = self._pending, b""
+        flush, self._full = self._full, False
+        while len(out) < room and not self._trailing and (data or flush):
+            flush = False
             if self._inflater.eof:
                 if self.coding != "gzip":
                     self._trailing = True  # bytes after a zlib stream carry no content
@@ -399,12 +487,18 @@ class _BoundedDecoder:
                     break
                 raise
             self._fed = True
-            if not self._inflater.eof:
-                # Either all input was consumed, or `room` is reached and the caller stops.
-                break
-            self._members += 1
-            data = self._inflater.unused_data
+            if self._inflater.eof:
+                self._members += 1
+                data = self._inflater.unused_data
+            else:
+                data = self._inflater.unconsumed_tail
+        self._pending = b"" if self._trailing else data
+        self._full = len(out) >= room and not self._trailing and not self._inflater.eof
         return bytes(out)
+
+    def _undecided(self) -> bool:
+        # A zlib header is two bytes: with fewer, an error could not yet tell raw deflate.
+        return self.coding == "deflate" and not self._fed and len(self._pending) < 2
 
 
 def discover_feed_links(html: bytes | str, base_url: str) -> list[str]:

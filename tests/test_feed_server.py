@@ -98,6 +98,7 @@ def test_request_log(server: FeedServer, http: httpx.Client) -> None:
     assert log[0].header("X-Test") == "yes"
     assert log[0].response_headers["content-length"] == str(len(FEED))
     assert len(server.requests("/f.xml")) == 2
+    assert len({r.client_port for r in log}) == 1  # one keep-alive connection
     server.clear_requests()
     assert server.requests() == []
 
@@ -121,6 +122,30 @@ def test_redirects(server: FeedServer, http: httpx.Client) -> None:
     assert response.status_code == 301 and response.headers["location"] == "/b"
     with pytest.raises(httpx.TooManyRedirects):
         http.get("/a", follow_redirects=True)
+
+
+def test_redirect_with_a_body(server: FeedServer, http: httpx.Client) -> None:
+    server.redirect("/sized", "/f.xml", body_size=3 * MB)
+    server.redirect("/chunked", "/f.xml", 301, body_size=100_000, declare_length=False)
+    server.redirect("/trickle", "/f.xml", body_size=MB)
+    server.slow("/trickle", 0.05, trickle_bytes=10)
+
+    with http.stream("GET", "/sized") as response:
+        assert response.status_code == 302 and response.headers["location"] == "/f.xml"
+        assert response.headers["content-length"] == str(3 * MB)
+        assert sum(len(chunk) for chunk in response.iter_raw()) == 3 * MB
+    with http.stream("GET", "/chunked") as response:
+        assert response.status_code == 301 and "content-length" not in response.headers
+        assert sum(len(chunk) for chunk in response.iter_raw()) == 100_000
+    started = time.monotonic()
+    with http.stream("GET", "/trickle") as response:
+        received = 0
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received >= 50:
+                break
+    assert received == 50  # ten bytes at a time, 0.05 s apart
+    assert time.monotonic() - started > 0.15
 
 
 def test_huge_body_is_streamed_in_full(server: FeedServer, http: httpx.Client) -> None:

@@ -63,6 +63,7 @@ class RequestRecord:
     status: int
     response_headers: dict[str, str]  # lower-case names
     at: float  # time.monotonic() when the answer was decided
+    client_port: int = 0  # the same for requests that shared a connection
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -292,9 +293,29 @@ class FeedServer:
             fault_headers=dict(headers or {}),
         )
 
-    def redirect(self, path: str, to: str, code: int = 302) -> None:
-        """Redirect to ``to`` (a path on this server, or any URL)."""
-        self._set_fault(path, fault="redirect", fault_status=code, location=to)
+    def redirect(
+        self,
+        path: str,
+        to: str,
+        code: int = 302,
+        *,
+        body_size: int = 0,
+        declare_length: bool = True,
+    ) -> None:
+        """Redirect to ``to`` (a path on this server, or any URL).
+
+        ``body_size`` sends that much junk after the headers, generated as in `huge`
+        (with a Content-Length, or chunked when ``declare_length=False``); `slow` with
+        ``trickle_bytes`` makes it trickle.
+        """
+        self._set_fault(
+            path,
+            fault="redirect",
+            fault_status=code,
+            location=to,
+            size=body_size,
+            declare_length=declare_length,
+        )
 
     def huge(
         self,
@@ -514,6 +535,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if route.fault == "status":
                 self._simple(route.fault_status, route.fault_body, route.fault_headers, route)
+            elif route.fault == "redirect" and route.size:
+                self._huge(route, route.fault_status, {"Location": route.location})
             elif route.fault == "redirect":
                 self._simple(route.fault_status, b"", {"Location": route.location})
             elif route.fault == "huge":
@@ -568,22 +591,25 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
         self._send(status, headers, body, route)
 
-    def _huge(self, route: _Route) -> None:
-        headers = {"Content-Type": "application/rss+xml"}
+    def _huge(
+        self, route: _Route, status: int = 200, extra_headers: Mapping[str, str] | None = None
+    ) -> None:
+        headers = {"Content-Type": "application/rss+xml", **(extra_headers or {})}
         if route.content_encoding:
             headers["Content-Encoding"] = route.content_encoding
         if route.declare_length:
             headers["Content-Length"] = str(route.size)
         else:
             headers["Transfer-Encoding"] = "chunked"
-        self._start(200, headers)
+        self._start(status, headers)
         if self._head_only:
             return
         chunked = not route.declare_length
         encoder = _Encoder(route.content_encoding)
+        step = route.trickle_bytes if route.delay and route.trickle_bytes else _CHUNK
         sent = 0
         while sent < route.size and not self.server.stopping.is_set():
-            piece = _JUNK[: min(_CHUNK, route.size - sent)]
+            piece = _JUNK[: min(step, route.size - sent)]
             sent += len(piece)
             piece = encoder.encode(piece, final=sent >= route.size)
             if piece:
@@ -649,6 +675,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status=status,
                 response_headers={k.lower(): v for k, v in headers.items()},
                 at=time.monotonic(),
+                client_port=int(self.client_address[1]),
             )
         )
         self.send_response(status)

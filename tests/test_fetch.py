@@ -280,6 +280,43 @@ async def test_redirect_loop(server: FeedServer, client: httpx.AsyncClient) -> N
     assert elapsed < 2
 
 
+@pytest.mark.parametrize("declare_length", [True, False], ids=["sized", "chunked"])
+async def test_redirect_body_is_never_read(
+    server: FeedServer, client: httpx.AsyncClient, declare_length: bool
+) -> None:
+    server.serve("/new.xml", RSS)
+    server.redirect("/old.xml", "/new.xml", body_size=1024 * MB, declare_length=declare_length)
+    started = time.monotonic()
+    with PeakMemory() as memory:
+        result = await fetch_feed(client, server.url_for("/old.xml"))
+    assert result.body == RSS and result.url == server.url_for("/new.xml")
+    assert memory.peak < 2 * MB
+    assert time.monotonic() - started < 2
+
+
+async def test_trickling_redirect_body_does_not_hold_the_fetch(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    server.serve("/new.xml", RSS)
+    server.redirect("/old.xml", "/new.xml", body_size=100)  # small, but never finishes
+    server.slow("/old.xml", 0.5, trickle_bytes=1)
+    started = time.monotonic()
+    result = await fetch_feed(client, server.url_for("/old.xml"), total_timeout=10)
+    assert result.body == RSS
+    assert time.monotonic() - started < 2
+
+
+async def test_small_redirect_bodies_keep_the_connection(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    server.serve("/new.xml", RSS)
+    server.redirect("/old.xml", "/new.xml", body_size=2000)
+    await fetch_feed(client, server.url_for("/old.xml"))
+    log = server.requests()
+    assert [r.status for r in log] == [302, 200]
+    assert log[0].client_port == log[1].client_port
+
+
 async def test_redirect_to_another_scheme_is_refused(
     server: FeedServer, client: httpx.AsyncClient
 ) -> None:

@@ -11,6 +11,8 @@ Bounds, because a poll runs inside a scheduled job that must not hang or balloon
   content decoding, so a small gzip bomb is caught as early as a large plain body. Only
   gzip and deflate are decoded, in stacks of up to four ("gzip, gzip" is a bomb inside a
   bomb), each layer a bounded step at a time; other codings are refused;
+* redirects (at most five) are followed without reading their bodies, except a small one
+  that arrives at once and lets the connection be reused;
 * the whole fetch (connect, redirects, headers, body) runs under one ``asyncio.timeout``: the
   per-operation timeouts of httpx reset on every received chunk, so a server trickling a few
   bytes a second would otherwise keep us forever.
@@ -22,6 +24,7 @@ page rather than a feed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import random
@@ -89,6 +92,8 @@ FEED_LINK_TYPES: Final = frozenset(
 
 _MAX_URL_IN_MESSAGE: Final = 200
 _MAX_CODINGS: Final = 4
+_REDIRECT_BODY_CAP: Final = 64 * 1024
+_REDIRECT_DRAIN_SECONDS: Final = 1.0
 _DECODE_STEP: Final = 64 * 1024
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]+")
 _SENSITIVE_QUERY = re.compile(
@@ -177,7 +182,8 @@ def make_client(
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
         ),
-        follow_redirects=True,
+        # `fetch_feed` follows redirects itself, up to this many, never reading their bodies.
+        follow_redirects=False,
         max_redirects=5,
     )
 
@@ -225,20 +231,31 @@ async def _fetch(
 ) -> FetchResult:
     shown = _redact(url)
     try:
-        async with client.stream("GET", url, headers=headers) as response:
-            shown = _redact(str(response.url))
-            return await _read_response(response, etag, last_modified, max_bytes, started)
+        request = client.build_request("GET", url, headers=headers)
+        # Redirects are followed here, not by httpx: it reads every redirect body in full,
+        # and those are bounded by nothing but the total timeout.
+        for _ in range(client.max_redirects + 1):
+            shown = _redact(str(request.url))
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                next_request = response.next_request
+                if next_request is None:
+                    return await _read_response(response, etag, last_modified, max_bytes, started)
+                if next_request.url.scheme not in ("http", "https"):
+                    raise FetchError(
+                        "redirects", f"redirected to a non-http(s) URL from {shown}", url=shown
+                    )
+                await _drain_redirect(response)
+            finally:
+                await response.aclose()
+            request = next_request
+        raise FetchError(
+            "redirects",
+            f"too many redirects (over {client.max_redirects}) from {_redact(url)}",
+            url=_redact(url),
+        )
     except httpx.TimeoutException as exc:
         raise FetchError("timeout", _timeout_message(client, exc, shown), url=shown) from None
-    except httpx.TooManyRedirects:
-        raise FetchError(
-            "redirects", f"too many redirects (over {client.max_redirects}) from {shown}", url=shown
-        ) from None
-    except httpx.UnsupportedProtocol:
-        # The start URL was checked, so this is a redirect to ftp:, file: and the like.
-        raise FetchError(
-            "redirects", f"redirected to a non-http(s) URL from {shown}", url=shown
-        ) from None
     except httpx.ConnectError as exc:
         raise FetchError(
             "connect", f"cannot connect to {shown}: {_reason(exc, url)}", url=shown
@@ -248,11 +265,26 @@ async def _fetch(
             "protocol", f"broken response from {shown}: {_reason(exc, url)}", url=shown
         ) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        # ReadError (reset mid-body), DecodingError, LocalProtocolError, InvalidURL in a
-        # redirect, …: all mean the server's answer could not be used.
+        # ReadError (reset mid-body), LocalProtocolError, InvalidURL in a redirect, …: all
+        # mean the server's answer could not be used.
         raise FetchError(
             "protocol", f"failed reading {shown}: {_reason(exc, url)}", url=shown
         ) from None
+
+
+async def _drain_redirect(response: httpx.Response) -> None:
+    """Read a small redirect body so its connection can serve the next request.
+
+    Anything larger or slower is left unread: closing the response drops the connection,
+    which costs one new connection instead of a download.
+    """
+    declared = _content_length(response.headers)
+    if declared is None or declared > _REDIRECT_BODY_CAP:
+        return
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(_REDIRECT_DRAIN_SECONDS):
+            async for _ in response.aiter_raw():
+                pass
 
 
 async def _read_response(

@@ -41,7 +41,8 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(connect_timeout=2, read_timeout=2) as http_client:
+    # The feed server is on loopback, which the default client refuses to connect to.
+    async with make_client(connect_timeout=2, read_timeout=2, allow_private=True) as http_client:
         yield http_client
 
 
@@ -199,7 +200,7 @@ async def test_body_exactly_at_the_cap_is_accepted(
 async def test_slow_server_times_out(server: FeedServer) -> None:
     server.serve("/slow.xml", RSS)
     server.slow("/slow.xml", 5)
-    async with make_client(read_timeout=0.2) as client:
+    async with make_client(read_timeout=0.2, allow_private=True) as client:
         error, elapsed = await fetch_error(client, server.url_for("/slow.xml"))
     assert error.kind == "timeout"
     assert str(error).startswith("fetch: timed out after 0.2 s")
@@ -459,7 +460,7 @@ async def test_layered_coding_bomb_is_cut_while_inflating(
     # (plus a step per layer), however much the inner layers would expand to.
     server.huge("/bomb.xml", size, content_encoding=encoding)
     # The outer layers stay silent until the server has compressed the whole stack.
-    async with make_client(read_timeout=10) as client:
+    async with make_client(read_timeout=10, allow_private=True) as client:
         with PeakMemory() as memory:
             error, elapsed = await fetch_error(client, server.url_for("/bomb.xml"), max_bytes=MB)
     assert error.kind == "too_large"

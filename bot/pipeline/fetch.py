@@ -17,6 +17,11 @@ Bounds, because a poll runs inside a scheduled job that must not hang or balloon
   per-operation timeouts of httpx reset on every received chunk, so a server trickling a few
   bytes a second would otherwise keep us forever.
 
+Reach, because feed URLs, their redirects and the feeds their pages announce are chosen by
+others: `make_client`'s connections go only to addresses its `AddressPolicy` allows —
+by default public ones, never loopback, private or link-local — checked on the address
+each socket is actually connected to.
+
 `discover_feed_links` and `looks_like_html` help when a configured URL turns out to be a web
 page rather than a feed.
 """
@@ -26,26 +31,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ipaddress
+import itertools
 import math
 import random
 import re
+import socket
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Final, Literal, TypeGuard
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import anyio
+import httpcore
 import httpx
+from httpcore import SOCKET_OPTION
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_USER_AGENT",
     "FEED_LINK_TYPES",
+    "AddressPolicy",
     "FetchError",
     "FetchErrorKind",
     "FetchResult",
+    "Resolver",
     "backoff_seconds",
     "discover_feed_links",
     "fetch_feed",
@@ -65,6 +78,7 @@ FetchErrorKind = Literal[
     "redirects",  # too many redirects, or a redirect to a non-http(s) URL
     "protocol",  # broken response: truncated body, bad compression, reset mid-body
     "not_a_feed",  # for callers: a web page without any discoverable feed
+    "forbidden_address",  # the host is (or resolves to) an address `AddressPolicy` refuses
 ]
 
 # Feed formats first; */* last so a server with odd content negotiation still answers.
@@ -94,6 +108,7 @@ _MAX_URL_IN_MESSAGE: Final = 200
 _MAX_CODINGS: Final = 4
 _REDIRECT_BODY_CAP: Final = 64 * 1024
 _REDIRECT_DRAIN_SECONDS: Final = 1.0
+_CONNECT_ATTEMPT_DELAY: Final = 0.25
 _DECODE_STEP: Final = 64 * 1024
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]+")
 _SENSITIVE_QUERY = re.compile(
@@ -157,14 +172,126 @@ class FetchResult:
     elapsed: float
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""``(host, port) -> addresses``, as strings: the name lookup `make_client` can be given."""
+
+_SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT
+_RFC1918: Final = tuple(
+    ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+_UNIQUE_LOCAL: Final = ipaddress.IPv6Network("fc00::/7")
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses the fetcher may connect to.
+
+    A feed URL comes from whoever adds a feed, and redirects and ``<link>`` discovery come
+    from the feed's server: without a rule, any of them can make the bot request its own
+    metrics, a database's HTTP port or a cloud metadata service. By default only public
+    unicast addresses are allowed: loopback, private (RFC 1918, fc00::/7), link-local,
+    carrier-grade NAT (100.64/10), multicast, unspecified and reserved ones are refused,
+    also when written as IPv4-mapped, NAT64 or 6to4 IPv6.
+
+    ``allow_private`` allows everything (feeds hosted inside the network); ``exceptions``
+    allow single networks, each on one port or (None) on all.
+    """
+
+    allow_private: bool = False
+    exceptions: tuple[tuple[IPNetwork, int | None], ...] = ()
+
+    @classmethod
+    def allowing(cls, *endpoints: str | tuple[str, int | None]) -> AddressPolicy:
+        """The default policy plus ``"10.1.2.0/24"`` (any port) or ``("127.0.0.1", 8080)``."""
+        exceptions = []
+        for endpoint in endpoints:
+            network, port = (endpoint, None) if isinstance(endpoint, str) else endpoint
+            exceptions.append((ipaddress.ip_network(network), port))
+        return cls(exceptions=tuple(exceptions))
+
+    def refusal(self, address: IPAddress, port: int) -> str | None:
+        """None when ``address:port`` may be connected to, else what kind of address it is."""
+        if self.allow_private:
+            return None
+        address = _unwrap(address)
+        for network, allowed_port in self.exceptions:
+            if address in _unwrap_network(network) and allowed_port in (None, port):
+                return None
+        return _address_class(address)
+
+
+def _unwrap(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4), else itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
+    return address
+
+
+def _unwrap_network(network: IPNetwork) -> IPNetwork:
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = _unwrap(network.network_address)
+        if isinstance(mapped, ipaddress.IPv4Address):
+            return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
+
+
+def _address_class(address: IPAddress) -> str | None:
+    """None for a public unicast address, else its class as a message would name it."""
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address):
+        if address in _SHARED_ADDRESS_SPACE:
+            return "a carrier-grade NAT address"
+        if any(address in network for network in _RFC1918):
+            return "a private address"
+    elif address in _UNIQUE_LOCAL or address.is_site_local:
+        return "a private address"
+    if address.is_reserved or not address.is_global:
+        return "a reserved address"
+    return None
+
+
 def make_client(
     *,
     user_agent: str = DEFAULT_USER_AGENT,
     connect_timeout: float = 10,
     read_timeout: float = 20,
     max_connections: int = 20,
+    allow_private: bool = False,
+    address_policy: AddressPolicy | None = None,
+    resolver: Resolver | None = None,
 ) -> httpx.AsyncClient:
-    """The one HTTP client the bot shares for all feeds; close it with ``aclose()``."""
+    """The one HTTP client the bot shares for all feeds; close it with ``aclose()``.
+
+    Every connection it opens is checked against ``address_policy`` (default: public
+    addresses only, see `AddressPolicy`; ``allow_private=True`` is the policy allowing
+    everything). ``resolver`` replaces the system's name lookup, whose answers are checked
+    just the same. Proxies from the environment (HTTP_PROXY …) are not used: through a
+    proxy, the address a feed's name stands for could not be checked.
+    """
+    if address_policy is not None and allow_private:
+        raise ValueError("give either allow_private or address_policy, not both")
+    policy = address_policy or AddressPolicy(allow_private=allow_private)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        # Sections of one site share a host: keep their connections alive between polls.
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30.0,
+    )
     return httpx.AsyncClient(
         headers={
             "User-Agent": user_agent,
@@ -176,16 +303,158 @@ def make_client(
         timeout=httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None
         ),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            # Sections of one site share a host: keep their connections alive between polls.
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-        ),
+        transport=_GuardedTransport(limits, _GuardedBackend(policy, resolver)),
         # `fetch_feed` follows redirects itself, up to this many, never reading their bodies.
         follow_redirects=False,
         max_redirects=5,
     )
+
+
+class _ForbiddenAddress(httpcore.ConnectError):
+    """A connection the `AddressPolicy` refused; httpx hands it on as a ConnectError's cause."""
+
+    def __init__(self, address_class: str) -> None:
+        super().__init__(f"resolves to {address_class}")
+        self.address_class = address_class
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses the policy allows, and only to the ones it checked.
+
+    The name is resolved here, every address it resolves to is checked, and the socket is
+    connected to a checked address — not to the name, which a second lookup (DNS
+    rebinding) could point elsewhere. The check comes before any connection attempt, so a
+    refused host looks the same whether something listens there or not. TLS still
+    verifies, and the Host header still names, the host of the URL: httpcore takes both
+    from the request, not from the address connected to.
+    """
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        resolver: Resolver | None = None,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolve = resolver or _system_resolve
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await self._checked_addresses(host, port)
+                return await self._connect_any(addresses, port, local_address, socket_options)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"timed out connecting to {host}") from None
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("feeds are fetched over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+    async def _checked_addresses(self, host: str, port: int) -> list[IPAddress]:
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                answers = await self._resolve(host, port)
+                addresses = list(dict.fromkeys(ipaddress.ip_address(a) for a in answers))
+            except (OSError, UnicodeError, ValueError) as exc:  # no such name, no DNS …
+                raise httpcore.ConnectError(str(exc) or "name not resolved") from None
+        if not addresses:
+            raise httpcore.ConnectError(f"no address for {host}")
+        for address in addresses:
+            # One forbidden answer refuses the name: a public name has no business resolving
+            # into the network, and trying the others would tell which of them answer.
+            address_class = self._policy.refusal(address, port)
+            if address_class is not None:
+                raise _ForbiddenAddress(address_class)
+        return addresses
+
+    async def _connect_any(
+        self,
+        addresses: list[IPAddress],
+        port: int,
+        local_address: str | None,
+        socket_options: Iterable[SOCKET_OPTION] | None,
+    ) -> httpcore.AsyncNetworkStream:
+        """The first connection that succeeds, attempts started 250 ms apart (RFC 8305)."""
+        options = list(socket_options or ())
+        if len(addresses) == 1:
+            return await self._inner.connect_tcp(
+                str(addresses[0]), port, local_address=local_address, socket_options=options
+            )
+        winner: httpcore.AsyncNetworkStream | None = None
+        errors: list[Exception] = []
+
+        async def attempt(address: IPAddress, failed: anyio.Event) -> None:
+            nonlocal winner
+            try:
+                stream = await self._inner.connect_tcp(
+                    str(address), port, local_address=local_address, socket_options=options
+                )
+            except Exception as exc:  # any failure only means: try the next address
+                errors.append(exc)
+                failed.set()
+                return
+            if winner is None:
+                winner = stream
+                group.cancel_scope.cancel()
+            else:
+                await stream.aclose()
+
+        async with anyio.create_task_group() as group:
+            for address in _interleave(addresses):
+                failed = anyio.Event()
+                group.start_soon(attempt, address, failed)
+                with anyio.move_on_after(_CONNECT_ATTEMPT_DELAY):
+                    await failed.wait()
+        if winner is not None:
+            return winner
+        last = errors[-1]
+        if isinstance(last, httpcore.ConnectError | httpcore.ConnectTimeout):
+            raise last
+        raise httpcore.ConnectError(str(last) or type(last).__name__) from None
+
+
+async def _system_resolve(host: str, port: int) -> list[str]:
+    answers = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for *_, sockaddr in answers]
+
+
+def _interleave(addresses: list[IPAddress]) -> list[IPAddress]:
+    """Alternate address families, the resolver's first family first (RFC 8305 §4)."""
+    first = [a for a in addresses if a.version == addresses[0].version]
+    other = [a for a in addresses if a.version != addresses[0].version]
+    return [a for pair in itertools.zip_longest(first, other) for a in pair if a is not None]
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, on a connection pool that connects through `_GuardedBackend`."""
+
+    def __init__(self, limits: httpx.Limits, backend: httpcore.AsyncNetworkBackend) -> None:
+        # Not super().__init__(): all it does is build this pool, with no way to pass a
+        # network backend to it.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
 
 
 async def fetch_feed(
@@ -257,6 +526,10 @@ async def _fetch(
     except httpx.TimeoutException as exc:
         raise FetchError("timeout", _timeout_message(client, exc, shown), url=shown) from None
     except httpx.ConnectError as exc:
+        if isinstance(exc.__cause__, _ForbiddenAddress):
+            raise FetchError(
+                "forbidden_address", f"not fetching {shown}: its host {exc.__cause__}", url=shown
+            ) from None
         raise FetchError(
             "connect", f"cannot connect to {shown}: {_reason(exc, url)}", url=shown
         ) from None

@@ -115,6 +115,24 @@ def test_status_fault_then_recovery(server: FeedServer, http: httpx.Client) -> N
     assert http.get("/f.xml").status_code == 404
 
 
+def test_basic_auth_on_a_path(server: FeedServer, http: httpx.Client) -> None:
+    server.serve("/private.xml", FEED)
+    server.require_auth("/private.xml", "reader", "p@ss w\u00f6rd")
+    missing = http.get("/private.xml")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith('Basic realm="feeds"')
+    assert http.get("/private.xml", auth=("reader", "wrong")).status_code == 401
+    assert http.get("/private.xml", auth=("reader", "p@ss w\u00f6rd")).content == FEED
+
+    server.status("/private.xml", 503)  # faults sit behind the credentials too
+    assert http.get("/private.xml").status_code == 401
+    assert http.get("/private.xml", auth=("reader", "p@ss w\u00f6rd")).status_code == 503
+    server.clear("/private.xml")
+    assert http.get("/private.xml").status_code == 401
+    server.remove("/private.xml")
+    assert http.get("/private.xml").status_code == 404
+
+
 def test_redirects(server: FeedServer, http: httpx.Client) -> None:
     server.redirect("/a", "/b", code=301)
     server.redirect("/b", "/a")

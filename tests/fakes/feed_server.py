@@ -24,6 +24,8 @@ Run ``python -m tests.fakes.feed_server FILE…`` to serve files by hand (at ``/
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email.utils
 import gzip as gzip_module
@@ -79,6 +81,7 @@ class _Route:
     last_modified: float | None = None  # epoch seconds; None: no Last-Modified
     gzip: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None  # (user, password) required, for faults too
     # fault
     fault: Literal["status", "redirect", "huge", "truncated"] | None = None
     fault_status: int = 500
@@ -269,6 +272,16 @@ class FeedServer:
         )
         self.serve(path, page.encode("utf-8"), "text/html; charset=utf-8")
 
+    def require_auth(self, path: str, user: str, password: str) -> None:
+        """Answer 401 unless the request carries HTTP Basic credentials ``user:password``.
+
+        Stays in force across `serve`, faults and `clear`; `remove` ends it.
+        """
+        path = _check_path(path)
+        with self._lock:
+            route = self._routes.setdefault(path, _Route())
+            route.auth = (user, password)
+
     def remove(self, path: str) -> None:
         """Forget a path entirely: it answers 404 again."""
         with self._lock:
@@ -399,6 +412,7 @@ class FeedServer:
                     last_modified=route.last_modified,
                     gzip=route.gzip,
                     headers=route.headers,
+                    auth=route.auth,
                 )
                 self._routes[key] = cleared
 
@@ -533,7 +547,10 @@ class _Handler(BaseHTTPRequestHandler):
             if route.delay and route.trickle_bytes is None and not self._sleep(route.delay):
                 self.close_connection = True
                 return
-            if route.fault == "status":
+            if route.auth is not None and not _authorized(self._request_headers, route.auth):
+                challenge = {"WWW-Authenticate": 'Basic realm="feeds", charset="UTF-8"'}
+                self._simple(401, b"credentials required\n", challenge)
+            elif route.fault == "status":
                 self._simple(route.fault_status, route.fault_body, route.fault_headers, route)
             elif route.fault == "redirect" and route.size:
                 self._huge(route, route.fault_status, {"Location": route.location})
@@ -732,6 +749,17 @@ def _check_path(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"path must start with '/': {path!r}")
     return path
+
+
+def _authorized(headers: Mapping[str, str], credentials: tuple[str, str]) -> bool:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return given == f"{credentials[0]}:{credentials[1]}"
 
 
 def _accepts_gzip(header: str) -> bool:

@@ -382,27 +382,6 @@ async def test_only_http_urls_are_fetched(
     assert server.requests() == []
 
 
-async def test_credentials_never_appear_in_results_or_messages(
-    server: FeedServer, client: httpx.AsyncClient
-) -> None:
-    server.serve("/private.xml", RSS)
-    base = f"http://reader:s3cr3t-pw@127.0.0.1:{server.port}"
-
-    result = await fetch_feed(client, base + "/private.xml")
-    assert result.url == server.url_for("/private.xml")
-    assert server.requests("/private.xml")[0].header("authorization") is not None
-
-    error, _ = await fetch_error(client, base + "/missing.xml?token=abc123")
-    assert "s3cr3t" not in str(error) and "reader" not in str(error)
-    assert "abc123" not in str(error)
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    error, _ = await fetch_error(client, f"http://reader:s3cr3t-pw@127.0.0.1:{port}/f.xml")
-    assert "s3cr3t" not in str(error)
-
-
 # -- content coding ------------------------------------------------------------------------
 
 

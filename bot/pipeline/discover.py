@@ -10,6 +10,7 @@ from bot.pipeline.fetch import (
     discover_feed_links,
     fetch_feed,
     looks_like_html,
+    redact_url,
 )
 
 
@@ -22,9 +23,10 @@ async def find_feed(
         return result
     links = discover_feed_links(result.body, result.url)
     if not links:
+        shown = redact_url(result.url)  # result.url keeps the caller's credentials
         raise FetchError(
             "not_a_feed",
-            f"{result.url} is a web page that names no feed (no <link rel=\"alternate\">)",
-            url=result.url,
+            f'{shown} is a web page that names no feed (no <link rel="alternate">)',
+            url=shown,
         )
     return await fetch_feed(client, links[0], max_bytes=max_bytes)

@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Final, Literal, TypeGuard
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import anyio
 import httpcore
@@ -64,6 +64,7 @@ __all__ = [
     "fetch_feed",
     "looks_like_html",
     "make_client",
+    "redact_url",
 ]
 
 DEFAULT_USER_AGENT: Final = "newsbot/0.1 (+feed alerts bot)"
@@ -111,10 +112,6 @@ _REDIRECT_DRAIN_SECONDS: Final = 1.0
 _CONNECT_ATTEMPT_DELAY: Final = 0.25
 _DECODE_STEP: Final = 64 * 1024
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]+")
-_SENSITIVE_QUERY = re.compile(
-    r"(?i)([?&](?:access_token|api_?key|apikey|auth|key|pass(?:word|wd)?|secret|sig(?:nature)?"
-    r"|token)=)[^&#]*"
-)
 
 
 class FetchError(Exception):
@@ -156,9 +153,11 @@ class FetchError(Exception):
 class FetchResult:
     """One successful fetch (2xx) or a "not modified" answer (304).
 
-    ``url`` is the final URL after redirects, without any user:password part. ``body`` is
-    the decoded body (empty on 304). ``headers`` has lower-case keys and describes that
-    decoded body: ``content-encoding`` and ``content-length`` of the wire are dropped.
+    ``url`` is the final URL after redirects: the one to store and poll next time. It keeps
+    the caller's user:password when it is on their origin (or its https upgrade), so it is
+    not for logs and messages: show it through `redact_url`. ``body`` is the decoded body
+    (empty on 304). ``headers`` has lower-case keys and describes that decoded body:
+    ``content-encoding`` and ``content-length`` of the wire are dropped.
     On a 304 without validators of its own, ``etag``/``last_modified`` are the ones sent.
     """
 
@@ -481,11 +480,16 @@ async def fetch_feed(
     try:
         async with asyncio.timeout(total_timeout):
             return await _fetch(client, target, headers, etag, last_modified, max_bytes, started)
+    except FetchError as exc:
+        # Raised "from None", but still chained to the httpx exception it replaces, whose
+        # request names the URL with its credentials. A traceback must not show that.
+        exc.__context__ = None
+        raise
     except TimeoutError:
         raise FetchError(
             "timeout",
-            f"timed out after {_seconds(total_timeout)} s fetching {_redact(target)}",
-            url=_redact(target),
+            f"timed out after {_seconds(total_timeout)} s fetching {redact_url(target)}",
+            url=redact_url(target),
         ) from None
 
 
@@ -498,18 +502,22 @@ async def _fetch(
     max_bytes: int,
     started: float,
 ) -> FetchResult:
-    shown = _redact(url)
+    shown = redact_url(url)
+    involved = [url]  # every URL an error message might echo, for `_reason` to scrub
     try:
         request = client.build_request("GET", url, headers=headers)
         # Redirects are followed here, not by httpx: it reads every redirect body in full,
         # and those are bounded by nothing but the total timeout.
         for _ in range(client.max_redirects + 1):
-            shown = _redact(str(request.url))
+            shown = redact_url(str(request.url))
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
                 next_request = response.next_request
                 if next_request is None:
-                    return await _read_response(response, etag, last_modified, max_bytes, started)
+                    return await _read_response(
+                        response, url, etag, last_modified, max_bytes, started
+                    )
+                involved += [response.headers.get("location", ""), str(next_request.url)]
                 if next_request.url.scheme not in ("http", "https"):
                     raise FetchError(
                         "redirects", f"redirected to a non-http(s) URL from {shown}", url=shown
@@ -520,8 +528,8 @@ async def _fetch(
             request = next_request
         raise FetchError(
             "redirects",
-            f"too many redirects (over {client.max_redirects}) from {_redact(url)}",
-            url=_redact(url),
+            f"too many redirects (over {client.max_redirects}) from {redact_url(url)}",
+            url=redact_url(url),
         )
     except httpx.TimeoutException as exc:
         raise FetchError("timeout", _timeout_message(client, exc, shown), url=shown) from None
@@ -531,17 +539,17 @@ async def _fetch(
                 "forbidden_address", f"not fetching {shown}: its host {exc.__cause__}", url=shown
             ) from None
         raise FetchError(
-            "connect", f"cannot connect to {shown}: {_reason(exc, url)}", url=shown
+            "connect", f"cannot connect to {shown}: {_reason(exc, involved)}", url=shown
         ) from None
     except httpx.RemoteProtocolError as exc:
         raise FetchError(
-            "protocol", f"broken response from {shown}: {_reason(exc, url)}", url=shown
+            "protocol", f"broken response from {shown}: {_reason(exc, involved)}", url=shown
         ) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         # ReadError (reset mid-body), LocalProtocolError, InvalidURL in a redirect, …: all
         # mean the server's answer could not be used.
         raise FetchError(
-            "protocol", f"failed reading {shown}: {_reason(exc, url)}", url=shown
+            "protocol", f"failed reading {shown}: {_reason(exc, involved)}", url=shown
         ) from None
 
 
@@ -562,13 +570,14 @@ async def _drain_redirect(response: httpx.Response) -> None:
 
 async def _read_response(
     response: httpx.Response,
+    requested: str,
     etag: str | None,
     last_modified: str | None,
     max_bytes: int,
     started: float,
 ) -> FetchResult:
-    final_url = _strip_userinfo(str(response.url))
-    shown = _redact(final_url)
+    final_url = _result_url(requested, response.url)
+    shown = redact_url(final_url)
     status = response.status_code
     new_etag = response.headers.get("etag") or None
     new_last_modified = response.headers.get("last-modified") or None
@@ -933,18 +942,17 @@ def backoff_seconds(
 
 def _check_url(url: str) -> str:
     url = url.strip()
+    shown = redact_url(url)
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):
-        raise FetchError("invalid_url", f"invalid URL {_redact(url)!r}", url=_redact(url)) from None
+        raise FetchError("invalid_url", f"invalid URL {shown!r}", url=shown) from None
     if parsed.scheme not in ("http", "https"):
         raise FetchError(
-            "invalid_url",
-            f"only http and https URLs can be fetched, not {_redact(url)!r}",
-            url=_redact(url),
+            "invalid_url", f"only http and https URLs can be fetched, not {shown!r}", url=shown
         )
     if not parsed.host:
-        raise FetchError("invalid_url", f"URL without a host: {_redact(url)!r}", url=_redact(url))
+        raise FetchError("invalid_url", f"URL without a host: {shown!r}", url=shown)
     return url
 
 
@@ -954,34 +962,126 @@ def _sendable(validator: str | None) -> TypeGuard[str]:
     return validator is not None and _HEADER_SAFE.fullmatch(validator) is not None
 
 
-def _strip_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+def redact_url(url: str) -> str:
+    """The URL as it may appear in messages and logs.
 
-
-def _redact(url: str) -> str:
-    """The URL as it may appear in logs and messages: no user:password, no token values."""
-    try:
-        shown = _strip_userinfo(url)
-    except ValueError:
-        shown = url.rpartition("@")[2]
-    shown = _SENSITIVE_QUERY.sub(r"\1***", shown)
+    No user:password, ``***`` for the value of any query or fragment parameter whose name
+    looks secret (token, key, api_key, secret, password, auth, sig, signature, session,
+    credential, jwt … in any case, also inside names like ``accessToken`` or
+    ``X-Amz-Signature``) and for a Telegram bot token in the path; non-printable characters
+    as ``?``; at most 200 characters. Works on URLs too broken to parse.
+    """
+    shown = _USERINFO.sub(r"\1", url, count=1)
+    shown = _BOT_TOKEN.sub(r"\1***", shown)
+    shown = _PARAMETER.sub(_redact_parameter, shown)
     shown = "".join(ch if ch.isprintable() else "?" for ch in shown)
     if len(shown) > _MAX_URL_IN_MESSAGE:
         shown = shown[: _MAX_URL_IN_MESSAGE - 1] + "…"
     return shown
 
 
-def _reason(exc: BaseException, url: str) -> str:
-    """A short reason from an exception, scrubbed of anything secret from the URL."""
+_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@")
+_BOT_TOKEN: Final = re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+")
+_PARAMETER: Final = re.compile(r"([?&;#])([^=&;#]*)=([^&;#]*)")
+# A parameter is secret when one of the words of its name is one of these (names are split
+# at punctuation and camelCase), or when the whole name, run together, ends in a compound.
+_SECRET_WORDS: Final = frozenset(
+    {
+        "apikey",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "jwt",
+        "key",
+        "pass",
+        "passphrase",
+        "passwd",
+        "password",
+        "pwd",
+        "secret",
+        "session",
+        "sessionid",
+        "sid",
+        "sig",
+        "signature",
+        "token",
+    }
+)
+_SECRET_ENDINGS: Final = ("apikey", "password", "passwd", "secret", "signature", "token")
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    separator, name, value = match.groups()
+    if not value or not _secret_name(unquote(name)):
+        return match.group(0)
+    return f"{separator}{name}=***"
+
+
+def _secret_name(name: str) -> bool:
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    compact = "".join(words)
+    return any(word in _SECRET_WORDS for word in words) or compact.endswith(_SECRET_ENDINGS)
+
+
+def _strip_userinfo(url: str) -> str:
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
+def _result_url(requested: str, final: httpx.URL) -> str:
+    """The final URL to store: the caller's user:password kept only where they may go.
+
+    That is the origin they were given for, and its upgrade from http to https on the
+    default ports — the one other place httpx sends them (RFC 9110 §11.6.1's "protection
+    space" is the origin; a server redirecting from http to https on the same host keeps
+    it). Userinfo a server put in a redirect is never kept.
+    """
+    plain = _strip_userinfo(str(final))
+    match = _USERINFO.match(requested)
+    if match is None:
+        return plain
+    userinfo = match.group(0)[len(match.group(1)) : -1]
+    start = httpx.URL(requested)
+    same_origin = (start.scheme, start.host, start.port) == (final.scheme, final.host, final.port)
+    upgrade = (
+        (start.scheme, final.scheme) == ("http", "https")
+        and start.host == final.host
+        and start.port is None
+        and final.port is None
+    )
+    if not (same_origin or upgrade):
+        return plain
+    scheme, sep, rest = plain.partition("://")
+    return f"{scheme}{sep}{userinfo}@{rest}"
+
+
+def _secrets(url: str) -> set[str]:
+    """What must not appear in a message about ``url``: its password and secret values."""
+    found: set[str] = set()
+    match = _USERINFO.match(url)
+    if match is not None:
+        userinfo = match.group(0)[len(match.group(1)) : -1]
+        user, _, password = userinfo.partition(":")
+        found.update({user, unquote(user), password, unquote(password)})
+    for param in _PARAMETER.finditer(url):
+        _, name, value = param.groups()
+        if value and _secret_name(unquote(name)):
+            found.update({value, unquote(value)})
+    for token in _BOT_TOKEN.finditer(url):
+        found.add(url[token.end(1) : token.end()])
+    return {secret for secret in found if secret}
+
+
+def _reason(exc: BaseException, urls: Iterable[str]) -> str:
+    """A short reason from an exception, scrubbed of anything secret in the URLs involved."""
     text = str(exc) or type(exc).__name__
-    parts = urlsplit(url)
-    for secret in (parts.password, parts.username):
-        if secret:
-            text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", "***", text)
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    for secret in sorted(set().union(*map(_secrets, urls)), key=len, reverse=True):
+        text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", "***", text)
     return text[:200]
+
+
+_URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _timeout_message(client: httpx.AsyncClient, exc: httpx.TimeoutException, shown: str) -> str:

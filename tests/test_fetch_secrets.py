@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bot.pipeline.discover import find_feed
-from bot.pipeline.fetch import FetchError, _result_url, fetch_feed, make_client, redact_url
+from bot.pipeline.fetch import FetchError, _store_url, fetch_feed, make_client, redact_url
 from tests.fakes.feed_server import FeedServer
 
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>\n'
@@ -74,7 +74,7 @@ def assert_clean(error: BaseException) -> None:
 # -- credentials ---------------------------------------------------------------------------
 
 
-async def test_credentials_are_sent_and_kept_in_the_result_url(
+async def test_credentials_are_sent_and_kept_in_the_url_to_store(
     server: FeedServer, client: httpx.AsyncClient
 ) -> None:
     server.serve("/private.xml", RSS)
@@ -83,8 +83,9 @@ async def test_credentials_are_sent_and_kept_in_the_result_url(
 
     result = await fetch_feed(client, url)
     assert result.body == RSS
-    assert result.url == url  # what the caller stores, and polls next time
-    assert (await fetch_feed(client, result.url)).status == 200
+    assert result.store_url == url  # what the caller stores, and polls next time
+    assert result.url == server.url_for("/private.xml")  # the base for article links
+    assert (await fetch_feed(client, result.store_url)).status == 200
     assert [r.status for r in server.requests()] == [200, 200]
 
 
@@ -94,7 +95,7 @@ async def test_percent_encoded_credentials_are_kept_as_given(
     server.serve("/private.xml", RSS)
     server.require_auth("/private.xml", "reader", "p@ss-8888")
     url = with_credentials(server.url_for("/private.xml"), "reader:p%40ss-8888")
-    assert (await fetch_feed(client, url)).url == url
+    assert (await fetch_feed(client, url)).store_url == url
 
 
 @pytest.mark.parametrize("absolute", [False, True])
@@ -107,7 +108,8 @@ async def test_credentials_follow_a_redirect_within_the_origin(
 
     result = await fetch_feed(client, with_credentials(server.url_for("/old.xml")))
     assert result.body == RSS
-    assert result.url == with_credentials(server.url_for("/private.xml"))
+    assert result.store_url == with_credentials(server.url_for("/private.xml"))
+    assert result.url == server.url_for("/private.xml")
 
 
 async def test_credentials_never_go_to_another_origin(
@@ -117,7 +119,7 @@ async def test_credentials_never_go_to_another_origin(
     server.redirect("/away.xml", other.url_for("/feed.xml"))
 
     result = await fetch_feed(client, with_credentials(server.url_for("/away.xml")))
-    assert result.url == other.url_for("/feed.xml")
+    assert result.url == result.store_url == other.url_for("/feed.xml")
     assert server.requests()[0].header("authorization") is not None
     assert other.requests()[0].header("authorization") is None
 
@@ -134,14 +136,40 @@ async def test_credentials_never_go_to_another_origin(
         ("http://intruder:pw@news.example/feed", True),  # the server's userinfo is dropped
     ],
 )
-def test_result_url_keeps_credentials_on_their_origin(final: str, kept: bool) -> None:
+def test_store_url_keeps_credentials_on_their_origin(final: str, kept: bool) -> None:
     plain = str(httpx.URL(final).copy_with(username=None, password=None))
     expected = plain.replace("://", "://reader:pw@", 1) if kept else plain
-    assert _result_url("http://reader:pw@news.example/old", httpx.URL(final)) == expected
-    assert _result_url("https://reader:pw@news.example/", httpx.URL("http://news.example/")) == (
+    assert _store_url("http://reader:pw@news.example/old", httpx.URL(final)) == expected
+    assert _store_url("https://reader:pw@news.example/", httpx.URL("http://news.example/")) == (
         "http://news.example/"
     )
-    assert _result_url("http://news.example/", httpx.URL(final)) == plain
+    assert _store_url("http://news.example/", httpx.URL(final)) == plain
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+async def test_discovery_takes_credentials_to_a_feed_on_the_same_origin(
+    server: FeedServer, client: httpx.AsyncClient, absolute: bool
+) -> None:
+    server.html("/", [server.url_for("/feed.xml") if absolute else "/feed.xml"])
+    server.serve("/feed.xml", RSS)
+    for path in ("/", "/feed.xml"):
+        server.require_auth(path, "reader", PASSWORD)
+
+    result = await find_feed(client, with_credentials(server.url + "/"))
+    assert result.body == RSS
+    assert result.store_url == with_credentials(server.url_for("/feed.xml"))
+    assert result.url == server.url_for("/feed.xml")
+
+
+async def test_discovery_does_not_take_credentials_elsewhere(
+    server: FeedServer, other: FeedServer, client: httpx.AsyncClient
+) -> None:
+    server.html("/", [other.url_for("/feed.xml")])
+    other.serve("/feed.xml", RSS)
+
+    result = await find_feed(client, with_credentials(server.url + "/"))
+    assert result.store_url == other.url_for("/feed.xml")
+    assert other.requests()[0].header("authorization") is None
 
 
 # -- nothing secret in messages ------------------------------------------------------------

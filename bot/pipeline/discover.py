@@ -7,6 +7,7 @@ import httpx
 from bot.pipeline.fetch import (
     FetchError,
     FetchResult,
+    _carry_credentials,
     discover_feed_links,
     fetch_feed,
     looks_like_html,
@@ -23,10 +24,12 @@ async def find_feed(
         return result
     links = discover_feed_links(result.body, result.url)
     if not links:
-        shown = redact_url(result.url)  # result.url keeps the caller's credentials
+        shown = redact_url(result.url)
         raise FetchError(
             "not_a_feed",
             f'{shown} is a web page that names no feed (no <link rel="alternate">)',
             url=shown,
         )
-    return await fetch_feed(client, links[0], max_bytes=max_bytes)
+    # Credentials given for the page go on to a feed on the same origin, never elsewhere.
+    feed_url = _carry_credentials(result.store_url, links[0])
+    return await fetch_feed(client, feed_url, max_bytes=max_bytes)

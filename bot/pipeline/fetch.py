@@ -153,12 +153,15 @@ class FetchError(Exception):
 class FetchResult:
     """One successful fetch (2xx) or a "not modified" answer (304).
 
-    ``url`` is the final URL after redirects: the one to store and poll next time. It keeps
-    the caller's user:password when it is on their origin (or its https upgrade), so it is
-    not for logs and messages: show it through `redact_url`. ``body`` is the decoded body
-    (empty on 304). ``headers`` has lower-case keys and describes that decoded body:
-    ``content-encoding`` and ``content-length`` of the wire are dropped.
-    On a 304 without validators of its own, ``etag``/``last_modified`` are the ones sent.
+    ``url`` is the final URL after redirects, without any user:password part: the base for
+    the feed's relative links (with credentials in it, every article link built on it would
+    carry them to readers). ``store_url`` is the same URL to store and poll next time: it
+    keeps the caller's user:password when it is on their origin (or its https upgrade).
+    Neither is for messages or logs as is: show them through `redact_url`.
+    ``body`` is the decoded body (empty on 304). ``headers`` has lower-case keys and
+    describes that decoded body: ``content-encoding`` and ``content-length`` of the wire
+    are dropped. On a 304 without validators of its own, ``etag``/``last_modified`` are
+    the ones sent.
     """
 
     url: str
@@ -169,6 +172,7 @@ class FetchResult:
     etag: str | None
     last_modified: str | None
     elapsed: float
+    store_url: str
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -576,7 +580,8 @@ async def _read_response(
     max_bytes: int,
     started: float,
 ) -> FetchResult:
-    final_url = _result_url(requested, response.url)
+    final_url = _strip_userinfo(str(response.url))
+    store_url = _store_url(requested, response.url)
     shown = redact_url(final_url)
     status = response.status_code
     new_etag = response.headers.get("etag") or None
@@ -597,6 +602,7 @@ async def _read_response(
             etag=new_etag or etag,
             last_modified=new_last_modified or last_modified,
             elapsed=time.monotonic() - started,
+            store_url=store_url,
         )
     if not 200 <= status < 300:
         # The error body is never read: a 500 page can be as large as any feed.
@@ -624,6 +630,7 @@ async def _read_response(
         etag=new_etag,
         last_modified=new_last_modified,
         elapsed=time.monotonic() - started,
+        store_url=store_url,
     )
 
 
@@ -1028,8 +1035,8 @@ def _strip_userinfo(url: str) -> str:
     return _USERINFO.sub(r"\1", url, count=1)
 
 
-def _result_url(requested: str, final: httpx.URL) -> str:
-    """The final URL to store: the caller's user:password kept only where they may go.
+def _store_url(requested: str, final: httpx.URL) -> str:
+    """``final`` with the user:password of ``requested`` where they may go, else without.
 
     That is the origin they were given for, and its upgrade from http to https on the
     default ports — the one other place httpx sends them (RFC 9110 §11.6.1's "protection
@@ -1053,6 +1060,15 @@ def _result_url(requested: str, final: httpx.URL) -> str:
         return plain
     scheme, sep, rest = plain.partition("://")
     return f"{scheme}{sep}{userinfo}@{rest}"
+
+
+def _carry_credentials(from_url: str, to_url: str) -> str:
+    """``to_url`` (e.g. a feed a page names) with ``from_url``'s user:password where they
+    may go, as for a redirect; unchanged if it does not parse (fetching it will say why)."""
+    try:
+        return _store_url(from_url, httpx.URL(to_url))
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return to_url
 
 
 def _secrets(url: str) -> set[str]:

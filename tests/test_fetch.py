@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import random
 import socket
@@ -237,6 +238,66 @@ async def test_retry_after_is_reported(server: FeedServer, client: httpx.AsyncCl
     server.status("/f.xml", 503, headers={"Retry-After": "120"})
     error, _ = await fetch_error(client, server.url_for("/f.xml"))
     assert (error.kind, error.status, error.retry_after) == ("http", 503, 120.0)
+
+
+def _http_date(offset: float) -> str:
+    return email.utils.formatdate(time.time() + offset, usegmt=True)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("99999999", 86400.0),  # capped at a day
+        ("-5", 0.0),
+        ("1.5", 1.5),
+        ("soon", None),
+        ("", None),
+        ("inf", None),
+        ("nan", None),
+        ("1e9", None),
+    ],
+)
+async def test_retry_after_seconds(
+    server: FeedServer,
+    client: httpx.AsyncClient,
+    status: int,
+    value: str,
+    expected: float | None,
+) -> None:
+    server.status("/f.xml", status, headers={"Retry-After": value})
+    error, _ = await fetch_error(client, server.url_for("/f.xml"))
+    assert (error.status, error.retry_after) == (status, expected)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    ("offset", "low", "high"),
+    [(90, 85, 90), (-3600, 0, 0), (30 * 86400, 86400, 86400)],
+    ids=["ahead", "past", "far"],
+)
+async def test_retry_after_http_date(
+    server: FeedServer,
+    client: httpx.AsyncClient,
+    status: int,
+    offset: float,
+    low: float,
+    high: float,
+) -> None:
+    server.status("/f.xml", status, headers={"Retry-After": _http_date(offset)})
+    error, _ = await fetch_error(client, server.url_for("/f.xml"))
+    assert error.retry_after is not None and low <= error.retry_after <= high
+
+
+async def test_no_retry_after_without_the_header(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    server.status("/f.xml", 429)
+    error, _ = await fetch_error(client, server.url_for("/f.xml"))
+    assert (error.kind, error.status, error.retry_after) == ("http", 429, None)
 
 
 async def test_not_found_is_an_http_error(server: FeedServer, client: httpx.AsyncClient) -> None:

@@ -117,8 +117,12 @@ _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]+")
 class FetchError(Exception):
     """A feed could not be fetched. ``str(err)`` is a one-liner starting with ``"fetch: "``.
 
-    ``kind`` is one of `FetchErrorKind`; ``status`` is the HTTP status for kind ``"http"``;
-    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    ``kind`` is one of `FetchErrorKind`; ``status`` is the HTTP status for kind ``"http"``.
+
+    ``retry_after`` is the server's ``Retry-After`` (sent with 429 and 503, seconds or an
+    HTTP-date) as seconds from now, 0 to 24 h; None when it sent none. The poller must not
+    poll the feed again sooner than that, whatever its own back-off says: the server asked,
+    and servers that rate-limit block clients that do not listen.
     """
 
     kind: FetchErrorKind
@@ -1128,15 +1132,27 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now, within [0, a day]; None if absent or unreadable.
+
+    RFC 9110 §10.2.3 allows delay-seconds or an HTTP-date. A negative delay or a date in the
+    past means "now"; more than a day is taken as a day, so a typo or a hostile server
+    cannot silence a feed for years.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    if _DELAY_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(_MAX_RETRY_AFTER, max(0.0, seconds))
+
+
+_DELAY_SECONDS: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_MAX_RETRY_AFTER: Final = 24 * 3600.0

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.pipeline.discover import find_feed
 from bot.pipeline.fetch import (
     FetchError,
     backoff_seconds,
@@ -595,6 +596,42 @@ async def test_feed_discovered_from_a_web_page(
 
     feed = await fetch_feed(client, links[0])
     assert not looks_like_html(feed.body, feed.headers["content-type"])
+
+
+async def test_discovery_shares_one_time_budget(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    # Page and feed each fit well within the budget alone, not together.
+    server.html("/", ["/feed.xml"])
+    server.slow("/", 0.05, trickle_bytes=40)  # ~0.8 s
+    server.serve("/feed.xml", RSS * 4)
+    server.slow("/feed.xml", 0.5, trickle_bytes=10)  # ~16 s
+    started = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        await find_feed(client, server.url + "/", total_timeout=1.5)
+    assert 1.4 < time.monotonic() - started < 2.5
+    assert info.value.kind == "timeout"
+    assert str(info.value) == f"fetch: timed out after 1.5 s finding a feed at {server.url}/"
+
+    server.slow("/feed.xml", 0)
+    assert (await find_feed(client, server.url + "/", total_timeout=5)).body == RSS * 4
+
+
+async def test_discovery_caps_page_and_feed(server: FeedServer, client: httpx.AsyncClient) -> None:
+    server.huge("/big-page", 5 * MB)
+    with pytest.raises(FetchError) as info:
+        await find_feed(client, server.url_for("/big-page"), max_bytes=MB)
+    assert info.value.kind == "too_large"
+
+    server.html("/", ["/big.xml"])
+    server.huge("/big.xml", 5 * MB)
+    with pytest.raises(FetchError) as info:
+        await find_feed(client, server.url + "/", max_bytes=MB)
+    assert info.value.kind == "too_large"
+    assert str(info.value).startswith(f"fetch: body larger than 1048576 bytes from {server.url}")
+
+    with pytest.raises(ValueError):
+        await find_feed(client, server.url + "/", total_timeout=0)
 
 
 def test_discover_feed_links() -> None:

@@ -385,7 +385,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"no address for {host}")
         for address in addresses:
             # One forbidden answer refuses the name: a public name has no business resolving
-            # into the network, and trying the others would tell which of them answer.
+            # into the network, and the outcome must not depend on which address is tried.
             address_class = self._policy.refusal(address, port)
             if address_class is not None:
                 raise _ForbiddenAddress(address_class)
@@ -421,7 +421,8 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                 winner = stream
                 group.cancel_scope.cancel()
             else:
-                await stream.aclose()
+                with anyio.CancelScope(shield=True):  # a second success: not left open
+                    await stream.aclose()
 
         async with anyio.create_task_group() as group:
             for address in _interleave(addresses):

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.feed_server import FeedServer
+from tests.fakes.feed_server import FeedServer, encode_body
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 MB = 1024 * 1024
@@ -98,6 +98,7 @@ def test_request_log(server: FeedServer, http: httpx.Client) -> None:
     assert log[0].header("X-Test") == "yes"
     assert log[0].response_headers["content-length"] == str(len(FEED))
     assert len(server.requests("/f.xml")) == 2
+    assert len({r.client_port for r in log}) == 1  # one keep-alive connection
     server.clear_requests()
     assert server.requests() == []
 
@@ -114,6 +115,24 @@ def test_status_fault_then_recovery(server: FeedServer, http: httpx.Client) -> N
     assert http.get("/f.xml").status_code == 404
 
 
+def test_basic_auth_on_a_path(server: FeedServer, http: httpx.Client) -> None:
+    server.serve("/private.xml", FEED)
+    server.require_auth("/private.xml", "reader", "p@ss w\u00f6rd")
+    missing = http.get("/private.xml")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith('Basic realm="feeds"')
+    assert http.get("/private.xml", auth=("reader", "wrong")).status_code == 401
+    assert http.get("/private.xml", auth=("reader", "p@ss w\u00f6rd")).content == FEED
+
+    server.status("/private.xml", 503)  # faults sit behind the credentials too
+    assert http.get("/private.xml").status_code == 401
+    assert http.get("/private.xml", auth=("reader", "p@ss w\u00f6rd")).status_code == 503
+    server.clear("/private.xml")
+    assert http.get("/private.xml").status_code == 401
+    server.remove("/private.xml")
+    assert http.get("/private.xml").status_code == 404
+
+
 def test_redirects(server: FeedServer, http: httpx.Client) -> None:
     server.redirect("/a", "/b", code=301)
     server.redirect("/b", "/a")
@@ -121,6 +140,30 @@ def test_redirects(server: FeedServer, http: httpx.Client) -> None:
     assert response.status_code == 301 and response.headers["location"] == "/b"
     with pytest.raises(httpx.TooManyRedirects):
         http.get("/a", follow_redirects=True)
+
+
+def test_redirect_with_a_body(server: FeedServer, http: httpx.Client) -> None:
+    server.redirect("/sized", "/f.xml", body_size=3 * MB)
+    server.redirect("/chunked", "/f.xml", 301, body_size=100_000, declare_length=False)
+    server.redirect("/trickle", "/f.xml", body_size=MB)
+    server.slow("/trickle", 0.05, trickle_bytes=10)
+
+    with http.stream("GET", "/sized") as response:
+        assert response.status_code == 302 and response.headers["location"] == "/f.xml"
+        assert response.headers["content-length"] == str(3 * MB)
+        assert sum(len(chunk) for chunk in response.iter_raw()) == 3 * MB
+    with http.stream("GET", "/chunked") as response:
+        assert response.status_code == 301 and "content-length" not in response.headers
+        assert sum(len(chunk) for chunk in response.iter_raw()) == 100_000
+    started = time.monotonic()
+    with http.stream("GET", "/trickle") as response:
+        received = 0
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received >= 50:
+                break
+    assert received == 50  # ten bytes at a time, 0.05 s apart
+    assert time.monotonic() - started > 0.15
 
 
 def test_huge_body_is_streamed_in_full(server: FeedServer, http: httpx.Client) -> None:
@@ -140,6 +183,33 @@ def test_huge_body_is_streamed_in_full(server: FeedServer, http: httpx.Client) -
         wire = b"".join(response.iter_raw())
     assert len(wire) < MB // 10
     assert len(zlib.decompress(wire, 16 + zlib.MAX_WBITS)) == 20 * MB
+
+
+def test_huge_body_with_stacked_codings(server: FeedServer, http: httpx.Client) -> None:
+    server.huge("/gz-gz", 20 * MB, content_encoding="gzip, gzip")
+    server.huge("/df-gz", 3 * MB, content_encoding="deflate, gzip")
+    server.huge("/br", 1000, content_encoding="br")
+
+    with http.stream("GET", "/gz-gz") as response:
+        assert response.headers["content-encoding"] == "gzip, gzip"
+        wire = b"".join(response.iter_raw())
+    assert len(wire) < 10_000
+    inner = zlib.decompress(wire, 16 + zlib.MAX_WBITS)
+    assert len(zlib.decompress(inner, 16 + zlib.MAX_WBITS)) == 20 * MB
+
+    with http.stream("GET", "/df-gz") as response:
+        wire = b"".join(response.iter_raw())
+    assert len(zlib.decompress(zlib.decompress(wire, 16 + zlib.MAX_WBITS))) == 3 * MB
+
+    with http.stream("GET", "/br") as response:  # announced, not applied
+        assert response.headers["content-encoding"] == "br"
+        assert len(b"".join(response.iter_raw())) == 1000
+
+
+def test_encode_body_applies_codings_in_order() -> None:
+    wire = encode_body(FEED, "deflate, x-gzip, identity")
+    assert zlib.decompress(gzip.decompress(wire)) == FEED
+    assert encode_body(FEED, "") == encode_body(FEED, "br") == FEED
 
 
 def test_client_hanging_up_on_a_huge_body_is_fine(server: FeedServer, http: httpx.Client) -> None:

@@ -24,6 +24,8 @@ Run ``python -m tests.fakes.feed_server FILE…`` to serve files by hand (at ``/
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email.utils
 import gzip as gzip_module
@@ -43,7 +45,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-__all__ = ["FeedServer", "RequestRecord", "TruncateMode"]
+__all__ = ["FeedServer", "RequestRecord", "TruncateMode", "encode_body"]
 
 TruncateMode = Literal["connection", "document", "chunked"]
 
@@ -63,6 +65,7 @@ class RequestRecord:
     status: int
     response_headers: dict[str, str]  # lower-case names
     at: float  # time.monotonic() when the answer was decided
+    client_port: int = 0  # the same for requests that shared a connection
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -78,6 +81,7 @@ class _Route:
     last_modified: float | None = None  # epoch seconds; None: no Last-Modified
     gzip: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None  # (user, password) required, for faults too
     # fault
     fault: Literal["status", "redirect", "huge", "truncated"] | None = None
     fault_status: int = 500
@@ -86,7 +90,7 @@ class _Route:
     location: str = ""
     size: int = 0
     declare_length: bool = False
-    compressed: bool = False
+    content_encoding: str = ""  # "" : identity
     truncate_mode: TruncateMode = "connection"
     keep: int = 0
     # modifier
@@ -268,6 +272,16 @@ class FeedServer:
         )
         self.serve(path, page.encode("utf-8"), "text/html; charset=utf-8")
 
+    def require_auth(self, path: str, user: str, password: str) -> None:
+        """Answer 401 unless the request carries HTTP Basic credentials ``user:password``.
+
+        Stays in force across `serve`, faults and `clear`; `remove` ends it.
+        """
+        path = _check_path(path)
+        with self._lock:
+            route = self._routes.setdefault(path, _Route())
+            route.auth = (user, password)
+
     def remove(self, path: str) -> None:
         """Forget a path entirely: it answers 404 again."""
         with self._lock:
@@ -292,26 +306,59 @@ class FeedServer:
             fault_headers=dict(headers or {}),
         )
 
-    def redirect(self, path: str, to: str, code: int = 302) -> None:
-        """Redirect to ``to`` (a path on this server, or any URL)."""
-        self._set_fault(path, fault="redirect", fault_status=code, location=to)
+    def redirect(
+        self,
+        path: str,
+        to: str,
+        code: int = 302,
+        *,
+        body_size: int = 0,
+        declare_length: bool = True,
+    ) -> None:
+        """Redirect to ``to`` (a path on this server, or any URL).
+
+        ``body_size`` sends that much junk after the headers, generated as in `huge`
+        (with a Content-Length, or chunked when ``declare_length=False``); `slow` with
+        ``trickle_bytes`` makes it trickle.
+        """
+        self._set_fault(
+            path,
+            fault="redirect",
+            fault_status=code,
+            location=to,
+            size=body_size,
+            declare_length=declare_length,
+        )
 
     def huge(
-        self, path: str, size_bytes: int, *, declare_length: bool = False, compressed: bool = False
+        self,
+        path: str,
+        size_bytes: int,
+        *,
+        declare_length: bool = False,
+        compressed: bool = False,
+        content_encoding: str | None = None,
     ) -> None:
         """Stream ``size_bytes`` of junk, generated on the fly (never held in memory).
 
         Chunked by default; ``declare_length=True`` sends a Content-Length instead.
         ``compressed=True`` sends a gzip stream that *inflates* to ``size_bytes`` (a few
         hundred bytes on the wire per megabyte: a gzip bomb), chunked.
+        ``content_encoding`` (e.g. ``"gzip, gzip"``) stacks codings the same way, in the
+        order listed (RFC 9110 §8.4: the first one was applied first). gzip, x-gzip and
+        deflate are applied; any other token (br, zstd …) is only announced, the bytes
+        under it left as they are. A stack whose outer layers compress the inner ones
+        sends nearly nothing until the whole size has been generated (~2 s per GB).
         """
+        if content_encoding is None:
+            content_encoding = "gzip" if compressed else ""
         self._set_fault(
             path,
             fault="huge",
             fault_status=200,
             size=size_bytes,
-            declare_length=declare_length and not compressed,
-            compressed=compressed,
+            declare_length=declare_length and not _codings(content_encoding),
+            content_encoding=content_encoding,
         )
 
     def truncated(
@@ -365,6 +412,7 @@ class FeedServer:
                     last_modified=route.last_modified,
                     gzip=route.gzip,
                     headers=route.headers,
+                    auth=route.auth,
                 )
                 self._routes[key] = cleared
 
@@ -395,7 +443,7 @@ class FeedServer:
                 "location": "",
                 "size": 0,
                 "declare_length": False,
-                "compressed": False,
+                "content_encoding": "",
             }
             self._routes[path] = replace(route, **{**reset, **fault})
 
@@ -499,8 +547,13 @@ class _Handler(BaseHTTPRequestHandler):
             if route.delay and route.trickle_bytes is None and not self._sleep(route.delay):
                 self.close_connection = True
                 return
-            if route.fault == "status":
+            if route.auth is not None and not _authorized(self._request_headers, route.auth):
+                challenge = {"WWW-Authenticate": 'Basic realm="feeds", charset="UTF-8"'}
+                self._simple(401, b"credentials required\n", challenge)
+            elif route.fault == "status":
                 self._simple(route.fault_status, route.fault_body, route.fault_headers, route)
+            elif route.fault == "redirect" and route.size:
+                self._huge(route, route.fault_status, {"Location": route.location})
             elif route.fault == "redirect":
                 self._simple(route.fault_status, b"", {"Location": route.location})
             elif route.fault == "huge":
@@ -555,29 +608,27 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
         self._send(status, headers, body, route)
 
-    def _huge(self, route: _Route) -> None:
-        headers = {"Content-Type": "application/rss+xml"}
-        if route.compressed:
-            headers["Content-Encoding"] = "gzip"
+    def _huge(
+        self, route: _Route, status: int = 200, extra_headers: Mapping[str, str] | None = None
+    ) -> None:
+        headers = {"Content-Type": "application/rss+xml", **(extra_headers or {})}
+        if route.content_encoding:
+            headers["Content-Encoding"] = route.content_encoding
         if route.declare_length:
             headers["Content-Length"] = str(route.size)
         else:
             headers["Transfer-Encoding"] = "chunked"
-        self._start(200, headers)
+        self._start(status, headers)
         if self._head_only:
             return
         chunked = not route.declare_length
-        compressor = (
-            zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if route.compressed else None
-        )
+        encoder = _Encoder(route.content_encoding)
+        step = route.trickle_bytes if route.delay and route.trickle_bytes else _CHUNK
         sent = 0
         while sent < route.size and not self.server.stopping.is_set():
-            piece = _JUNK[: min(_CHUNK, route.size - sent)]
+            piece = _JUNK[: min(step, route.size - sent)]
             sent += len(piece)
-            if compressor is not None:
-                piece = compressor.compress(piece)
-                if sent >= route.size:
-                    piece += compressor.flush()
+            piece = encoder.encode(piece, final=sent >= route.size)
             if piece:
                 self._write(piece, chunked)
             if route.delay and route.trickle_bytes is not None and not self._sleep(route.delay):
@@ -641,6 +692,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status=status,
                 response_headers={k.lower(): v for k, v in headers.items()},
                 at=time.monotonic(),
+                client_port=int(self.client_address[1]),
             )
         )
         self.send_response(status)
@@ -661,10 +713,53 @@ class _Handler(BaseHTTPRequestHandler):
         return not self.server.stopping.wait(seconds)
 
 
+def encode_body(body: bytes, content_encoding: str) -> bytes:
+    """``body`` with the codings of a Content-Encoding value applied, first listed first.
+
+    gzip, x-gzip and deflate (zlib-wrapped) are applied; other tokens are left out, as
+    in `FeedServer.huge`.
+    """
+    return _Encoder(content_encoding).encode(body, final=True)
+
+
+class _Encoder:
+    """Streams bytes through the codings of a Content-Encoding value, innermost first."""
+
+    def __init__(self, content_encoding: str) -> None:
+        self._stages = [
+            zlib.compressobj(9, zlib.DEFLATED, (16 if coding != "deflate" else 0) + zlib.MAX_WBITS)
+            for coding in _codings(content_encoding)
+        ]
+
+    def encode(self, data: bytes, *, final: bool) -> bytes:
+        for stage in self._stages:
+            data = stage.compress(data)
+            if final:
+                data += stage.flush()
+        return data
+
+
+def _codings(content_encoding: str) -> list[str]:
+    """The tokens of a Content-Encoding value that `_Encoder` applies, in order."""
+    tokens = (token.strip().lower() for token in content_encoding.split(","))
+    return [token for token in tokens if token in ("gzip", "x-gzip", "deflate")]
+
+
 def _check_path(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"path must start with '/': {path!r}")
     return path
+
+
+def _authorized(headers: Mapping[str, str], credentials: tuple[str, str]) -> bool:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return given == f"{credentials[0]}:{credentials[1]}"
 
 
 def _accepts_gzip(header: str) -> bool:

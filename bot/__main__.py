@@ -1,27 +1,39 @@
-"""newsbot command line: run the bot, check a feed, ingest once.
+"""newsbot command line: run the bot, check a feed, ingest once, back up, health check.
 
-Settings are read here, once, and handed down.
+Settings are read here, once, and handed down. Every failure ends in one line on stderr
+(through the logging set-up, which removes the token from anything it prints).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import re
 import sys
 import time
 import urllib.error
 import urllib.request
+import zoneinfo
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.context import open_services, read_feeds_config
 from bot.logs import setup_logging
-from storage.db import StorageError
+from bot.pipeline import fetch, parse
+from bot.pipeline.discover import find_feed
+from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
+from bot.runner import run_bot
+from storage import db as storage_db
+from storage.db import ProcessLock, StorageError
 from storage.models import SectionRule
 
-CHECK_RULE = SectionRule(kind="category", domain="section")
+log = logging.getLogger("newsbot")
+# A feed not in the feeds file: its items' sections from any category naming a section.
+CHECK_RULE = SectionRule(kind="category")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Poll every feed of NEWSBOT_FEEDS once, store what is new, queue alerts for "
         "subscribers, and print one summary line per feed. No token needed.",
     )
+    backup = sub.add_parser(
+        "backup",
+        help="copy the database while the bot runs (consistent)",
+        description="Write a consistent copy of NEWSBOT_DB to PATH with SQLite's online backup "
+        "API; the bot may keep running. See docs/operations.md for restoring it.",
+    )
+    backup.add_argument("target", metavar="PATH")
     sub.add_parser(
         "healthcheck",
         help="ask the running bot's /healthz (exit 0 when healthy)",
@@ -74,56 +93,66 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(ingest(settings))
         if args.command == "healthcheck":
             return healthcheck(settings)
-        from bot.app import run_bot
-
+        if args.command == "backup":
+            return asyncio.run(backup(settings, Path(args.target)))
         return run_bot(settings)
     except (ConfigError, StorageError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _fmt_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    except Exception as exc:
+        # Logged, not printed: the log handler removes the token from the traceback.
+        log.critical("stopped by an unexpected error: %s", exc, exc_info=exc)
+        return 1
 
 
 def _read_local(source: str) -> tuple[bytes, str, dict[str, str]] | None:
-    path = Path(source)
-    if "://" in source or not path.is_file():
+    """A local file's bytes, or None for a URL; a path that is not a file is said so."""
+    if re.match(r"^[a-z][a-z0-9+.-]*://", source, re.IGNORECASE):
         return None
+    path = Path(source)
+    if not path.exists():
+        raise OSError(f"{source}: no such file (give a file or an http(s) URL)")
+    if not path.is_file():
+        raise OSError(f"{source}: not a file (give a file or an http(s) URL)")
     return path.read_bytes(), path.resolve().as_uri(), {}
 
 
 async def check_feed(settings: Settings, source: str) -> int:
-    from bot.pipeline import fetch, parse
-    from bot.pipeline.discover import find_feed
-    from bot.services import DEFAULT_SECTIONS, read_feeds_config
-
     config = read_feeds_config(settings)
-    sections = config.section_names() if config else {s.slug: s.name for s in DEFAULT_SECTIONS}
+    sections = config.section_names() if config else None
     rule = next((f.rule for f in config.feeds if f.url == source), CHECK_RULE) if config else CHECK_RULE
+    zone = zoneinfo.ZoneInfo(settings.timezone)
     now = time.time()
     try:
         local = _read_local(source)
         if local is not None:
             body, url, headers = local
         else:
-            async with fetch.make_client(read_timeout=settings.fetch_timeout) as client:
-                result = await find_feed(client, source, max_bytes=settings.fetch_max_bytes)
+            client = fetch.make_client(read_timeout=settings.fetch_timeout, allow_private=settings.feed_allow_private)
+            async with client:
+                result = await find_feed(client, source, max_bytes=settings.fetch_max_bytes,
+                                         total_timeout=settings.fetch_timeout * 3)
             body, url, headers = result.body, result.url, result.headers
             if url != source:
-                print(f"feed: {url}")
-        parsed = parse.parse_feed(
-            body, url=url, rule=rule, fetched_at=now, headers=headers, sections=sections
-        )
+                print(f"feed: {fetch.redact_url(url)}")
+        parsed = parse.parse_feed(body, url=url, rule=rule, fetched_at=now, headers=headers, sections=sections)
     except (fetch.FetchError, parse.ParseError, OSError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 1
+    print(f"id\tsection\tpublished ({settings.timezone})\ttitle\tlink")
     for article in parsed.articles:
-        section = sections.get(article.section or "", article.section or "-")
-        print(f"{article.id}\t{section}\t{_fmt_time(article.published_at)}\t{article.title}\t{article.url}")
-    print(f"{len(parsed.articles)} stories")
+        section = (sections or {}).get(article.section or "", article.section or "-")
+        published = datetime.fromtimestamp(article.published_at, zone).strftime("%Y-%m-%d %H:%M %Z")
+        print(f"{article.id}\t{section}\t{published}\t{article.title}\t{article.url}")
+    print(f"{len(parsed.articles)} {'story' if len(parsed.articles) == 1 else 'stories'}")
+    return 0
+
+
+async def backup(settings: Settings, target: Path) -> int:
+    await storage_db.backup(Path(settings.db_path), target)
+    print(f"backup written: {target}")
     return 0
 
 
@@ -145,28 +174,31 @@ def healthcheck(settings: Settings) -> int:
 
 
 async def ingest(settings: Settings) -> int:
-    from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
-    from bot.services import open_services
-
     if settings.feeds_path is None:
         raise ConfigError("NEWSBOT_FEEDS: not set (path to the feeds file, e.g. feeds.example.toml)")
-    services = await open_services(settings)
+    lock = ProcessLock(Path(settings.db_path))
+    lock.acquire()
     try:
-        await enqueue_unmatched(services)
-        summary = await poll_due_feeds(services, all_feeds=True)
+        services = await open_services(settings)
+        try:
+            await enqueue_unmatched(services)
+            summary = await poll_due_feeds(services, all_feeds=True)
+        finally:
+            await services.close()
     finally:
-        await services.close()
+        lock.release()
     failed = 0
     for o in summary.outcomes:
         if o.result == "error":
             failed += 1
-            print(f"feed {o.feed.id} {o.feed.url}: error: {o.error}")
+            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: error: {o.error}")
         elif o.result == "not_modified":
-            print(f"feed {o.feed.id} {o.feed.url}: not modified")
+            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: not modified")
         elif o.result == "primed":
-            print(f"feed {o.feed.id} {o.feed.url}: {o.items} items, first poll: stored as already seen")
+            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: {o.items} items, first poll: stored as already seen")
         else:
-            print(f"feed {o.feed.id} {o.feed.url}: {o.items} items, {len(o.new)} new")
+            extra = f", {o.not_alerted} not alerted" if o.not_alerted else ""
+            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: {o.items} items, {len(o.new)} new{extra}")
     print(
         f"{len(summary.outcomes)} feeds, {summary.new_articles} new articles, "
         f"{summary.queued} alerts queued, {failed} failed"

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import html
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -23,14 +24,20 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.callbacks import pack
-from bot.render import esc
-from bot.services import Services
-from storage import broadcasts
+from bot.context import Services
+from bot.render import esc, plural, short
+from bot.tgerrors import message_gone, not_modified
+from storage import audit, broadcasts
 from storage.broadcasts import Broadcast, Counts
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 4096  # Telegram's limit, counted on the text readers see
+# Telegram's limit is 4096 characters; the preview's heading needs a few of them.
+MAX_TEXT = 4000
+PREVIEW_HEADING = "<b>Preview — not sent yet</b>"
+# Telegram's fee for a message sent with allow_paid_broadcast (Bot API: "0.1 Telegram Stars
+# per message").
+STARS_PER_MESSAGE = 0.1
 PREVIEW_TTL = 600.0  # a preview's Send button works for 10 minutes
 PROGRESS_TICK = 1.0  # how often the outbox counts are read
 PROGRESS_EDIT_SECONDS = 3.0  # the progress message is edited at most this often
@@ -106,14 +113,17 @@ def is_telegram_html(text: str) -> bool:
     return not stack
 
 
+def visible_text(text_html: str) -> str:
+    """What a reader sees of Telegram HTML: tags gone, character references decoded."""
+    return html.unescape(re.sub(r"<[^>]*>", "", text_html))
+
+
 def reader_html(plain: str, formatted: str | None) -> str:
     """What readers get: the admin's formatting (bold, links… as Telegram sent them, turned
     into HTML) when it is valid Telegram HTML with the same text, else the plain text escaped.
     A literal `<b>` typed by the admin is text, never markup."""
-    if formatted is not None and is_telegram_html(formatted):
-        visible = html.unescape(re.sub(r"<[^>]*>", "", formatted))
-        if visible == plain:
-            return formatted
+    if formatted is not None and is_telegram_html(formatted) and visible_text(formatted) == plain:
+        return formatted
     return esc(plain)
 
 
@@ -157,8 +167,9 @@ async def set_preview_message(services: Services, broadcast_id: int, message_id:
     await broadcasts.set_preview_message(services.db, broadcast_id, message_id)
 
 
-async def start(services: Services, broadcast_id: int, admin_id: int) -> StartReport:
-    """Send pressed: queue one message per reader of the audience, once."""
+async def start(services: Services, broadcast_id: int, admin_id: int, *, paid: bool = False) -> StartReport:
+    """Send pressed: queue one message per reader of the audience, once. `paid` (Send fast,
+    only when NEWSBOT_PAID_BROADCASTS is on): sent with allow_paid_broadcast."""
     record = await broadcasts.get(services.db, broadcast_id)
     if record is None:
         return StartReport(StartOutcome.UNKNOWN)
@@ -166,17 +177,31 @@ async def start(services: Services, broadcast_id: int, admin_id: int) -> StartRe
         return StartReport(StartOutcome.NOT_YOURS, state=record.state)
     now = time.time()
     result = await broadcasts.start(
-        services.db, broadcast_id, now=now, expires_before=now - PREVIEW_TTL
+        services.db, broadcast_id, now=now, expires_before=now - PREVIEW_TTL,
+        paid=paid and services.settings.paid_broadcasts, urgent=record.urgent,
     )
     if result.started:
-        log.info("broadcast started broadcast_id=%d admin_id=%d total=%d",
-                 broadcast_id, admin_id, result.total)
+        log.info("broadcast started broadcast_id=%d admin_id=%d total=%d paid=%s urgent=%s",
+                 broadcast_id, admin_id, result.total, paid, record.urgent)
+        await audit.record(services.db, admin_id, "broadcast", f"#{broadcast_id} to {result.total} chats")
         services.outbox_wake.set()
         outcome = StartOutcome.STARTED if result.total else StartOutcome.EMPTY
         return StartReport(outcome, result.total, result.state)
     if result.state == "expired":
         return StartReport(StartOutcome.EXPIRED, state="expired")
     return StartReport(StartOutcome.ALREADY, state=result.state)
+
+
+async def toggle_urgent(services: Services, broadcast_id: int, admin_id: int) -> StartReport:
+    """Urgent pressed on a preview: the broadcast ignores readers' quiet hours (or not)."""
+    record = await broadcasts.get(services.db, broadcast_id)
+    if record is None:
+        return StartReport(StartOutcome.UNKNOWN)
+    if record.admin_id != admin_id:
+        return StartReport(StartOutcome.NOT_YOURS, state=record.state)
+    if not await broadcasts.set_urgent(services.db, broadcast_id, not record.urgent):
+        return StartReport(StartOutcome.ALREADY, state=record.state)
+    return StartReport(StartOutcome.STARTED, state="urgent" if not record.urgent else "ordinary")
 
 
 async def cancel(services: Services, broadcast_id: int, admin_id: int) -> StartReport:
@@ -191,6 +216,14 @@ async def cancel(services: Services, broadcast_id: int, admin_id: int) -> StartR
         log.info("broadcast cancelled broadcast_id=%d admin_id=%d", broadcast_id, admin_id)
         return StartReport(StartOutcome.STARTED, state="cancelled")
     return StartReport(StartOutcome.ALREADY, state=found)
+
+
+async def get(services: Services, broadcast_id: int) -> Broadcast | None:
+    return await broadcasts.get(services.db, broadcast_id)
+
+
+async def audit_stop(services: Services, admin_id: int, broadcast_id: int) -> None:
+    await audit.record(services.db, admin_id, "broadcast stop", f"#{broadcast_id}")
 
 
 async def recent(services: Services, limit: int = 10) -> list[tuple[Broadcast, Counts]]:
@@ -228,16 +261,33 @@ def audience_text(audience: str | None, sections: dict[str, str]) -> str:
     return f"readers of {sections.get(audience, audience)}"
 
 
+def estimate(services: Services, size: int, *, paid: bool) -> float:
+    """Seconds to send `size` messages at the free (or paid) rate, other traffic aside."""
+    settings = services.settings
+    return size / (settings.paid_rate if paid else settings.global_rate)
+
+
+def stars(size: int) -> int:
+    return math.ceil(size * STARS_PER_MESSAGE)
+
+
 def counts_line(counts: Counts) -> str:
     line = f"Sent {counts.sent} / {counts.total} · blocked {counts.blocked} · failed {counts.failed}"
     return line + (f" · cancelled {counts.cancelled}" if counts.cancelled else "")
 
 
+def _paid_line(record: Broadcast) -> str:
+    if record.paid_refused:
+        return f"\nTelegram refused paid sending ({esc(record.paid_refused[:150])}); going on at the free rate."
+    return "\nSending fast (paid)." if record.paid else ""
+
+
 def progress_text(record: Broadcast, counts: Counts, eta: float | None, sections: dict[str, str]) -> str:
     left = "estimating time left…" if eta is None else f"about {duration_text(eta)} left"
+    urgent = " (urgent: ignores quiet hours)" if record.urgent else ""
     return (
-        f"<b>Broadcast #{record.id}</b> to {esc(audience_text(record.audience, sections))}: sending\n"
-        f"{counts_line(counts)}\n{left}"
+        f"<b>Broadcast #{record.id}</b> to {esc(audience_text(record.audience, sections))}{urgent}: sending\n"
+        f"{counts_line(counts)}\n{left}{_paid_line(record)}"
     )
 
 
@@ -254,7 +304,20 @@ def final_text(record: Broadcast, counts: Counts, sections: dict[str, str], *, i
         lines.append(f"{counts.cancelled} not sent.")
     if in_flight:
         lines.append(f"{in_flight} were still in flight after {duration_text(DRAIN_SECONDS)} and may arrive.")
+    if record.paid_refused:
+        lines.append(f"Telegram refused paid sending ({esc(record.paid_refused[:150])}); the rest went at the free rate.")
     return "\n".join(lines)
+
+
+def report_text(record: Broadcast, counts: Counts) -> str:
+    """The message that follows a finished broadcast (edits do not notify): a summary, not
+    the progress message again."""
+    reached = 100 * counts.sent / counts.total if counts.total else 100.0
+    return (
+        f"Report: broadcast #{record.id} {'stopped' if record.state == 'stopped' else 'finished'} — "
+        f"{plural(counts.sent, 'reader')} of {counts.total} reached ({reached:.0f} %).\n"
+        f"“{esc(short(visible_text(record.html), 80))}”"
+    )
 
 
 def stop_keyboard(broadcast_id: int) -> InlineKeyboardMarkup:
@@ -387,7 +450,8 @@ class Progress:
                  record.state, record.id, counts.sent, counts.blocked, counts.failed, counts.cancelled)
         with contextlib.suppress(TelegramError):
             await bot.send_message(
-                record.admin_chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW
+                record.admin_chat_id, report_text(record, counts), parse_mode=ParseMode.HTML,
+                link_preview_options=NO_PREVIEW,
             )
 
     async def _show(self, services: Services, bot: Bot, record: Broadcast, text: str, *, final: bool) -> None:
@@ -405,10 +469,10 @@ class Progress:
                     self._last_text = text
                     return
                 except BadRequest as exc:
-                    if "not modified" in exc.message.casefold():
+                    if not_modified(exc):
                         self._last_text = text
                         return
-                    if "not found" not in exc.message.casefold():
+                    if not message_gone(exc):
                         raise
                     # The admin deleted it: a new one takes its place.
             message = await bot.send_message(

@@ -25,10 +25,3 @@ def unpack(data: str | None, prefix: str, count: int) -> list[str] | None:
     if len(parts) != count + 1 or parts[0] != prefix or not all(parts[1:]):
         return None
     return parts[1:]
-
-
-def unpack_int(data: str | None, prefix: str) -> int | None:
-    parts = unpack(data, prefix, 1)
-    if parts is None or not parts[0].lstrip("-").isdigit():
-        return None
-    return int(parts[0])

@@ -6,9 +6,11 @@ wrong. The token's value never appears in a message or a repr.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from storage.models import Section, SectionRule
 
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 DEFAULT_DB = "./data/newsbot.db"
+DEFAULT_TIMEZONE = "Europe/Stockholm"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 Getter = Callable[[str], "str | None"]
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,100}$")
@@ -64,6 +67,14 @@ class Settings:
     max_attempts: int = 5
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_timeout: float = 20.0
+    feed_allow_private: bool = False
+    alerts_per_poll: int = 20
+    alert_max_age: float = 24 * 3600.0
+    timezone: str = DEFAULT_TIMEZONE
+    outbox_days: float = 7.0
+    archive_days: float = 0.0
+    paid_broadcasts: bool = False
+    paid_rate: float = 1000.0
 
     def require_token(self) -> str:
         if not self.token:
@@ -128,6 +139,10 @@ def load_settings(
         if not re.match(r"^[A-Za-z0-9_-]{1,256}$", webhook_secret):
             raise ConfigError("NEWSBOT_WEBHOOK_SECRET: use 1-256 characters A-Z, a-z, 0-9, _ and -")
 
+    timezone = get("NEWSBOT_TIMEZONE") or DEFAULT_TIMEZONE
+    if not valid_timezone(timezone):
+        raise ConfigError(f"NEWSBOT_TIMEZONE: {timezone!r} is not an IANA time zone (e.g. Europe/Stockholm)")
+
     feeds = get("NEWSBOT_FEEDS")
     return Settings(
         token=token,
@@ -135,7 +150,7 @@ def load_settings(
         db_path=Path(get("NEWSBOT_DB") or DEFAULT_DB),
         feeds_path=Path(feeds) if feeds else None,
         api_url=api_url.rstrip("/"),
-        poll_seconds=_number(get, "NEWSBOT_POLL_SECONDS", 60.0, minimum=1.0),
+        poll_seconds=_number(get, "NEWSBOT_POLL_SECONDS", 60.0, minimum=1.0, maximum=86400.0),
         log_level=log_level,
         http_port=_port(get, "NEWSBOT_HTTP_PORT"),
         http_host=get("NEWSBOT_HTTP_HOST") or "127.0.0.1",
@@ -143,15 +158,36 @@ def load_settings(
         webhook_secret=webhook_secret,
         webhook_listen=get("NEWSBOT_WEBHOOK_LISTEN") or "0.0.0.0",
         webhook_port=_port(get, "NEWSBOT_WEBHOOK_PORT") or 8443,
-        max_subscriptions=int(_number(get, "NEWSBOT_MAX_SUBSCRIPTIONS", 50, minimum=1)),
-        global_rate=_number(get, "NEWSBOT_RATE_GLOBAL", 30.0, minimum=0.1),
-        private_interval=_number(get, "NEWSBOT_RATE_PRIVATE_INTERVAL", 1.0, minimum=0.0),
-        group_per_minute=int(_number(get, "NEWSBOT_RATE_GROUP_PER_MINUTE", 20, minimum=1)),
-        send_concurrency=int(_number(get, "NEWSBOT_SEND_CONCURRENCY", 8, minimum=1)),
-        max_attempts=int(_number(get, "NEWSBOT_MAX_ATTEMPTS", 5, minimum=1)),
-        fetch_max_bytes=int(_number(get, "NEWSBOT_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)),
-        fetch_timeout=_number(get, "NEWSBOT_FETCH_TIMEOUT", 20.0, minimum=0.1),
+        max_subscriptions=int(_number(get, "NEWSBOT_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=1000)),
+        global_rate=_number(get, "NEWSBOT_RATE_GLOBAL", 30.0, minimum=0.1, maximum=1000.0),
+        private_interval=_number(get, "NEWSBOT_RATE_PRIVATE_INTERVAL", 1.0, minimum=0.0, maximum=60.0),
+        group_per_minute=int(_number(get, "NEWSBOT_RATE_GROUP_PER_MINUTE", 20, minimum=1, maximum=1000)),
+        send_concurrency=int(_number(get, "NEWSBOT_SEND_CONCURRENCY", 8, minimum=1, maximum=256)),
+        max_attempts=int(_number(get, "NEWSBOT_MAX_ATTEMPTS", 5, minimum=1, maximum=100)),
+        fetch_max_bytes=int(
+            _number(get, "NEWSBOT_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024, maximum=1 << 30)
+        ),
+        fetch_timeout=_number(get, "NEWSBOT_FETCH_TIMEOUT", 20.0, minimum=0.1, maximum=600.0),
+        feed_allow_private=_flag(get, "NEWSBOT_FEED_ALLOW_PRIVATE"),
+        alerts_per_poll=int(_number(get, "NEWSBOT_ALERTS_PER_POLL", 20, minimum=0, maximum=10_000)),
+        alert_max_age=_duration(get, "NEWSBOT_ALERT_MAX_AGE", 24 * 3600.0, minimum=60.0, maximum=30 * 86400.0),
+        timezone=timezone,
+        outbox_days=_number(get, "NEWSBOT_OUTBOX_DAYS", 7.0, minimum=1.0, maximum=3650.0),
+        archive_days=_number(get, "NEWSBOT_ARCHIVE_DAYS", 0.0, minimum=0.0, maximum=36500.0),
+        paid_broadcasts=_flag(get, "NEWSBOT_PAID_BROADCASTS"),
+        paid_rate=_number(get, "NEWSBOT_PAID_RATE", 1000.0, minimum=1.0, maximum=1000.0),
     )
+
+
+def valid_timezone(name: str) -> bool:
+    """An IANA zone name the zone database knows (from the system or the tzdata package)."""
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _admin_ids(raw: str | None) -> frozenset[int]:
@@ -167,7 +203,7 @@ def _admin_ids(raw: str | None) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _number(get: Getter, name: str, default: float, *, minimum: float) -> float:
+def _number(get: Getter, name: str, default: float, *, minimum: float, maximum: float) -> float:
     raw = get(name)
     if raw is None:
         return default
@@ -175,9 +211,36 @@ def _number(get: Getter, name: str, default: float, *, minimum: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}: {raw!r} is not a number") from None
-    if value != value or value < minimum:
-        raise ConfigError(f"{name}: must be at least {minimum:g} (got {raw!r})")
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name}: must be a number from {minimum:g} to {maximum:g} (got {raw!r})")
     return value
+
+
+_DURATION_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(get: Getter, name: str, default: float, *, minimum: float, maximum: float) -> float:
+    """Seconds, or a number with s, m, h or d ("24h", "90m")."""
+    raw = get(name)
+    if raw is None:
+        return default
+    match = _DURATION_RE.match(raw.lower())
+    if match is None:
+        raise ConfigError(f"{name}: {raw!r} is not a duration (e.g. 24h, 90m or 3600)")
+    value = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise ConfigError(
+            f"{name}: must be from {minimum:g} s to {maximum:g} s (got {raw!r})"
+        )
+    return value
+
+
+def _flag(get: Getter, name: str) -> bool:
+    raw = (get(name) or "0").lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name}: {raw!r} is not 0 or 1")
+    return raw in ("1", "true", "yes", "on")
 
 
 def _port(get: Getter, name: str) -> int | None:
@@ -203,18 +266,27 @@ def load_feeds_file(path: Path) -> FeedsConfig:
     return parse_feeds_config(data, str(path))
 
 
+_TOP_KEYS = ("sections", "feeds")
+_FEED_KEYS = ("url", "section", "section_from", "category_domain", "path_segment", "mapping")
+_SECTION_KEYS = ("name", "channel")
+# A public channel's @username, or a channel's numeric id (-100…).
+_CHANNEL_RE = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{3,31}|-100[0-9]{6,16})$")
+
+
+def _unknown(raw: Mapping[str, object], allowed: tuple[str, ...], place: str) -> None:
+    unknown = [key for key in raw if key not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"{place}: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})"
+        )
+
+
 def parse_feeds_config(data: Mapping[str, object], where: str = "feeds file") -> FeedsConfig:
+    _unknown(data, _TOP_KEYS, where)
     raw_sections = data.get("sections", {})
     if not isinstance(raw_sections, dict) or not raw_sections:
         raise ConfigError(f"{where}: [sections] must map slugs to display names, e.g. sports = \"Sports\"")
-    sections = []
-    for slug, name in raw_sections.items():
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", slug) or not isinstance(name, str) or not name:
-            raise ConfigError(
-                f"{where}: section {slug!r}: slug must be lowercase a-z, 0-9, '-' or '_' "
-                "(at most 32) with a non-empty display name"
-            )
-        sections.append(Section(slug=slug, name=name))
+    sections = [_section(slug, value, where) for slug, value in raw_sections.items()]
     slugs = {s.slug for s in sections}
 
     raw_feeds = data.get("feeds", [])
@@ -234,10 +306,32 @@ def parse_feeds_config(data: Mapping[str, object], where: str = "feeds file") ->
     return FeedsConfig(sections=tuple(sections), feeds=tuple(feeds))
 
 
+def _section(slug: str, value: object, where: str) -> Section:
+    """`sports = "Sports"`, or `sports = { name = "Sports", channel = "@herald_sports" }`."""
+    place = f"{where}: section {slug!r}"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", slug):
+        raise ConfigError(f"{place}: slug must be lowercase a-z, 0-9, '-' or '_' (at most 32)")
+    channel = None
+    if isinstance(value, dict):
+        _unknown(value, _SECTION_KEYS, place)
+        name, channel = value.get("name"), value.get("channel")
+        if channel is not None and (not isinstance(channel, str) or not _CHANNEL_RE.match(channel)):
+            raise ConfigError(f"{place}: channel must be a channel's @username or its -100… id")
+    else:
+        name = value
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{place}: needs a non-empty display name, e.g. {slug} = \"Sports\"")
+    return Section(slug=slug, name=name.strip(), channel=channel)
+
+
 def parse_feed_spec(raw: Mapping[str, object], slugs: set[str], place: str) -> FeedSpec:
+    _unknown(raw, _FEED_KEYS, place)
     url = raw.get("url")
-    if not isinstance(url, str) or not re.match(r"^(https?://\S+|file:\S+)$", url):
-        raise ConfigError(f"{place}: url must be an http(s) URL")
+    if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+\S*$", url):
+        raise ConfigError(
+            f"{place}: url must be an http:// or https:// address of a feed (got {str(url)[:80]!r}); "
+            "a local file can be looked at with: newsbot check-feed PATH"
+        )
     section = raw.get("section")
     if section is not None and (not isinstance(section, str) or section not in slugs):
         raise ConfigError(f"{place}: section {section!r} is not one of {', '.join(sorted(slugs))}")

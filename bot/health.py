@@ -1,10 +1,13 @@
 """The operator's HTTP endpoint: GET /healthz (JSON) and GET /metrics (Prometheus text).
 
 A few lines of HTTP/1.1 on asyncio.start_server rather than another dependency: one request
-per connection, answered and closed. Started in post_init when NEWSBOT_HTTP_PORT is set.
+per connection, answered and closed. It starts before Telegram is reached, so a bot that
+cannot reach Telegram says so ("starting") instead of saying nothing.
 
-/healthz is 200 when the database answers and the dispatcher runs, 503 otherwise; a poll
-that has not succeeded for longer than 3 poll intervals + 60 s is also a 503, with the reason.
+/healthz is 200 only when every check passes (docs/operations.md lists them): the database
+answers *and takes a write* and is still the file the bot opened; the dispatcher runs;
+updates arrive (long polling: getUpdates answered within UPDATES_STALE seconds); Telegram
+answers sends; a feed was polled successfully within 3 poll intervals + 60 s.
 """
 
 from __future__ import annotations
@@ -14,38 +17,44 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from bot.services import Services
+from bot.context import Services
 from storage import broadcasts, chats, feeds, outbox, stats
+from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 5.0  # a client must send its request within this
 CHECK_TIMEOUT = 2.0  # a database check slower than this counts as a failure
+UPDATES_STALE = 90.0  # long polls last 30 s: three missed in a row is deafness
 MAX_HEAD = 16 * 1024
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)
 class Health:
+    status: str  # ok, starting, unhealthy
     database: bool
     dispatcher: bool
+    updates: bool
+    telegram: bool
     last_poll_age_seconds: float | None
     reasons: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def ok(self) -> bool:
-        return not self.reasons
+        return self.status == "ok"
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "status": "ok" if self.ok else "unhealthy",
+            "status": self.status,
             "database": self.database,
             "dispatcher": self.dispatcher,
+            "updates": self.updates,
+            "telegram": self.telegram,
             "last_poll_age_seconds": None
             if self.last_poll_age_seconds is None
             else round(self.last_poll_age_seconds, 1),
@@ -59,13 +68,17 @@ def stale_after(services: Services) -> float:
     return 3 * services.settings.poll_seconds + 60
 
 
-async def _database_ok(services: Services) -> bool:
+async def _database_problem(services: Services) -> str | None:
+    """None when the database answers a read and commits a write in time."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            return await stats.database_ok(services.db)
+            await stats.database_ok(services.db)
+            await stats.database_writable(services.db)
+    except TimeoutError:
+        return f"database: no answer within {CHECK_TIMEOUT:g} s"
     except Exception as exc:  # any failure to answer is the finding, not an error of ours
-        log.warning("health: database check failed error=%s", exc)
-        return False
+        return f"database: {exc}"
+    return None
 
 
 async def _last_poll_age(services: Services, now: float, database: bool) -> float | None:
@@ -81,14 +94,39 @@ async def _last_poll_age(services: Services, now: float, database: bool) -> floa
     return None
 
 
-async def check_health(services: Services, dispatcher_alive: bool, now: float) -> Health:
-    database = await _database_ok(services)
-    age = await _last_poll_age(services, now, database)
+def _updates_problem(services: Services, mono: float) -> str | None:
+    status = services.status
+    if status.webhook:
+        return None
+    if status.updates_ok_at is None:
+        detail = f" ({status.updates_error})" if status.updates_error else ""
+        return f"updates: getUpdates has not answered yet{detail}"
+    silent = mono - status.updates_ok_at
+    if silent > UPDATES_STALE:
+        detail = f": {status.updates_error}" if status.updates_error else ""
+        return f"updates: no answer from getUpdates for {silent:.0f} s{detail}"
+    return None
+
+
+async def check_health(services: Services, now: float) -> Health:
+    status = services.status
     reasons = []
-    if not database:
-        reasons.append("database: not answering")
-    if not dispatcher_alive:
+    problem = await _database_problem(services)
+    database = problem is None
+    if problem:
+        reasons.append(problem)
+    if status.phase == "running" and not status.dispatcher_alive:
         reasons.append("dispatcher: not running")
+    updates_problem = _updates_problem(services, time.monotonic()) if status.phase == "running" else None
+    if updates_problem:
+        reasons.append(updates_problem)
+    telegram = status.telegram_down_since is None
+    if not telegram:
+        reasons.append(
+            f"telegram: not answering for {now - (status.telegram_down_since or now):.0f} s; "
+            "sending paused, nothing lost"
+        )
+    age = await _last_poll_age(services, now, database)
     limit = stale_after(services)
     if age is not None and age > limit:
         reasons.append(f"poll: last success {age:.0f} s ago (limit {limit:.0f} s)")
@@ -97,44 +135,58 @@ async def check_health(services: Services, dispatcher_alive: bool, now: float) -
         with contextlib.suppress(Exception):
             if (await stats.feed_counts(services.db)).enabled:
                 reasons.append(f"poll: no successful poll since start (limit {limit:.0f} s)")
-    return Health(database, dispatcher_alive, age, tuple(reasons))
+    if status.phase != "running":
+        detail = f" ({status.updates_error})" if status.updates_error else ""
+        reasons.insert(0, f"{status.phase}: Telegram not reached yet{detail}")
+        verdict = status.phase
+    else:
+        verdict = "unhealthy" if reasons else "ok"
+    return Health(
+        verdict, database, status.dispatcher_alive, updates_problem is None and status.phase == "running",
+        telegram, age, tuple(reasons),
+    )
 
 
-async def metrics_text(services: Services, dispatcher_alive: bool, now: float) -> str:
+async def metrics_text(services: Services, now: float) -> bytes:
     """The counters and histograms of `Metrics`, plus gauges read from the database."""
-    gauges: dict[str, float] = {
-        "newsbot_dispatcher_up": 1.0 if dispatcher_alive else 0.0,
+    status = services.status
+    gauges: dict[str, float | dict[str, float]] = {
+        "newsbot_dispatcher_up": 1.0 if status.dispatcher_alive else 0.0,
+        "newsbot_updates_up": 0.0 if _updates_problem(services, time.monotonic()) else 1.0,
+        "newsbot_telegram_up": 1.0 if status.telegram_down_since is None else 0.0,
         "newsbot_uptime_seconds": now - services.metrics.started_at,
     }
-    database = await _database_ok(services)
+    database = await _database_problem(services) is None
     gauges["newsbot_database_up"] = 1.0 if database else 0.0
     if database:
         try:
             readers = await chats.chat_counts(services.db)
             feed_counts = await stats.feed_counts(services.db)
+            backlog = await outbox.backlog(services.db)
             gauges.update({
-                "newsbot_outbox_backlog": float(await outbox.backlog(services.db)),
+                "newsbot_outbox_backlog": {LANE_NAMES[lane]: float(backlog.pending.get(lane, 0)) for lane in LANE_NAMES},
+                "newsbot_outbox_held": float(backlog.held),
                 "newsbot_readers_active": float(readers["active"]),
                 "newsbot_readers_paused": float(readers["paused"]),
                 "newsbot_readers_inactive": float(readers["inactive"]),
                 "newsbot_feeds_enabled": float(feed_counts.enabled),
                 "newsbot_feeds_failing": float(feed_counts.failing),
                 "newsbot_broadcasts_sending": float(await broadcasts.count_sending(services.db)),
+                "newsbot_database_bytes": float(await services.db.size()),
             })  # fmt: skip
         except Exception as exc:  # serve what is known rather than nothing
             log.warning("metrics: database gauges unavailable error=%s", exc)
     age = await _last_poll_age(services, now, database)
     if age is not None:
         gauges["newsbot_last_poll_age_seconds"] = age
-    return services.metrics.render(gauges=gauges)
+    return services.metrics.render(gauges)
 
 
 class HealthServer:
     """GET /healthz and GET /metrics on `host:port`; anything else is 404."""
 
-    def __init__(self, services: Services, dispatcher_alive: Callable[[], bool]) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.dispatcher_alive = dispatcher_alive
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
@@ -186,15 +238,13 @@ class HealthServer:
         if method not in ("GET", "HEAD") or path not in ("/healthz", "/metrics"):
             return HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n"
         now = time.time()
-        alive = self.dispatcher_alive()
         if path == "/healthz":
-            health = await check_health(self.services, alive, now)
+            health = await check_health(self.services, now)
             status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE
             if not health.ok:
-                log.warning("health: unhealthy reasons=%s", "; ".join(health.reasons))
+                log.warning("health: %s reasons=%s", health.status, "; ".join(health.reasons))
             return status, "application/json", json.dumps(health.to_json()).encode() + b"\n"
-        text = await metrics_text(self.services, alive, now)
-        return HTTPStatus.OK, METRICS_TYPE, text.encode()
+        return HTTPStatus.OK, METRICS_TYPE, await metrics_text(self.services, now)
 
 
 def _response(status: HTTPStatus, content_type: str, body: bytes, *, head_only: bool) -> bytes:

@@ -1,86 +1,112 @@
-"""Process-wide counters and latency samples, exposed at /metrics in Prometheus text format."""
+"""Process-wide counters and histograms, and the /metrics text, through prometheus_client.
+
+One `CollectorRegistry` per `Metrics` (nothing global, nothing at import time). Counters and
+the send-time histogram live in the process; figures read from the database (backlog,
+readers, feeds, database size…) are read by the /metrics handler just before each scrape and
+handed to `render`, which exposes them as gauges through a collector of their own.
+"""
 
 from __future__ import annotations
 
-import bisect
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-HELP = {
-    "newsbot_polls_total": "Feed polls by result (new, not_modified, error).",
-    "newsbot_articles_new_total": "New articles stored.",
-    "newsbot_alerts_queued_total": "Alerts written to the outbox.",
-    "newsbot_messages_sent_total": "Messages delivered to Telegram, by kind (alert, broadcast).",
-    "newsbot_messages_failed_total": "Messages given up on after retries.",
-    "newsbot_messages_blocked_total": "Messages cancelled because the chat blocked the bot or is gone.",
-    "newsbot_telegram_errors_total": "Telegram API errors by kind (429, 5xx, timeout, 403, 400).",
-    "newsbot_errors_total": "Handled errors by stage.",
+SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# name → (help, label names)
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "newsbot_polls_total": ("Feed polls by result (new, not_modified, primed, error).", ("result",)),
+    "newsbot_articles_new_total": ("New articles stored.", ()),
+    "newsbot_alerts_queued_total": ("Alerts written to the outbox (held ones included).", ()),
+    "newsbot_alerts_capped_total": ("New stories stored without alerts (per-poll cap, age).", ("why",)),
+    "newsbot_messages_sent_total": ("Messages delivered to Telegram, by kind (a combined message counts each alert).", ("kind",)),
+    "newsbot_messages_failed_total": ("Messages given up on (400, or out of attempts).", ()),
+    "newsbot_messages_blocked_total": ("Messages cancelled because the chat blocked the bot or is gone.", ()),
+    "newsbot_telegram_errors_total": ("Telegram API errors by kind (429, 5xx, timeout, 403, 400, other).", ("kind",)),
+    "newsbot_telegram_outages_total": ("Times sending paused because Telegram did not answer.", ()),
+    "newsbot_errors_total": ("Handled errors by stage.", ("stage",)),
+    "newsbot_flood_refusals_total": ("Commands ignored from chats sending too many.", ()),
+}
+
+# Gauges read from the database and the process at each scrape: name → help.
+GAUGES: dict[str, str] = {
+    "newsbot_outbox_backlog": "Outbox rows waiting to be sent, by lane.",
+    "newsbot_outbox_held": "Alerts held for paused readers.",
+    "newsbot_readers_active": "Readers getting alerts.",
+    "newsbot_readers_paused": "Readers who paused alerts.",
+    "newsbot_readers_inactive": "Readers who blocked the bot or left.",
+    "newsbot_feeds_enabled": "Feeds being polled.",
+    "newsbot_feeds_failing": "Feeds whose last poll failed.",
+    "newsbot_broadcasts_sending": "Broadcasts being sent.",
+    "newsbot_last_poll_age_seconds": "Seconds since a feed was last polled successfully.",
+    "newsbot_dispatcher_up": "1 while the dispatcher runs.",
+    "newsbot_database_up": "1 while the database answers and takes writes.",
+    "newsbot_updates_up": "1 while updates from Telegram arrive (long polling) or webhook mode.",
+    "newsbot_telegram_up": "0 while sending is paused because Telegram does not answer.",
+    "newsbot_database_bytes": "Size of the database file and its write-ahead log.",
+    "newsbot_uptime_seconds": "Seconds since the process started.",
 }
 
 
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-    n: int = 0
+class _Snapshot(Collector):
+    """Gauges from the last database read (set by `Metrics.render` before each scrape)."""
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
+    def __init__(self) -> None:
+        self.values: dict[str, list[tuple[dict[str, str], float]]] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        for name, samples in sorted(self.values.items()):
+            labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
+            family = GaugeMetricFamily(name, GAUGES.get(name, name), labels=labels)
+            for sample_labels, value in samples:
+                family.add_metric([sample_labels.get(k, "") for k in labels], value)
+            yield family
 
 
 class Metrics:
     def __init__(self) -> None:
         self.started_at = time.time()
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.histograms: dict[str, Histogram] = {}
         self.last_poll_success: float | None = None
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters = {
+            # prometheus_client adds the _total suffix itself.
+            name: Counter(name.removesuffix("_total"), help_text, labels, registry=self.registry)
+            for name, (help_text, labels) in COUNTERS.items()
+        }
+        self._send = Histogram(
+            "newsbot_send_seconds", "Time for one send to Telegram, request to answer.",
+            buckets=SEND_BUCKETS, registry=self.registry,
+        )
+        self._snapshot = _Snapshot()
+        self.registry.register(self._snapshot)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += amount
+        if amount <= 0:
+            return
+        counter = self._counters[name]
+        (counter.labels(**labels) if labels else counter).inc(amount)
 
     def value(self, name: str, **labels: str) -> float:
-        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
+        """The current value of a counter (tests and /stats)."""
+        sample = self.registry.get_sample_value(name, labels or None)
+        return 0.0 if sample is None else sample
 
-    def observe(self, name: str, seconds: float) -> None:
-        self.histograms.setdefault(name, Histogram()).observe(seconds)
+    def observe_send(self, seconds: float) -> None:
+        self._send.observe(seconds)
 
-    def render(self, gauges: dict[str, float] | None = None) -> str:
-        """Prometheus text exposition format 0.0.4."""
-        lines: list[str] = []
-        by_name: dict[str, list[tuple[tuple[tuple[str, str], ...], float]]] = defaultdict(list)
-        for (name, labels), value in sorted(self.counters.items()):
-            by_name[name].append((labels, value))
-        for name in sorted(set(by_name) | set(HELP)):
-            if name in HELP:
-                lines.append(f"# HELP {name} {HELP[name]}")
-            lines.append(f"# TYPE {name} counter")
-            for labels, value in by_name.get(name, [((), 0.0)]):
-                lines.append(f"{name}{_labels(labels)} {value:g}")
-        for name, hist in sorted(self.histograms.items()):
-            lines.append(f"# TYPE {name} histogram")
-            cumulative = 0
-            for bound, count in zip(hist.buckets, hist.counts, strict=False):
-                cumulative += count
-                lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
-            lines.append(f'{name}_bucket{{le="+Inf"}} {hist.n}')
-            lines.append(f"{name}_sum {hist.total:g}")
-            lines.append(f"{name}_count {hist.n}")
-        for name, value in sorted((gauges or {}).items()):
-            lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {value:g}")
-        return "\n".join(lines) + "\n"
-
-
-def _labels(labels: tuple[tuple[str, str], ...]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in labels
-    )
-    return "{" + inner + "}"
+    def render(self, gauges: Mapping[str, float | Mapping[str, float]]) -> bytes:
+        """The Prometheus text format; `gauges` maps a name to a value, or to values by the
+        value of its one label (e.g. {"newsbot_outbox_backlog": {"personal": 3, …}})."""
+        values: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for name, value in gauges.items():
+            if isinstance(value, Mapping):
+                label = "lane" if name.startswith("newsbot_outbox") else "kind"
+                values[name] = [({label: str(k)}, float(v)) for k, v in value.items()]
+            else:
+                values[name] = [({}, float(value))]
+        self._snapshot.values = values
+        return generate_latest(self.registry)

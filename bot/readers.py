@@ -1,17 +1,24 @@
 """What readers change: subscriptions and chat state, kept in step in storage and the matcher.
 
 Handlers call these; each returns what happened so the handler can say it.
+
+Who is a reader: a chat joins the audience by /start (a deep link counts) or by subscribing,
+and leaves it by /stop (its data is deleted), by blocking the bot or by removing it from a
+group. Reading (/latest, /search, /related, inline queries) never makes anyone a reader.
+Settings changed by a chat that has not started the bot are kept, without making it one.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 
+from bot import localtime
+from bot.context import Services
 from bot.keywords import KeywordError, normalise_keyword, parse_keywords
-from bot.services import Services
-from storage import chats, subscriptions
-from storage.models import Chat, Subscription, SubscriptionKind
+from storage import chats, outbox, subscriptions
+from storage.models import Chat, Subscription, SubscriptionKind, SubscriptionMode
 from storage.subscriptions import AddResult
 
 
@@ -22,6 +29,8 @@ class Outcome(enum.Enum):
     INVALID = "invalid"
     REMOVED = "removed"
     MISSING = "missing"
+    REPLACED = "replaced"
+    MOVED = "moved"
 
 
 @dataclass
@@ -30,6 +39,7 @@ class FollowReport:
     existing: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # complete sentences for the reader
     over_limit: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # the opposite choice was dropped
 
 
 @dataclass
@@ -38,23 +48,44 @@ class UnfollowReport:
     missing: list[str] = field(default_factory=list)
 
 
-async def register_chat(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
-    """A chat talks to us (or lets us back in): it exists and is reachable again."""
-    chat = await chats.ensure_chat(services.db, chat_id, chat_type, title)
-    services.matcher.set_silenced(chat_id, chat.paused)
+async def join(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
+    """/start or a subscription: the chat is (again) a reader."""
+    chat = await chats.join(services.db, chat_id, chat_type, title)
+    services.matcher.set_silenced(chat_id, False)
     return chat
 
 
+async def known_chat(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
+    """A chat whose settings are about to change: its row, made if needed (not a reader)."""
+    chat = await chats.get_chat(services.db, chat_id)
+    return chat or await chats.remember(services.db, chat_id, chat_type, title)
+
+
+async def come_back(services: Services, chat_id: int) -> bool:
+    """Unblocked, or added to a group again: a reader who had blocked us is one again."""
+    chat = await chats.get_chat(services.db, chat_id)
+    if chat is None or chat.active or chat.inactive_reason == chats.NOT_STARTED:
+        return False
+    await join(services, chat_id, chat.type, chat.title)
+    return True
+
+
 async def add(
-    services: Services, chat_id: int, kind: SubscriptionKind, value: str, display: str
+    services: Services, chat_id: int, kind: SubscriptionKind, value: str, display: str, *,
+    mode: SubscriptionMode = "instant", thread_id: int | None = None,
 ) -> Outcome:
-    result = await subscriptions.add_subscription(
-        services.db, chat_id, kind, value, display, limit=services.settings.max_subscriptions
+    """Add one subscription (or exclusion); a keyword replaces an exclusion of the same word
+    and the other way round."""
+    limit = services.settings.max_subscriptions
+    added = await subscriptions.add_subscription(
+        services.db, chat_id, kind, value, display, limit=limit, mode=mode, thread_id=thread_id
     )
-    if result is AddResult.ADDED:
-        services.matcher.add(Subscription(chat_id=chat_id, kind=kind, value=value, display=display))
-        return Outcome.ADDED
-    return Outcome.EXISTS if result is AddResult.EXISTS else Outcome.LIMIT
+    if added.subscription is None:
+        return Outcome.EXISTS if added.result is AddResult.EXISTS else Outcome.LIMIT
+    if added.result is AddResult.REPLACED:
+        services.matcher.remove(chat_id, "exclude" if kind == "keyword" else "keyword", value)
+    services.matcher.add(added.subscription)
+    return Outcome.REPLACED if added.result is AddResult.REPLACED else Outcome.ADDED
 
 
 async def remove(services: Services, chat_id: int, kind: SubscriptionKind, value: str) -> Outcome:
@@ -64,7 +95,8 @@ async def remove(services: Services, chat_id: int, kind: SubscriptionKind, value
     return Outcome.MISSING
 
 
-async def follow(services: Services, chat_id: int, text: str) -> FollowReport:
+async def follow(services: Services, chat_id: int, text: str, *, kind: SubscriptionKind = "keyword") -> FollowReport:
+    """/follow (or, with kind "exclude", /exclude) each keyword of `text`."""
     report = FollowReport()
     # Once the limit is reached the rest are only sorted into "already followed" and "over
     # the limit": a pasted essay must not become thousands of writes.
@@ -78,25 +110,26 @@ async def follow(services: Services, chat_id: int, text: str) -> FollowReport:
         if followed is not None:
             (report.existing if value in followed else report.over_limit).append(value)
             continue
-        outcome = await add(services, chat_id, "keyword", value, keyword)
+        outcome = await add(services, chat_id, kind, value, keyword)
         if outcome is Outcome.LIMIT:
-            followed = await _followed(services, chat_id, "keyword")
+            followed = await _followed(services, chat_id, kind)
         {
             Outcome.ADDED: report.added,
+            Outcome.REPLACED: report.replaced,
             Outcome.EXISTS: report.existing,
             Outcome.LIMIT: report.over_limit,
         }[outcome].append(value)
     return report
 
 
-async def unfollow(services: Services, chat_id: int, text: str) -> UnfollowReport:
-    """Remove keywords (or sections named like one)."""
+async def unfollow(services: Services, chat_id: int, text: str, *, kind: SubscriptionKind = "keyword") -> UnfollowReport:
+    """Remove keywords (or sections named like one); with kind "exclude", exclusions."""
     report = UnfollowReport()
     sections = {s.slug: s for s in services.sections}
     by_name = {s.name.casefold(): s.slug for s in services.sections}
     # Only what the chat follows is deleted: words it never followed cost no write.
-    followed = await _followed(services, chat_id, "keyword")
-    followed_sections = await _followed(services, chat_id, "section")
+    followed = await _followed(services, chat_id, kind)
+    followed_sections = await _followed(services, chat_id, "section") if kind == "keyword" else set()
     for keyword in parse_keywords(text):
         slug = by_name.get(keyword.casefold(), keyword.casefold())
         if slug in followed_sections and await remove(services, chat_id, "section", slug) is Outcome.REMOVED:
@@ -108,7 +141,7 @@ async def unfollow(services: Services, chat_id: int, text: str) -> UnfollowRepor
         except KeywordError:
             report.missing.append(keyword)
             continue
-        if value in followed and await remove(services, chat_id, "keyword", value) is Outcome.REMOVED:
+        if value in followed and await remove(services, chat_id, kind, value) is Outcome.REMOVED:
             followed.discard(value)
             report.removed.append(value)
         else:
@@ -120,35 +153,87 @@ async def _followed(services: Services, chat_id: int, kind: SubscriptionKind) ->
     return {s.value for s in await subscriptions.subscriptions_for_chat(services.db, chat_id) if s.kind == kind}
 
 
-async def toggle_section(services: Services, chat_id: int, slug: str) -> Outcome:
-    """Subscribe if not subscribed, else unsubscribe."""
-    if await remove(services, chat_id, "section", slug) is Outcome.REMOVED:
-        return Outcome.REMOVED
-    return await add(services, chat_id, "section", slug, slug)
+async def toggle_section(services: Services, chat_id: int, slug: str, *, thread_id: int | None = None) -> Outcome:
+    """Subscribe if not subscribed, else unsubscribe. In a forum topic (`thread_id`): a
+    section already followed elsewhere in the group moves to this topic instead."""
+    current = next(
+        (s for s in await subscriptions.subscriptions_for_chat(services.db, chat_id)
+         if s.kind == "section" and s.value == slug),
+        None,
+    )  # fmt: skip
+    if current is not None and thread_id is not None and current.thread_id != thread_id:
+        await subscriptions.set_thread(services.db, chat_id, "section", slug, thread_id)
+        services.matcher.set_thread(chat_id, slug, thread_id)
+        return Outcome.MOVED
+    if current is not None:
+        return await remove(services, chat_id, "section", slug)
+    return await add(services, chat_id, "section", slug, slug, thread_id=thread_id)
 
 
-async def set_paused(services: Services, chat_id: int, paused: bool) -> None:
-    await chats.set_option(services.db, chat_id, "paused", paused)
-    services.matcher.set_silenced(chat_id, paused)
+async def set_mode(services: Services, sub: Subscription, mode: SubscriptionMode) -> None:
+    await subscriptions.set_mode(services.db, sub.id, sub.chat_id, mode)
+    services.matcher.set_mode(sub.chat_id, sub.kind, sub.value, mode)
+
+
+async def pause(services: Services, chat_id: int) -> bool:
+    """Alerts are held from now on (those queued too). False when already paused."""
+    chat = await chats.get_chat(services.db, chat_id)
+    if chat is None or chat.paused:
+        return False
+    await chats.set_option(services.db, chat_id, "paused", True)
+    await outbox.hold_pending(services.db, chat_id)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    was_paused: bool
+    released: int = 0
+    dropped: int = 0
+
+
+async def resume(services: Services, chat_id: int) -> Resumed:
+    """Alerts again; those held while paused (the last 48 hours) come as one message."""
+    chat = await chats.get_chat(services.db, chat_id)
+    if chat is None or not chat.paused:
+        return Resumed(False)
+    await chats.set_option(services.db, chat_id, "paused", False)
+    released, dropped = await outbox.release_held(services.db, chat_id, now=time.time())
+    if released:
+        services.outbox_wake.set()
+    return Resumed(True, released, dropped)
 
 
 async def forget(services: Services, chat_id: int) -> bool:
-    """/stop: delete the chat, its subscriptions and its queue."""
+    """/stop: delete the chat, its subscriptions, settings and queue."""
     services.matcher.remove_chat(chat_id)
     return await chats.delete_chat(services.db, chat_id)
 
 
 async def deactivate(services: Services, chat_id: int, reason: str) -> None:
     services.matcher.set_silenced(chat_id, True)
-    await chats.deactivate_chat(services.db, chat_id, reason)
+    await outbox.block_chat(services.db, chat_id, reason)
 
 
 async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
     kind, _, value = reason.partition(":")
-    if not value:
+    if not value or kind not in ("section", "keyword"):
         return Outcome.INVALID
-    if kind == "section":
-        return await remove(services, chat_id, "section", value)
-    if kind == "keyword":
-        return await remove(services, chat_id, "keyword", value)
-    return Outcome.INVALID
+    return await remove(services, chat_id, "section" if kind == "section" else "keyword", value)
+
+
+async def set_briefings(services: Services, chat: Chat, times: list[int]) -> float | None:
+    """The chat's briefing times (local, up to three); returns when the next one is due."""
+    zone = services.chat_zone(chat.timezone)
+    now = time.time()
+    next_at = localtime.next_slot(times, zone, now)
+    await chats.set_briefings(services.db, chat.id, times, next_at, last_at=now)
+    return next_at
+
+
+async def set_timezone(services: Services, chat: Chat, zone: str | None) -> None:
+    """A new zone moves the next briefing to the same local time in it."""
+    await chats.set_timezone(services.db, chat.id, zone)
+    if chat.briefings:
+        next_at = localtime.next_slot(chat.briefings, services.chat_zone(zone), time.time())
+        await chats.set_briefings(services.db, chat.id, list(chat.briefings), next_at, last_at=None)

@@ -1,7 +1,9 @@
-"""Articles and alerts → Telegram HTML: the one place text from feeds and readers is escaped.
+"""Stories and messages → Telegram HTML and keyboards: the one place text from feeds and
+readers is escaped.
 
-Every function returns text that Telegram's HTML parser accepts (only b, i, a, code,
-blockquote are used) and that stays within a message's 4096 characters.
+Every function returns text that Telegram's HTML parser accepts (only b, i, a are used),
+within a message's 4096 characters and 100 formatting entities, and keyboards of at most
+three buttons a row whose callback data fits 64 bytes.
 """
 
 from __future__ import annotations
@@ -9,18 +11,25 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.callbacks import pack
+from bot.text import plain_line, truncate_words
 from storage.models import Article
 
 MAX_MESSAGE = 4096
+MAX_ENTITIES = 100  # Telegram drops formatting beyond this many entities in one message
 SUMMARY_IN_LIST = 200
 SUMMARY_IN_ALERT = 500
 # Longer links are not real article links; one could fill a whole message with its href.
 MAX_LINK_URL = 2048
 REASONS_BUDGET = 600
-# C0 and C1 control characters other than whitespace: nothing a reader means to see.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+BUTTONS_PER_ROW = 3
+UPDATED = "<i>(updated)</i>"
+_ENTITY_RE = re.compile(r"<[a-z]")
 
 
 def esc(text: str) -> str:
@@ -34,31 +43,47 @@ def visible_length(html_text: str) -> int:
     return len(html_text)
 
 
-def echo(text: str, limit: int = 100) -> str:
-    """A reader's own words shown back: control characters dropped, whitespace collapsed,
-    shortened to `limit` characters and escaped."""
-    return esc(short(_CONTROL_RE.sub("", text), limit))
+def entity_count(html_text: str) -> int:
+    """Formatting entities the HTML makes: one per opening tag."""
+    return len(_ENTITY_RE.findall(html_text))
+
+
+def fits(html_text: str) -> bool:
+    return visible_length(html_text) <= MAX_MESSAGE and entity_count(html_text) <= MAX_ENTITIES
 
 
 def short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:-") + "…"
+    """One line of at most `limit` characters, cut at a word ("…")."""
+    return truncate_words(" ".join(text.split()), limit)
 
 
-def format_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%d %b %Y %H:%M UTC")
+def echo(text: str, limit: int = 100) -> str:
+    """A reader's (or feed's) own words shown back: control and bidi characters dropped,
+    whitespace collapsed, shortened to `limit` characters and escaped."""
+    return esc(truncate_words(plain_line(text), limit))
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """'1 story', '2 stories', '0 alerts'."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def format_time(ts: float, zone: tzinfo) -> str:
+    """'13 Mar 2025 21:45 CET': in the reader's (or the newsroom's) zone, with its name."""
+    return datetime.fromtimestamp(ts, zone).strftime("%d %b %Y %H:%M %Z")
+
+
+def format_clock(ts: float, zone: tzinfo) -> str:
+    """'21:45 CET'."""
+    return datetime.fromtimestamp(ts, zone).strftime("%H:%M %Z")
 
 
 def section_label(article: Article, sections: Mapping[str, str]) -> str:
-    if not article.section:
+    """"Sports · World": every section the story was published in."""
+    slugs = article.all_sections
+    if not slugs:
         return "News"
-    return sections.get(article.section, article.section.title())
+    return " · ".join(sections.get(slug, slug.title()) for slug in slugs)
 
 
 def linked_title(article: Article) -> str:
@@ -69,12 +94,17 @@ def linked_title(article: Article) -> str:
     return title
 
 
-def article_block(article: Article, sections: Mapping[str, str], *, summary: int = SUMMARY_IN_LIST) -> str:
-    """Section, bold linked title, short summary, time."""
-    lines = [f"<i>{esc(section_label(article, sections))}</i> · <b>{linked_title(article)}</b>"]
+def article_block(
+    article: Article, sections: Mapping[str, str], zone: tzinfo, *, summary: int = SUMMARY_IN_LIST,
+    number: int | None = None, updated: bool = False,
+) -> str:
+    """Section, bold linked title (numbered in lists), short summary, time."""
+    mark = f" {UPDATED}" if updated else ""
+    prefix = f"{number}. " if number is not None else ""
+    lines = [f"{prefix}<i>{esc(section_label(article, sections))}</i> · <b>{linked_title(article)}</b>{mark}"]
     if article.summary and summary:
         lines.append(esc(short(article.summary, summary)))
-    lines.append(f"<i>{format_time(article.published_at)}</i>")
+    lines.append(f"<i>{format_time(article.published_at, zone)}</i>")
     return "\n".join(lines)
 
 
@@ -84,20 +114,21 @@ def fit_blocks(
     *,
     more: Callable[[int], str] = lambda n: f"…and {n} more",
     separator: str = "\n\n",
-    limit: int = MAX_MESSAGE,
-) -> str:
-    """Join as many whole blocks as fit; the rest become one "…and N more" line."""
+    footer: str = "",
+) -> tuple[str, int]:
+    """Join as many whole blocks as fit (length and entities); the rest become one
+    "…and N more" line. Returns the text and how many blocks it holds."""
     out = header
+    tail_footer = f"{separator}{footer}" if footer else ""
     for index, block in enumerate(blocks):
         rest = len(blocks) - index - 1
-        tail = separator + more(rest) if rest else ""
+        tail = (separator + more(rest) if rest else "") + tail_footer
         candidate = (out + separator if out else "") + block
-        if visible_length(candidate + tail) <= limit:
+        if fits(candidate + tail):
             out = candidate
             continue
-        line = more(len(blocks) - index)
-        return (out + separator if out else "") + line
-    return out
+        return (out + separator if out else "") + more(len(blocks) - index) + tail_footer, index
+    return out + tail_footer, len(blocks)
 
 
 def join_names(names: Sequence[str], *, budget: int = 1000, longest: int = 64) -> str:
@@ -115,23 +146,17 @@ def join_names(names: Sequence[str], *, budget: int = 1000, longest: int = 64) -
     return ", ".join(shown) + (f" and {rest} more" if rest else "")
 
 
-def fit_lines(lines: Sequence[str], *, limit: int = MAX_MESSAGE) -> str:
+def fit_lines(lines: Sequence[str]) -> str:
     """Lines of HTML (each complete) joined by newlines, with "…and N more" if cut."""
-    return fit_blocks("", lines, separator="\n", limit=limit)
+    return fit_blocks("", lines, separator="\n")[0]
 
 
-def article_list(
-    title: str, articles: Sequence[Article], sections: Mapping[str, str], *, empty: str
-) -> str:
-    """A reply to /latest, /search or /related: `title` is already HTML, the rest is escaped."""
-    if not articles:
-        return f"{title}\n\n{esc(empty)}" if title else esc(empty)
-    blocks = [article_block(a, sections) for a in articles]
-    return fit_blocks(title, blocks)
+def rows_of(buttons: Sequence[InlineKeyboardButton], per_row: int = BUTTONS_PER_ROW) -> list[list[InlineKeyboardButton]]:
+    return [list(buttons[i : i + per_row]) for i in range(0, len(buttons), per_row)]
 
 
 def subscription_name(kind: str, value: str, sections: Mapping[str, str]) -> str:
-    """What readers call a subscription: a section's display name, or the keyword itself."""
+    """What readers call a subscription: a section's display name, or the word itself."""
     return sections.get(value, value) if kind == "section" else value
 
 
@@ -156,27 +181,138 @@ def reason_text(reasons: Sequence[str], sections: Mapping[str, str]) -> str:
     return f"because you follow {joined}"
 
 
-def alert_html(article: Article, reasons: Sequence[str], sections: Mapping[str, str]) -> str:
-    """One alert: the story and why the reader got it."""
+# --- lists: /latest, /search, /related, inline mode --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    html: str
+    keyboard: InlineKeyboardMarkup | None = None
+
+
+def related_buttons(articles: Sequence[Article]) -> list[InlineKeyboardButton]:
+    """'Related 1', 'Related 2'…: one per numbered story of a list."""
+    return [
+        InlineKeyboardButton(f"Related {n}", callback_data=pack("rel", a.rowid))
+        for n, a in enumerate(articles, start=1)
+        if a.rowid is not None
+    ]
+
+
+def article_list(
+    title: str, articles: Sequence[Article], sections: Mapping[str, str], zone: tzinfo, *, empty: str
+) -> Rendered:
+    """A reply to /latest, /search or /related: numbered stories, and a numbered Related
+    button for each one shown. `title` is already HTML, the rest is escaped."""
+    if not articles:
+        return Rendered(f"{title}\n\n{esc(empty)}" if title else esc(empty))
+    blocks = [article_block(a, sections, zone, number=n) for n, a in enumerate(articles, start=1)]
+    text, shown = fit_blocks(title, blocks)
+    buttons = related_buttons(articles[:shown])
+    return Rendered(text, InlineKeyboardMarkup(rows_of(buttons)) if buttons else None)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+def mute_label(reason: str, sections: Mapping[str, str]) -> str:
+    return truncate_words(f"Mute {reason_name(reason, sections)}", 40)
+
+
+def alert(
+    article: Article, reasons: Sequence[str], sections: Mapping[str, str], zone: tzinfo, *,
+    row_id: int, updated: bool = False, buttons: bool = True,
+) -> Rendered:
+    """One alert: the story, why the reader got it, Related and a Mute per reason."""
     why = reason_text(reasons, sections)
     # Only pathological feed text gets past the first try; cutting HTML could break a tag,
     # so less is shown instead: a shorter summary, then none.
     for summary in (SUMMARY_IN_ALERT, SUMMARY_IN_LIST, 0):
-        body = article_block(article, sections, summary=summary)
+        body = article_block(article, sections, zone, summary=summary, updated=updated)
         text = f"{body}\n\n<i>{why}</i>" if why else body
-        if visible_length(text) <= MAX_MESSAGE:
-            return text
-    return body
+        if fits(text):
+            break
+    if not buttons:
+        return Rendered(text)
+    row = []
+    if article.rowid is not None:
+        row.append(InlineKeyboardButton("Related", callback_data=pack("rel", article.rowid)))
+    for index, reason in enumerate(reasons[:5]):
+        row.append(InlineKeyboardButton(mute_label(reason, sections), callback_data=pack("mute", row_id, index)))
+    return Rendered(text, InlineKeyboardMarkup(rows_of(row)) if row else None)
 
 
-def combined_alert_html(
-    items: Sequence[tuple[Article, Sequence[str]]], sections: Mapping[str, str]
-) -> str:
-    """Several alerts due at once for one chat, as one message."""
-    header = f"<b>{len(items)} new stories for you</b>"
+HEADERS: dict[str | None, Callable[[int], str]] = {
+    None: lambda n: f"<b>{plural(n, 'new story', 'new stories')} for you</b>",
+    "away": lambda n: f"<b>While you were away: {plural(n, 'story', 'stories')}</b>",
+    "overnight": lambda n: f"<b>Overnight: {plural(n, 'story', 'stories')}</b>",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One story in a combined message: the outbox row it came from, and its reasons."""
+
+    row_id: int
+    article: Article
+    reasons: tuple[str, ...]
+    updated: bool = False
+
+
+def combined(
+    items: Sequence[Item], sections: Mapping[str, str], zone: tzinfo, *, digest: str | None = None
+) -> Rendered:
+    """Several alerts for one chat as one message: a header, the stories (oldest first; held
+    overnight, newest first within their section), once why they came, then buttons: a
+    numbered Related per story and a Mute per reason involved."""
+    if digest == "overnight":
+        first_seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first_seen.setdefault(item.article.section or "", index)
+        items = sorted(
+            items, key=lambda i: (first_seen[i.article.section or ""], -i.article.published_at)
+        )
+    header = HEADERS.get(digest, HEADERS[None])(len(items))
+    reasons: dict[str, tuple[int, int]] = {}
+    for item in items:
+        for index, reason in enumerate(item.reasons):
+            reasons.setdefault(reason, (item.row_id, index))
+    why = reason_text(list(reasons), sections)
+    blocks = [
+        article_block(item.article, sections, zone, number=n, updated=item.updated)
+        for n, item in enumerate(items, start=1)
+    ]
+    text, shown = fit_blocks(
+        header, blocks, more=lambda n: f"…and {n} more — /latest",
+        footer=f"<i>{why[0].upper()}{why[1:]}.</i>" if why else "",
+    )
+    buttons = related_buttons([i.article for i in items[:shown]])
+    buttons += [
+        InlineKeyboardButton(mute_label(reason, sections), callback_data=pack("mute", row_id, index))
+        for reason, (row_id, index) in list(reasons.items())[:6]
+    ]
+    return Rendered(text, InlineKeyboardMarkup(rows_of(buttons)) if buttons else None)
+
+
+def briefing(
+    items: Sequence[tuple[Article, str]], sections: Mapping[str, str], zone: tzinfo, *,
+    when: str, latest_hint: str = "/latest",
+) -> Rendered:
+    """A briefing: keyword matches first, then by section, each story once, with a numbered
+    Related button per story shown."""
+    keyword = [(a, r) for a, r in items if r.startswith("keyword:")]
+    by_section = sorted(
+        ((a, r) for a, r in items if not r.startswith("keyword:")),
+        key=lambda pair: (pair[1], -pair[0].published_at),
+    )
+    ordered = keyword + by_section
+    header = f"<b>Your briefing, {esc(when)}: {plural(len(ordered), 'story', 'stories')}</b>"
+    if not ordered:
+        return Rendered(f"{header}\n\nNothing new for your sections and keywords since the last one.")
     blocks = []
-    for article, reasons in items:
-        block = article_block(article, sections, summary=SUMMARY_IN_LIST)
-        why = reason_text(reasons, sections)
-        blocks.append(f"{block}\n<i>{why}</i>" if why else block)
-    return fit_blocks(header, blocks, more=lambda n: f"…and {n} more — see /latest")
+    for n, (article, reason) in enumerate(ordered, start=1):
+        block = article_block(article, sections, zone, number=n, summary=0)
+        blocks.append(f"{block}\n<i>{esc(reason_name(reason, sections))}</i>")
+    text, shown = fit_blocks(header, blocks, more=lambda n: f"…and {n} more — {latest_hint}")
+    buttons = related_buttons([a for a, _ in ordered[:shown]])
+    return Rendered(text, InlineKeyboardMarkup(rows_of(buttons)) if buttons else None)

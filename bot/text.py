@@ -1,7 +1,7 @@
-"""Plain-text helpers shared by parsing, matching and rendering.
+"""Plain-text helpers shared by parsing and rendering.
 
 Feed HTML is never passed on: it becomes plain text here, and rendering escapes
-that text for Telegram. `fold` gives the form keyword matching compares.
+that text for Telegram. What counts as the same word is `storage.words`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import re
 import unicodedata
 from html.parser import HTMLParser
 
-__all__ = ["clean_text", "fold", "html_to_text", "slugify", "truncate_words"]
+from storage.words import fold
+
+__all__ = ["clean_text", "html_to_text", "plain_line", "slugify", "truncate_words"]
 
 # Elements that start a new line, and those that start a new paragraph.
 _LINE_TAGS = frozenset({"dd", "dt", "li", "tr"})
@@ -29,8 +31,12 @@ _SKIP_TAGS = frozenset({"script", "style", "template"})
 
 # Invisible characters that break matching and measuring but carry no meaning
 # in a headline: BOM/zero-width no-break space, zero-width space, soft hyphen,
-# word joiner.
-_INVISIBLE = frozenset({"\ufeff", "\u200b", "\u00ad", "\u2060"})
+# word joiner; and the bidirectional controls (embeddings, overrides, isolates,
+# marks), with which a title can make text read backwards and pose as a link.
+_INVISIBLE = frozenset(
+    "\ufeff\u200b\u00ad\u2060"
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
 
 # One more round of entity decoding for text that was HTML-escaped twice
 # (`&amp;amp;`, `&amp;quot;`), which many CMSs produce. Only complete entities
@@ -189,6 +195,12 @@ def html_to_text(s: str, *, limit: int | None = None) -> str:
         return _clean_run(html.unescape(_TAG_RE.sub(" ", s)))
 
 
+def plain_line(s: str) -> str:
+    """A reader's own words as one line: control, bidi and invisible characters dropped,
+    whitespace collapsed (entities are left as typed)."""
+    return " ".join(_scrub(s).split())
+
+
 def clean_text(s: str) -> str:
     """Tidy text that is already plain: decode stray entities once, drop control
     characters, collapse whitespace to single spaces (newlines included)."""
@@ -221,31 +233,6 @@ def truncate_words(s: str, limit: int) -> str:
     if stripped:
         cut = stripped.rstrip()
     return cut + "…"
-
-
-# Letters that NFKD leaves whole but that readers treat as a base letter with
-# a mark (or as two letters) when they type a keyword.
-_FOLD_TABLE = str.maketrans(
-    {
-        "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
-        "ħ": "h", "ı": "i", "ŀ": "l", "ŧ": "t", "ŋ": "n", "ĸ": "k", "ſ": "s", "ƒ": "f",
-        "ɖ": "d", "ƀ": "b", "ɨ": "i", "ʉ": "u", "ȥ": "z", "ꝋ": "o",
-    }
-)  # fmt: skip
-
-
-def fold(s: str) -> str:
-    """Case- and diacritic-insensitive form of `s`, for keyword matching.
-
-    "Malmö" and "malmo" fold alike, as do "Øresund"/"oresund", "Łódź"/"lodz",
-    "Straße"/"strasse" and full-width or ligature forms ("ﬁ" → "fi").
-    """
-    if s.isascii():
-        return s.lower()
-    decomposed = unicodedata.normalize("NFKD", s.casefold())
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    # NFKD can produce upper-case letters (e.g. "ℌ" → "H"), hence the second casefold.
-    return bare.casefold().translate(_FOLD_TABLE)
 
 
 _SLUG_MAX = 40

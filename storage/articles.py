@@ -1,18 +1,33 @@
-"""The articles table and its FTS5 index: store only what is new; latest, search, related."""
+"""The articles table and its search index: one row per story; latest, search, related.
+
+A story is recognised by its id (guid, canonical link or content hash), else by its canonical
+link, else by its title key and date (a feed that rotates its guids, or a story re-published
+under a new id): found again, it is the same story — a new section is added to it, and a
+changed title or link under the same id is a correction. Only stories never seen before come
+back as new, and only those become alerts.
+
+The search index (`articles_fts`) holds each field's word stems (`storage.words`), written
+here beside the row, so a word that matching finds, search finds.
+"""
 
 from __future__ import annotations
 
-import re
 import sqlite3
-import unicodedata
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import aiosqlite
 
-from storage.db import Database
+from storage import counters, words
+from storage.db import Database, Reader
 from storage.models import Article
 
-_COLUMNS = "id, feed_id, url, title, summary, section, tags, published_at, fetched_at, image_url"
+_COLUMNS = (
+    "rowid, id, feed_id, url, title, summary, section, sections, tags, published_at, "
+    "fetched_at, image_url, revision, revised_at"
+)
+_A_COLUMNS = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
 
 # Words that say nothing about what a story is about; they only slow FTS5 OR queries down.
 STOPWORDS = frozenset(
@@ -22,81 +37,249 @@ STOPWORDS = frozenset(
     than that the their them then there these they this those through to too under up very
     was we were what when where which while who why will with would you your""".split()  # noqa: SIM905
 )
-# Runs of letters and digits: unicode61 also splits on `_` and other punctuation.
-_WORD_RE = re.compile(r"[^\W_]+")
 _MAX_RELATED_TERMS = 8
-_PLURALS_UP_TO = 4
 _MIN_TITLE_WORDS = 3
 _MAX_TITLE_WORDS = 64
+# A headline seen again within this long of its date is the same story; beyond it, a
+# different story that happens to share a title ("Weather forecast").
+SAME_TITLE_WINDOW = 3 * 24 * 3600.0
 
 
 def _tags_text(tags: Iterable[str]) -> str:
     return "|".join(t.replace("|", "/") for t in tags)
 
 
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(v for v in value.split("|") if v) if value else ()
+
+
 def row_to_article(row: sqlite3.Row, *, id_column: str = "id") -> Article:
     """An Article from a row with the articles columns (`id_column` where a join renamed id)."""
-    tags = row["tags"]
     return Article(
         id=row[id_column],
         url=row["url"],
         title=row["title"],
         summary=row["summary"],
         section=row["section"],
-        tags=tuple(tags.split("|")) if tags else (),
+        tags=_split(row["tags"]),
         published_at=row["published_at"],
         fetched_at=row["fetched_at"],
         image_url=row["image_url"],
         feed_id=row["feed_id"],
+        sections=_split(row["sections"]),
+        rowid=row["rowid"],
+        revision=row["revision"],
+        revised_at=row["revised_at"],
     )
 
 
-# Rows per INSERT: SQLite allows 32,766 bound values (11 per row); one statement per few
-# hundred rows costs one round trip to the database thread instead of three per article.
-_INSERT_BATCH = 500
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A stored story whose title or link changed under the same id."""
+
+    article: Article  # as stored now
+    old_title: str
+    old_url: str
 
 
-async def insert_new_articles(
-    conn: aiosqlite.Connection, articles: Sequence[Article], *, seen: bool = False
-) -> list[Article]:
-    """Insert inside the caller's transaction; return only the articles that were new.
+@dataclass(slots=True)
+class Stored:
+    """What one store did: stories never seen before, corrections, and stories that gained a
+    section. Corrected and re-sectioned stories are matched again (`matched` reset): their
+    sent alerts get an edit, readers of a new section an alert."""
 
-    `seen=True` stores them as already matched (a feed's first poll), so they never alert.
-    """
-    new: list[Article] = []
-    for start in range(0, len(articles), _INSERT_BATCH):
-        batch = articles[start : start + _INSERT_BATCH]
-        values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * len(batch))
-        params = [
-            value
-            for a in batch
-            for value in (
-                a.id, a.feed_id, a.url, a.title, a.summary, a.section, _tags_text(a.tags),
-                a.published_at, a.fetched_at, a.image_url, 1 if seen else 0,
-            )
-        ]  # fmt: skip
-        cursor = await conn.execute(
-            f"INSERT INTO articles ({_COLUMNS}, matched) VALUES {values} "  # noqa: S608
-            "ON CONFLICT(id) DO NOTHING RETURNING id",
-            params,
+    new: list[Article] = field(default_factory=list)
+    corrected: list[Correction] = field(default_factory=list)
+    gained: list[Article] = field(default_factory=list)
+
+
+async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object]) -> list[sqlite3.Row]:
+    cursor = await conn.execute(sql, params)
+    rows = list(await cursor.fetchall())
+    await cursor.close()
+    return rows
+
+
+# Ids per lookup: SQLite allows 32,766 bound values.
+_BATCH = 500
+
+
+async def _known(conn: aiosqlite.Connection, batch: Sequence[Article]) -> dict[str, Article]:
+    """Stored stories that the parsed ones are, keyed by the parsed story's id."""
+    found: dict[str, Article] = {}
+    marks = ",".join("?" * len(batch))
+    by_id = {
+        row["id"]: row_to_article(row)
+        for row in await _rows(
+            conn, f"SELECT {_COLUMNS} FROM articles WHERE id IN ({marks})",  # noqa: S608
+            [a.id for a in batch],
         )
-        inserted = {row[0] for row in await cursor.fetchall()}
-        await cursor.close()
-        # A story twice in one batch is stored once: the first copy is the new one.
+    }
+    rest = []
+    for article in batch:
+        if article.id in by_id:
+            found[article.id] = by_id[article.id]
+        else:
+            rest.append(article)
+    urls = sorted({a.url for a in rest if a.url})
+    if urls:
+        by_url = {
+            row["url"]: row_to_article(row)
+            for row in await _rows(
+                conn,
+                f"SELECT {_COLUMNS} FROM articles WHERE url IN ({','.join('?' * len(urls))})",  # noqa: S608
+                urls,
+            )
+        }
+        for article in rest:
+            if article.url in by_url:
+                found[article.id] = by_url[article.url]
+    for article in rest:
+        if article.id in found:
+            continue
+        key = words.title_key(article.title)
+        if not key:
+            continue
+        rows = await _rows(
+            conn,
+            f"SELECT {_COLUMNS} FROM articles WHERE title_key = ? "  # noqa: S608
+            "AND published_at BETWEEN ? AND ? ORDER BY published_at DESC LIMIT 1",
+            (key, article.published_at - SAME_TITLE_WINDOW, article.published_at + SAME_TITLE_WINDOW),
+        )
+        if rows:
+            found[article.id] = row_to_article(rows[0])
+    return found
+
+
+async def store_articles(
+    conn: aiosqlite.Connection, articles: Sequence[Article], *, seen: bool = False
+) -> Stored:
+    """Store inside the caller's transaction; say what was new, corrected or re-sectioned.
+
+    `seen=True` stores new stories as already matched (a feed's first poll: history, not
+    news), so they never alert, and takes no correction from them.
+    """
+    result = Stored()
+    for start in range(0, len(articles), _BATCH):
+        batch = articles[start : start + _BATCH]
+        known = await _known(conn, batch)
+        fresh: list[Article] = []
+        fresh_ids: set[str] = set()
+        fresh_keys: set[str] = set()
         for article in batch:
-            if article.id in inserted:
-                inserted.discard(article.id)
-                new.append(article)
+            stored = known.get(article.id)
+            if stored is None:
+                key = words.title_key(article.title)
+                # The same story twice in one batch (two ids, one link or title) is one story.
+                if article.id in fresh_ids or (article.url and article.url in fresh_keys) or (
+                    key and key in fresh_keys
+                ):
+                    continue
+                fresh_ids.add(article.id)
+                fresh_keys.update(k for k in (article.url, key) if k)
+                fresh.append(article)
+                continue
+            if stored.id == article.id and not seen and (
+                stored.title != article.title or (article.url and stored.url != article.url)
+            ):
+                result.corrected.append(await _correct(conn, stored, article))
+                stored = result.corrected[-1].article
+            section = article.section
+            if section and section not in stored.all_sections:
+                result.gained.append(await _add_section(conn, stored, section, seen=seen))
+        result.new.extend(await _insert(conn, fresh, seen=seen))
+    await counters.add(conn, time.time(), {"articles": len(result.new)})
+    return result
+
+
+async def _insert(conn: aiosqlite.Connection, fresh: Sequence[Article], *, seen: bool) -> list[Article]:
+    if not fresh:
+        return []
+    values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(fresh))
+    params = [
+        value
+        for a in fresh
+        for value in (
+            a.id, a.feed_id, a.url, a.title, a.summary, a.section, a.section or "",
+            _tags_text(a.tags), a.published_at, a.fetched_at, a.image_url, 1 if seen else 0,
+            words.title_key(a.title),
+        )
+    ]  # fmt: skip
+    rows = await _rows(
+        conn,
+        "INSERT INTO articles (id, feed_id, url, title, summary, section, sections, tags, "  # noqa: S608
+        f"published_at, fetched_at, image_url, matched, title_key) VALUES {values} "
+        "ON CONFLICT(id) DO NOTHING RETURNING rowid, id",
+        params,
+    )
+    rowids = {row[1]: row[0] for row in rows}
+    new = [
+        replace(a, rowid=rowids[a.id], sections=(a.section,) if a.section else ())
+        for a in fresh
+        if a.id in rowids
+    ]
+    await conn.executemany(
+        "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
+        [(a.rowid, *_index_fields(a)) for a in new],
+    )
     return new
 
 
+def _index_fields(article: Article) -> tuple[str, str, str]:
+    return (
+        words.index_text(article.title),
+        words.index_text(article.summary),
+        words.index_tags(article.tags),
+    )
+
+
+async def _correct(conn: aiosqlite.Connection, stored: Article, article: Article) -> Correction:
+    """A new title or link under the same id: the row and its index follow, and its alerts
+    are matched again (see `Stored`)."""
+    corrected = replace(
+        stored, title=article.title, url=article.url or stored.url, summary=article.summary,
+        tags=article.tags, revision=stored.revision + 1, revised_at=article.fetched_at,
+    )
+    await conn.execute(
+        # matched = 0: its sent alerts are to be edited (storage.outbox.enqueue_alerts), and a
+        # crash before that only delays the edits to the next poll.
+        "UPDATE articles SET title = ?, url = ?, summary = ?, tags = ?, title_key = ?, "
+        "revision = revision + 1, revised_at = ?, matched = 0 WHERE rowid = ?",
+        (corrected.title, corrected.url, corrected.summary, _tags_text(corrected.tags),
+         words.title_key(corrected.title), corrected.revised_at, stored.rowid),
+    )  # fmt: skip
+    await conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (stored.rowid,))
+    await conn.execute(
+        "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
+        (stored.rowid, *_index_fields(corrected)),
+    )
+    return Correction(corrected, old_title=stored.title, old_url=stored.url)
+
+
+async def _add_section(conn: aiosqlite.Connection, stored: Article, section: str, *, seen: bool) -> Article:
+    """The story is also in `section`: its alerts are matched again (matched = 0), so the
+    new section's readers hear of it once and everyone's alert names every section."""
+    sections = (*stored.all_sections, section)
+    await conn.execute(
+        "UPDATE articles SET sections = ?, matched = CASE WHEN ? THEN matched ELSE 0 END "
+        "WHERE rowid = ?",
+        ("|".join(sections), 1 if seen else 0, stored.rowid),
+    )
+    return replace(stored, sections=sections)
+
+
 async def unmatched_articles(db: Database, limit: int = 1000) -> list[Article]:
-    """Articles stored but whose alerts were not yet enqueued (e.g. after a crash)."""
+    """Stored stories whose alerts are not queued yet (a failed enqueue, a crash, a new
+    section), oldest first."""
     rows = await db.fetchall(
         f"SELECT {_COLUMNS} FROM articles WHERE matched = 0 ORDER BY rowid LIMIT ?",  # noqa: S608
         (limit,),
     )
     return [row_to_article(r) for r in rows]
+
+
+async def mark_matched(conn: aiosqlite.Connection, article_ids: Sequence[str]) -> None:
+    await conn.executemany("UPDATE articles SET matched = 1 WHERE id = ?", [(i,) for i in article_ids])
 
 
 async def get_article(db: Database, article_id: str) -> Article | None:
@@ -109,99 +292,106 @@ async def get_article_by_rowid(db: Database, rowid: int) -> Article | None:
     return row_to_article(row) if row else None
 
 
-async def article_rowid(db: Database, article_id: str) -> int | None:
-    value = await db.scalar("SELECT rowid FROM articles WHERE id = ?", (article_id,))
-    return int(value) if value is not None else None
+async def articles_by_rowid(db: Database, rowids: Sequence[int]) -> dict[int, Article]:
+    if not rowids:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM articles WHERE rowid IN ({','.join('?' * len(rowids))})",  # noqa: S608
+        tuple(rowids),
+    )
+    return {row["rowid"]: row_to_article(row) for row in rows}
 
 
 async def find_by_url(db: Database, url: str) -> Article | None:
+    """The story with this (canonical) link, through the url index, or with this id."""
     row = await db.fetchone(
-        f"SELECT {_COLUMNS} FROM articles WHERE url = ? OR id = ? LIMIT 1", (url, url)  # noqa: S608
+        f"SELECT {_COLUMNS} FROM articles WHERE url = ? "  # noqa: S608
+        f"UNION ALL SELECT {_COLUMNS} FROM articles WHERE id = ? LIMIT 1",
+        (url, url),
     )
     return row_to_article(row) if row else None
 
 
-async def latest(db: Database, sections: Sequence[str] | None = None, limit: int = 5) -> list[Article]:
-    """Newest first; `sections` None means every section."""
-    if sections is None:
-        rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM articles ORDER BY published_at DESC LIMIT ?", (limit,)  # noqa: S608
-        )
-    elif not sections:
-        return []
-    else:
-        marks = ",".join("?" * len(sections))
-        rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM articles WHERE section IN ({marks}) "  # noqa: S608
-            "ORDER BY published_at DESC LIMIT ?",
-            (*sections, limit),
-        )
-    return [row_to_article(r) for r in rows]
+def _excluded(article: Article, excluded: Sequence[tuple[str, ...]]) -> bool:
+    if not excluded:
+        return False
+    stems = words.field_stems((article.title, article.summary, *article.tags))
+    return any(words.contains(stems, phrase) for phrase in excluded)
 
 
-def _fold_words(text: str) -> list[str]:
-    """Words as the FTS5 tokenizer sees them: casefolded, accents dropped, `_` a separator."""
-    if not text.isascii():
-        # NFC again afterwards, so Hangul and other composed letters stay one character.
-        stripped = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-        text = unicodedata.normalize("NFC", stripped)
-    return _WORD_RE.findall(text.casefold())
-
-
-def _quote(phrase: str) -> str:
-    return '"' + phrase.replace('"', '""') + '"'
-
-
-def _with_plural(word: str) -> str:
-    """`word` and its simple plural or singular as one FTS5 group, so `drone` finds "drones".
-
-    The index has no stemmer; matching both forms covers the plurals readers actually type
-    without the cost (and false hits) of prefix queries.
-    """
-    if not (word.isascii() and word.isalpha()) or len(word) < 3:
-        return _quote(word)
-    if word.endswith("s"):
-        if len(word) < 4 or word.endswith(("ss", "us", "is")):
-            return _quote(word)
-        other = word[:-1]
-    else:
-        other = word + "s"
-    return f"({_quote(word)} OR {_quote(other)})"
-
-
-def fts_terms(
-    text: str,
+async def latest(
+    db: Database,
+    sections: Sequence[str] | None = None,
+    limit: int = 5,
     *,
-    drop_stopwords: bool = False,
-    limit: int = 16,
-    plurals: bool = False,
-    min_len: int = 2,
-) -> list[str]:
-    """Words of free text, each quoted for FTS5 so `c++` or `AND` are never syntax."""
-    words = []
-    seen = set()
-    for word in _fold_words(text):
-        if word in seen or (drop_stopwords and (word in STOPWORDS or len(word) < min_len)):
-            continue
-        seen.add(word)
-        words.append(_with_plural(word) if plurals else _quote(word))
-        if len(words) >= limit:
+    excluded: Sequence[tuple[str, ...]] = (),
+) -> list[Article]:
+    """Newest first; `sections` None means every section. Stories matching one of the
+    `excluded` keyword stems are left out."""
+    if sections is not None and not sections:
+        return []
+    found: list[Article] = []
+    before = float("inf")
+    # Exclusions are checked in Python (the same rule as matching): read a few more than
+    # wanted, and more again only if exclusions took too many.
+    for _ in range(5):
+        want = limit * 2 if excluded else limit
+        if sections is None:
+            rows = await db.fetchall(
+                f"SELECT {_COLUMNS} FROM articles WHERE published_at < ? "  # noqa: S608
+                "ORDER BY published_at DESC LIMIT ?",
+                (before, want),
+            )
+        else:
+            # One index range per section, merged: `section IN (…) ORDER BY` would sort.
+            union = " UNION ALL ".join(
+                f"SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE section = ? "  # noqa: S608
+                "AND published_at < ? ORDER BY published_at DESC LIMIT ?)"
+                for _ in sections
+            )
+            params: list[object] = []
+            for section in sections:
+                params += [section, before, want]
+            rows = await db.fetchall(
+                f"SELECT * FROM ({union}) ORDER BY published_at DESC LIMIT ?", (*params, want)  # noqa: S608
+            )
+        for row in rows:
+            article = row_to_article(row)
+            if not _excluded(article, excluded):
+                found.append(article)
+        if len(found) >= limit or len(rows) < want:
             break
-    return words
+        before = rows[-1]["published_at"]
+    return found[:limit]
+
+
+def _terms(text: str, *, drop_stopwords: bool) -> list[tuple[str, ...]]:
+    """The distinct words of free text as stem tuples (one each), stopwords dropped."""
+    seen: set[tuple[str, ...]] = set()
+    terms: list[tuple[str, ...]] = []
+    for token in words.tokens(text):
+        if drop_stopwords and token in STOPWORDS:
+            continue
+        stems = (words.stem(token),)
+        if stems not in seen:
+            seen.add(stems)
+            terms.append(stems)
+    return terms
 
 
 async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     """Best match first (bm25 is negative: ascending), newer first among equals.
 
-    Every word (or its plural/singular) must appear; if nothing has them all, any will do.
+    Every word (as matching sees it: any case, accents or plural) must appear; if nothing
+    has them all, any will do. Words like "the" are ignored.
     """
-    # Words like "the" match nearly every story and say nothing about what is wanted.
-    terms = fts_terms(text, plurals=True, drop_stopwords=True, min_len=1)
+    terms = _terms(text, drop_stopwords=True)[:16]
     if not terms:
         return []
-    found = await _fts_query(db, " AND ".join(terms), limit, exclude_rowid=None)
-    if not found and len(terms) > 1:
-        found = await _fts_query(db, " OR ".join(terms), limit, exclude_rowid=None)
+    phrases = [words.fts_phrase(t) for t in terms]
+    found = await _fts_query(db, " AND ".join(phrases), limit, exclude_rowid=None)
+    if not found and len(phrases) > 1:
+        found = await _fts_query(db, " OR ".join(phrases), limit, exclude_rowid=None)
     return found
 
 
@@ -215,46 +405,45 @@ async def related(
 ) -> list[Article]:
     """Stories sharing the most with `text` (a story's title, or a reader's words).
 
-    `phrases` (a story's tags) are matched as whole phrases: the tag "North Korea" must not
-    pull in every story about the North Sea. Each term counts once, so a word in both the
-    title and the tags does not outweigh the rest.
+    `phrases` (a story's tags, a reader's quoted words) are matched as whole phrases: the tag
+    "North Korea" must not pull in every story about the North Sea. Only stories sharing at
+    least one of these significant words or phrases are returned: nothing fills a slot.
     """
-    keys: list[str] = []
+    keys: list[tuple[str, ...]] = []
     for phrase in phrases:
-        key = " ".join(w for w in _fold_words(phrase) if len(w) >= 2)
-        if key and key not in keys:
-            keys.append(key)
-    for word in _fold_words(text):
-        if word not in keys and word not in STOPWORDS and len(word) >= 2:
-            keys.append(word)
+        stems = words.keyword_stems(phrase)
+        if stems and stems not in keys:
+            keys.append(stems)
+    for stems in _terms(text, drop_stopwords=True):
+        if stems not in keys and len(stems[0]) >= 2:
+            keys.append(stems)
     keys = keys[:_MAX_RELATED_TERMS]
     if not keys:
         return []
-    # A reader's few words also match their plural or singular; a story's title and tags
-    # are enough as they are, and every extra term makes this OR query slower.
-    few = len(keys) <= _PLURALS_UP_TO
-    terms = [_with_plural(k) if few and " " not in k else _quote(k) for k in keys]
-    exclude = await article_rowid(db, exclude_id) if exclude_id else None
-    return await _fts_query(db, " OR ".join(terms), limit, exclude_rowid=exclude)
+    exclude = None
+    if exclude_id:
+        exclude = await db.scalar("SELECT rowid FROM articles WHERE id = ?", (exclude_id,))
+    return await _fts_query(
+        db, " OR ".join(words.fts_phrase(k) for k in keys), limit, exclude_rowid=exclude
+    )
 
 
 async def find_by_title(db: Database, text: str) -> Article | None:
     """The newest story whose title has exactly the words of `text` (case and accents aside)."""
-    words = _fold_words(text)
+    found = words.tokens(text)
     # Fewer words are more likely a topic than a headline, and as a phrase they would match
     # too many titles to check.
-    if not _MIN_TITLE_WORDS <= len(words) <= _MAX_TITLE_WORDS:
+    if not _MIN_TITLE_WORDS <= len(found) <= _MAX_TITLE_WORDS:
         return None
-    cols = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
     # The phrase query finds the candidates through the index; comparing the words
     # afterwards drops titles that only contain the phrase.
     rows = await db.fetchall(
-        f"SELECT {cols} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+        f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
         "WHERE articles_fts MATCH ? ORDER BY a.published_at DESC LIMIT 20",
-        ("title : " + _quote(" ".join(words)),),
+        ("title : " + words.fts_phrase([words.stem(w) for w in found]),),
     )
     for row in rows:
-        if _fold_words(row["title"]) == words:
+        if words.tokens(row["title"]) == found:
             return row_to_article(row)
     return None
 
@@ -269,7 +458,6 @@ FTS_WINDOWS = (5_000, 50_000, None)
 async def _fts_query(
     db: Database, match: str, limit: int, *, exclude_rowid: int | None
 ) -> list[Article]:
-    cols = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
     newest = int(await db.scalar("SELECT coalesce(max(rowid), 0) FROM articles") or 0)
     rows: list[sqlite3.Row] = []
     for window in FTS_WINDOWS:
@@ -277,7 +465,7 @@ async def _fts_query(
         # Rank inside the FTS index alone (newer rowids first among equal scores) and join
         # only the winners: joining every match to `articles` costs more than the ranking.
         rows = await db.fetchall(
-            f"SELECT {cols} FROM (SELECT rowid, bm25(articles_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
+            f"SELECT {_A_COLUMNS} FROM (SELECT rowid, bm25(articles_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
             "FROM articles_fts WHERE articles_fts MATCH ? AND rowid > ? AND rowid IS NOT ? "
             "ORDER BY score, rowid DESC LIMIT ?) f JOIN articles a ON a.rowid = f.rowid "
             "ORDER BY f.score, a.published_at DESC",
@@ -288,13 +476,67 @@ async def _fts_query(
     return [row_to_article(r) for r in rows]
 
 
-async def count_since(db: Database, since: float) -> int:
-    return int(await db.scalar("SELECT count(*) FROM articles WHERE fetched_at >= ?", (since,)) or 0)
+async def matching_since(
+    reader: Reader,
+    since: float,
+    *,
+    sections: Sequence[str],
+    keywords: Sequence[str],
+    limit: int = 200,
+) -> tuple[list[tuple[Article, str]], int]:
+    """Stories stored after `since` in `sections` or with one of `keywords` (as
+    `normalise_keyword` stores them): (story, reason) pairs, keyword matches first, each
+    story once; and the newest rowid looked at."""
+    newest = int(await reader.scalar("SELECT coalesce(max(rowid), 0) FROM articles") or 0)
+    # The first story fetched after `since`, through the fetched_at index.
+    after_rowid = int(
+        await reader.scalar(
+            "SELECT coalesce(min(rowid), ?) - 1 FROM articles WHERE fetched_at > ?", (newest + 1, since)
+        )
+        or 0
+    )
+    found: dict[int, tuple[Article, str]] = {}
+    for keyword in keywords:
+        stems = words.keyword_stems(keyword)
+        if not stems:
+            continue
+        rows = await reader.fetchall(
+            f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+            "WHERE articles_fts MATCH ? AND f.rowid > ? AND f.rowid <= ? "
+            "ORDER BY f.rowid DESC LIMIT ?",
+            (words.fts_phrase(stems), after_rowid, newest, limit),
+        )
+        for row in rows:
+            found.setdefault(row["rowid"], (row_to_article(row), "keyword:" + keyword))
+    for section in sections:
+        rows = await reader.fetchall(
+            f"SELECT {_COLUMNS} FROM articles WHERE rowid > ? AND rowid <= ? "  # noqa: S608
+            "AND (section = ? OR sections LIKE ?) ORDER BY rowid DESC LIMIT ?",
+            (after_rowid, newest, section, f"%{section}%", limit),
+        )
+        for row in rows:
+            article = row_to_article(row)
+            if section in article.all_sections:
+                found.setdefault(article.rowid or 0, (article, "section:" + section))
+    return list(found.values()), newest
 
 
 async def count_articles(db: Database) -> int:
     return int(await db.scalar("SELECT count(*) FROM articles") or 0)
 
 
-async def mark_matched(conn: aiosqlite.Connection, article_ids: Sequence[str]) -> None:
-    await conn.executemany("UPDATE articles SET matched = 1 WHERE id = ?", [(i,) for i in article_ids])
+async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: int) -> int:
+    """Up to `limit` stories fetched before `cutoff` leave the archive with their index rows.
+    A story still waiting to be sent somewhere stays until it is sent."""
+    rows = await _rows(
+        conn,
+        "SELECT rowid, id FROM articles a WHERE fetched_at < ? AND NOT EXISTS ("
+        "SELECT 1 FROM outbox o WHERE o.article_id = a.id AND o.state IN ('held', 'pending', 'sending')) "
+        "ORDER BY fetched_at LIMIT ?",
+        (cutoff, limit),
+    )
+    if not rows:
+        return 0
+    await conn.executemany("DELETE FROM articles_fts WHERE rowid = ?", [(r[0],) for r in rows])
+    await conn.executemany("DELETE FROM articles WHERE rowid = ?", [(r[0],) for r in rows])
+    return len(rows)

@@ -1,8 +1,9 @@
 """The broadcasts table: an admin's message to every active reader, or to one section's.
 
-A broadcast's messages are ordinary outbox rows (priority PRIORITY_BROADCAST, one per chat,
-UNIQUE(chat, broadcast)), so the dispatcher sends them ahead of alerts and a restart resumes
-them. States: preview → sending → done | stopped, and preview → cancelled | expired.
+A broadcast's messages are ordinary outbox rows (kind 'broadcast', lane 0, one per chat,
+UNIQUE(chat, key)), so the dispatcher sends them ahead of alerts and a restart resumes them.
+A paid broadcast's rows go with allow_paid_broadcast at the paid rate until Telegram refuses
+that (then `paid` is cleared and `paid_refused` says why); an urgent one ignores quiet hours. States: preview → sending → done | stopped, and preview → cancelled | expired.
 
 Final counts are kept as a snapshot in `broadcasts.final_counts` when a broadcast ends: a
 reader who later uses /stop deletes their outbox rows, and the record of what was sent must
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 
 import aiosqlite
 
+from storage import outbox
 from storage.db import Database
-from storage.outbox import PRIORITY_BROADCAST
 
 ENDED = ("done", "stopped", "cancelled", "expired")
 
@@ -37,6 +39,9 @@ class Broadcast:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    paid: bool = False
+    paid_refused: str | None = None
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,9 @@ def _row(row: sqlite3.Row) -> Broadcast:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        paid=bool(row["paid"]),
+        paid_refused=row["paid_refused"],
+        urgent=bool(row["urgent"]),
     )
 
 
@@ -110,8 +118,10 @@ def _counts(total: int, rows: list[sqlite3.Row]) -> Counts:
 
 
 _COUNTS_SQL = "SELECT state, count(*) FROM outbox WHERE broadcast_id = ? GROUP BY state"
+# The audience: chats that started the bot or subscribed and have not stopped, blocked or
+# left (channels are never an audience); for a section, those following it.
 _AUDIENCE_SQL = (
-    "FROM chats c WHERE c.active = 1 AND (?1 IS NULL OR EXISTS ("
+    "FROM chats c WHERE c.active = 1 AND c.type <> 'channel' AND (?1 IS NULL OR EXISTS ("
     "SELECT 1 FROM subscriptions s WHERE s.chat_id = c.id AND s.kind = 'section' AND s.value = ?1))"
 )
 
@@ -156,10 +166,13 @@ async def set_progress_message(db: Database, broadcast_id: int, message_id: int)
 
 async def audience_size(db: Database, audience: str | None) -> int:
     """How many chats a broadcast to `audience` would reach right now."""
-    return int(await db.scalar(f"SELECT count(*) {_AUDIENCE_SQL}", (audience,)) or 0)
+    return int(await db.reports.scalar(f"SELECT count(*) {_AUDIENCE_SQL}", (audience,)) or 0)
 
 
-async def start(db: Database, broadcast_id: int, *, now: float, expires_before: float) -> StartResult:
+async def start(
+    db: Database, broadcast_id: int, *, now: float, expires_before: float, paid: bool = False,
+    urgent: bool = False,
+) -> StartResult:
     """preview → sending, with one outbox row per active chat of the audience.
 
     The state check, the rows and the new state are one transaction, so a second press of
@@ -184,16 +197,17 @@ async def start(db: Database, broadcast_id: int, *, now: float, expires_before: 
             return StartResult(False, "expired")
         before = conn.total_changes
         await conn.execute(
-            "INSERT INTO outbox (chat_id, broadcast_id, priority, next_attempt_at, created_at) "
-            f"SELECT c.id, ?2, ?3, ?4, ?4 {_AUDIENCE_SQL} ORDER BY c.id ON CONFLICT DO NOTHING",
-            (row["audience"], broadcast_id, PRIORITY_BROADCAST, now),
+            "INSERT INTO outbox (chat_id, kind, key, lane, broadcast_id, next_attempt_at, created_at) "
+            f"SELECT c.id, 'broadcast', 'b:' || ?2, ?3, ?2, ?4, ?4 {_AUDIENCE_SQL} ORDER BY c.id "
+            "ON CONFLICT DO NOTHING",
+            (row["audience"], broadcast_id, outbox.LANE_BROADCAST, now),
         )
         total = conn.total_changes - before
         state = "sending" if total else "done"
         await conn.execute(
-            "UPDATE broadcasts SET state = ?, total = ?, started_at = ?, "
+            "UPDATE broadcasts SET state = ?, total = ?, started_at = ?, paid = ?, urgent = ?, "
             "finished_at = CASE WHEN ? = 'done' THEN ? END WHERE id = ?",
-            (state, total, now, state, now, broadcast_id),
+            (state, total, now, int(paid), int(urgent), state, now, broadcast_id),
         )
         if not total:
             await _save_counts(conn, broadcast_id, Counts(total=0))
@@ -288,13 +302,10 @@ async def stop_pass(db: Database, broadcast_id: int, *, now: float, force: bool 
         state = str(row[0])
         if state not in ("sending", "stopped"):
             return StopPass(state, False, 0, 0)
-        cursor = await conn.execute(
-            "UPDATE outbox SET state = 'cancelled', last_error = 'stopped by an admin' "  # noqa: S608
-            f"WHERE broadcast_id = ? AND state IN {states}",
-            (broadcast_id,),
+        cancelled = await outbox.close_rows_in(
+            conn, f"broadcast_id = ? AND state IN {states}", (broadcast_id,),
+            state="cancelled", error="stopped by an admin", now=now,
         )
-        cancelled = cursor.rowcount
-        await cursor.close()
         if state == "sending":
             await conn.execute(
                 "UPDATE broadcasts SET state = 'stopped', finished_at = ? WHERE id = ?",
@@ -322,15 +333,28 @@ async def settle_stopped(db: Database, broadcast_ids: list[int]) -> int:
     cancelled = 0
     async with db.write() as conn:
         for broadcast_id in broadcast_ids:
-            cursor = await conn.execute(
-                "UPDATE outbox SET state = 'cancelled', last_error = 'stopped by an admin' "
-                "WHERE broadcast_id = ? AND state IN ('pending', 'sending')",
-                (broadcast_id,),
+            cancelled += await outbox.close_rows_in(
+                conn, "broadcast_id = ?", (broadcast_id,), state="cancelled",
+                error="stopped by an admin", now=time.time(),
             )
-            cancelled += cursor.rowcount
-            await cursor.close()
             await _save_counts(conn, broadcast_id, await _conn_counts(conn, broadcast_id))
     return cancelled
+
+
+async def set_urgent(db: Database, broadcast_id: int, urgent: bool) -> bool:
+    """Only while it is a preview."""
+    return await db.execute(
+        "UPDATE broadcasts SET urgent = ? WHERE id = ? AND state = 'preview'", (int(urgent), broadcast_id)
+    ) > 0
+
+
+async def fall_back_to_free(db: Database, broadcast_id: int, reason: str) -> bool:
+    """Telegram refused paid sending: the rest of this broadcast goes at the free rate.
+    True for the call that made the change (the progress message says it once)."""
+    return await db.execute(
+        "UPDATE broadcasts SET paid = 0, paid_refused = ? WHERE id = ? AND paid = 1",
+        (reason[:300], broadcast_id),
+    ) > 0
 
 
 async def count_sending(db: Database) -> int:

@@ -1,9 +1,16 @@
-"""The chats table: readers and groups, whether they can be reached, and their options."""
+"""The chats table: the audience (readers and groups that started the bot or subscribed, and
+have not stopped, blocked or left), section channels, and every chat's choices.
+
+A chat that only ever read (/latest, /search, inline queries) has no row: it is nobody's
+reader. `active` = 1 is the audience; `type` 'channel' rows are the sections' channels,
+never an audience.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 
 from storage.db import Database
 from storage.models import Chat
@@ -11,21 +18,36 @@ from storage.models import Chat
 OPTIONS = ("paused", "link_previews", "combine")
 
 
-def _row_to_chat(row: sqlite3.Row) -> Chat:
+def row_to_chat(row: sqlite3.Row, *, prefix: str = "") -> Chat:
+    def col(name: str) -> object:
+        return row[prefix + name]
+
+    briefings = str(col("briefings") or "")
     return Chat(
-        id=row["id"],
-        type=row["type"],
-        title=row["title"],
-        active=bool(row["active"]),
-        paused=bool(row["paused"]),
-        link_previews=bool(row["link_previews"]),
-        combine=bool(row["combine"]),
-        inactive_reason=row["inactive_reason"],
+        id=int(str(col("id"))),
+        type=str(col("type")),
+        title=col("title"),  # type: ignore[arg-type]
+        active=bool(col("active")),
+        paused=bool(col("paused")),
+        link_previews=bool(col("link_previews")),
+        combine=bool(col("combine")),
+        inactive_reason=col("inactive_reason"),  # type: ignore[arg-type]
+        timezone=col("timezone"),  # type: ignore[arg-type]
+        quiet_start=col("quiet_start"),  # type: ignore[arg-type]
+        quiet_end=col("quiet_end"),  # type: ignore[arg-type]
+        quiet_mode="silent" if col("quiet_mode") == "silent" else "hold",
+        briefings=tuple(int(m) for m in briefings.split(",") if m),
+        next_briefing_at=col("next_briefing_at"),  # type: ignore[arg-type]
+        last_briefing_at=col("last_briefing_at"),  # type: ignore[arg-type]
     )
 
 
-async def ensure_chat(db: Database, chat_id: int, chat_type: str, title: str | None = None) -> Chat:
-    """Create the chat, or make it reachable again (a reader who comes back is active)."""
+async def join(db: Database, chat_id: int, chat_type: str, title: str | None = None) -> Chat:
+    """The chat starts the bot or subscribes: it is (again) part of the audience.
+
+    Only /start (a deep link included), subscribing and a chat coming back after a block
+    call this: reading never makes anyone a reader.
+    """
     now = time.time()
     await db.execute(
         "INSERT INTO chats (id, type, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -38,9 +60,26 @@ async def ensure_chat(db: Database, chat_id: int, chat_type: str, title: str | N
     return chat
 
 
+NOT_STARTED = "not started"
+
+
+async def remember(db: Database, chat_id: int, chat_type: str, title: str | None = None) -> Chat:
+    """A chat that changes a setting without having started the bot: kept (its choices need
+    a row) but not in the audience, so it gets no alert and no broadcast until /start."""
+    now = time.time()
+    await db.execute(
+        "INSERT INTO chats (id, type, title, active, inactive_reason, created_at, updated_at) "
+        "VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        (chat_id, chat_type, title, NOT_STARTED, now, now),
+    )
+    chat = await get_chat(db, chat_id)
+    assert chat is not None
+    return chat
+
+
 async def get_chat(db: Database, chat_id: int) -> Chat | None:
     row = await db.fetchone("SELECT * FROM chats WHERE id = ?", (chat_id,))
-    return _row_to_chat(row) if row else None
+    return row_to_chat(row) if row else None
 
 
 async def set_option(db: Database, chat_id: int, option: str, value: bool) -> bool:
@@ -53,28 +92,57 @@ async def set_option(db: Database, chat_id: int, option: str, value: bool) -> bo
     return changed > 0
 
 
-async def deactivate_chat(db: Database, chat_id: int, reason: str) -> bool:
-    """Blocked, kicked or gone: mark inactive and cancel everything still queued for it.
+async def set_timezone(db: Database, chat_id: int, zone: str | None) -> bool:
+    return await db.execute(
+        "UPDATE chats SET timezone = ?, updated_at = ? WHERE id = ?", (zone, time.time(), chat_id)
+    ) > 0
 
-    Returns True if the chat was active before.
-    """
-    async with db.write() as conn:
-        cursor = await conn.execute(
-            "UPDATE chats SET active = 0, inactive_reason = ?, updated_at = ? "
-            "WHERE id = ? AND active = 1",
-            (reason[:200], time.time(), chat_id),
-        )
-        was_active = cursor.rowcount > 0
-        await conn.execute(
-            "UPDATE outbox SET state = 'blocked', last_error = ? "
-            "WHERE chat_id = ? AND state IN ('pending', 'sending')",
-            (reason[:200], chat_id),
-        )
-    return was_active
+
+async def set_quiet(
+    db: Database, chat_id: int, start: int | None, end: int | None, mode: str | None = None
+) -> bool:
+    """Quiet hours from `start` to `end` (minutes after local midnight; None: none)."""
+    return await db.execute(
+        "UPDATE chats SET quiet_start = ?, quiet_end = ?, quiet_mode = coalesce(?, quiet_mode), "
+        "updated_at = ? WHERE id = ?",
+        (start, end, mode, time.time(), chat_id),
+    ) > 0
+
+
+async def set_briefings(
+    db: Database, chat_id: int, times: Sequence[int], next_at: float | None, *, last_at: float | None
+) -> bool:
+    return await db.execute(
+        "UPDATE chats SET briefings = ?, next_briefing_at = ?, "
+        "last_briefing_at = coalesce(last_briefing_at, ?), updated_at = ? WHERE id = ?",
+        (",".join(str(t) for t in sorted(set(times))), next_at, last_at, time.time(), chat_id),
+    ) > 0
+
+
+async def briefings_due(db: Database, now: float, limit: int = 5000) -> list[Chat]:
+    """Chats whose next briefing time has come (through the partial index)."""
+    rows = await db.fetchall(
+        "SELECT * FROM chats WHERE next_briefing_at <= ? AND active = 1 "
+        "ORDER BY next_briefing_at, id LIMIT ?",
+        (now, limit),
+    )
+    return [row_to_chat(r) for r in rows]
+
+
+async def schedule_briefing(db: Database, plans: Sequence[tuple[int, float | None]]) -> None:
+    """(chat id, next briefing at) for chats whose briefing was just queued."""
+    await db.executemany(
+        "UPDATE chats SET next_briefing_at = ? WHERE id = ?", [(at, chat_id) for chat_id, at in plans]
+    )
+
+
+async def set_last_briefing(db: Database, chat_id: int, at: float) -> None:
+    await db.execute("UPDATE chats SET last_briefing_at = ? WHERE id = ?", (at, chat_id))
 
 
 async def delete_chat(db: Database, chat_id: int) -> bool:
-    """Forget the chat: its subscriptions and queued messages go with it (ON DELETE CASCADE)."""
+    """Forget the chat: its subscriptions, settings and queued messages go with it (ON DELETE
+    CASCADE); the hourly counters keep what was sent."""
     return await db.execute("DELETE FROM chats WHERE id = ?", (chat_id,)) > 0
 
 
@@ -100,31 +168,32 @@ async def migrate_chat(db: Database, old_id: int, new_id: int) -> None:
             )
 
 
-async def silenced_chat_ids(db: Database) -> list[int]:
-    """Chats that must get no alerts: paused or unreachable."""
-    rows = await db.fetchall("SELECT id FROM chats WHERE active = 0 OR paused = 1")
+async def inactive_chat_ids(db: Database) -> list[int]:
+    """Chats that must get no alerts at all: out of the audience."""
+    rows = await db.fetchall("SELECT id FROM chats WHERE active = 0")
     return [r[0] for r in rows]
 
 
-async def active_chat_ids(db: Database, section: str | None = None) -> list[int]:
-    """Everyone reachable (for a broadcast); with `section`, only that section's readers."""
-    if section is None:
-        rows = await db.fetchall("SELECT id FROM chats WHERE active = 1 ORDER BY id")
-    else:
-        rows = await db.fetchall(
-            "SELECT c.id FROM chats c JOIN subscriptions s ON s.chat_id = c.id "
-            "WHERE c.active = 1 AND s.kind = 'section' AND s.value = ? ORDER BY c.id",
-            (section,),
-        )
-    return [r[0] for r in rows]
+async def ensure_channel(db: Database, chat_id: int, title: str) -> None:
+    """A section's channel: a chat row for its outbox rows, never part of the audience."""
+    now = time.time()
+    await db.execute(
+        "INSERT INTO chats (id, type, title, created_at, updated_at) VALUES (?, 'channel', ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET type = 'channel', active = 1, title = excluded.title, "
+        "updated_at = excluded.updated_at",
+        (chat_id, title, now, now),
+    )
 
 
 async def chat_counts(db: Database) -> dict[str, int]:
-    row = await db.fetchone(
+    """The audience by state (channels are not readers)."""
+    row = await db.reports.fetchone(
         "SELECT count(*) AS total, "
         "coalesce(sum(active = 1 AND paused = 0), 0) AS active, "
         "coalesce(sum(active = 1 AND paused = 1), 0) AS paused, "
-        "coalesce(sum(active = 0), 0) AS inactive FROM chats"
+        "coalesce(sum(active = 0), 0) AS inactive FROM chats "
+        "WHERE type <> 'channel' AND coalesce(inactive_reason, '') <> ?",
+        (NOT_STARTED,),
     )
     assert row is not None
     return {k: int(row[k]) for k in ("total", "active", "paused", "inactive")}

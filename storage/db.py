@@ -1,30 +1,46 @@
-"""Connect to SQLite, set its PRAGMAs, apply migrations.
+"""Connect to SQLite, set its PRAGMAs, apply migrations; the one process lock per database.
 
 One writer connection behind an asyncio lock (SQLite has one writer anyway, and one
-aiosqlite connection must not interleave transactions from several coroutines), plus a
-reader connection for queries: in WAL mode readers never wait for the writer.
+aiosqlite connection must not interleave transactions from several coroutines), a reader
+connection for the hot paths (dispatcher, commands, health) and a second reader for reports
+(/stats, /feeds, audience counts): each aiosqlite connection runs its queries on its own
+thread, so a long report never holds up a reader's command or the dispatcher. In WAL mode
+readers never wait for the writer.
+
+Every `sqlite3` error reaches callers as `StorageError` with a one-line message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import logging
+import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import aiosqlite
 
-BUSY_TIMEOUT_MS = 5000
+from storage import words
 
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 Params = Sequence[Any] | dict[str, Any]
 
 
 class StorageError(Exception):
     """The database cannot be used: the message says why, in one line."""
+
+
+class LockedError(StorageError):
+    """Another process holds the database (see `ProcessLock`)."""
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -36,14 +52,46 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+class Reader:
+    """One read connection: queries run on its own thread."""
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        try:
+            async with self.conn.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        try:
+            async with self.conn.execute(sql, params) as cursor:
+                row: sqlite3.Row | None = await cursor.fetchone()
+                return row
+        except sqlite3.Error as exc:
+            raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
+
+    async def scalar(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
 class Database:
     """The one SQLite file of newsbot."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+        reports: aiosqlite.Connection,
+    ) -> None:
         self.path = path
         self._writer = writer
-        self._reader = reader
+        self._reader = Reader(path, reader)
+        self.reports = Reader(path, reports)
         self._lock = asyncio.Lock()
+        self._identity = _file_identity(path)
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> Database:
@@ -53,18 +101,22 @@ class Database:
         except OSError as exc:
             raise StorageError(f"storage: cannot create directory {path.parent}: {exc.strerror}") from None
         writer = await _connect(path, busy_timeout)
+        opened = [writer]
         try:
-            await _apply_migrations(writer, path)
-            reader = await _connect(path, busy_timeout)
+            await _prepare(writer, path)
+            for _ in range(2):
+                opened.append(await _connect(path, busy_timeout))
         except BaseException:
-            await writer.close()
+            for conn in opened:
+                await conn.close()
             raise
-        return cls(path, writer, reader)
+        return cls(path, writer, opened[1], opened[2])
 
     async def close(self) -> None:
         async with self._lock:
-            await self._reader.close()
-            await self._writer.close()
+            for conn in (self._reader.conn, self.reports.conn, self._writer):
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.close()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -72,12 +124,12 @@ class Database:
         async with self._lock:
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise StorageError(f"storage: cannot write {self.path}: {exc}") from None
             try:
                 yield self._writer
                 await self._writer.commit()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 await self._rollback()
                 raise StorageError(f"storage: cannot write {self.path}: {exc}") from None
             except BaseException:
@@ -90,23 +142,13 @@ class Database:
             await self._writer.rollback()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        try:
-            async with self._reader.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
+        return await self._reader.fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        try:
-            async with self._reader.execute(sql, params) as cursor:
-                row: sqlite3.Row | None = await cursor.fetchone()
-                return row
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
+        return await self._reader.fetchone(sql, params)
 
     async def scalar(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
+        return await self._reader.scalar(sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """A single write statement in its own transaction; returns the rows changed."""
@@ -117,6 +159,162 @@ class Database:
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         async with self.write() as conn:
             await conn.executemany(sql, rows)
+
+    def file_problem(self) -> str | None:
+        """Why the file we write is not the file at `path` any more, or None.
+
+        Deleted or replaced while we run, our writes would go to an unlinked file and vanish
+        at the next start: that must show, not pass as healthy.
+        """
+        now = _file_identity(self.path)
+        if now is None:
+            return f"database file {self.path} was deleted"
+        if now != self._identity:
+            return f"database file {self.path} was replaced"
+        return None
+
+    async def size(self) -> int:
+        """Bytes on disk: the file and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    async def maintain(self, *, free_pages: int = 2000) -> None:
+        """Give freed pages back to the file system and keep the log short.
+
+        `incremental_vacuum` returns at most `free_pages` free pages per call (a few MB, a few
+        ms); a TRUNCATE checkpoint copies the log into the file and cuts it to nothing when no
+        reader holds it (otherwise it only copies, and the next call cuts).
+        """
+        async with self._lock:
+            try:
+                await self._writer.execute(f"PRAGMA incremental_vacuum({int(free_pages):d})")
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StorageError(f"storage: cannot maintain {self.path}: {exc}") from None
+
+
+async def backup(path: Path, target: Path) -> None:
+    """A consistent copy of the database at `path` into `target`, while the bot runs.
+
+    SQLite's online backup API copies in one step inside a read transaction: in WAL mode that
+    is a snapshot, and the bot's writes go on meanwhile. The copy is written beside `target`
+    and renamed into place, so `target` is never a half-written file.
+    """
+    partial = target.with_name(target.name + ".partial")
+    if not await asyncio.to_thread(os.path.isfile, path):
+        raise StorageError(f"storage: no database at {path}")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        source = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            dest = await aiosqlite.connect(partial)
+            try:
+                await source.backup(dest)
+            finally:
+                await dest.close()
+        finally:
+            await source.close()
+        os.replace(partial, target)
+    except (sqlite3.Error, OSError) as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise StorageError(f"storage: cannot back up {path} to {target}: {reason}") from None
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+class ProcessLock:
+    """One newsbot process per database, held for the life of the process.
+
+    An exclusive `flock` on `<db>.lock`: the kernel drops it when the process dies, however
+    it dies, so a crashed bot never blocks its successor, while a second copy started by
+    mistake is refused before it can reset the first one's rows in flight or fight it for
+    Telegram's updates.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = Path(f"{db_path}.lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        except OSError as exc:
+            raise StorageError(f"storage: cannot create {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LockedError(
+                f"storage: another newsbot process (pid {holder}) is using {self.path.with_suffix('')}; "
+                "stop it first (one process per database)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+class GroupCommit:
+    """Writes that arrive while one transaction runs share the next one.
+
+    Every send writes twice (pending → sending, then sent); with many sends in flight, one
+    commit and one turn of the writer lock serve them all. Nothing is reported done before
+    its commit, so a crash loses no acknowledged write.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._ops: list[tuple[Callable[[aiosqlite.Connection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._ops.append((op, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="outbox-writes")
+        return await future
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline for shutdown
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher], timeout=timeout)
+
+    async def _flush(self) -> None:
+        while self._ops:
+            ops, self._ops = self._ops, []
+            try:
+                async with self._db.write() as conn:
+                    results = [await op(conn) for op, _ in ops]
+            except Exception as exc:
+                for _, future in ops:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), result in zip(ops, results, strict=True):
+                    if not future.done():  # a caller cancelled at stop no longer waits
+                        future.set_result(result)
 
 
 async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
@@ -130,33 +328,54 @@ async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
+        # A log that a long reader kept from being cut is truncated to this at checkpoints.
+        await conn.execute("PRAGMA journal_size_limit = 67108864")
     except sqlite3.Error as exc:
         await conn.close()
         raise StorageError(f"storage: cannot use {path}: {exc}") from None
     return conn
 
 
-async def _apply_migrations(conn: aiosqlite.Connection, path: Path) -> None:
+async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
+    """Incremental vacuum on, then every migration not applied yet."""
     try:
-        async with conn.execute("PRAGMA user_version") as cursor:
+        async with conn.execute("PRAGMA auto_vacuum") as cursor:
             row = await cursor.fetchone()
-        current = int(row[0]) if row else 0
-        for version, sql in _migrations():
-            if version <= current:
-                continue
-            # executescript would commit implicitly; run the statements in one transaction
-            # so a failed migration leaves nothing half-applied.
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split_sql(sql):
-                    await conn.execute(statement)
-                await conn.execute(f"PRAGMA user_version = {version:d}")
-            except BaseException:
-                await conn.rollback()
-                raise
-            await conn.commit()
+        if row is not None and int(row[0]) != 2:
+            # Freed pages only go back to the file system with auto_vacuum = INCREMENTAL; an
+            # existing file takes the setting with one VACUUM (once, at the first start).
+            await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            async with conn.execute("SELECT count(*) FROM sqlite_master") as cursor:
+                tables = await cursor.fetchone()
+            if tables is not None and int(tables[0]):
+                log.warning("database converted to incremental vacuum (one VACUUM) path=%s", path)
+                await conn.execute("VACUUM")
+        await _apply_migrations(conn)
     except sqlite3.Error as exc:
         raise StorageError(f"storage: cannot prepare {path}: {exc}") from None
+
+
+async def _apply_migrations(conn: aiosqlite.Connection) -> None:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    current = int(row[0]) if row else 0
+    for version, sql in _migrations():
+        if version <= current:
+            continue
+        # executescript would commit implicitly; run the statements in one transaction so a
+        # failed migration leaves nothing half-applied.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(sql):
+                await conn.execute(statement)
+            step = _AFTER_SQL.get(version)
+            if step is not None:
+                await step(conn)
+            await conn.execute(f"PRAGMA user_version = {version:d}")
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
 
 def _split_sql(script: str) -> list[str]:
@@ -173,3 +392,35 @@ def _split_sql(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+# --- steps a migration's SQL cannot do: they need the word rules --------------------------------
+
+
+async def _after_v3(conn: aiosqlite.Connection) -> None:
+    """Fill the new search index with stems and give every stored story its title key."""
+    last = 0
+    while True:
+        async with conn.execute(
+            "SELECT rowid, title, summary, tags FROM articles WHERE rowid > ? ORDER BY rowid LIMIT 2000",
+            (last,),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        if not rows:
+            return
+        await conn.executemany(
+            "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
+            [
+                (r[0], words.index_text(r[1]), words.index_text(r[2]),
+                 words.index_tags(r[3].split("|") if r[3] else ()))
+                for r in rows
+            ],
+        )  # fmt: skip
+        await conn.executemany(
+            "UPDATE articles SET title_key = ? WHERE rowid = ?",
+            [(words.title_key(r[1]), r[0]) for r in rows],
+        )
+        last = rows[-1][0]
+
+
+_AFTER_SQL: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {3: _after_v3}

@@ -52,6 +52,7 @@ def _row_to_feed(row: sqlite3.Row) -> Feed:
         primed=bool(row["primed"]),
         enabled=bool(row["enabled"]),
         source=row["source"],
+        capped=row["capped"],
     )
 
 
@@ -126,12 +127,20 @@ async def record_success(
     etag: str | None,
     last_modified: str | None,
     title: str | None,
+    primed: bool,
+    capped: int = 0,
 ) -> None:
-    """Inside the transaction that stored the feed's articles, so both land or neither."""
+    """Inside the transaction that stored the feed's articles, so both land or neither.
+
+    `primed`: the feed has shown what it holds (a first poll with no items primes nothing:
+    its first non-empty poll is still history). `capped`: new stories this poll stored
+    without alerting (the per-poll cap).
+    """
     await conn.execute(
         "UPDATE feeds SET last_success_at = ?, error_count = 0, next_poll_at = ?, etag = ?, "
-        "last_modified = ?, title = coalesce(?, title), primed = 1 WHERE id = ?",
-        (now, next_poll_at, etag, last_modified, title, feed_id),
+        "last_modified = ?, title = coalesce(?, title), primed = max(primed, ?), capped = ? "
+        "WHERE id = ?",
+        (now, next_poll_at, etag, last_modified, title, int(primed), capped, feed_id),
     )
 
 
@@ -142,6 +151,15 @@ async def record_failure(
         "UPDATE feeds SET last_error = ?, last_error_at = ?, error_count = error_count + 1, "
         "next_poll_at = ? WHERE id = ?",
         (error[:500], now, next_poll_at, feed_id),
+    )
+
+
+async def repair_schedule(db: Database) -> int:
+    """Feeds whose next poll time is not a finite, sane time (a past setting like an infinite
+    interval) are due again. Returns how many were repaired."""
+    return await db.execute(
+        "UPDATE feeds SET next_poll_at = 0 WHERE NOT (next_poll_at BETWEEN -1e12 AND 1e12) "
+        "OR next_poll_at IS NULL"
     )
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-SubscriptionKind = Literal["section", "keyword"]
+SubscriptionKind = Literal["section", "keyword", "exclude"]
+SubscriptionMode = Literal["instant", "briefing"]
 
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """A section of the site: `slug` is what readers type, `name` what they see."""
+    """A section of the site: `slug` is what readers type, `name` what they see, `channel`
+    the Telegram channel (e.g. "@herald_sports") that also gets every new story of it."""
 
     slug: str
     name: str
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,17 @@ class Article:
     fetched_at: float
     image_url: str | None = None
     feed_id: int | None = None
+    # Every section the story was published in, `section` first (one story, one row).
+    sections: tuple[str, ...] = ()
+    rowid: int | None = None  # set once stored
+    revision: int = 0  # corrections of its title or link so far
+    revised_at: float | None = None
+
+    @property
+    def all_sections(self) -> tuple[str, ...]:
+        if self.sections:
+            return self.sections
+        return (self.section,) if self.section else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,7 @@ class Feed:
     primed: bool
     enabled: bool
     source: str
+    capped: int = 0  # new stories the last poll stored without alerting (the per-poll cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,13 @@ class Chat:
     link_previews: bool
     combine: bool
     inactive_reason: str | None = None
+    timezone: str | None = None  # IANA name; None: the newsroom's
+    quiet_start: int | None = None  # minutes after local midnight; None: no quiet hours
+    quiet_end: int | None = None
+    quiet_mode: Literal["hold", "silent"] = "hold"
+    briefings: tuple[int, ...] = ()  # local times, minutes after midnight
+    next_briefing_at: float | None = None
+    last_briefing_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +109,5 @@ class Subscription:
     value: str
     display: str
     id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One chat should hear about one article, for these reasons (e.g. "section:world", "keyword:drones")."""
-
-    chat_id: int
-    article_id: str
-    reasons: tuple[str, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    chat_id: int
-    article_id: str | None
-    broadcast_id: int | None
-    priority: int
-    reasons: tuple[str, ...]
-    state: str
-    attempts: int
-    next_attempt_at: float
+    mode: SubscriptionMode = "instant"
+    thread_id: int | None = None  # the forum topic a group bound this section to

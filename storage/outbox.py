@@ -1,51 +1,219 @@
-"""The outbox: one durable row per message to send (chat × article, or chat × broadcast).
+"""The outbox: one durable row per message to send, written before any send.
 
-Rows are written before any send, so a crash loses nothing; UNIQUE(chat, article) and
-UNIQUE(chat, broadcast) make a second enqueue of the same alert a no-op.
-States: pending → sending → sent | failed | cancelled | blocked.
+Kinds: 'alert' (a story for a chat), 'broadcast', 'briefing', 'edit' (a correction of a
+sent message) and 'post' (a story for a section's channel). `UNIQUE(chat_id, key)` makes a
+second enqueue of the same message a no-op. States:
+
+    held ──(/resume)──► pending ──► sending ──► sent | failed | cancelled | blocked
+                                      └──(retry)──► pending
+
+'held' rows were matched while their chat was paused. Every change to a final state sets
+`done_at` and adds to the hourly counters in the same transaction; retention deletes final
+rows some days after `done_at` (storage.maintenance).
+
+Lanes (docs/delivery.md): 0 broadcasts, 1 personal messages (keyword alerts, briefings,
+channel posts), 2 section alerts and corrections.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
 
+from storage import counters
 from storage.articles import mark_matched, row_to_article
+from storage.chats import row_to_chat
 from storage.db import Database
-from storage.models import Article
+from storage.models import Article, Chat
 
-PRIORITY_ALERT = 0
-PRIORITY_BROADCAST = 10
+LANE_BROADCAST = 0
+LANE_PERSONAL = 1
+LANE_SECTION = 2
+LANES = (LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION)
+LANE_NAMES = {LANE_BROADCAST: "broadcasts", LANE_PERSONAL: "personal", LANE_SECTION: "sections"}
+HELD_HOURS = 48  # a paused chat keeps at most this many hours of matched alerts
+EDIT_HOURS = 48  # messages older than this are not edited (Telegram refuses many)
+FINAL = ("sent", "failed", "cancelled", "blocked")
 
 
-async def enqueue_matches(
-    db: Database, article_ids: Sequence[str], matches: Mapping[str, Mapping[int, Sequence[str]]]
-) -> int:
-    """Queue the alerts of these articles and mark them matched, in one transaction.
+def alert_lane(reasons: Sequence[str]) -> int:
+    """Keyword alerts were asked for by name (and are rare): the personal lane."""
+    return LANE_PERSONAL if any(r.startswith("keyword:") for r in reasons) else LANE_SECTION
 
-    `matches` maps article id → {chat id: reasons}. Returns how many rows were queued.
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One chat should hear about one story, for these reasons, in this forum topic."""
+
+    reasons: tuple[str, ...]
+    thread_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    queued: int = 0  # new rows to send now
+    held: int = 0  # new rows kept for paused chats
+    updated: int = 0  # rows that gained a reason (a story in a second section)
+    edits: int = 0  # corrections of sent messages queued
+
+
+def _marks(ids: Sequence[object]) -> str:
+    return ",".join("?" * len(ids))
+
+
+async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object]) -> list[sqlite3.Row]:
+    cursor = await conn.execute(sql, params)
+    rows = list(await cursor.fetchall())
+    await cursor.close()
+    return rows
+
+
+async def enqueue_alerts(
+    db: Database,
+    articles: Sequence[Article],
+    matches: Mapping[str, Mapping[int, Match]],
+    *,
+    channels: Mapping[str, Sequence[int]] | None = None,
+    now: float | None = None,
+) -> Enqueued:
+    """Queue the alerts of these stories (in publication order) and mark them matched, in
+    one transaction.
+
+    `matches` maps story id → {chat id: Match}. A chat that already has this story's alert
+    keeps its row: a pending one takes the new reasons (the story gained a section), and a
+    sent one (within EDIT_HOURS) gets an edit when its reasons changed or the story was
+    corrected after it was sent — one per message and version of the story. `channels` maps
+    story id → the channel chats it is posted to. Paused chats get 'held' rows.
     """
-    now = time.time()
-    rows = [
-        (chat_id, article_id, PRIORITY_ALERT, "|".join(reasons), now, now)
-        for article_id, chats in matches.items()
-        for chat_id, reasons in chats.items()
-    ]
+    now = time.time() if now is None else now
+    ordered = sorted(articles, key=lambda a: (a.published_at, a.rowid or 0))
+    rows: list[tuple[object, ...]] = []
+    for article in ordered:
+        for chat_id, match in matches.get(article.id, {}).items():
+            rows.append(
+                (chat_id, "alert", "a:" + article.id, alert_lane(match.reasons), article.id,
+                 "|".join(match.reasons), match.thread_id, now)
+            )  # fmt: skip
+        for channel_id in (channels or {}).get(article.id, ()):
+            rows.append((channel_id, "post", "a:" + article.id, LANE_PERSONAL, article.id, "", None, now))
+    queued = held = updated = edits = 0
+    async with db.write() as conn:
+        # Stories matched again (a new section, a correction) may already have rows.
+        again = [a for a in ordered if len(a.all_sections) > 1 or a.revision]
+        existing = await _existing_alerts(conn, again) if again else {}
+        fresh = [r for r in rows if (r[0], r[2]) not in existing]
+        for chunk in _chunks(fresh, 500):
+            values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
+            states = await _rows(
+                conn,
+                f"WITH v(chat_id, kind, key, lane, article_id, reasons, thread_id, at) AS "  # noqa: S608
+                f"(VALUES {values}) "
+                "INSERT INTO outbox (chat_id, kind, key, lane, article_id, reasons, thread_id, "
+                "state, next_attempt_at, created_at) "
+                "SELECT v.chat_id, v.kind, v.key, v.lane, v.article_id, v.reasons, v.thread_id, "
+                "CASE WHEN c.paused AND v.kind = 'alert' THEN 'held' ELSE 'pending' END, v.at, v.at "
+                "FROM v JOIN chats c ON c.id = v.chat_id WHERE c.active = 1 "
+                "ON CONFLICT DO NOTHING RETURNING state",
+                [value for row in chunk for value in row],
+            )
+            held += sum(1 for r in states if r[0] == "held")
+            queued += sum(1 for r in states if r[0] != "held")
+        revised = {a.id: a.revised_at or 0.0 for a in again}
+        for row in rows:
+            found = existing.get((row[0], row[2]))
+            if found is None:
+                continue
+            row_id, reasons, state, message_id, sent_at = found
+            if reasons != row[5]:
+                await conn.execute(
+                    "UPDATE outbox SET reasons = ?, lane = min(lane, ?) WHERE id = ?",
+                    (row[5], row[3], row_id),
+                )
+                updated += 1
+            elif revised[str(row[4])] <= sent_at:
+                continue  # nothing the reader saw has changed
+            if state == "sent" and message_id is not None and sent_at >= now - EDIT_HOURS * 3600:
+                edits += await _queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now)
+        await mark_matched(conn, [a.id for a in articles])
+    return Enqueued(queued=queued, held=held, updated=updated, edits=edits)
+
+
+def _chunks(rows: list[tuple[object, ...]], size: int) -> Iterable[list[tuple[object, ...]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+async def _existing_alerts(
+    conn: aiosqlite.Connection, articles: Sequence[Article]
+) -> dict[tuple[object, object], tuple[int, str, str, int | None, float]]:
+    found: dict[tuple[object, object], tuple[int, str, str, int | None, float]] = {}
+    for article in articles:
+        for row in await _rows(
+            conn, "SELECT id, chat_id, key, reasons, state, message_id, sent_at FROM outbox "
+            "WHERE article_id = ? AND kind IN ('alert', 'post')", (article.id,),
+        ):  # fmt: skip
+            found[(row["chat_id"], row["key"])] = (
+                row["id"], row["reasons"], row["state"], row["message_id"], row["sent_at"] or 0.0
+            )
+    return found
+
+
+async def _queue_edit(
+    conn: aiosqlite.Connection, chat_id: int, message_id: int, article_id: str, now: float
+) -> int:
+    cursor = await conn.execute(
+        "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, "
+        "created_at) SELECT ?, 'edit', 'e:' || ? || ':' || a.rowid || ':' || a.revision || ':' "
+        "|| a.sections, ?, ?, ?, ?, ? FROM articles a WHERE a.id = ? ON CONFLICT DO NOTHING",
+        (chat_id, message_id, LANE_SECTION, article_id, message_id, now, now, article_id),
+    )
+    return cursor.rowcount
+
+
+async def enqueue_briefings(db: Database, items: Sequence[tuple[int, str, float]], *, now: float) -> int:
+    """Briefing rows: (chat id, slot, due at). One per chat and slot, whatever restarts."""
     async with db.write() as conn:
         before = conn.total_changes
         await conn.executemany(
-            "INSERT INTO outbox (chat_id, article_id, priority, reasons, next_attempt_at, created_at) "
-            "SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM chats WHERE id = ?1 AND active = 1) "
+            "INSERT INTO outbox (chat_id, kind, key, lane, next_attempt_at, created_at) "
+            "SELECT ?, 'briefing', 'br:' || ?, ?, ?, ? FROM chats WHERE id = ?1 AND active = 1 "
             "ON CONFLICT DO NOTHING",
-            rows,
+            [(chat_id, slot, LANE_PERSONAL, due, now) for chat_id, slot, due in items],
         )
-        queued = conn.total_changes - before
-        await mark_matched(conn, article_ids)
-    return queued
+        return conn.total_changes - before
+
+
+async def hold_pending(db: Database, chat_id: int) -> int:
+    """/pause: alerts already queued wait with the ones to come."""
+    return await db.execute(
+        "UPDATE outbox SET state = 'held' WHERE chat_id = ? AND state = 'pending' AND kind = 'alert'",
+        (chat_id,),
+    )
+
+
+async def release_held(db: Database, chat_id: int, *, now: float) -> tuple[int, int]:
+    """/resume: held alerts of the last HELD_HOURS go out as one message ("While you were
+    away"); older ones are dropped. Returns (released, dropped)."""
+    async with db.write() as conn:
+        cursor = await conn.execute(
+            "UPDATE outbox SET state = 'cancelled', done_at = ?, last_error = 'held too long' "
+            "WHERE chat_id = ? AND state = 'held' AND created_at < ?",
+            (now, chat_id, now - HELD_HOURS * 3600),
+        )
+        dropped = cursor.rowcount
+        cursor = await conn.execute(
+            "UPDATE outbox SET state = 'pending', digest = 'away', next_attempt_at = ? "
+            "WHERE chat_id = ? AND state = 'held'",
+            (now, chat_id),
+        )
+        released = cursor.rowcount
+        await counters.add(conn, now, {"alert_cancelled": dropped})
+    return released, dropped
 
 
 async def reset_in_flight(db: Database) -> int:
@@ -53,15 +221,30 @@ async def reset_in_flight(db: Database) -> int:
     return await db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
 
 
-async def backlog(db: Database) -> int:
-    return int(await db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')") or 0)
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: dict[int, int]  # lane → rows waiting
+    held: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.pending.values())
+
+
+async def backlog(db: Database) -> Backlog:
+    """Rows waiting per lane (from the due index alone) and rows held for paused chats."""
+    rows = await db.reports.fetchall(
+        "SELECT lane, count(*) FROM outbox WHERE state = 'pending' GROUP BY lane"
+    )
+    held = await db.reports.scalar("SELECT count(*) FROM outbox WHERE state = 'held'")
+    return Backlog({int(r[0]): int(r[1]) for r in rows}, int(held or 0))
 
 
 async def queued_for_chat(db: Database, chat_id: int) -> int:
-    """Rows of one chat still to go (pending or in flight)."""
+    """Rows of one chat still to go (held, pending or in flight)."""
     return int(
         await db.scalar(
-            "SELECT count(*) FROM outbox WHERE chat_id = ? AND state IN ('pending', 'sending')",
+            "SELECT count(*) FROM outbox WHERE chat_id = ? AND state IN ('held', 'pending', 'sending')",
             (chat_id,),
         )
         or 0
@@ -73,81 +256,107 @@ class DueMessage:
     """A pending row with everything needed to render and send it."""
 
     id: int
-    chat_id: int
-    chat_type: str
-    combine: bool
-    link_previews: bool
-    priority: int
+    chat: Chat
+    kind: str
+    lane: int
     reasons: tuple[str, ...]
     attempts: int
     article: Article | None
-    article_rowid: int | None
     broadcast_id: int | None
     broadcast_html: str | None
+    paid: bool = False
+    urgent: bool = False
+    target_id: int | None = None
+    thread_id: int | None = None
+    digest: str | None = None
+    key: str = ""
     next_attempt_at: float = 0.0
+    created_at: float = 0.0
+    sent_at: float | None = None
+
+    @property
+    def chat_id(self) -> int:
+        return self.chat.id
+
+    @property
+    def is_alert(self) -> bool:
+        return self.kind == "alert"
 
 
 _DUE_SQL = """
-SELECT o.id, o.chat_id, o.priority, o.reasons, o.attempts, o.broadcast_id, o.next_attempt_at,
-       c.type AS chat_type, c.combine, c.link_previews,
-       a.rowid AS article_rowid, a.id AS a_id, a.feed_id, a.url, a.title, a.summary, a.section,
-       a.tags, a.published_at, a.fetched_at, a.image_url,
-       b.html AS broadcast_html
+SELECT o.id, o.kind, o.key, o.lane, o.reasons, o.attempts, o.broadcast_id, o.target_id,
+       o.thread_id, o.digest, o.next_attempt_at, o.created_at, o.sent_at,
+       c.id AS c_id, c.type AS c_type, c.title AS c_title, c.active AS c_active,
+       c.paused AS c_paused, c.link_previews AS c_link_previews, c.combine AS c_combine,
+       c.inactive_reason AS c_inactive_reason, c.timezone AS c_timezone,
+       c.quiet_start AS c_quiet_start, c.quiet_end AS c_quiet_end, c.quiet_mode AS c_quiet_mode,
+       c.briefings AS c_briefings, c.next_briefing_at AS c_next_briefing_at,
+       c.last_briefing_at AS c_last_briefing_at,
+       a.rowid AS rowid, a.id AS a_id, a.feed_id, a.url, a.title, a.summary, a.section,
+       a.sections, a.tags, a.published_at, a.fetched_at, a.image_url, a.revision, a.revised_at,
+       b.html AS broadcast_html, b.paid, b.urgent
 FROM outbox o
 JOIN chats c ON c.id = o.chat_id
 LEFT JOIN articles a ON a.id = o.article_id
 LEFT JOIN broadcasts b ON b.id = o.broadcast_id
-WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND c.active = 1
-  AND (c.paused = 0 OR o.broadcast_id IS NOT NULL)
-ORDER BY o.priority DESC, o.next_attempt_at, o.id
-LIMIT ?
 """
 
 
 def _due(row: sqlite3.Row) -> DueMessage:
-    article = row_to_article(row, id_column="a_id") if row["a_id"] is not None else None
     return DueMessage(
         id=row["id"],
-        chat_id=row["chat_id"],
-        chat_type=row["chat_type"],
-        combine=bool(row["combine"]),
-        link_previews=bool(row["link_previews"]),
-        priority=row["priority"],
+        chat=row_to_chat(row, prefix="c_"),
+        kind=row["kind"],
+        lane=row["lane"],
         reasons=tuple(r for r in row["reasons"].split("|") if r),
         attempts=row["attempts"],
-        article=article,
-        article_rowid=row["article_rowid"],
+        article=row_to_article(row, id_column="a_id") if row["a_id"] is not None else None,
         broadcast_id=row["broadcast_id"],
         broadcast_html=row["broadcast_html"],
+        paid=bool(row["paid"]),
+        urgent=bool(row["urgent"]),
+        target_id=row["target_id"],
+        thread_id=row["thread_id"],
+        digest=row["digest"],
+        key=row["key"],
         next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
     )
 
 
-async def due_messages(db: Database, now: float, limit: int = 2000) -> list[DueMessage]:
-    """Pending rows due by `now`, highest priority first, oldest first."""
-    return [_due(r) for r in await db.fetchall(_DUE_SQL, (now, limit))]
+async def due_messages(db: Database, lane: int, until: float, limit: int = 2000) -> list[DueMessage]:
+    """Pending rows of one lane due by `until`, oldest first (straight from the due index:
+    no sort)."""
+    rows = await db.fetchall(
+        _DUE_SQL + "WHERE o.state = 'pending' AND o.lane = ? AND o.next_attempt_at <= ? "
+        "AND c.active = 1 ORDER BY o.next_attempt_at, o.id LIMIT ?",
+        (lane, until, limit),
+    )
+    return [_due(r) for r in rows]
 
 
 async def next_due_at(db: Database) -> float | None:
-    value = await db.scalar(
-        "SELECT min(o.next_attempt_at) FROM outbox o JOIN chats c ON c.id = o.chat_id "
-        "WHERE o.state = 'pending' AND c.active = 1 AND (c.paused = 0 OR o.broadcast_id IS NOT NULL)"
+    """When the earliest pending row comes due (one index probe per lane)."""
+    union = " UNION ALL ".join(
+        "SELECT min(next_attempt_at) AS t FROM outbox WHERE state = 'pending' AND lane = ?" for _ in LANES
     )
+    value = await db.scalar(f"SELECT min(t) FROM ({union})", LANES)  # noqa: S608 - fixed text
     return None if value is None else float(value)
 
 
-def _marks(ids: Sequence[int]) -> str:
-    return ",".join("?" * len(ids))
-
-
-async def claim(db: Database, ids: Sequence[int]) -> list[int]:
-    """pending → sending, just before the send. Rows cancelled meanwhile are not returned."""
-    async with db.write() as conn:
-        return await claim_in(conn, ids)
+async def message_rows(db: Database, chat_id: int, message_id: int) -> list[DueMessage]:
+    """The rows one sent message carried, in the order they were sent (to render it again)."""
+    rows = await db.fetchall(
+        _DUE_SQL + "WHERE o.chat_id = ? AND o.message_id = ? AND o.state = 'sent' "
+        "AND o.kind IN ('alert', 'post') ORDER BY o.id",
+        (chat_id, message_id),
+    )
+    return [_due(r) for r in rows]
 
 
 async def claim_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
-    """`claim` inside the caller's transaction."""
+    """pending → sending, just before the send. Rows cancelled meanwhile are not returned."""
     cursor = await conn.execute(
         f"UPDATE outbox SET state = 'sending' WHERE id IN ({_marks(ids)}) "  # noqa: S608
         "AND state = 'pending' RETURNING id",
@@ -158,20 +367,27 @@ async def claim_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
     return claimed
 
 
-async def mark_sent(db: Database, ids: Sequence[int], message_id: int, now: float) -> None:
-    async with db.write() as conn:
-        await mark_sent_in(conn, ids, message_id, now)
+@dataclass(frozen=True, slots=True)
+class SentBatch:
+    """What `mark_sent_in` records: the rows, the message, what to count."""
+
+    ids: tuple[int, ...]
+    message_id: int
+    kind: str
+    published: tuple[float, ...] = ()  # publication times of the alerts it carried
 
 
-async def mark_sent_in(
-    conn: aiosqlite.Connection, ids: Sequence[int], message_id: int, now: float
-) -> None:
-    """`mark_sent` inside the caller's transaction."""
+async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float) -> None:
+    """sending → sent inside the caller's transaction, with the hour's counters."""
     await conn.execute(
-        f"UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, "  # noqa: S608
-        f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(ids)})",
-        (now, message_id, *ids),
+        f"UPDATE outbox SET state = 'sent', sent_at = ?, done_at = ?, message_id = ?, "  # noqa: S608
+        f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)})",
+        (now, now, batch.message_id, *batch.ids),
     )
+    counts: Counter[str] = Counter({f"{batch.kind}_sent": len(batch.ids)})
+    if batch.kind == "alert":
+        counts.update(counters.latencies(now - p for p in batch.published))
+    await counters.add(conn, now, counts)
 
 
 async def retry_later(
@@ -179,28 +395,61 @@ async def retry_later(
 ) -> list[int]:
     """Back to pending for another try at `at`; rows out of attempts become failed (returned).
 
-    Without `count_attempt` (429, migration) a row never becomes failed: those answers say
-    "later", not "never".
+    Without `count_attempt` (429, an outage, a migration) a row never becomes failed: those
+    answers say "later", not "never".
     """
     inc = 1 if count_attempt else 0
+    now = time.time()
     async with db.write() as conn:
         cursor = await conn.execute(
             f"UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?, "  # noqa: S608
-            "state = CASE WHEN ? AND attempts + ? >= ? THEN 'failed' ELSE 'pending' END "
-            f"WHERE id IN ({_marks(ids)}) AND state = 'sending' RETURNING id, state",
-            (inc, error[:300], at, inc, inc, max_attempts, *ids),
+            "state = CASE WHEN ? AND attempts + ? >= ? THEN 'failed' ELSE 'pending' END, "
+            "done_at = CASE WHEN ? AND attempts + ? >= ? THEN ? END "
+            f"WHERE id IN ({_marks(ids)}) AND state = 'sending' RETURNING id, state, kind",
+            (inc, error[:300], at, inc, inc, max_attempts, inc, inc, max_attempts, now, *ids),
         )
-        failed = [int(r[0]) for r in await cursor.fetchall() if r[1] == "failed"]
+        found = list(await cursor.fetchall())
         await cursor.close()
-    return failed
+        failed = [r for r in found if r[1] == "failed"]
+        await counters.add(conn, now, Counter(f"{r[2]}_failed" for r in failed))
+    return [int(r[0]) for r in failed]
 
 
 async def mark_failed(db: Database, ids: Sequence[int], error: str) -> None:
+    now = time.time()
+    async with db.write() as conn:
+        cursor = await conn.execute(
+            f"UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, "  # noqa: S608
+            f"done_at = ? WHERE id IN ({_marks(ids)}) AND state NOT IN ('sent', 'failed') "
+            "RETURNING kind",
+            (error[:300], now, *ids),
+        )
+        kinds = Counter(f"{r[0]}_failed" for r in await cursor.fetchall())
+        await cursor.close()
+        await counters.add(conn, now, kinds)
+
+
+async def defer(db: Database, ids: Sequence[int], *, until: float, digest: str | None) -> None:
+    """Quiet hours: these rows wait until `until`; held alerts go together then (`digest`)."""
     await db.execute(
-        f"UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "  # noqa: S608
-        f"WHERE id IN ({_marks(ids)})",
-        (error[:300], *ids),
+        f"UPDATE outbox SET next_attempt_at = ?, digest = coalesce(?, digest) "  # noqa: S608
+        f"WHERE id IN ({_marks(ids)}) AND state IN ('pending', 'sending')",
+        (until, digest, *ids),
     )
+
+
+async def move_to_general_topic(db: Database, chat_id: int, thread_id: int) -> None:
+    """A deleted forum topic: its rows and subscriptions fall back to the general topic."""
+    async with db.write() as conn:
+        await conn.execute(
+            "UPDATE outbox SET thread_id = NULL WHERE chat_id = ? AND thread_id = ? "
+            "AND state IN ('held', 'pending', 'sending')",
+            (chat_id, thread_id),
+        )
+        await conn.execute(
+            "UPDATE subscriptions SET thread_id = NULL WHERE chat_id = ? AND thread_id = ?",
+            (chat_id, thread_id),
+        )
 
 
 async def get_reasons(db: Database, outbox_id: int, chat_id: int) -> tuple[str, ...] | None:
@@ -209,9 +458,53 @@ async def get_reasons(db: Database, outbox_id: int, chat_id: int) -> tuple[str, 
     return None if value is None else tuple(r for r in str(value).split("|") if r)
 
 
-async def delivery_counts(db: Database, since: float) -> dict[str, int]:
-    rows = await db.fetchall(
-        "SELECT state, count(*) FROM outbox WHERE coalesce(sent_at, created_at) >= ? GROUP BY state",
-        (since,),
+async def close_rows_in(
+    conn: aiosqlite.Connection, where: str, params: Sequence[object], *, state: str, error: str,
+    now: float,
+) -> int:
+    """Every row matching `where` (a fixed SQL condition) still to go → `state` (blocked or
+    cancelled), counted per kind. Returns how many."""
+    cursor = await conn.execute(
+        f"UPDATE outbox SET state = ?, last_error = ?, done_at = ? WHERE ({where}) "  # noqa: S608
+        "AND state IN ('held', 'pending', 'sending') RETURNING kind",
+        (state, error[:200], now, *params),
     )
-    return {r[0]: int(r[1]) for r in rows}
+    kinds = Counter(f"{r[0]}_{state}" for r in await cursor.fetchall())
+    await cursor.close()
+    await counters.add(conn, now, kinds)
+    return sum(kinds.values())
+
+
+async def block_chat(db: Database, chat_id: int, reason: str) -> tuple[bool, int]:
+    """Blocked, kicked or gone: the chat leaves the audience at once, and everything still
+    queued for it is 'blocked'. Returns (was it active, rows blocked)."""
+    now = time.time()
+    async with db.write() as conn:
+        cursor = await conn.execute(
+            "UPDATE chats SET active = 0, inactive_reason = ?, updated_at = ? "
+            "WHERE id = ? AND active = 1",
+            (reason[:200], now, chat_id),
+        )
+        was_active = cursor.rowcount > 0
+        blocked = await close_rows_in(
+            conn, "chat_id = ?", (chat_id,), state="blocked", error=reason, now=now
+        )
+    return was_active, blocked
+
+
+async def prune_done(conn: aiosqlite.Connection, before: float, limit: int) -> int:
+    """Up to `limit` rows that reached a final state before `before` are deleted."""
+    cursor = await conn.execute(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at < ? "
+        "ORDER BY done_at LIMIT ?)",
+        (before, limit),
+    )
+    return cursor.rowcount
+
+
+async def drop_stale_held(conn: aiosqlite.Connection, now: float) -> int:
+    """Held alerts older than HELD_HOURS of chats still paused are dropped."""
+    return await close_rows_in(
+        conn, "state = 'held' AND created_at < ?", (now - HELD_HOURS * 3600,),
+        state="cancelled", error="held too long", now=now,
+    )

@@ -1,12 +1,16 @@
-"""Read-only figures for admins (/stats) and operators (/healthz, /metrics)."""
+"""Figures for admins (/stats) and operators (/healthz, /metrics).
+
+Everything here reads the hourly counters or an index, never a scan that grows with traffic,
+and runs on the reports connection, so a /stats never holds up the dispatcher or /healthz.
+"""
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass
 
-from storage import articles, chats, outbox, subscriptions
-from storage.db import Database
+from storage import chats, counters, outbox
+from storage.db import Database, StorageError
 
 DAY = 24 * 3600.0
 
@@ -14,14 +18,17 @@ DAY = 24 * 3600.0
 @dataclass(frozen=True, slots=True)
 class NewsroomStats:
     readers: dict[str, int]  # total, active, paused, inactive
-    sections: dict[str, int]  # section slug → active chats following it
-    top_keywords: list[tuple[str, int]]
-    articles_24h: int
-    alerts_sent_24h: int
-    alerts_failed_24h: int
-    backlog: int
-    latency_p50: float | None  # seconds from publication to alert, over the last 24 h
-    latency_p95: float | None
+    day: counters.Figures  # the last 24 hours (whole hours)
+    backlog: outbox.Backlog
+    database_bytes: int
+
+    @property
+    def latency_p50(self) -> float | None:
+        return self.day.latency_percentile(0.50)
+
+    @property
+    def latency_p95(self) -> float | None:
+        return self.day.latency_percentile(0.95)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,55 +42,32 @@ async def database_ok(db: Database) -> bool:
     return bool(await db.scalar("SELECT 1") == 1)
 
 
+async def database_writable(db: Database) -> None:
+    """One small write, committed: raises StorageError when the disk is full, the file is
+    read-only, or it was deleted or replaced under us."""
+    problem = db.file_problem()
+    if problem is not None:
+        raise StorageError(f"storage: {problem}")
+    await db.execute(
+        "INSERT INTO health (id, checked_at) VALUES (1, ?) "
+        "ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at",
+        (time.time(),),
+    )
+
+
 async def feed_counts(db: Database) -> FeedCounts:
-    row = await db.fetchone(
+    row = await db.reports.fetchone(
         "SELECT count(*), coalesce(sum(error_count > 0), 0) FROM feeds WHERE enabled = 1"
     )
     assert row is not None
     return FeedCounts(enabled=int(row[0]), failing=int(row[1]))
 
 
-_SENT_ALERTS = (
-    "FROM outbox o JOIN articles a ON a.id = o.article_id "
-    "WHERE o.state = 'sent' AND o.sent_at >= ?"
-)
-
-
-async def _percentile(db: Database, since: float, n: int, p: float) -> float | None:
-    """Nearest-rank percentile of (sent_at - published_at), sorted by SQLite rather than
-    loaded into Python: a busy day holds millions of alert rows."""
-    if n == 0:
-        return None
-    rank = max(1, math.ceil(p * n))
-    value = await db.scalar(
-        f"SELECT max(0.0, o.sent_at - a.published_at) AS d {_SENT_ALERTS} "
-        "ORDER BY d LIMIT 1 OFFSET ?",
-        (since, rank - 1),
-    )
-    return None if value is None else float(value)
-
-
 async def collect(db: Database, now: float) -> NewsroomStats:
-    """Everything /stats shows; "24 h" means the 24 hours before `now`."""
-    since = now - DAY
-    sent = int(await db.scalar(f"SELECT count(*) {_SENT_ALERTS}", (since,)) or 0)
-    # A failed row has no time of failure; it counts on the day it was queued.
-    failed = int(
-        await db.scalar(
-            "SELECT count(*) FROM outbox WHERE state = 'failed' AND article_id IS NOT NULL "
-            "AND created_at >= ?",
-            (since,),
-        )
-        or 0
-    )
+    """Everything /stats shows; "24 h" means the hours since the one 24 hours before `now`."""
     return NewsroomStats(
         readers=await chats.chat_counts(db),
-        sections=await subscriptions.section_counts(db),
-        top_keywords=await subscriptions.top_keywords(db, limit=10),
-        articles_24h=await articles.count_since(db, since),
-        alerts_sent_24h=sent,
-        alerts_failed_24h=failed,
+        day=await counters.since(db.reports, now - DAY),
         backlog=await outbox.backlog(db),
-        latency_p50=await _percentile(db, since, sent, 0.50),
-        latency_p95=await _percentile(db, since, sent, 0.95),
+        database_bytes=await db.size(),
     )

@@ -1,4 +1,5 @@
-"""The subscriptions table: which chat follows which section or keyword."""
+"""The subscriptions table: which chat follows which section or keyword, and which words it
+never wants (kind 'exclude'); per subscription, instant alerts or the briefing only."""
 
 from __future__ import annotations
 
@@ -6,46 +7,86 @@ import enum
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from storage.db import Database
-from storage.models import Subscription, SubscriptionKind
+from storage.models import Subscription, SubscriptionKind, SubscriptionMode
 
 
 class AddResult(enum.Enum):
     ADDED = "added"
     EXISTS = "exists"
     LIMIT = "limit"
+    REPLACED = "replaced"  # added, and the opposite choice for the same word removed
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    result: AddResult
+    subscription: Subscription | None = None
 
 
 def _row_to_sub(row: sqlite3.Row) -> Subscription:
     return Subscription(
-        id=row["id"], chat_id=row["chat_id"], kind=row["kind"], value=row["value"], display=row["display"]
+        id=row["id"], chat_id=row["chat_id"], kind=row["kind"], value=row["value"],
+        display=row["display"], mode=row["mode"], thread_id=row["thread_id"],
     )
 
 
+# Following a word replaces excluding it, and the other way round.
+_OPPOSITE: dict[str, str] = {"keyword": "exclude", "exclude": "keyword"}
+
+
 async def add_subscription(
-    db: Database, chat_id: int, kind: SubscriptionKind, value: str, display: str, *, limit: int
-) -> AddResult:
-    """Add one subscription unless the chat already has it or is at its limit (checked atomically)."""
+    db: Database,
+    chat_id: int,
+    kind: SubscriptionKind,
+    value: str,
+    display: str,
+    *,
+    limit: int,
+    mode: SubscriptionMode = "instant",
+    thread_id: int | None = None,
+) -> Added:
+    """Add one subscription unless the chat already has it or is at its limit (checked
+    atomically). Sections and keywords share `limit`; exclusions have a limit of their own.
+    A keyword that was excluded (or an exclusion of a followed keyword) replaces the old
+    choice."""
+    opposite = _OPPOSITE.get(kind)
+    counted = ("exclude",) if kind == "exclude" else ("section", "keyword")
     async with db.write() as conn:
         cursor = await conn.execute(
-            "SELECT count(*), coalesce(sum(kind = ? AND value = ?), 0) FROM subscriptions "
-            "WHERE chat_id = ?",
-            (kind, value, chat_id),
+            "SELECT count(*) FILTER (WHERE kind IN (?, ?)), "
+            "coalesce(sum(kind = ? AND value = ?), 0), coalesce(sum(kind = ? AND value = ?), 0) "
+            "FROM subscriptions WHERE chat_id = ?",
+            (counted[0], counted[-1], kind, value, opposite, value, chat_id),
         )
         row = await cursor.fetchone()
         await cursor.close()
         assert row is not None
         if row[1]:
-            return AddResult.EXISTS
+            return Added(AddResult.EXISTS)
+        replaced = bool(row[2])
         if row[0] >= limit:
-            return AddResult.LIMIT
-        await conn.execute(
-            "INSERT INTO subscriptions (chat_id, kind, value, display, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (chat_id, kind, value, display, time.time()),
+            return Added(AddResult.LIMIT)
+        if replaced:
+            await conn.execute(
+                "DELETE FROM subscriptions WHERE chat_id = ? AND kind = ? AND value = ?",
+                (chat_id, opposite, value),
+            )
+        cursor = await conn.execute(
+            "INSERT INTO subscriptions (chat_id, kind, value, display, mode, thread_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (chat_id, kind, value, display, mode, thread_id, time.time()),
         )
-    return AddResult.ADDED
+        new = await cursor.fetchone()
+        await cursor.close()
+    assert new is not None
+    sub = Subscription(
+        chat_id=chat_id, kind=kind, value=value, display=display, id=int(new[0]), mode=mode,
+        thread_id=thread_id,
+    )
+    return Added(AddResult.REPLACED if replaced else AddResult.ADDED, sub)
 
 
 async def remove_subscription(db: Database, chat_id: int, kind: SubscriptionKind, value: str) -> bool:
@@ -58,14 +99,30 @@ async def remove_subscription(db: Database, chat_id: int, kind: SubscriptionKind
     )
 
 
+async def set_mode(db: Database, sub_id: int, chat_id: int, mode: SubscriptionMode) -> bool:
+    return await db.execute(
+        "UPDATE subscriptions SET mode = ? WHERE id = ? AND chat_id = ?", (mode, sub_id, chat_id)
+    ) > 0
+
+
+async def set_thread(db: Database, chat_id: int, kind: SubscriptionKind, value: str, thread_id: int | None) -> bool:
+    return await db.execute(
+        "UPDATE subscriptions SET thread_id = ? WHERE chat_id = ? AND kind = ? AND value = ?",
+        (thread_id, chat_id, kind, value),
+    ) > 0
+
+
 async def get_subscription(db: Database, sub_id: int) -> Subscription | None:
     row = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub_id,))
     return _row_to_sub(row) if row else None
 
 
 async def subscriptions_for_chat(db: Database, chat_id: int) -> list[Subscription]:
+    """Sections first, then keywords, then exclusions, each in the order they were added."""
     rows = await db.fetchall(
-        "SELECT * FROM subscriptions WHERE chat_id = ? ORDER BY kind DESC, id", (chat_id,)
+        "SELECT * FROM subscriptions WHERE chat_id = ? "
+        "ORDER BY CASE kind WHEN 'section' THEN 0 WHEN 'keyword' THEN 1 ELSE 2 END, id",
+        (chat_id,),
     )
     return [_row_to_sub(r) for r in rows]
 
@@ -75,8 +132,8 @@ async def iter_subscriptions(db: Database, batch: int = 50_000) -> AsyncIterator
     last = 0
     while True:
         rows = await db.fetchall(
-            "SELECT id, chat_id, kind, value, display FROM subscriptions WHERE id > ? "
-            "ORDER BY id LIMIT ?",
+            "SELECT id, chat_id, kind, value, display, mode, thread_id FROM subscriptions "
+            "WHERE id > ? ORDER BY id LIMIT ?",
             (last, batch),
         )
         if not rows:
@@ -84,20 +141,3 @@ async def iter_subscriptions(db: Database, batch: int = 50_000) -> AsyncIterator
         for row in rows:
             yield _row_to_sub(row)
         last = rows[-1]["id"]
-
-
-async def section_counts(db: Database) -> dict[str, int]:
-    rows = await db.fetchall(
-        "SELECT s.value, count(*) FROM subscriptions s JOIN chats c ON c.id = s.chat_id "
-        "WHERE s.kind = 'section' AND c.active = 1 GROUP BY s.value ORDER BY count(*) DESC"
-    )
-    return {r[0]: int(r[1]) for r in rows}
-
-
-async def top_keywords(db: Database, limit: int = 10) -> list[tuple[str, int]]:
-    rows = await db.fetchall(
-        "SELECT s.value, count(*) AS n FROM subscriptions s JOIN chats c ON c.id = s.chat_id "
-        "WHERE s.kind = 'keyword' AND c.active = 1 GROUP BY s.value ORDER BY n DESC, s.value LIMIT ?",
-        (limit,),
-    )
-    return [(r[0], int(r[1])) for r in rows]

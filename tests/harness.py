@@ -1,8 +1,7 @@
 """Running the real bot in-process against the loopback fakes.
 
-post_init/post_shutdown run only under run_polling/run_webhook, so this drives the same
-life cycle by hand: initialize → post_init → polling → start … stop → post_stop → shutdown →
-post_shutdown.
+`running_bot` is bot.runner's own life cycle (`running`): database and health endpoint,
+Telegram reached, dispatcher, jobs and the getUpdates loop, then the same ordered stop.
 """
 
 from __future__ import annotations
@@ -11,11 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from telegram import Update
-
-from bot.app import NewsApp, build_app
 from bot.config import Settings, load_settings
 from bot.pipeline.parse import parse_feed
+from bot.runner import Runtime, running
+from storage import articles
 from storage.db import Database
 from storage.models import SectionRule
 from tests.conftest import SAMPLE_FEED
@@ -33,8 +31,8 @@ entertainment = "Entertainment"
 SAMPLE_RULE = SectionRule(kind="category", domain="section", section="world")
 
 
-def write_feeds_file(tmp_path: Path, urls: list[str], name: str = "feeds.toml") -> Path:
-    body = SECTIONS_TOML + "".join(
+def write_feeds_file(tmp_path: Path, urls: list[str], name: str = "feeds.toml", *, sections: str = SECTIONS_TOML) -> Path:
+    body = sections + "".join(
         f'\n[[feeds]]\nurl = "{u}"\nsection_from = "category"\ncategory_domain = "section"\n'
         'section = "world"\n'
         for u in urls
@@ -51,6 +49,8 @@ def bot_settings(tg: FakeTelegram, tmp_path: Path, **extra: str) -> Settings:
         "NEWSBOT_FEEDS": str(write_feeds_file(tmp_path, [], name="no-feeds.toml")),
         "NEWSBOT_ADMIN_IDS": "9001 9002",
         "NEWSBOT_POLL_SECONDS": "60",
+        # Feeds in tests are served from 127.0.0.1.
+        "NEWSBOT_FEED_ALLOW_PRIVATE": "1",
     }
     env.update(extra)
     return load_settings(env, env_file=None)
@@ -62,36 +62,19 @@ async def store_sample(db_path: Path) -> int:
         SAMPLE_FEED.read_bytes(), url="https://swedenherald.com/rss", rule=SAMPLE_RULE,
         fetched_at=1_741_800_000.0,
     )
-    from storage import articles
-
     db = await Database.open(db_path)
     try:
         async with db.write() as conn:
-            new = await articles.insert_new_articles(conn, parsed.articles, seen=True)
+            stored = await articles.store_articles(conn, parsed.articles, seen=True)
     finally:
         await db.close()
-    return len(new)
+    return len(stored.new)
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings, *, polling: bool = True) -> AsyncIterator[NewsApp]:
-    app = build_app(settings)
-    await app.initialize()
-    assert app.post_init is not None and app.post_stop is not None and app.post_shutdown is not None
-    await app.post_init(app)
-    if polling:
-        assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES)
-    await app.start()
-    try:
-        yield app
-    finally:
-        if polling and app.updater is not None:
-            await app.updater.stop()
-        await app.stop()
-        await app.post_stop(app)
-        await app.shutdown()
-        await app.post_shutdown(app)
+async def running_bot(settings: Settings, *, polling: bool = True) -> AsyncIterator[Runtime]:
+    async with running(settings, polling=polling) as runtime:
+        yield runtime
 
 
 async def ask(tg: FakeTelegram, chat_id: int, text: str, **kwargs: object) -> dict[str, object]:

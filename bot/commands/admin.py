@@ -6,43 +6,34 @@ Everyone else gets a polite refusal and nothing changes.
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import cast
 
-from telegram import (
-    CallbackQuery,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    Message,
-    Update,
-)
-from telegram.constants import ParseMode
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
+from telegram.ext import Job, JobQueue
 
-from bot import broadcast
+from bot import broadcast, newsroom
 from bot.broadcast import Progress, StartOutcome, StopOutcome
 from bot.callbacks import pack, unpack
-from bot.pipeline.discover import find_feed
-from bot.pipeline.fetch import FetchError
-from bot.pipeline.parse import ParseError, parse_feed_async
-from bot.render import esc, fit_blocks, format_time, short
-from bot.services import Services, find_section
-from storage import feeds, stats
+from bot.commands.common import edit_text, reply
+from bot.context import NewsApp, NewsContext, find_section
+from bot.pipeline.fetch import FetchError, redact_url
+from bot.pipeline.parse import ParseError
+from bot.render import esc, fit_blocks, format_time, plural, short
+from bot.tgerrors import not_modified
 from storage.models import Feed, Section, SectionRule
-
-if TYPE_CHECKING:
-    from bot.app import NewsApp, NewsContext
+from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
 
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 REFUSAL = "Sorry, that command is for the newsroom's admins."
+BUTTON_REFUSAL = "Sorry, that button is for the newsroom's admins."
 RECENT_BROADCASTS = 10
+SHOWN_URL = 120  # characters of a feed URL shown in replies (a 10 KB URL must not fill one)
 
 # The admins' command menu, added to the readers' (see bot.app.set_command_menus).
 MENU = (
@@ -72,16 +63,6 @@ USAGE = {
 # --- helpers ----------------------------------------------------------------------------------
 
 
-async def _reply(update: Update, text: str, keyboard: InlineKeyboardMarkup | None = None) -> Message | None:
-    message = update.effective_message
-    if message is None:
-        return None
-    return await message.reply_text(
-        text, parse_mode=ParseMode.HTML, reply_markup=keyboard, link_preview_options=NO_PREVIEW,
-        do_quote=False,
-    )
-
-
 async def _admin(update: Update, context: NewsContext, what: str) -> bool:
     """True for the configured admins; anyone else is told so, politely, and logged."""
     user = update.effective_user
@@ -89,26 +70,27 @@ async def _admin(update: Update, context: NewsContext, what: str) -> bool:
         return True
     log.warning("admin command refused user_id=%s command=%s", user.id if user else None, what)
     if update.callback_query is not None:
-        await update.callback_query.answer(REFUSAL, show_alert=True)
+        await update.callback_query.answer(BUTTON_REFUSAL, show_alert=True)
     else:
-        await _reply(update, esc(REFUSAL))
+        await reply(update, esc(REFUSAL))
     return False
 
 
-def _sections_text(sections: tuple[Section, ...]) -> str:
-    return ", ".join(s.slug for s in sections)
+def _slugs(sections: tuple[Section, ...]) -> str:
+    return ", ".join(s.slug for s in sections) or "none configured"
+
+
+def shown_url(url: str) -> str:
+    """A feed URL as replies show it: no credentials or secret values, and not too long."""
+    return short(redact_url(url), SHOWN_URL)
 
 
 async def _drop_keyboard(query: CallbackQuery) -> None:
     try:
         await query.edit_message_reply_markup(reply_markup=None)
     except BadRequest as exc:
-        if "not modified" not in exc.message.casefold():
+        if not not_modified(exc):
             log.warning("keyboard not removed error=%s", exc.message)
-
-
-def _plain(text_html: str) -> str:
-    return html.unescape(re.sub(r"<[^>]*>", "", text_html))
 
 
 # --- /broadcast -------------------------------------------------------------------------------
@@ -131,7 +113,7 @@ def _broadcast_input(message: Message, sections: tuple[Section, ...]) -> Broadca
     if first.startswith("@"):
         section = find_section(sections, first)
         if section is None:
-            known = _sections_text(sections)
+            known = _slugs(sections)
             return f"Unknown section “{first[:40]}”. Sections: {known}.\n\n{USAGE['broadcast']}"
         audience = section.slug
         rest = rest[len(first):].lstrip()
@@ -151,18 +133,31 @@ def _broadcast_input(message: Message, sections: tuple[Section, ...]) -> Broadca
     return USAGE["broadcast"]
 
 
-def _preview_keyboard(broadcast_id: int, size: int) -> InlineKeyboardMarkup:
-    label = f"Send to {size} chat{'' if size == 1 else 's'}"
-    return InlineKeyboardMarkup(
-        [[
-            InlineKeyboardButton(label, callback_data=pack("bc", "send", broadcast_id)),
+def _preview_text(text_html: str) -> str:
+    return f"{broadcast.PREVIEW_HEADING}\n\n{text_html}"
+
+
+def _preview_keyboard(context: NewsContext, broadcast_id: int, size: int, *, urgent: bool) -> InlineKeyboardMarkup:
+    services = context.services
+    free = broadcast.duration_text(broadcast.estimate(services, size, paid=False))
+    send = [InlineKeyboardButton(f"Send to {plural(size, 'chat')} (≈ {free})", callback_data=pack("bc", "send", broadcast_id))]
+    if services.settings.paid_broadcasts:
+        fast = broadcast.duration_text(broadcast.estimate(services, size, paid=True))
+        send.append(InlineKeyboardButton(
+            f"Send fast (≈ {fast}, ≈ {broadcast.stars(size):,} Stars)", callback_data=pack("bc", "fast", broadcast_id)
+        ))
+    return InlineKeyboardMarkup([
+        send,
+        [
+            InlineKeyboardButton("Urgent: on ✅" if urgent else "Urgent: off", callback_data=pack("bc", "urgent", broadcast_id)),
             InlineKeyboardButton("Cancel", callback_data=pack("bc", "cancel", broadcast_id)),
-        ]]
-    )  # fmt: skip
+        ],
+    ])
 
 
 async def broadcast_command(update: Update, context: NewsContext) -> None:
-    """/broadcast → a preview exactly as readers will see it, with Send and Cancel."""
+    """/broadcast → a preview exactly as readers will see it (under a heading they do not
+    get), with Send (and Send fast), Urgent and Cancel."""
     if not await _admin(update, context, "broadcast"):
         return
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
@@ -171,10 +166,10 @@ async def broadcast_command(update: Update, context: NewsContext) -> None:
     services = context.services
     parsed = _broadcast_input(message, services.sections)
     if isinstance(parsed, str):
-        await _reply(update, esc(parsed))
+        await reply(update, esc(parsed))
         return
     if broadcast.too_long(parsed.plain):
-        await _reply(update, esc(
+        await reply(update, esc(
             f"That is {len(parsed.plain)} characters; a broadcast can have at most "
             f"{broadcast.MAX_TEXT}. Please shorten it."
         ))
@@ -182,14 +177,14 @@ async def broadcast_command(update: Update, context: NewsContext) -> None:
     size = await broadcast.audience_size(services, parsed.audience)
     if size == 0:
         who = broadcast.audience_text(parsed.audience, services.section_names)
-        await _reply(update, esc(f"Nobody would get it: there are no active {who}." if parsed.audience
-                                 else "Nobody would get it: there are no active readers yet."))
+        await reply(update, esc(f"Nobody would get it: there are no active {who}." if parsed.audience
+                                else "Nobody would get it: there are no active readers yet."))
         return
     text_html = broadcast.reader_html(parsed.plain, parsed.formatted)
     broadcast_id = await broadcast.create_preview(
         services, admin_id=user.id, chat_id=chat.id, text_html=text_html, audience=parsed.audience
     )
-    preview = await _reply(update, text_html, _preview_keyboard(broadcast_id, size))
+    preview = await reply(update, _preview_text(text_html), _preview_keyboard(context, broadcast_id, size, urgent=False))
     if preview is not None:
         await broadcast.set_preview_message(services, broadcast_id, preview.message_id)
     log.info("broadcast preview broadcast_id=%d admin_id=%d audience=%s size=%d",
@@ -197,11 +192,12 @@ async def broadcast_command(update: Update, context: NewsContext) -> None:
 
 
 async def broadcast_button(update: Update, context: NewsContext) -> None:
-    """Send / Cancel under a preview (its author only), Stop under a progress message (any admin)."""
+    """Send / Send fast / Urgent / Cancel under a preview (its author only), Stop under a
+    progress message (any admin)."""
     query = update.callback_query
     assert query is not None
     parts = unpack(query.data, "bc", 2)
-    if parts is None or parts[0] not in ("send", "cancel", "stop") or not parts[1].isdigit():
+    if parts is None or parts[0] not in ("send", "fast", "urgent", "cancel", "stop") or not parts[1].isdigit() or len(parts[1]) > 18:
         await query.answer("This button is no longer valid.")
         return
     if not await _admin(update, context, f"broadcast {parts[0]}"):
@@ -211,10 +207,13 @@ async def broadcast_button(update: Update, context: NewsContext) -> None:
         await _stop(query, context, broadcast_id)
         return
     services = context.services
-    if action == "send":
-        report = await broadcast.start(services, broadcast_id, query.from_user.id)
+    admin_id = query.from_user.id
+    if action in ("send", "fast"):
+        report = await broadcast.start(services, broadcast_id, admin_id, paid=action == "fast")
+    elif action == "urgent":
+        report = await broadcast.toggle_urgent(services, broadcast_id, admin_id)
     else:
-        report = await broadcast.cancel(services, broadcast_id, query.from_user.id)
+        report = await broadcast.cancel(services, broadcast_id, admin_id)
     outcome = report.outcome
     if outcome is StartOutcome.NOT_YOURS:
         await query.answer("Only the admin who wrote this broadcast can send or cancel it.", show_alert=True)
@@ -229,26 +228,37 @@ async def broadcast_button(update: Update, context: NewsContext) -> None:
     if outcome is StartOutcome.UNKNOWN:
         await query.answer("This button is no longer valid.")
         return
-    await _drop_keyboard(query)
+    record = await broadcast.get(services, broadcast_id)
+    assert record is not None
+    if action == "urgent":
+        size = await broadcast.audience_size(services, record.audience)
+        await edit_text(query, _preview_text(record.html), _preview_keyboard(context, broadcast_id, size, urgent=record.urgent))
+        await query.answer("Urgent: it will reach readers in their quiet hours too." if record.urgent
+                           else "Not urgent: readers in quiet hours get it when those end.")
+        return
     if action == "cancel":
+        await edit_text(query, "Cancelled — nothing was sent.", None)
         await query.answer("Cancelled. Nothing was sent.")
-    elif outcome is StartOutcome.EMPTY:
+        return
+    await edit_text(query, f"<b>Sent</b> — to {plural(report.total, 'chat')}; progress below.\n\n{record.html}", None)
+    if outcome is StartOutcome.EMPTY:
         await query.answer("Nobody to send to: the audience has no active readers any more.", show_alert=True)
-    else:
-        await query.answer(f"Sending to {report.total} chats.")
-        progress = Progress(broadcast_id)
-        await progress.begin(services, context.bot)
-        follow_progress(context.job_queue, progress)
+        return
+    await query.answer(f"Sending to {plural(report.total, 'chat')}.")
+    progress = Progress(broadcast_id)
+    await progress.begin(services, context.bot)
+    follow_progress(_jobs(context), progress)
 
 
 async def _stop(query: CallbackQuery, context: NewsContext, broadcast_id: int) -> None:
-    job = _progress_job_of(context.job_queue, broadcast_id)
+    job = _progress_job_of(_jobs(context), broadcast_id)
     progress = job.data if job is not None and isinstance(job.data, Progress) else Progress(broadcast_id)
     # The job ends itself on its next tick: the stopped broadcast is `finished`.
     report = await progress.stop(context.services, context.bot)
     if report.outcome is StopOutcome.STOPPED and report.counts is not None:
         # Answered only now: from here on nothing more of this broadcast goes out.
         await query.answer(f"Stopped. {report.counts.sent} sent, {report.counts.cancelled} not sent.")
+        await broadcast.audit_stop(context.services, query.from_user.id, broadcast_id)
     elif report.outcome is StopOutcome.OVER:
         await query.answer(f"This broadcast is already {report.state}.")
     else:
@@ -262,14 +272,19 @@ def _job_name(broadcast_id: int) -> str:
     return f"broadcast:{broadcast_id}"
 
 
-def _progress_job_of(job_queue: Any, broadcast_id: int) -> Any:
+def _jobs(context: NewsContext) -> JobQueue[NewsContext] | None:
+    # python-telegram-bot types the context's job queue loosely; it is the application's.
+    return cast("JobQueue[NewsContext] | None", context.job_queue)
+
+
+def _progress_job_of(job_queue: JobQueue[NewsContext] | None, broadcast_id: int) -> Job[NewsContext] | None:
     if job_queue is None:
         return None
     jobs = job_queue.get_jobs_by_name(_job_name(broadcast_id))
     return jobs[0] if jobs else None
 
 
-def follow_progress(job_queue: Any, progress: Progress) -> None:
+def follow_progress(job_queue: JobQueue[NewsContext] | None, progress: Progress) -> None:
     """A repeating job per sending broadcast, decoupled from the dispatcher: it only reads."""
     if job_queue is None:
         raise RuntimeError("the job queue is required (python-telegram-bot[job-queue])")
@@ -307,41 +322,65 @@ async def broadcasts_command(update: Update, context: NewsContext) -> None:
     blocks = []
     for record, counts in found:
         who = broadcast.audience_text(record.audience, services.section_names)
+        flags = "".join((" · paid" if record.paid or record.paid_refused else "", " · urgent" if record.urgent else ""))
         lines = [
-            f"<b>#{record.id}</b> · {format_time(record.created_at)} · by <code>{record.admin_id}</code>"
-            f" · to {esc(who)} · <i>{esc(record.state)}</i>",
+            f"<b>#{record.id}</b> · {format_time(record.created_at, services.zone)} · by <code>{record.admin_id}</code>"
+            f" · to {esc(who)}{flags} · <i>{esc(record.state)}</i>",
         ]
         if record.state not in ("preview", "cancelled", "expired"):
             lines.append(esc(broadcast.counts_line(counts)))
-        lines.append(f"“{esc(short(_plain(record.html), 100))}”")
+        lines.append(f"“{esc(short(broadcast.visible_text(record.html), 100))}”")
         blocks.append("\n".join(lines))
     if not blocks:
-        await _reply(update, "No broadcasts yet. " + esc("/broadcast <text> sends one."))
+        await reply(update, "No broadcasts yet. " + esc("/broadcast <text> sends one."))
         return
-    await _reply(update, fit_blocks("<b>Recent broadcasts</b>", blocks))
+    await reply(update, fit_blocks("<b>Recent broadcasts</b>", blocks)[0])
 
 
 # --- /stats -----------------------------------------------------------------------------------
 
 
-def _stats_text(figures: stats.NewsroomStats, sections: tuple[Section, ...]) -> str:
-    readers = figures.readers
-    per_section = ", ".join(f"{esc(s.name)} {figures.sections.get(s.slug, 0)}" for s in sections)
-    keywords = ", ".join(f"{esc(k)} ({n})" for k, n in figures.top_keywords) or "none yet"
-    if figures.latency_p50 is None or figures.latency_p95 is None:
+def _size(nbytes: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:,.0f} {unit}" if unit == "bytes" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1024  # type: ignore[assignment]
+    return f"{nbytes} bytes"
+
+
+def _stats_text(figures: newsroom.Figures, sections: tuple[Section, ...]) -> str:
+    collected = figures.stats
+    readers = collected.readers
+    day = collected.day
+    per_section = ", ".join(f"{esc(s.name)} {figures.sections.get(s.slug, 0):,}" for s in sections) or "no sections"
+    keywords = ", ".join(f"{esc(k)} ({n:,})" for k, n in figures.top_keywords) or "none yet"
+    if collected.latency_p50 is None or collected.latency_p95 is None:
         latency = "no alerts sent in the last 24 h"
     else:
-        latency = (f"p50 {broadcast.duration_text(figures.latency_p50)}, "
-                   f"p95 {broadcast.duration_text(figures.latency_p95)}")
+        latency = (f"half within {broadcast.duration_text(collected.latency_p50)}, "
+                   f"95 % within {broadcast.duration_text(collected.latency_p95)}")
+    backlog = collected.backlog
+    lanes = []
+    for lane, name in LANE_NAMES.items():
+        waiting = backlog.pending.get(lane, 0)
+        if waiting:
+            drain = figures.drain.get(lane)
+            eta = f"≈ {broadcast.duration_text(drain)}" if drain is not None else "not sending now"
+            lanes.append(f"{name} {waiting:,} ({eta})")
+    queue = "; ".join(lanes) or "empty"
     return "\n".join([
         "<b>Newsroom stats</b>",
-        f"Readers: {readers['active']} active, {readers['paused']} paused, {readers['inactive']} inactive",
+        f"Readers: {readers['active']:,} active, {readers['paused']:,} paused, {readers['inactive']:,} inactive",
         f"Section subscriptions: {per_section}",
         f"Top keywords: {keywords}",
-        f"Last 24 h: {figures.articles_24h} articles stored, {figures.alerts_sent_24h} alerts sent, "
-        f"{figures.alerts_failed_24h} failed",
+        f"Last 24 h: {plural(day.get('articles'), 'article')} stored, {plural(day.get('alert_sent'), 'alert')} sent "
+        f"({day.get('alert_failed'):,} failed, {day.get('alert_blocked'):,} to readers gone), "
+        f"{plural(day.get('broadcast_sent'), 'broadcast message')}, {plural(day.get('briefing_sent'), 'briefing')}, "
+        f"{plural(day.get('edit_sent'), 'correction')} sent",
         f"Publication → alert (24 h): {latency}",
-        f"Outbox backlog: {figures.backlog}",
+        f"Outbox: {queue}; {plural(backlog.held, 'alert')} held for paused readers; "
+        f"{plural(round(figures.send_rate * 60), 'message')} sent in the last minute",
+        f"Database: {_size(collected.database_bytes)}",
     ])  # fmt: skip
 
 
@@ -349,8 +388,7 @@ async def stats_command(update: Update, context: NewsContext) -> None:
     if not await _admin(update, context, "stats"):
         return
     services = context.services
-    figures = await stats.collect(services.db, time.time())
-    await _reply(update, _stats_text(figures, services.sections))
+    await reply(update, _stats_text(await newsroom.figures(services), services.sections))
 
 
 # --- /feeds, /addfeed, /removefeed ------------------------------------------------------------
@@ -366,9 +404,9 @@ def _rule_text(rule: SectionRule, names: dict[str, str]) -> str:
     return f"section from URL path segment {rule.segment}, else {fallback}"
 
 
-def _feed_block(feed: Feed, names: dict[str, str], now: float) -> str:
+def _feed_block(feed: Feed, names: dict[str, str], now: float, cap: int) -> str:
     title = f" — {esc(short(feed.title, 80))}" if feed.title else ""
-    head = f"<b>#{feed.id}</b> <code>{esc(feed.url)}</code>{title}"
+    head = f"<b>#{feed.id}</b> <code>{esc(shown_url(feed.url))}</code>{title}"
     if not feed.enabled:
         return head + " <i>(removed)</i>"
     success = (f"last success {broadcast.duration_text(now - feed.last_success_at)} ago"
@@ -376,9 +414,12 @@ def _feed_block(feed: Feed, names: dict[str, str], now: float) -> str:
     due = feed.next_poll_at - now
     poll = "next poll due now" if due <= 0 else f"next poll in {broadcast.duration_text(due)}"
     lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}")]
+    if feed.capped:
+        lines.append(esc(f"last poll: {plural(feed.capped, 'new story', 'new stories')} stored without alerts "
+                         f"(more than {cap} at once, too old, or dated ahead)"))
     if feed.error_count:
         last = short(feed.last_error or "", 200)
-        lines.append(esc(f"⚠ {feed.error_count} errors in a row; last: {last}"))
+        lines.append(esc(f"⚠ {plural(feed.error_count, 'error')} in a row; last: {last}"))
     elif feed.last_error:
         lines.append(esc(f"last error (since recovered): {short(feed.last_error, 200)}"))
     return "\n".join(lines)
@@ -388,101 +429,68 @@ async def feeds_command(update: Update, context: NewsContext) -> None:
     if not await _admin(update, context, "feeds"):
         return
     services = context.services
-    found = await feeds.list_feeds(services.db, enabled_only=False)
+    found = await newsroom.list_feeds(services)
     if not found:
-        usage = USAGE["addfeed"].format(sections=_sections_text(services.sections))
-        await _reply(update, esc(f"No feeds yet. {usage}"))
+        usage = USAGE["addfeed"].format(sections=_slugs(services.sections))
+        await reply(update, esc(f"No feeds are configured: nothing is polled. Set NEWSBOT_FEEDS, or add one. {usage}"))
         return
     now = time.time()
     active = [f for f in found if f.enabled]
     failing = sum(1 for f in active if f.error_count)
     header = f"<b>Feeds</b>: {len(active)} polled, {failing} failing"
-    await _reply(update, fit_blocks(header, [_feed_block(f, services.section_names, now) for f in found]))
-
-
-@dataclass(frozen=True, slots=True)
-class AddedFeed:
-    feed: Feed
-    items: int
-    existed: bool
-
-
-async def add_checked_feed(services: Services, url: str, section: str) -> AddedFeed:
-    """Fetch and parse before storing: a page URL leads to the feed it advertises. Raises
-    FetchError or ParseError, and then nothing is stored. The feed's first poll marks its
-    present items as seen (feeds.primed), so adding one never floods readers."""
-    settings = services.settings
-    rule = SectionRule(kind="fixed", section=section)
-    try:
-        fetched = await find_feed(services.http, url, max_bytes=settings.fetch_max_bytes)
-    except TimeoutError:
-        raise FetchError("timeout", f"timed out fetching {url}", url=url) from None
-    parsed = await parse_feed_async(
-        fetched.body, url=fetched.url, rule=rule, fetched_at=time.time(), headers=fetched.headers,
-        sections=services.section_names,
-    )
-    known = await feeds.get_feed_by_url(services.db, fetched.url)
-    feed = await feeds.add_feed(services.db, fetched.url, rule, title=parsed.title)
-    log.info("feed added by command feed_id=%d url=%s items=%d", feed.id, feed.url, len(parsed.articles))
-    return AddedFeed(feed, len(parsed.articles), known is not None and known.enabled)
+    cap = services.settings.alerts_per_poll
+    await reply(update, fit_blocks(header, [_feed_block(f, services.section_names, now, cap) for f in found])[0])
 
 
 async def addfeed_command(update: Update, context: NewsContext) -> None:
     if not await _admin(update, context, "addfeed"):
         return
     services = context.services
-    usage = USAGE["addfeed"].format(sections=_sections_text(services.sections))
+    usage = USAGE["addfeed"].format(sections=_slugs(services.sections))
     args = context.args or []
     if len(args) != 2:
-        await _reply(update, esc(usage))
+        await reply(update, esc(usage))
         return
     url, word = args
     if not re.match(r"^https?://[^\s/]+", url):
-        await _reply(update, esc(f"“{url[:100]}” is not an http(s) URL.\n\n{usage}"))
+        await reply(update, esc(f"“{short(url, 100)}” is not an http(s) URL.\n\n{usage}"))
         return
     section = find_section(services.sections, word)
     if section is None:
-        await _reply(update, esc(f"Unknown section “{word[:40]}”.\n\n{usage}"))
+        await reply(update, esc(f"Unknown section “{short(word, 40)}”.\n\n{usage}"))
         return
     try:
-        added = await add_checked_feed(services, url, section.slug)
+        added = await newsroom.add_checked_feed(services, update.effective_user.id if update.effective_user else 0,
+                                                url, section.slug)
     except (FetchError, ParseError) as exc:
-        await _reply(update, esc(f"Could not add that feed — {exc}\n\n{usage}"))
+        await reply(update, esc(f"Could not add that feed — {short(str(exc), 300)}\n\n{usage}"))
         return
     feed = added.feed
     verb = "Updated" if added.existed else "Added"
-    await _reply(update, (
-        f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or feed.url, 200))}</b> — "
-        f"{added.items} items, section {esc(section.name)}.\n<code>{esc(feed.url)}</code>\n"
+    await reply(update, (
+        f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or shown_url(feed.url), 200))}</b> — "
+        f"{plural(added.items, 'item')}, section {esc(section.name)}.\n<code>{esc(shown_url(feed.url))}</code>\n"
         "Its current items are stored as seen on its first poll; only stories that appear "
         "after that are pushed."
     ))
-
-
-async def remove_feed(services: Services, feed_id: int) -> tuple[Feed | None, bool]:
-    """Disable a feed; it stays disabled across restarts even if the feeds file lists it."""
-    feed = await feeds.get_feed(services.db, feed_id)
-    if feed is None:
-        return None, False
-    removed = await feeds.disable_feed(services.db, feed_id)
-    if removed:
-        log.info("feed removed by command feed_id=%d url=%s", feed_id, feed.url)
-    return feed, removed
 
 
 async def removefeed_command(update: Update, context: NewsContext) -> None:
     if not await _admin(update, context, "removefeed"):
         return
     args = context.args or []
-    if len(args) != 1 or not args[0].lstrip("#").isdigit():
-        await _reply(update, esc(USAGE["removefeed"]))
+    number = args[0].lstrip("#") if len(args) == 1 else ""
+    # Feed ids are SQLite rowids: more than 18 digits is not one of ours (and would not bind).
+    if not number.isdigit() or len(number) > 18:
+        await reply(update, esc(USAGE["removefeed"]))
         return
-    feed_id = int(args[0].lstrip("#"))
-    feed, removed = await remove_feed(context.services, feed_id)
+    feed_id = int(number)
+    admin_id = update.effective_user.id if update.effective_user else 0
+    feed, removed = await newsroom.remove_feed(context.services, admin_id, feed_id)
     if feed is None:
-        await _reply(update, esc(f"There is no feed #{feed_id}. /feeds lists them."))
+        await reply(update, esc(f"There is no feed #{feed_id}. /feeds lists them."))
     elif not removed:
-        await _reply(update, esc(f"Feed #{feed_id} was already removed."))
+        await reply(update, esc(f"Feed #{feed_id} was already removed."))
     else:
-        await _reply(update, f"Removed feed <b>#{feed_id}</b> <code>{esc(feed.url)}</code>. "
-                             + esc("It stays removed after a restart; /addfeed brings it back."))
+        await reply(update, f"Removed feed <b>#{feed_id}</b> <code>{esc(shown_url(feed.url))}</code>. "
+                            + esc("It stays removed after a restart; /addfeed brings it back."))

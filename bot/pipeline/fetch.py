@@ -29,6 +29,7 @@ page rather than a feed.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import contextlib
 import email.utils
 import ipaddress
@@ -311,6 +312,9 @@ def make_client(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None
         ),
         transport=_GuardedTransport(limits, _GuardedBackend(policy, resolver)),
+        # Feeds have no business setting cookies on one shared client: a hostile feed could
+        # add some at every poll, and they would go to every other feed of its domain.
+        cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         # `fetch_feed` follows redirects itself, up to this many, never reading their bodies.
         follow_redirects=False,
         max_redirects=5,

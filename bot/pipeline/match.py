@@ -6,11 +6,11 @@
 * keyword → the chats following it, where a one-word keyword is found by its stem
   and a phrase by its first two stems (then the rest of the phrase is checked).
 
-`Matcher.match` folds and tokenises the article once (`keywords.field_stems`) and
+`Matcher.match` folds and tokenises the article once (`words.field_stems`) and
 looks each stem and each pair of neighbouring stems up in a dict, so its cost
 depends on the article and on how many keywords it matches, never on how many
 subscriptions exist. Word rules (folding, whole words, plurals) are those of
-`bot.keywords`.
+`storage.words`.
 
 Chat sets are immutable frozensets shared with the results: a popular section can
 have tens of thousands of followers, and copying them for every article would cost
@@ -28,6 +28,7 @@ never has to filter them.
 from __future__ import annotations
 
 import gc
+import heapq
 import itertools
 import logging
 import operator
@@ -35,8 +36,8 @@ from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Va
 from dataclasses import dataclass
 from typing import Final
 
-from bot.keywords import FIELD_BREAK, field_stems, keyword_stems
 from storage.models import Article, Subscription, SubscriptionKind
+from storage.words import FIELD_BREAK, contains, field_stems, keyword_stems
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,14 @@ _EMPTY: Final[frozenset[int]] = frozenset()
 class _Entry:
     """One section or one keyword value and the chats (not silenced) following it."""
 
-    __slots__ = ("_adds", "_drops", "chats", "group", "reason", "stems", "subscribers", "value")
+    __slots__ = (
+        "_adds", "_drops", "active", "chats", "group", "kind", "reason", "stems", "subscribers",
+        "value",
+    )
 
-    def __init__(self, reason: str, value: str, stems: tuple[str, ...]) -> None:
+    def __init__(self, kind: SubscriptionKind, value: str, stems: tuple[str, ...]) -> None:
+        self.kind: SubscriptionKind = kind
+        reason = f"{kind}:{value}"
         self.reason = reason
         self.value = value
         self.stems = stems
@@ -59,12 +65,10 @@ class _Entry:
         # _drops ⊆ chats.
         self._adds: set[int] | None = None
         self._drops: set[int] | None = None
-        # Subscriptions, silenced ones included: the entry is dropped at zero.
+        # Subscriptions, silenced ones included: the entry is dropped at zero; and those
+        # of chats not silenced (briefing-only ones included), for /stats.
         self.subscribers = 0
-
-    @property
-    def kind(self) -> SubscriptionKind:
-        return "keyword" if self.stems else "section"
+        self.active = 0
 
     def include(self, chat_id: int) -> bool:
         """Add a chat to the live set; True when the entry needs a flush."""
@@ -101,13 +105,22 @@ class _Entry:
 
 
 class _Chat:
-    """Everything one chat follows; its id object is shared by every chat set."""
+    """Everything one chat follows; its id object is shared by every chat set.
 
-    __slots__ = ("entries", "id")
+    `quiet`: entries it follows for the briefing only (never in their live set).
+    `threads`: section slug → the forum topic its alerts go to.
+    """
+
+    __slots__ = ("entries", "id", "quiet", "threads")
 
     def __init__(self, chat_id: int) -> None:
         self.id = chat_id
         self.entries: list[_Entry] = []
+        self.quiet: set[_Entry] | None = None
+        self.threads: dict[str, int] | None = None
+
+    def live(self, entry: _Entry) -> bool:
+        return self.quiet is None or entry not in self.quiet
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +131,7 @@ class MatcherStats:
     silenced_chats: int
     section_subscriptions: int
     keyword_subscriptions: int
+    exclusions: int
     sections: int
     keywords: int
     phrases: int
@@ -137,26 +151,30 @@ class MatchResult(Mapping[int, tuple[str, ...]]):
     chat), afresh for each iteration so that a kept result stays small.
     """
 
-    __slots__ = ("_groups", "_keywords", "_len", "_section")
+    __slots__ = ("_groups", "_keywords", "_len", "_sections", "excluded")
 
     def __init__(
         self,
-        section: tuple[str, frozenset[int]] | None,
+        sections: list[tuple[str, frozenset[int]]],
         keywords: list[tuple[str, frozenset[int]]],
+        excluded: frozenset[int] = _EMPTY,
     ) -> None:
-        self._section = section
+        self._sections = sections
         # Unsorted (sorted on first use of `groups`), each with at least one chat.
         self._keywords = keywords
+        # Chats that excluded a word of the story: they get nothing, whatever matched.
+        self.excluded = excluded
         self._groups: tuple[tuple[str, frozenset[int]], ...] | None = None
         self._len: int | None = None
 
     @property
     def groups(self) -> tuple[tuple[str, frozenset[int]], ...]:
-        """(reason, chat ids) for every reason that matched at least one chat."""
+        """(reason, chat ids) for every reason that matched at least one chat, before
+        exclusions (see `excluded`)."""
         if self._groups is None:
             keywords = self._keywords
             keywords.sort(key=_reason_of)
-            self._groups = (self._section, *keywords) if self._section else tuple(keywords)
+            self._groups = (*self._sections, *keywords)
             self._keywords = []
         return self._groups
 
@@ -166,17 +184,20 @@ class MatchResult(Mapping[int, tuple[str, ...]]):
         return tuple(reason for reason, _ in self.groups)
 
     def as_dict(self) -> dict[int, tuple[str, ...]]:
-        """A new plain dict chat id → reasons."""
-        return _chats_to_reasons(self.groups)
+        """A new plain dict chat id → reasons, exclusions applied."""
+        result = _chats_to_reasons(self.groups)
+        for chat_id in self.excluded.intersection(result):
+            del result[chat_id]
+        return result
 
     def __getitem__(self, chat_id: int) -> tuple[str, ...]:
         reasons = tuple(reason for reason, chats in self.groups if chat_id in chats)
-        if not reasons:
+        if not reasons or chat_id in self.excluded:
             raise KeyError(chat_id)
         return reasons
 
     def __contains__(self, chat_id: object) -> bool:
-        return any(chat_id in chats for _, chats in self.groups)
+        return chat_id not in self.excluded and any(chat_id in chats for _, chats in self.groups)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.as_dict())
@@ -184,14 +205,14 @@ class MatchResult(Mapping[int, tuple[str, ...]]):
     def __len__(self) -> int:
         if self._len is None:
             groups = self.groups
-            if len(groups) == 1:
+            if len(groups) == 1 and not self.excluded:
                 self._len = len(groups[0][1])
             else:
-                self._len = len(_EMPTY.union(*(chats for _, chats in groups)))
+                self._len = len(_EMPTY.union(*(chats for _, chats in groups)) - self.excluded)
         return self._len
 
     def __bool__(self) -> bool:
-        return bool(self.groups)
+        return bool(self.groups) and (not self.excluded or len(self) > 0)
 
     def keys(self) -> KeysView[int]:
         return self.as_dict().keys()
@@ -244,6 +265,9 @@ class Matcher:
         self._silenced: set[int] = set()
         self._sections: dict[str, _Entry] = {}
         self._keywords: dict[str, _Entry] = {}
+        # Exclusions share the word index with keywords; their groups are told apart by
+        # their reason ("exclude:…") when matched.
+        self._excludes: dict[str, _Entry] = {}
         # One-word keywords by stem, and what matching needs of them: the groups of
         # those with chats, refreshed from `_by_stem` when stale. Reading the groups
         # straight from the dict saves an object visit per matched keyword.
@@ -255,6 +279,7 @@ class Matcher:
         self._dirty: set[_Entry] = set()
         self._section_subs = 0
         self._keyword_subs = 0
+        self._exclude_subs = 0
 
     @classmethod
     def from_subscriptions(
@@ -297,8 +322,14 @@ class Matcher:
         chat.entries.append(entry)
         entry.subscribers += 1
         self._count(entry, +1)
-        if chat.id not in self._silenced and entry.include(chat.id):
-            self._dirty.add(entry)
+        if sub.mode == "briefing" and sub.kind != "exclude":
+            chat.quiet = (chat.quiet or set()) | {entry}
+        if sub.thread_id is not None and sub.kind == "section":
+            chat.threads = {**(chat.threads or {}), sub.value: sub.thread_id}
+        if chat.id not in self._silenced:
+            entry.active += 1
+            if chat.live(entry) and entry.include(chat.id):
+                self._dirty.add(entry)
 
     def remove(self, chat_id: int, kind: str, value: str) -> None:
         """Stop matching one subscription (no-op if there is none)."""
@@ -307,20 +338,26 @@ class Matcher:
         if chat is None or entry is None or entry not in chat.entries:
             return
         chat.entries.remove(entry)
+        if chat.quiet:
+            chat.quiet.discard(entry)
+        if chat.threads:
+            chat.threads.pop(value, None)
         if not chat.entries:
             del self._chats[chat_id]
-        self._drop(entry, chat.id)
+        self._drop(entry, chat.id, silenced=chat_id in self._silenced)
 
     def remove_chat(self, chat_id: int) -> None:
         """Forget a chat: all its subscriptions and its silenced state."""
         chat = self._chats.pop(chat_id, None)
+        silenced = chat_id in self._silenced
         self._silenced.discard(chat_id)
         if chat is not None:
             for entry in chat.entries:
-                self._drop(entry, chat.id)
+                self._drop(entry, chat.id, silenced=silenced)
 
     def set_silenced(self, chat_id: int, silenced: bool) -> None:
-        """Pause (or resume) everything for a chat without forgetting its subscriptions."""
+        """Silence (or hear again) a chat that left the audience (blocked the bot, left a
+        group), without forgetting its subscriptions."""
         if silenced == (chat_id in self._silenced):
             return
         if silenced:
@@ -331,21 +368,103 @@ class Matcher:
         if chat is None:
             return
         for entry in chat.entries:
+            entry.active += -1 if silenced else 1
+            if not chat.live(entry):
+                continue
             if entry.exclude(chat.id) if silenced else entry.include(chat.id):
                 self._dirty.add(entry)
+
+    def set_mode(self, chat_id: int, kind: str, value: str, mode: str) -> None:
+        """A subscription changes between instant alerts and the briefing only."""
+        chat = self._chats.get(chat_id)
+        entry = self._find_entry(kind, value)
+        if chat is None or entry is None or entry not in chat.entries or kind == "exclude":
+            return
+        if mode == "briefing":
+            chat.quiet = (chat.quiet or set()) | {entry}
+            if entry.exclude(chat.id):
+                self._dirty.add(entry)
+        else:
+            if chat.quiet:
+                chat.quiet.discard(entry)
+            if chat.id not in self._silenced and entry.include(chat.id):
+                self._dirty.add(entry)
+
+    def set_thread(self, chat_id: int, section: str, thread_id: int | None) -> None:
+        """The forum topic a group's section alerts go to (None: the general topic)."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return
+        threads = dict(chat.threads or {})
+        if thread_id is None:
+            threads.pop(section, None)
+        else:
+            threads[section] = thread_id
+        chat.threads = threads or None
+
+    def clear_thread(self, chat_id: int, thread_id: int) -> None:
+        """A deleted forum topic: its sections' alerts go to the general topic."""
+        chat = self._chats.get(chat_id)
+        if chat is not None and chat.threads:
+            chat.threads = {s: t for s, t in chat.threads.items() if t != thread_id} or None
+
+    def thread_for(self, chat_id: int, reasons: Iterable[str]) -> int | None:
+        """The topic for an alert with these reasons: the first section bound to one."""
+        chat = self._chats.get(chat_id)
+        if chat is None or not chat.threads:
+            return None
+        for reason in reasons:
+            kind, _, value = reason.partition(":")
+            if kind == "section" and value in chat.threads:
+                return chat.threads[value]
+        return None
+
+    def excludes(self, chat_id: int, article: Article) -> bool:
+        """Whether one of the chat's exclusions matches the story (same word rules)."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return False
+        words = [e.stems for e in chat.entries if e.kind == "exclude"]
+        if not words:
+            return False
+        stems = field_stems((article.title, article.summary, *article.tags))
+        return any(contains(stems, phrase) for phrase in words)
+
+    def exclusions_of(self, chat_id: int) -> list[tuple[str, ...]]:
+        """The stems of the chat's exclusions (for /latest)."""
+        chat = self._chats.get(chat_id)
+        return [e.stems for e in chat.entries if e.kind == "exclude"] if chat else []
+
+    def section_counts(self) -> dict[str, int]:
+        """Section slug → chats in the audience following it."""
+        return {slug: entry.active for slug, entry in self._sections.items() if entry.active}
+
+    def top_keywords(self, limit: int = 10) -> list[tuple[str, int]]:
+        """The most followed keywords (by chats in the audience), most followed first."""
+        best = heapq.nsmallest(
+            limit, ((-e.active, e.value) for e in self._keywords.values() if e.active)
+        )
+        return [(value, -negative) for negative, value in best]
 
     def rename_chat(self, old_id: int, new_id: int) -> None:
         """Move subscriptions and silenced state to a new id (group → supergroup)."""
         if old_id == new_id:
             return
-        old = self._chats.get(old_id)
+        old = self._chats.get(old_id) or _Chat(old_id)
         was_silenced = old_id in self._silenced
-        entries = list(old.entries) if old is not None else []
+        subs = [
+            Subscription(
+                chat_id=new_id, kind=entry.kind, value=entry.value, display="",
+                mode="instant" if old.live(entry) else "briefing",
+                thread_id=(old.threads or {}).get(entry.value) if entry.kind == "section" else None,
+            )
+            for entry in old.entries
+        ]
         self.remove_chat(old_id)
         if was_silenced:
             self.set_silenced(new_id, True)
-        for entry in entries:
-            self.add(Subscription(chat_id=new_id, kind=entry.kind, value=entry.value, display=""))
+        for sub in subs:
+            self.add(sub)
 
     def stats(self) -> MatcherStats:
         return MatcherStats(
@@ -353,6 +472,7 @@ class Matcher:
             silenced_chats=len(self._silenced),
             section_subscriptions=self._section_subs,
             keyword_subscriptions=self._keyword_subs,
+            exclusions=self._exclude_subs,
             sections=len(self._sections),
             keywords=len(self._keywords),
             phrases=sum(len(entries) for entries in self._pairs.values()),
@@ -365,12 +485,19 @@ class Matcher:
         """
         if self._dirty or self._stale:
             self._flush()
-        section = None
-        if article.section is not None:
-            entry = self._sections.get(article.section)
+        sections = []
+        for slug in article.all_sections:
+            entry = self._sections.get(slug)
             if entry is not None and entry.chats:
-                section = entry.group
-        return MatchResult(section, self._keyword_groups(article) if self._keywords else [])
+                sections.append(entry.group)
+        if not self._by_stem and not self._pairs:
+            return MatchResult(sections, [])
+        groups = self._keyword_groups(article)
+        if not self._excludes:
+            return MatchResult(sections, groups)
+        keywords = [g for g in groups if not g[0].startswith("exclude:")]
+        excluded = [g[1] for g in groups if g[0].startswith("exclude:")]
+        return MatchResult(sections, keywords, _EMPTY.union(*excluded) if excluded else _EMPTY)
 
     def _keyword_groups(self, article: Article) -> list[tuple[str, frozenset[int]]]:
         # Title, summary and each tag are separate fields: a phrase never spans two.
@@ -382,25 +509,31 @@ class Matcher:
         if pairs and len(stems) > 1:
             for pair in pairs.keys() & itertools.pairwise(stems):
                 for entry in pairs[pair]:
-                    if entry.chats and (len(entry.stems) == 2 or _has_run(stems, entry.stems)):
+                    if entry.chats and (len(entry.stems) == 2 or contains(stems, entry.stems)):
                         groups.append(entry.group)
         return groups
+
+    def _words(self, kind: str) -> dict[str, _Entry]:
+        if kind == "keyword":
+            return self._keywords
+        if kind == "exclude":
+            return self._excludes
+        raise ValueError(f"unknown subscription kind {kind!r}")
 
     def _find_entry(self, kind: str, value: str) -> _Entry | None:
         if kind == "section":
             return self._sections.get(value)
-        if kind == "keyword":
-            return self._keywords.get(value)
-        raise ValueError(f"unknown subscription kind {kind!r}")
+        return self._words(kind).get(value)
 
-    def _new_entry(self, kind: str, value: str) -> _Entry:
+    def _new_entry(self, kind: SubscriptionKind, value: str) -> _Entry:
         if kind == "section":
-            entry = self._sections[value] = _Entry(f"section:{value}", value, ())
+            entry = self._sections[value] = _Entry("section", value, ())
             return entry
+        table = self._words(kind)
         stems = keyword_stems(value)
         if not stems or FIELD_BREAK in stems:
             raise ValueError(f"keyword {value!r} has no word to match")
-        entry = self._keywords[value] = _Entry(f"keyword:{value}", value, stems)
+        entry = table[value] = _Entry(kind, value, stems)
         if len(stems) == 1:
             self._by_stem[stems[0]] = (*self._by_stem.get(stems[0], ()), entry)
             self._stale.add(stems[0])
@@ -409,8 +542,10 @@ class Matcher:
             self._pairs[pair] = (*self._pairs.get(pair, ()), entry)
         return entry
 
-    def _drop(self, entry: _Entry, chat_id: int) -> None:
+    def _drop(self, entry: _Entry, chat_id: int, *, silenced: bool) -> None:
         entry.subscribers -= 1
+        if not silenced:
+            entry.active -= 1
         self._count(entry, -1)
         if entry.exclude(chat_id):
             self._dirty.add(entry)
@@ -422,7 +557,7 @@ class Matcher:
         if not entry.stems:
             del self._sections[entry.value]
             return
-        del self._keywords[entry.value]
+        del self._words(entry.kind)[entry.value]
         if len(entry.stems) == 1:
             word = entry.stems[0]
             remaining = _without(self._by_stem[word], entry)
@@ -440,8 +575,10 @@ class Matcher:
                 del self._pairs[pair]
 
     def _count(self, entry: _Entry, delta: int) -> None:
-        if entry.stems:
+        if entry.kind == "keyword":
             self._keyword_subs += delta
+        elif entry.kind == "exclude":
+            self._exclude_subs += delta
         else:
             self._section_subs += delta
 
@@ -462,17 +599,3 @@ class Matcher:
 
 def _without(entries: tuple[_Entry, ...], entry: _Entry) -> tuple[_Entry, ...]:
     return tuple(other for other in entries if other is not entry)
-
-
-def _has_run(stems: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
-    """Whether `phrase` occurs as consecutive items of `stems`."""
-    first, size = phrase[0], len(phrase)
-    start = stems.index(first) if first in stems else -1
-    while 0 <= start <= len(stems) - size:
-        if stems[start : start + size] == phrase:
-            return True
-        try:
-            start = stems.index(first, start + 1)
-        except ValueError:
-            return False
-    return False

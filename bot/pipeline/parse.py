@@ -22,8 +22,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import feedparser
 
-from bot.text import clean_text, fold, html_to_text, slugify, truncate_words
+from bot.text import clean_text, html_to_text, slugify, truncate_words
 from storage.models import Article, SectionRule
+from storage.words import fold
 
 __all__ = [
     "ParseError",
@@ -56,12 +57,6 @@ _TRACKING_PARAMS = frozenset(
     }
 )  # fmt: skip
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
-_FEED_LINK_TYPES = frozenset(
-    {
-        "application/rss+xml", "application/atom+xml", "application/rdf+xml",
-        "application/xml", "text/xml", "application/feed+json",
-    }
-)  # fmt: skip
 _IMAGE_SUFFIX_RE = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)$", re.IGNORECASE)
 _HTML_START_RE = re.compile(
     rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b",
@@ -72,17 +67,12 @@ _HTML_START_RE = re.compile(
 class ParseError(Exception):
     """The body is not a usable feed. The message starts with "parse: ".
 
-    `result` describes what was found instead (`is_feed` is False); for an HTML
-    page its `links` lists the feeds the page advertises, for feed discovery.
+    `result` describes what was found instead (`is_feed` is False).
     """
 
     def __init__(self, message: str, *, result: ParsedFeed | None = None) -> None:
-        super().__init__(f"parse: {message}")
+        super().__init__(message if message.startswith("parse: ") else f"parse: {message}")
         self.result = result
-
-    @property
-    def links(self) -> tuple[str, ...]:
-        return self.result.links if self.result is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +81,8 @@ class ParsedFeed:
 
     `skipped` counts entries that were dropped: nothing to identify them by
     (no id, link, title or summary), or the same id as an earlier entry.
-    `links` holds the feed URLs an HTML page advertises (`<link rel="alternate">`).
+    `dated_ahead` holds the ids of stories dated further in the future than
+    FUTURE_TOLERANCE (their time is the fetch time instead): not news to alert.
     """
 
     title: str | None
@@ -99,8 +90,8 @@ class ParsedFeed:
     bozo: bool
     bozo_reason: str | None
     is_feed: bool
-    links: tuple[str, ...] = ()
     skipped: int = 0
+    dated_ahead: frozenset[str] = frozenset()
 
 
 def canonical_url(url: str) -> str:
@@ -242,16 +233,16 @@ def _parse(
     entries = list(_dicts(raw.get("entries")))
     title = _feed_title(feed_info)
 
+    if _cut_short(exc, body):
+        # The XML parser ran out of document inside an element: what was read may end in the
+        # middle of a story, and a half story must not be stored (it would come back as a
+        # "correction" once the whole feed arrives).
+        raise ParseError(f"document cut short: the XML ends inside an element ({bozo_reason})")
     if not entries:
         broken = isinstance(exc, xml.sax.SAXException)
         if not version or broken:
             result = ParsedFeed(
-                title=title,
-                articles=(),
-                bozo=bozo,
-                bozo_reason=bozo_reason,
-                is_feed=False,
-                links=_advertised_feeds(feed_info, base),
+                title=title, articles=(), bozo=bozo, bozo_reason=bozo_reason, is_feed=False
             )
             raise ParseError(_not_a_feed_reason(result, body, version), result=result)
 
@@ -266,23 +257,42 @@ def _parse(
     )
     articles: list[Article] = []
     seen: set[str] = set()
+    ahead: set[str] = set()
     skipped = 0
     for entry in entries:
-        article = _article(entry, ctx)
-        if article is None or article.id in seen:
+        found = _article(entry, ctx)
+        if found is None or found[0].id in seen:
             skipped += 1
             continue
+        article, dated_ahead = found
         seen.add(article.id)
         articles.append(article)
+        if dated_ahead:
+            ahead.add(article.id)
     return ParsedFeed(
         title=title,
         articles=tuple(articles),
         bozo=bozo,
         bozo_reason=bozo_reason,
         is_feed=True,
-        links=(),
         skipped=skipped,
+        dated_ahead=frozenset(ahead),
     )
+
+
+# What expat says when the document stops before its elements are closed.
+_CUT_SHORT = ("no element found", "unclosed token")
+
+
+def _cut_short(exc: object, body: bytes) -> bool:
+    """The XML parser's own verdict: the document ended before its elements did."""
+    if not isinstance(exc, xml.sax.SAXParseException):
+        return False
+    if exc.getMessage() not in _CUT_SHORT:
+        return False
+    # Only at the very end: the same words in the middle mean another kind of breakage.
+    line = exc.getLineNumber()
+    return line is not None and line >= body.rstrip().count(b"\n") + 1
 
 
 def _not_a_feed() -> ParsedFeed:
@@ -292,8 +302,6 @@ def _not_a_feed() -> ParsedFeed:
 def _not_a_feed_reason(result: ParsedFeed, body: bytes, version: str) -> str:
     detail = f" ({result.bozo_reason})" if result.bozo_reason else ""
     if _HTML_START_RE.match(body[:4096]):
-        if result.links:
-            return f"not a feed: an HTML page (it names {len(result.links)} feed(s))"
         return "not a feed: an HTML page"
     if version:
         return f"not a usable feed: not well-formed and no entries could be read{detail}"
@@ -317,19 +325,6 @@ def _feed_title(feed_info: dict[str, Any]) -> str | None:
     return truncate_words(title, TITLE_MAX) if title else None
 
 
-def _advertised_feeds(feed_info: dict[str, Any], base: str) -> tuple[str, ...]:
-    found: list[str] = []
-    for link in _dicts(feed_info.get("links")):
-        if "alternate" not in _str(link.get("rel")).lower().split():
-            continue
-        if _str(link.get("type")).split(";")[0].strip().lower() not in _FEED_LINK_TYPES:
-            continue
-        href = _absolute(base, _str(link.get("href")))
-        if href and href not in found:
-            found.append(href)
-    return tuple(found)
-
-
 def _known_sections(sections: Mapping[str, str] | None) -> dict[str, str] | None:
     """Lookup from every accepted spelling of a section to its slug."""
     if sections is None:
@@ -342,7 +337,8 @@ def _known_sections(sections: Mapping[str, str] | None) -> dict[str, str] | None
     return known
 
 
-def _article(entry: dict[str, Any], ctx: _Context) -> Article | None:
+def _article(entry: dict[str, Any], ctx: _Context) -> tuple[Article, bool] | None:
+    """The story of one entry, and whether its date lay too far ahead."""
     link = _absolute(ctx.base, _str(entry.get("link")))
     title_text = _text_field(entry, "title", TITLE_MAX)
     summary_text = _summary(entry)
@@ -369,6 +365,7 @@ def _article(entry: dict[str, Any], ctx: _Context) -> Article | None:
 
     tags = list(_dicts(entry.get("tags")))
     section, section_tag = _section(tags, link, ctx)
+    published_at, dated_ahead = _published_at(entry, ctx.fetched_at)
     return Article(
         id=article_id,
         url=canonical_url(link) if link else "",
@@ -376,11 +373,11 @@ def _article(entry: dict[str, Any], ctx: _Context) -> Article | None:
         summary=summary,
         section=section,
         tags=_tag_terms(tags, skip=section_tag),
-        published_at=_published_at(entry, ctx.fetched_at),
+        published_at=published_at,
         fetched_at=ctx.fetched_at,
         image_url=_image_url(entry, ctx.base),
         feed_id=ctx.feed_id,
-    )
+    ), dated_ahead
 
 
 def _hash_id(text: str) -> str:
@@ -482,7 +479,9 @@ def _tag_terms(tags: list[dict[str, Any]], *, skip: int | None) -> tuple[str, ..
     return tuple(terms)
 
 
-def _published_at(entry: dict[str, Any], fetched_at: float) -> float:
+def _published_at(entry: dict[str, Any], fetched_at: float) -> tuple[float, bool]:
+    """The story's time, and whether its date lay beyond FUTURE_TOLERANCE (the fetch time
+    stands in: a story dated in the future would stay on top of /latest)."""
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(key)
         if not value:
@@ -492,8 +491,10 @@ def _published_at(entry: dict[str, Any], fetched_at: float) -> float:
             stamp = float(calendar.timegm(value))
         except (TypeError, ValueError, OverflowError):
             continue
-        return fetched_at if stamp > fetched_at + FUTURE_TOLERANCE else stamp
-    return fetched_at
+        if stamp > fetched_at + FUTURE_TOLERANCE:
+            return fetched_at, True
+        return stamp, False
+    return fetched_at, False
 
 
 def _image_url(entry: dict[str, Any], base: str) -> str | None:

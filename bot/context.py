@@ -1,0 +1,184 @@
+"""What every stage and handler shares: opened once at start, closed once at the end.
+
+`Services` holds the dependencies (settings, database, feed client, matcher, metrics) and
+`Status` what health checks report; handlers reach them through the typed `NewsContext`
+(`context.services`). This module imports the stages it builds (fetch, match) and nothing
+that imports it, so imports point one way: app → commands/pipeline → context → stages →
+storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zoneinfo
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
+
+from bot.config import FeedsConfig, Settings, load_feeds_file
+from bot.metrics import Metrics
+from bot.pipeline.fetch import make_client
+from bot.pipeline.match import Matcher
+from storage import chats, feeds, subscriptions
+from storage.db import Database
+from storage.models import Section
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW = 60.0
+
+
+@dataclass
+class Status:
+    """How the running bot is doing, for /healthz and /metrics.
+
+    `phase`: starting (Telegram not reached yet), running, stopping. `updates_ok_at`: when
+    getUpdates last answered (monotonic; None in webhook mode or before the first).
+    `telegram_down_since`: set while the dispatcher pauses for an outage.
+    """
+
+    phase: str = "starting"
+    webhook: bool = False
+    updates_ok_at: float | None = None
+    updates_error: str | None = None
+    telegram_down_since: float | None = None
+    dispatcher_alive: bool = False
+    # When messages went out over the last RATE_WINDOW seconds (monotonic), for drain estimates.
+    sent_times: deque[float] = field(default_factory=deque)
+
+    def sent(self, now: float) -> None:
+        self.sent_times.append(now)
+        self.forget_sends(now)
+
+    def forget_sends(self, now: float) -> None:
+        while self.sent_times and self.sent_times[0] < now - RATE_WINDOW:
+            self.sent_times.popleft()
+
+    def send_rate(self, now: float) -> float:
+        """Messages per second over the last minute."""
+        self.forget_sends(now)
+        return len(self.sent_times) / RATE_WINDOW
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    http: httpx.AsyncClient
+    matcher: Matcher
+    sections: tuple[Section, ...]
+    metrics: Metrics = field(default_factory=Metrics)
+    status: Status = field(default_factory=Status)
+    # Set whenever new rows enter the outbox, so the dispatcher need not poll the table.
+    outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Section slug → the chat id of its channel (resolved at start).
+    channels: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def section_names(self) -> dict[str, str]:
+        return {s.slug: s.name for s in self.sections}
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The newsroom's time zone (a reader may choose their own)."""
+        return zoneinfo.ZoneInfo(self.settings.timezone)
+
+    def chat_zone(self, name: str | None) -> zoneinfo.ZoneInfo:
+        if name:
+            try:
+                return zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                log.warning("unknown time zone in the database zone=%s", name)
+        return self.zone
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.db.close()
+
+
+def find_section(sections: tuple[Section, ...], word: str) -> Section | None:
+    """The section a reader or admin means by `word`: its slug or name, any case, `@` or `#`."""
+    key = word.casefold().lstrip("@#")
+    return next((s for s in sections if key in (s.slug, s.name.casefold())), None)
+
+
+def read_feeds_config(settings: Settings) -> FeedsConfig | None:
+    return load_feeds_file(settings.feeds_path) if settings.feeds_path else None
+
+
+async def open_services(settings: Settings, *, load_matcher: bool = True) -> Services:
+    """Open the database, seed the feeds file, load the matcher's index."""
+    feeds_config = read_feeds_config(settings)
+    db = await Database.open(Path(settings.db_path))
+    try:
+        if feeds_config is not None:
+            added = await feeds.seed_feeds(db, [(f.url, f.rule) for f in feeds_config.feeds])
+            if added:
+                log.info("feeds seeded count=%d", added)
+        repaired = await feeds.repair_schedule(db)
+        if repaired:
+            log.warning("feeds with an impossible next poll time made due count=%d", repaired)
+        matcher = Matcher()
+        if load_matcher:
+            await load_matcher_index(db, matcher)
+    except BaseException:
+        await db.close()
+        raise
+    return Services(
+        settings=settings,
+        db=db,
+        http=make_client(read_timeout=settings.fetch_timeout, allow_private=settings.feed_allow_private),
+        matcher=matcher,
+        sections=feeds_config.sections if feeds_config else (),
+        status=Status(webhook=settings.webhook_url is not None),
+    )
+
+
+async def load_matcher_index(db: Database, matcher: Matcher) -> None:
+    # Row by row: a list of a million Subscription objects would double the bot's memory.
+    matcher.load((), await chats.inactive_chat_ids(db))
+    count = 0
+    started = time.perf_counter()
+    async for sub in subscriptions.iter_subscriptions(db):
+        matcher.add(sub)
+        count += 1
+    log.info("matcher loaded subscriptions=%d seconds=%.1f", count, time.perf_counter() - started)
+
+
+class BotState:
+    """The application's bot_data: the services, once post_init opened them."""
+
+    def __init__(self) -> None:
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("services are not open yet")
+        return self._services
+
+    @services.setter
+    def services(self, value: Services) -> None:
+        self._services = value
+
+    @property
+    def opened(self) -> bool:
+        return self._services is not None
+
+
+class NewsContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotState]):
+    """The handlers' context: `context.services` is everything they may touch."""
+
+    @property
+    def services(self) -> Services:
+        return self.bot_data.services
+
+
+NewsApp = Application[ExtBot[None], NewsContext, dict[Any, Any], dict[Any, Any], BotState, Any]
+CONTEXT_TYPES = ContextTypes(context=NewsContext, bot_data=BotState)

@@ -1,0 +1,166 @@
+"""Which message goes next: priority lanes, shared fairly, and what goes together.
+
+Three lanes (storage.outbox): broadcasts (0), personal messages (1: keyword alerts,
+briefings, channel posts) and section alerts (2: broad fan-outs, and corrections).
+
+The rule: each lane has a weight — broadcasts 16, personal 8, sections 2 — and whenever
+several lanes have a message ready to go, they share the sends in that proportion (stride
+scheduling: the lane that has had the least of its share goes next). A lane with nothing
+ready lends its turns to the others, so a lone section fan-out runs at the full rate, and no
+lane with something ready gets less than 2/26 ≈ 8 % of the sends. Within a lane, oldest
+first. A reader's keyword alert therefore waits behind a few sends, not behind another
+chat's section fan-out; a broadcast gets most of the rate, not all of it.
+
+`Planner(fifo=True)` is the policy of newsbot 0.1, kept for the news-day benchmark:
+broadcasts strictly first, then every alert in one queue, oldest first.
+
+Once a chat is chosen, what it gets is decided by its own queue: a broadcast, a correction
+or a briefing as it is; alerts oldest-published first, several due at once as one combined
+message (more than COMBINE_OVER, when the reader combines bursts; held alerts — after
+/resume or quiet hours — always as one message), only those bound for the same forum topic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+from storage.outbox import LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, LANES, DueMessage
+
+WEIGHTS = {LANE_BROADCAST: 16.0, LANE_PERSONAL: 8.0, LANE_SECTION: 2.0}
+COMBINE_OVER = 3  # more alerts than this due at once for one chat → one combined message
+COMBINE_MAX = 100
+# How far down a lane to look for a chat that may be sent to now.
+SCAN = 4000
+_KIND_RANK = {"broadcast": 0, "edit": 1, "briefing": 2, "post": 3, "alert": 3}
+
+
+def _rank(message: DueMessage) -> tuple[int, float, int]:
+    published = message.article.published_at if message.article is not None else 0.0
+    return (_KIND_RANK.get(message.kind, 3), published, message.id)
+
+
+class Planner:
+    def __init__(self, *, fifo: bool = False, weights: dict[int, float] | None = None) -> None:
+        self.fifo = fifo
+        self.weights = weights or WEIGHTS
+        self._view: dict[int, list[DueMessage]] = {}
+        self._lanes: dict[int, dict[int, None]] = {lane: {} for lane in LANES}
+        self._pass: dict[int, float] = dict.fromkeys(LANES, 0.0)
+        self._clock = 0.0  # the pass of the lane that went last
+
+    def __bool__(self) -> bool:
+        return bool(self._view)
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._view.values())
+
+    def _lane(self, message: DueMessage) -> int:
+        if self.fifo and message.lane != LANE_BROADCAST:
+            return LANE_PERSONAL  # one queue for every alert
+        return message.lane
+
+    def replace(self, rows: Iterable[DueMessage], skip: set[int]) -> None:
+        """A fresh view: `rows` in each lane's order (oldest first), minus ids in `skip`."""
+        view: dict[int, list[DueMessage]] = {}
+        lanes: dict[int, dict[int, None]] = {lane: {} for lane in LANES}
+        for message in rows:
+            if message.id in skip:
+                continue
+            view.setdefault(message.chat_id, []).append(message)
+            lanes[self._lane(message)].setdefault(message.chat_id)
+        if self.fifo:
+            # 0.1 walked every alert in one order: by due time, then id.
+            merged = sorted(
+                (m for rows in view.values() for m in rows if m.lane != LANE_BROADCAST),
+                key=lambda m: (m.next_attempt_at, m.id),
+            )
+            lanes[LANE_PERSONAL] = dict.fromkeys(m.chat_id for m in merged)
+        for messages in view.values():
+            messages.sort(key=_rank)
+        for lane in LANES:
+            if lanes[lane] and not self._lanes[lane]:
+                # A lane coming back from idle starts level with the others, not ahead.
+                self._pass[lane] = max(self._pass[lane], self._clock)
+        self._view, self._lanes = view, lanes
+
+    def pick(
+        self, now: float, ready_at: Callable[[DueMessage, float], float], busy: set[int]
+    ) -> tuple[int | None, float]:
+        """(the chat to send to now, now), or (None, when to look again). `ready_at` tells
+        when a chat's next message may go (its limits), judged at `now`."""
+        wake = math.inf
+        for lane in self._lane_order():
+            scanned = 0
+            for chat_id in self._lanes[lane]:
+                scanned += 1
+                if scanned > SCAN:
+                    break
+                if chat_id in busy:
+                    continue
+                at = ready_at(self._view[chat_id][0], now)
+                if at <= now:
+                    self._charge(lane)
+                    return chat_id, now
+                wake = min(wake, at)
+        return None, wake
+
+    def _lane_order(self) -> list[int]:
+        active = [lane for lane in LANES if self._lanes[lane]]
+        if self.fifo:
+            return active
+        return sorted(active, key=lambda lane: (self._pass[lane], lane))
+
+    def _charge(self, lane: int) -> None:
+        if self.fifo:
+            return
+        self._pass[lane] += 1.0 / self.weights[lane]
+        self._clock = self._pass[lane]
+
+    def take(self, chat_id: int, *, combine: bool = True) -> list[DueMessage]:
+        """The next message for `chat_id` (one row, or the alerts that go together), out of
+        the view."""
+        messages = self._view[chat_id]
+        first = messages[0]
+        batch = [first]
+        if first.kind == "alert":
+            alerts = [m for m in messages if m.kind == "alert" and m.thread_id == first.thread_id]
+            held = any(m.digest for m in alerts)
+            if held or (combine and first.chat.combine and len(alerts) > COMBINE_OVER):
+                batch = alerts[:COMBINE_MAX]
+        taken = {m.id for m in batch}
+        rest = [m for m in messages if m.id not in taken]
+        self._forget(chat_id, batch, rest)
+        return batch
+
+    def _forget(self, chat_id: int, batch: Sequence[DueMessage], rest: list[DueMessage]) -> None:
+        if rest:
+            self._view[chat_id] = rest
+        else:
+            del self._view[chat_id]
+        remaining = {self._lane(m) for m in rest}
+        for lane in {self._lane(m) for m in batch} - remaining:
+            self._lanes[lane].pop(chat_id, None)
+
+    def put_back(self, batch: Sequence[DueMessage]) -> None:
+        """Rows retried later go back to the front of their chat's queue (the chat is held),
+        so they need no reload to be picked up again; a reload replaces them with what is due."""
+        chat_id = batch[0].chat_id
+        self._view[chat_id] = sorted([*batch, *self._view.get(chat_id, [])], key=_rank)
+        for lane in {self._lane(m) for m in batch}:
+            self._lanes[lane].setdefault(chat_id)
+
+    def drop_chat(self, chat_id: int) -> list[DueMessage]:
+        rows = self._view.pop(chat_id, [])
+        for lane in LANES:
+            self._lanes[lane].pop(chat_id, None)
+        return rows
+
+    def waiting(self) -> dict[int, int]:
+        """Rows in the view per lane."""
+        counts = dict.fromkeys(LANES, 0)
+        for rows in self._view.values():
+            for message in rows:
+                counts[message.lane] += 1
+        return counts
+

@@ -1,0 +1,281 @@
+"""The bot's life: open, reach Telegram, run, stop — the same code for `newsbot run` and the
+tests.
+
+* One process per database: a lock is taken first (storage.db.ProcessLock).
+* The database and the health endpoint come up before Telegram is reached, so /healthz
+  answers "starting" while Telegram is unreachable; reaching it is retried with back-off,
+  one log line per attempt.
+* Updates come from our own getUpdates loop (long polling): it retries every error with
+  back-off (python-telegram-bot's own loop gives up for good after a 401/404), and /healthz
+  reports when getUpdates stops answering. In webhook mode PTB's webhook server runs.
+* SIGTERM/SIGINT stop everything within STOP_SECONDS: the update loop at once, sends in
+  flight for up to 10 s (docs/delivery.md), the rest is left queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from telegram import Update
+from telegram.error import Conflict, InvalidToken, TelegramError
+
+from bot import briefings
+from bot.app import build_app, set_command_menus, webhook_options
+from bot.broadcast import prepare_restart
+from bot.commands.admin import resume_broadcasts
+from bot.config import Settings
+from bot.context import NewsApp, NewsContext, Services, open_services
+from bot.health import HealthServer
+from bot.logs import log_loop_errors
+from bot.pipeline.botapi import BotApi
+from bot.pipeline.deliver import Dispatcher
+from bot.pipeline.poll import enqueue_unmatched, poll_tick
+from bot.pipeline.ratelimit import RateLimits
+from storage import chats, feeds, maintenance
+from storage.db import ProcessLock, StorageError
+
+log = logging.getLogger(__name__)
+
+POLL_TICK_SECONDS = 5.0
+BRIEFING_TICK_SECONDS = 20.0
+MAINTENANCE_SECONDS = 60.0
+CONNECT_MAX_DELAY = 60.0
+UPDATES_MAX_DELAY = 60.0
+LONG_POLL = 30
+STOP_SECONDS = 20  # the documented bound on a clean stop
+
+
+class Runtime:
+    """The running bot's parts, in the order they start (and stop in reverse)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limits = RateLimits(
+            global_rate=settings.global_rate,
+            private_interval=settings.private_interval,
+            group_per_minute=settings.group_per_minute,
+            paid_rate=settings.paid_rate,
+        )
+        self.app: NewsApp = build_app(settings, self.limits)
+        self.health: HealthServer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.api = BotApi(
+            settings.api_url, settings.require_token(), connections=settings.send_concurrency + 2,
+            timeout=20.0,
+        )
+        self._updates: asyncio.Task[None] | None = None
+        self._started = False
+
+    @property
+    def services(self) -> Services:
+        return self.app.bot_data.services
+
+    async def open(self) -> None:
+        """The database, and the health endpoint (reporting "starting")."""
+        services = await open_services(self.settings)
+        self.app.bot_data.services = services
+        if self.settings.http_port is not None:
+            self.health = HealthServer(services)
+            await self.health.start(self.settings.http_host, self.settings.http_port)
+
+    async def connect(self, stop: asyncio.Event) -> bool:
+        """Reach Telegram (getMe), retrying with back-off until it answers or `stop` is set."""
+        status = self.services.status
+        delay = 1.0
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                await self.app.initialize()
+                status.updates_error = None
+                return True
+            except (TelegramError, OSError) as exc:
+                reason = _reason(exc)
+                status.updates_error = reason
+                log.warning("telegram not reachable at start attempt=%d retry_in=%.0fs error=%s",
+                            attempt, delay, reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, CONNECT_MAX_DELAY)
+        return False
+
+    async def start(self, *, polling: bool = True) -> None:
+        """Everything that needs Telegram: menus, channels, the dispatcher, jobs, updates."""
+        services = self.services
+        app = self.app
+        await set_command_menus(app, self.settings)
+        await self._resolve_channels()
+        await enqueue_unmatched(services)
+        unfinished = await prepare_restart(services)  # before the dispatcher resends
+        await self.api.start()
+        self.dispatcher = Dispatcher(services, self.api, limits=self.limits)
+        await self.dispatcher.start()
+        await app.start()
+        self._started = True
+        jobs = app.job_queue
+        assert jobs is not None
+        jobs.run_repeating(_poll_job, interval=min(POLL_TICK_SECONDS, self.settings.poll_seconds), first=0.5, name="poll")
+        jobs.run_repeating(_briefing_job, interval=BRIEFING_TICK_SECONDS, first=2.0, name="briefings")
+        jobs.run_repeating(_maintenance_job, interval=MAINTENANCE_SECONDS, first=30.0, name="maintenance")
+        resume_broadcasts(app, unfinished)
+        if self.settings.webhook_url:
+            assert app.updater is not None
+            await app.updater.start_webhook(**webhook_options(self.settings))
+        elif polling:
+            self._updates = asyncio.create_task(self._receive(), name="updates")
+        services.status.phase = "running"
+        feeds_count = len(await feeds.list_feeds(services.db))
+        if not feeds_count:
+            log.warning("no feeds configured: nothing will be polled (set NEWSBOT_FEEDS or /addfeed)")
+        log.info("newsbot running feeds=%d sections=%d", feeds_count, len(services.sections))
+
+    async def _resolve_channels(self) -> None:
+        """Each section's channel: its chat id, and whether the bot may post there."""
+        services = self.services
+        bot = self.app.bot
+        for section in services.sections:
+            if not section.channel:
+                continue
+            try:
+                chat = await bot.get_chat(section.channel)
+                member = await bot.get_chat_member(chat.id, bot.id)
+            except TelegramError as exc:
+                log.warning("channel not usable section=%s channel=%s error=%s", section.slug, section.channel, exc)
+                continue
+            if member.status not in ("administrator", "creator"):
+                log.warning("channel not usable section=%s channel=%s error=the bot is not an admin there",
+                            section.slug, section.channel)
+                continue
+            await chats.ensure_channel(services.db, chat.id, chat.title or section.channel)
+            services.channels[section.slug] = chat.id
+            log.info("channel ready section=%s channel=%s chat_id=%d", section.slug, section.channel, chat.id)
+
+    async def _receive(self) -> None:
+        """Long polling that never gives up: every error is retried with back-off."""
+        app, status = self.app, self.services.status
+        offset = 0
+        delay = 1.0
+        while True:
+            try:
+                updates = await app.bot.get_updates(
+                    offset=offset, timeout=LONG_POLL, allowed_updates=Update.ALL_TYPES,
+                    read_timeout=LONG_POLL + 10,
+                )
+            except asyncio.CancelledError:
+                raise
+            except (TelegramError, OSError) as exc:
+                reason = _reason(exc)
+                status.updates_error = reason
+                if isinstance(exc, Conflict):
+                    reason += " (another copy of this bot is polling: stop it)"
+                log.warning("getUpdates failed retry_in=%.0fs error=%s", delay, reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, UPDATES_MAX_DELAY)
+                continue
+            status.updates_ok_at = time.monotonic()
+            status.updates_error = None
+            delay = 1.0
+            for update in updates:
+                offset = max(offset, update.update_id + 1)
+                await app.update_queue.put(update)
+
+    async def close(self) -> None:
+        """Stop in reverse order, each part bounded in time."""
+        if self._started:
+            self.services.status.phase = "stopping"
+        if self._updates is not None:
+            self._updates.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._updates
+        app = self.app
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(timeout=10)
+        if self.health is not None:
+            await self.health.stop()
+        await self.api.close()
+        with contextlib.suppress(TelegramError, OSError):
+            await app.shutdown()
+        if self.app.bot_data.opened:
+            await self.services.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, InvalidToken):
+        return "Telegram refused the token (401/404): check NEWSBOT_TOKEN"
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+async def _poll_job(context: NewsContext) -> None:
+    await poll_tick(context.services)
+
+
+async def _briefing_job(context: NewsContext) -> None:
+    try:
+        await briefings.schedule(context.services, time.time())
+    except StorageError as exc:
+        log.error("briefings not queued, retried next tick error=%s", exc)
+
+
+async def _maintenance_job(context: NewsContext) -> None:
+    """Retention in small batches (more while there is a backlog), then freed pages back to
+    the file system and the write-ahead log checkpointed."""
+    services = context.services
+    settings = services.settings
+    try:
+        for _ in range(10):
+            pruned = await maintenance.prune(
+                services.db, outbox_days=settings.outbox_days, archive_days=settings.archive_days
+            )
+            if pruned.total:
+                log.info("retention outbox=%d held=%d articles=%d counters=%d",
+                         pruned.outbox, pruned.held, pruned.articles, pruned.counters)
+            if max(pruned.outbox, pruned.articles) < maintenance.BATCH:
+                break
+        await services.db.maintain()
+    except StorageError as exc:
+        log.error("maintenance failed, retried next tick error=%s", exc)
+
+
+@asynccontextmanager
+async def running(settings: Settings, *, polling: bool = True, stop: asyncio.Event | None = None) -> AsyncIterator[Runtime]:
+    """The bot, started (or, when `stop` is set before Telegram answered, not) and stopped."""
+    lock = ProcessLock(Path(settings.db_path))
+    lock.acquire()
+    runtime = Runtime(settings)
+    try:
+        await runtime.open()
+        if await runtime.connect(stop or asyncio.Event()):
+            await runtime.start(polling=polling)
+        yield runtime
+    finally:
+        try:
+            await asyncio.wait_for(runtime.close(), timeout=STOP_SECONDS)
+        finally:
+            lock.release()
+
+
+def run_bot(settings: Settings) -> int:
+    return asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    log_loop_errors(loop)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(settings, stop=stop):
+        await stop.wait()
+    log.info("newsbot stopped")
+    return 0

@@ -1,0 +1,59 @@
+"""Retention: what every table keeps, and the small batches that prune the rest.
+
+| table | kept | pruned by |
+| --- | --- | --- |
+| outbox | rows to send; final rows for `outbox_days` after they ended | `prune` |
+| outbox ('held') | the newest 48 h of a paused chat's alerts | `prune` |
+| articles (+ index) | `archive_days` (0 = forever): /search and /related read them | `prune` |
+| counters | 400 days of hourly figures | `prune` |
+| chats, subscriptions | until /stop (deleted at once) | — |
+| feeds, broadcasts, audit | for good (a few rows a day at most) | — |
+
+Each call does bounded work (a few thousand rows per table), so it can run on a timer beside
+the dispatcher without holding the writer for long; freed pages go back to the file system
+with incremental vacuum and the write-ahead log is checkpointed (`Database.maintain`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from storage import articles, counters, outbox
+from storage.db import Database
+
+DAY = 24 * 3600.0
+COUNTERS_DAYS = 400
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    outbox: int = 0
+    held: int = 0
+    articles: int = 0
+    counters: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.outbox + self.held + self.articles + self.counters
+
+
+async def prune(
+    db: Database, *, outbox_days: float, archive_days: float, now: float | None = None,
+    batch: int = BATCH,
+) -> Pruned:
+    """One round of retention, each table at most `batch` rows, each in its own short
+    transaction. Rows still to send (held, pending, sending) are never touched here."""
+    now = time.time() if now is None else now
+    async with db.write() as conn:
+        done = await outbox.prune_done(conn, now - outbox_days * DAY, batch)
+    async with db.write() as conn:
+        held = await outbox.drop_stale_held(conn, now)
+    stories = 0
+    if archive_days > 0:
+        async with db.write() as conn:
+            stories = await articles.delete_older_than(conn, now - archive_days * DAY, batch)
+    async with db.write() as conn:
+        old = await counters.prune(conn, now - COUNTERS_DAYS * DAY)
+    return Pruned(outbox=done, held=held, articles=stories, counters=old)

@@ -75,6 +75,7 @@ class Settings:
     archive_days: float = 0.0
     paid_broadcasts: bool = False
     paid_rate: float = 1000.0
+    paid_concurrency: int = 64
 
     def require_token(self) -> str:
         if not self.token:
@@ -176,6 +177,7 @@ def load_settings(
         archive_days=_number(get, "NEWSBOT_ARCHIVE_DAYS", 0.0, minimum=0.0, maximum=36500.0),
         paid_broadcasts=_flag(get, "NEWSBOT_PAID_BROADCASTS"),
         paid_rate=_number(get, "NEWSBOT_PAID_RATE", 1000.0, minimum=1.0, maximum=1000.0),
+        paid_concurrency=int(_number(get, "NEWSBOT_PAID_CONCURRENCY", 64, minimum=1, maximum=512)),
     )
 
 

@@ -67,7 +67,8 @@ class Runtime:
         self.health: HealthServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.api = BotApi(
-            settings.api_url, settings.require_token(), connections=settings.send_concurrency + 2,
+            settings.api_url, settings.require_token(),
+            connections=settings.send_concurrency + settings.paid_concurrency,
             timeout=20.0,
         )
         self._updates: asyncio.Task[None] | None = None

@@ -61,8 +61,7 @@ class Reader:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         try:
-            async with self.conn.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self.conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
 
@@ -325,6 +324,9 @@ async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
     conn.row_factory = sqlite3.Row
     try:
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
+        # Before anything writes the file's header: a new file starts with incremental vacuum
+        # (on a file that has tables this only takes effect with a VACUUM, see _prepare).
+        await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")

@@ -67,10 +67,8 @@ def _marks(ids: Sequence[object]) -> str:
 
 
 async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object]) -> list[sqlite3.Row]:
-    cursor = await conn.execute(sql, params)
-    rows = list(await cursor.fetchall())
-    await cursor.close()
-    return rows
+    # One trip to the database thread (execute, fetch and close would be three).
+    return list(await conn.execute_fetchall(sql, params))
 
 
 async def enqueue_alerts(
@@ -357,14 +355,13 @@ async def message_rows(db: Database, chat_id: int, message_id: int) -> list[DueM
 
 async def claim_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
     """pending → sending, just before the send. Rows cancelled meanwhile are not returned."""
-    cursor = await conn.execute(
+    rows = await _rows(
+        conn,
         f"UPDATE outbox SET state = 'sending' WHERE id IN ({_marks(ids)}) "  # noqa: S608
         "AND state = 'pending' RETURNING id",
         tuple(ids),
     )
-    claimed = [int(r[0]) for r in await cursor.fetchall()]
-    await cursor.close()
-    return claimed
+    return [int(r[0]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -46,6 +46,12 @@ class Answer:
         if isinstance(result, dict) and isinstance(result.get("message_id"), int):
             return int(result["message_id"])
         return 0
+
+
+class Sender(Protocol):
+    """What the dispatcher needs of the Bot API (BotApi; the news-day simulation's Telegram)."""
+
+    async def call(self, method: str, params: dict[str, Any]) -> Answer: ...
 
 
 class BotApi:

@@ -2,7 +2,9 @@
 
 Every row is claimed (pending → sending) just before its send and marked sent just after, so
 a restart resumes the rest; only rows caught in flight by a hard crash can go out twice, and
-there are at most `send_concurrency` sends in flight (a combined message counts its alerts).
+there are at most `send_concurrency` sends in flight (a combined message counts its alerts),
+plus up to `paid_concurrency` sends of a paid broadcast (1,000 a second with a 50 ms round
+trip needs about 50 in flight).
 docs/delivery.md states the guarantees for operators.
 
 Which chat goes next is `lanes.Planner`'s decision; whether it may go now is
@@ -34,7 +36,7 @@ from typing import Any
 
 from bot import briefings, localtime, render
 from bot.context import Services
-from bot.pipeline.botapi import Answer, BotApi, Unreachable
+from bot.pipeline.botapi import Answer, Sender, Unreachable
 from bot.pipeline.clock import Clock, RealClock
 from bot.pipeline.lanes import Planner
 from bot.pipeline.ratelimit import RateLimits
@@ -44,8 +46,9 @@ from storage.outbox import LANES, DueMessage, SentBatch
 
 log = logging.getLogger(__name__)
 
-RELOAD_SECONDS = 2.0
+RELOAD_SECONDS = 30.0  # the view's horizon and its longest life
 LOAD_PER_LANE = 2000
+LOW_WATER = 200  # a view that held a lane's whole load is read again when down to this
 STORM_CHATS = 3  # 429s from this many chats within STORM_WINDOW → pause every send
 STORM_WINDOW = 5.0
 PROBE_FRESH = 2.0  # one getMe answers for every failure within this many seconds
@@ -71,17 +74,18 @@ class Request:
 class Dispatcher:
     """A long-running task sending due outbox rows lane by lane.
 
-    It keeps a view of the due rows (reloaded every RELOAD_SECONDS, or at once when
-    `services.outbox_wake` is set, so a new broadcast or keyword alert is seen within one
-    send) and asks the planner for the next chat whenever fewer than `send_concurrency`
-    sends are in flight. A finished send wakes it, so a chat's next message goes as soon as
-    its interval allows.
+    It keeps a view of the rows due within RELOAD_SECONDS (their chats held until due) and
+    reads it again at once when `services.outbox_wake` is set (a new broadcast or keyword
+    alert is seen within one send), when a lane it could not load whole runs low, when
+    nothing is left and the next row comes due, and at the latest every RELOAD_SECONDS. It
+    asks the planner for the next chat whenever a send may start; a finished send wakes it,
+    so a chat's next message goes as soon as its interval allows.
     """
 
     def __init__(
         self,
         services: Services,
-        api: BotApi,
+        api: Sender,
         *,
         limits: RateLimits | None = None,
         clock: Clock | None = None,
@@ -99,6 +103,7 @@ class Dispatcher:
         )
         self.planner = planner or Planner()
         self.concurrency = settings.send_concurrency
+        self.paid_concurrency = settings.paid_concurrency
         self.max_attempts = settings.max_attempts
         self._writes = GroupCommit(services.db)
         self._busy: set[int] = set()  # chats with a send in flight
@@ -106,7 +111,11 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered: set[asyncio.Task[None]] = set()  # answer back, saving the outcome
         self._running = 0
+        self._running_paid = 0
         self._loaded_at = -math.inf
+        self._partial = False  # the last load left rows behind (a lane hit LOAD_PER_LANE)
+        self._any_paid = False  # the view holds rows of a paid broadcast
+        self._next_due = math.inf  # monotonic time the next unloaded row comes due
         self._storm: deque[tuple[float, int]] = deque()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -122,7 +131,12 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return self._running
+        return self._running + self._running_paid
+
+    @property
+    def tasks(self) -> int:
+        """Tasks of this dispatcher still running (sends, deferrals)."""
+        return len(self._tasks)
 
     @property
     def paused_for_outage(self) -> bool:
@@ -187,9 +201,14 @@ class Dispatcher:
         # chat held until then, so that they go on time rather than at the reload after.
         wall = clock.time()
         rows: list[DueMessage] = []
+        self._partial = False
         for lane in LANES:
-            rows += await outbox.due_messages(self.services.db, lane, wall + RELOAD_SECONDS, LOAD_PER_LANE)
+            found = await outbox.due_messages(self.services.db, lane, wall + RELOAD_SECONDS, LOAD_PER_LANE)
+            self._partial = self._partial or len(found) >= LOAD_PER_LANE
+            rows += found
         self.planner.replace(rows, self._taken)
+        self._any_paid = any(self._paid(m) for m in rows)
+        self._next_due = math.inf
         mono = clock.monotonic()
         for message in rows:
             if message.next_attempt_at > wall:
@@ -197,19 +216,34 @@ class Dispatcher:
         self._loaded_at = mono
 
     def _ready_at(self, message: DueMessage, now: float) -> float:
-        return self.limits.ready_at(message.chat_id, now, paid=self._paid(message))
+        paid = self._paid(message)
+        if (self._running_paid >= self.paid_concurrency) if paid else (self._running >= self.concurrency):
+            return math.inf  # no room in flight: the next finished send wakes the loop
+        return self.limits.ready_at(message.chat_id, now, paid=paid)
 
     def _paid(self, message: DueMessage) -> bool:
         return message.kind == "broadcast" and message.paid and message.broadcast_id not in self._free
 
     async def _step(self) -> None:
         clock, wake = self.clock, self.services.outbox_wake
-        if wake.is_set() or clock.monotonic() - self._loaded_at > RELOAD_SECONDS:
+        now = clock.monotonic()
+        if (
+            wake.is_set()
+            or now - self._loaded_at > RELOAD_SECONDS
+            or (self._partial and len(self.planner) < LOW_WATER)
+            or (not self.planner and now >= self._next_due)
+        ):
             await self._load()
         self._changed.clear()
         wake_at = clock.monotonic() + RELOAD_SECONDS
-        while self._running < self.concurrency and not self._stopping and not wake.is_set():
+        while not self._stopping and not wake.is_set():
             now = clock.monotonic()
+            gate = self.limits.global_ready_at(now)
+            if gate > now and not self._any_paid:
+                # The global window is full: no chat may go before it opens, whatever its own
+                # limits say, so there is no need to ask the planner about every one of them.
+                wake_at = min(wake_at, gate)
+                break
             chat_id, at = self.planner.pick(now, self._ready_at, self._busy)
             if chat_id is None:
                 wake_at = min(wake_at, at)
@@ -222,11 +256,12 @@ class Dispatcher:
                 if not batch:
                     continue
             self._launch(batch)
-        if not self.planner and not self._running:
+        if not self.planner and not self.in_flight and self._next_due == math.inf:
             # Nothing due and nothing in flight: wait for an enqueue, or for retries coming due.
             next_due = await outbox.next_due_at(self.services.db)
             if next_due is not None:
-                wake_at = min(wake_at, clock.monotonic() + max(0.05, next_due - clock.time()))
+                self._next_due = clock.monotonic() + max(0.05, next_due - clock.time())
+                wake_at = min(wake_at, self._next_due)
         # Always yield: even "ready now" waits for the loop's next turn, never spins it.
         await clock.wait(max(0.0, wake_at - clock.monotonic()), wake, self._changed)
 
@@ -280,7 +315,10 @@ class Dispatcher:
         self._busy.add(chat_id)
         self._taken.update(m.id for m in batch)
         self.limits.begin(paid=paid)
-        self._running += 1
+        if paid:
+            self._running_paid += 1
+        else:
+            self._running += 1
         self._spawn(self._send(batch, paid), f"send-{chat_id}")
 
     async def _send(self, batch: list[DueMessage], paid: bool) -> None:
@@ -317,7 +355,10 @@ class Dispatcher:
         finally:
             if counted:
                 self.limits.end(chat_id, self.clock.monotonic(), sent=went_out, paid=paid)
-            self._running -= 1
+            if paid:
+                self._running_paid -= 1
+            else:
+                self._running -= 1
             self._answered.discard(asyncio.current_task())
             self._busy.discard(chat_id)
             self._taken.difference_update(ids)

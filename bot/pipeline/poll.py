@@ -173,7 +173,7 @@ async def _record_failure(
         log.error("feed failure not recorded feed_id=%d error=%s", feed.id, exc)
 
 
-async def enqueue_alerts(services: Services, stories: list[Article]) -> Enqueued:
+async def enqueue_alerts(services: Services, stories: list[Article], *, now: float | None = None) -> Enqueued:
     """Match stories against every subscription and queue their alerts (and channel posts)
     durably; stories already alerted get edits where what their readers saw changed."""
     if not stories:
@@ -189,7 +189,7 @@ async def enqueue_alerts(services: Services, stories: list[Article]) -> Enqueued
         channels[article.id] = [
             services.channels[s] for s in article.all_sections if s in services.channels
         ]
-    result = await outbox.enqueue_alerts(services.db, stories, matches, channels=channels)
+    result = await outbox.enqueue_alerts(services.db, stories, matches, channels=channels, now=now)
     services.metrics.inc("newsbot_alerts_queued_total", result.queued + result.held)
     if result.queued or result.edits:
         services.outbox_wake.set()

@@ -120,10 +120,10 @@ async def set_briefings(
 
 
 async def briefings_due(db: Database, now: float, limit: int = 5000) -> list[Chat]:
-    """Chats whose next briefing time has come (through the partial index)."""
+    """Chats whose next briefing time has come, in that order (through the partial index;
+    chats out of the audience too — their briefing rows are not queued, their time moves on)."""
     rows = await db.fetchall(
-        "SELECT * FROM chats WHERE next_briefing_at <= ? AND active = 1 "
-        "ORDER BY next_briefing_at, id LIMIT ?",
+        "SELECT * FROM chats WHERE next_briefing_at <= ? ORDER BY next_briefing_at LIMIT ?",
         (now, limit),
     )
     return [row_to_chat(r) for r in rows]

@@ -119,12 +119,12 @@ async def get_subscription(db: Database, sub_id: int) -> Subscription | None:
 
 async def subscriptions_for_chat(db: Database, chat_id: int) -> list[Subscription]:
     """Sections first, then keywords, then exclusions, each in the order they were added."""
-    rows = await db.fetchall(
-        "SELECT * FROM subscriptions WHERE chat_id = ? "
-        "ORDER BY CASE kind WHEN 'section' THEN 0 WHEN 'keyword' THEN 1 ELSE 2 END, id",
-        (chat_id,),
-    )
-    return [_row_to_sub(r) for r in rows]
+    # Sorted here: the (chat, kind, value) index gives the chat's few rows, not their order.
+    rows = await db.fetchall("SELECT * FROM subscriptions WHERE chat_id = ?", (chat_id,))
+    return sorted((_row_to_sub(r) for r in rows), key=lambda s: (_KIND_ORDER[s.kind], s.id))
+
+
+_KIND_ORDER = {"section": 0, "keyword": 1, "exclude": 2}
 
 
 async def iter_subscriptions(db: Database, batch: int = 50_000) -> AsyncIterator[Subscription]:

@@ -22,7 +22,7 @@ ALTER TABLE articles ADD COLUMN title_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE articles ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE articles ADD COLUMN revised_at REAL;
 UPDATE articles SET sections = coalesce(section, '');
-CREATE INDEX articles_url ON articles(url) WHERE url <> '';
+CREATE INDEX articles_url ON articles(url);
 CREATE INDEX articles_title_key ON articles(title_key, published_at) WHERE title_key <> '';
 CREATE INDEX articles_fetched ON articles(fetched_at);
 
@@ -38,7 +38,8 @@ ALTER TABLE chats ADD COLUMN briefings TEXT NOT NULL DEFAULT '';
 ALTER TABLE chats ADD COLUMN next_briefing_at REAL;
 ALTER TABLE chats ADD COLUMN last_briefing_at REAL;
 CREATE INDEX chats_next_briefing ON chats(next_briefing_at) WHERE next_briefing_at IS NOT NULL;
-CREATE INDEX chats_audience ON chats(active, type);
+-- The audience (broadcasts) and the reader counts (/stats) read this index alone.
+CREATE INDEX chats_audience ON chats(active, type, paused, inactive_reason);
 
 -- Exclusions ("never this word") beside sections and keywords; per subscription, instant
 -- alerts or the briefing only; a forum topic a group bound a section to.

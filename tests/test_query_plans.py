@@ -197,7 +197,7 @@ async def big_db(tmp_path: Path) -> Database:
 async def test_every_hot_query_uses_an_index(big_db: Database) -> None:
     db = big_db
     recorder = Recorder()
-    connections = (db._writer, db._reader.conn, db.reports.conn)  # noqa: SLF001 - tracing all three
+    connections = (db._writer, db._reader.conn, db.reports.conn)
     try:
         for conn in connections:
             await conn.set_trace_callback(recorder)

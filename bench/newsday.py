@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -45,7 +46,6 @@ import random
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,10 +309,8 @@ async def _settle(clock: VirtualClock, dispatcher: Dispatcher) -> None:
         if clock.parked >= 1 + dispatcher.tasks:
             return
         clock.changed.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(clock.changed.wait(), timeout=0.05)
-        except TimeoutError:
-            pass
 
 
 async def _backlog(services: Services) -> int:

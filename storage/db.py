@@ -189,8 +189,9 @@ class Database:
         """
         async with self._lock:
             try:
-                await self._writer.execute(f"PRAGMA incremental_vacuum({int(free_pages):d})")
-                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # Both pragmas return rows and only finish once those are read.
+                await self._writer.execute_fetchall(f"PRAGMA incremental_vacuum({int(free_pages):d})")
+                await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise StorageError(f"storage: cannot maintain {self.path}: {exc}") from None
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.context import open_services, read_feeds_config
+from bot.context import feed_client, open_services, read_feeds_config
 from bot.logs import setup_logging
 from bot.pipeline import fetch, parse
 from bot.pipeline.discover import find_feed
@@ -130,8 +130,7 @@ async def check_feed(settings: Settings, source: str) -> int:
         if local is not None:
             body, url, headers = local
         else:
-            client = fetch.make_client(read_timeout=settings.fetch_timeout, allow_private=settings.feed_allow_private)
-            async with client:
+            async with feed_client(settings) as client:
                 result = await find_feed(client, source, max_bytes=settings.fetch_max_bytes,
                                          total_timeout=settings.fetch_timeout * 3)
             body, url, headers = result.body, result.url, result.headers

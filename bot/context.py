@@ -112,6 +112,15 @@ def read_feeds_config(settings: Settings) -> FeedsConfig | None:
     return load_feeds_file(settings.feeds_path) if settings.feeds_path else None
 
 
+def feed_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client for feeds: NEWSBOT_FETCH_TIMEOUT for connecting and for each read,
+    private addresses refused unless NEWSBOT_FEED_ALLOW_PRIVATE."""
+    return make_client(
+        connect_timeout=settings.fetch_timeout, read_timeout=settings.fetch_timeout,
+        allow_private=settings.feed_allow_private,
+    )
+
+
 async def open_services(settings: Settings, *, load_matcher: bool = True) -> Services:
     """Open the database, seed the feeds file, load the matcher's index."""
     feeds_config = read_feeds_config(settings)
@@ -133,7 +142,7 @@ async def open_services(settings: Settings, *, load_matcher: bool = True) -> Ser
     return Services(
         settings=settings,
         db=db,
-        http=make_client(read_timeout=settings.fetch_timeout, allow_private=settings.feed_allow_private),
+        http=feed_client(settings),
         matcher=matcher,
         sections=feeds_config.sections if feeds_config else (),
         status=Status(webhook=settings.webhook_url is not None),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -14,10 +15,9 @@ from telegram import Message, MessageEntity
 
 from bot.broadcast import is_telegram_html, reader_html
 from bot.commands.admin import REFUSAL, _broadcast_input
-from bot.services import DEFAULT_SECTIONS
-from storage import articles, stats
+from storage import articles, broadcasts, chats, counters, outbox, subscriptions
 from storage.db import Database
-from storage.models import Article
+from storage.models import Article, Section
 from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, validate_telegram_html
@@ -25,6 +25,7 @@ from tests.harness import ask, bot_settings, running_bot, write_feeds_file
 
 ADMIN = 9001
 STRANGER = 555
+SECTIONS = (Section("sports", "Sports"), Section("world", "World"))
 NOW = time.time()
 
 TINY_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Tiny wire</title>
@@ -72,79 +73,81 @@ async def test_non_admins_are_refused_and_nothing_changes(tg: FakeTelegram, tmp_
 # --- /stats ---------------------------------------------------------------------------------
 
 
-def story(n: int, fetched_at: float, published_at: float | None = None) -> Article:
+def story(n: int, fetched_at: float, published_at: float | None = None, *, title: str | None = None) -> Article:
     return Article(
-        id=f"story-{n}", url=f"https://news.example/{n}", title=f"Story {n}", summary="", section="world",
-        tags=(), published_at=published_at if published_at is not None else fetched_at, fetched_at=fetched_at,
+        id=f"story-{n}", url=f"https://news.example/{n}", title=title or f"Story {n}", summary="",
+        section="world", tags=(), published_at=published_at if published_at is not None else fetched_at,
+        fetched_at=fetched_at,
     )
 
 
+FAR = NOW + 10**6  # queued, but not due while the test runs
+
+
 async def seed_newsroom(db_path: Path) -> None:
-    """5 active readers, 2 paused, 1 inactive; 4 stories from the last day, 2 older; alerts
-    sent 10, 20, 30, 40 and 100 s after publication, one sent two days ago, 2 failed, 3 queued."""
+    """5 active readers (one of them with an alert due now), 2 paused, 1 blocked, 1 that only
+    changed a setting; the last day's counters (4 stories, 5 alerts sent 10-100 s after
+    publication, 2 failed, 1 correction) and two days ago's; a Sports broadcast, 2 keyword
+    alerts and 2 section alerts queued for later; 2 alerts held for paused readers."""
     db = await Database.open(db_path)
     try:
-        chat_rows = [(i, 1, 0) for i in (11, 12, 13, 14, 15)] + [(21, 1, 1), (22, 1, 1), (31, 0, 0)]
-        await db.executemany(
-            "INSERT INTO chats (id, active, paused, created_at, updated_at) VALUES (?, ?, ?, 0, 0)", chat_rows
-        )
+        for chat_id in (11, 12, 13, 14, 15, 21, 22, 31):
+            await chats.join(db, chat_id, "private")
+        for chat_id in (21, 22):
+            await chats.set_option(db, chat_id, "paused", True)
+        await outbox.block_chat(db, 31, "blocked the bot")
+        await chats.remember(db, 41, "private")
         subs = [(11, "section", "sports"), (12, "section", "sports"), (13, "section", "sports"),
                 (11, "section", "world"), (21, "section", "world"), (31, "section", "world"),
                 (11, "keyword", "drones"), (12, "keyword", "drones"), (14, "keyword", "drones"),
-                (13, "keyword", "malmö"), (15, "keyword", "election")]  # fmt: skip
-        await db.executemany(
-            "INSERT INTO subscriptions (chat_id, kind, value, display, created_at) VALUES (?, ?, ?, ?, 0)",
-            [(c, k, v, v) for c, k, v in subs],
-        )
-        recent = [story(n, NOW - 3600 * n, NOW - 3600 * n - 50) for n in range(1, 5)]
-        old = [story(n, NOW - 3 * 86400) for n in (5, 6)]
+                (13, "keyword", "malmo"), (15, "keyword", "election")]  # fmt: skip
+        for chat_id, kind, value in subs:
+            await subscriptions.add_subscription(db, chat_id, kind, value, value, limit=50)  # type: ignore[arg-type]
         async with db.write() as conn:
-            await articles.insert_new_articles(conn, recent + old, seen=True)
-        outbox = []
-        for chat_id, delay in zip((11, 12, 13, 14, 15), (10, 20, 30, 40, 100), strict=True):
-            published = NOW - 3600 - 50
-            outbox.append((chat_id, "story-1", "sent", published + delay, NOW - 3600, NOW))
-        outbox.append((11, "story-5", "sent", NOW - 2 * 86400, NOW - 3 * 86400, NOW))
-        outbox += [(12, "story-2", "failed", None, NOW - 600, NOW), (13, "story-2", "failed", None, NOW - 600, NOW)]
-        # Queued for paused readers and far in the future: the running bot leaves them alone.
-        outbox += [(21, "story-3", "pending", None, NOW, NOW + 10**6), (22, "story-3", "pending", None, NOW, NOW + 10**6),
-                   (21, "story-4", "pending", None, NOW, NOW + 10**6)]  # fmt: skip
-        await db.executemany(
-            "INSERT INTO outbox (chat_id, article_id, state, sent_at, created_at, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            outbox,
-        )
+            stored = await articles.store_articles(conn, [story(n, NOW - 3600 * n) for n in range(1, 5)], seen=True)
+            await counters.add(conn, NOW - 3600, {
+                "alert_sent": 5, "alert_failed": 2, "edit_sent": 1,
+                **counters.latencies([10, 20, 30, 40, 100]),
+            })
+            await counters.add(conn, NOW - 2 * 86400, {"alert_sent": 7, "articles": 9})
+        one, two, three, _ = stored.new
+        section, keyword = outbox.Match(("section:world",)), outbox.Match(("keyword:drones",))
+        await outbox.enqueue_alerts(db, [one], {one.id: {11: section}}, now=NOW)
+        await outbox.enqueue_alerts(db, [two], {two.id: {12: keyword, 14: keyword, 21: section}}, now=FAR)
+        await outbox.enqueue_alerts(db, [three], {three.id: {13: section, 15: section, 22: section}}, now=FAR)
+        broadcast_id = await broadcasts.create(db, admin_id=ADMIN, admin_chat_id=ADMIN, html="Later", audience="sports", now=FAR)
+        await broadcasts.start(db, broadcast_id, now=FAR, expires_before=0)
     finally:
         await db.close()
-
-
-async def test_stats_figures(tmp_path: Path) -> None:
-    await seed_newsroom(tmp_path / "n.db")
-    db = await Database.open(tmp_path / "n.db")
-    try:
-        figures = await stats.collect(db, NOW)
-        empty = await stats.collect(db, NOW + 10 * 86400)
-    finally:
-        await db.close()
-    assert figures.readers == {"total": 8, "active": 5, "paused": 2, "inactive": 1}
-    assert figures.sections == {"sports": 3, "world": 2}
-    assert figures.top_keywords[0] == ("drones", 3)
-    assert (figures.articles_24h, figures.alerts_sent_24h, figures.alerts_failed_24h) == (4, 5, 2)
-    assert (figures.latency_p50, figures.latency_p95, figures.backlog) == (30.0, 100.0, 3)
-    assert (empty.latency_p50, empty.latency_p95, empty.alerts_sent_24h) == (None, None, 0)
 
 
 async def test_stats_command(tg: FakeTelegram, tmp_path: Path) -> None:
     settings = bot_settings(tg, tmp_path)
     await seed_newsroom(settings.db_path)
     async with running_bot(settings):
+        # The alert due now goes out: there is a send rate to estimate the backlog with.
+        await tg.await_messages(11, 1, timeout=10)
         text = (await ask(tg, ADMIN, "/stats"))["text"]
     assert "Readers: 5 active, 2 paused, 1 inactive" in text
     assert "Sports 3" in text and "World 2" in text and "Business 0" in text
-    assert "Top keywords: drones (3), election (1), malmö (1)" in text
-    assert "Last 24 h: 4 articles stored, 5 alerts sent, 2 failed" in text
-    assert "p50 30 s, p95 1 min 40 s" in text
-    assert "Outbox backlog: 3" in text
+    assert "Top keywords: drones (3), election (1), malmo (1)" in text
+    assert "Last 24 h: 4 articles stored, 6 alerts sent (2 failed, 0 to readers gone)" in text
+    assert "1 correction sent" in text
+    assert "half within 30 s" in text
+    # The broadcast reaches the 3 Sports readers; paused readers' alerts are held, not queued.
+    assert re.search(r"broadcasts 3 \(≈ [^)]+\); personal 2 \(≈ [^)]+\); sections 2 \(≈ [^)]+\)", text), text
+    assert "2 alerts held for paused readers" in text
+    assert re.search(r"Database: [0-9.,]+ (KB|MB)", text), text
+
+
+async def test_stats_of_a_quiet_newsroom(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = bot_settings(tg, tmp_path)
+    async with running_bot(settings):
+        text = (await ask(tg, ADMIN, "/stats"))["text"]
+    assert "Readers: 0 active, 0 paused, 0 inactive" in text
+    assert "0 articles stored, 0 alerts sent" in text and "0 corrections sent" in text
+    assert "no alerts sent in the last 24 h" in text
+    assert "Outbox: empty" in text
 
 
 # --- /feeds, /addfeed, /removefeed ------------------------------------------------------------
@@ -252,7 +255,7 @@ def _message(text: str, entities: list[MessageEntity]) -> Message:
 def test_broadcast_input_keeps_the_admins_formatting() -> None:
     text = "/broadcast @sports Goal! Sweden leads <3"
     entities = [MessageEntity("bot_command", 0, 10), MessageEntity("bold", 19, 5)]
-    parsed = _broadcast_input(_message(text, entities), DEFAULT_SECTIONS)
+    parsed = _broadcast_input(_message(text, entities), SECTIONS)
     assert not isinstance(parsed, str)
     assert (parsed.audience, parsed.plain) == ("sports", "Goal! Sweden leads <3")
     assert reader_html(parsed.plain, parsed.formatted) == "<b>Goal!</b> Sweden leads &lt;3"
@@ -260,7 +263,7 @@ def test_broadcast_input_keeps_the_admins_formatting() -> None:
 
 def test_broadcast_input_falls_back_to_plain_text_when_formatting_spans_the_command() -> None:
     text = "/broadcast Breaking & big"
-    parsed = _broadcast_input(_message(text, [MessageEntity("bold", 0, len(text))]), DEFAULT_SECTIONS)
+    parsed = _broadcast_input(_message(text, [MessageEntity("bold", 0, len(text))]), SECTIONS)
     assert not isinstance(parsed, str)
     assert parsed.formatted is None
     assert reader_html(parsed.plain, parsed.formatted) == "Breaking &amp; big"

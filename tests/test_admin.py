@@ -15,13 +15,14 @@ from telegram import Message, MessageEntity
 
 from bot.broadcast import is_telegram_html, reader_html
 from bot.commands.admin import REFUSAL, _broadcast_input
+from bot.pipeline.parse import parse_feed
 from storage import articles, broadcasts, chats, counters, outbox, subscriptions
 from storage.db import Database
 from storage.models import Article, Section
 from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, validate_telegram_html
-from tests.harness import ask, bot_settings, running_bot, write_feeds_file
+from tests.harness import SAMPLE_RULE, ask, bot_settings, running_bot, write_feeds_file
 
 ADMIN = 9001
 STRANGER = 555
@@ -73,9 +74,9 @@ async def test_non_admins_are_refused_and_nothing_changes(tg: FakeTelegram, tmp_
 # --- /stats ---------------------------------------------------------------------------------
 
 
-def story(n: int, fetched_at: float, published_at: float | None = None, *, title: str | None = None) -> Article:
+def story(n: int, fetched_at: float, published_at: float | None = None) -> Article:
     return Article(
-        id=f"story-{n}", url=f"https://news.example/{n}", title=title or f"Story {n}", summary="",
+        id=f"story-{n}", url=f"https://news.example/{n}", title=f"Story {n}", summary="",
         section="world", tags=(), published_at=published_at if published_at is not None else fetched_at,
         fetched_at=fetched_at,
     )
@@ -267,3 +268,92 @@ def test_broadcast_input_falls_back_to_plain_text_when_formatting_spans_the_comm
     assert not isinstance(parsed, str)
     assert parsed.formatted is None
     assert reader_html(parsed.plain, parsed.formatted) == "Breaking &amp; big"
+
+
+# --- feeds: edge cases and secrets ---------------------------------------------------------------
+
+
+async def test_no_feeds_is_said_plainly(tg: FakeTelegram, tmp_path: Path) -> None:
+    async with running_bot(bot_settings(tg, tmp_path)):
+        listing = (await ask(tg, ADMIN, "/feeds"))["text"]
+        assert listing.startswith("No feeds are configured: nothing is polled.")
+        assert "/addfeed" in listing
+        for number in ("99999999999999999999999", "-1", "0x10", "#"):
+            answer = (await ask(tg, ADMIN, f"/removefeed {number}"))["text"]
+            assert answer.startswith("Usage: /removefeed"), (number, answer)
+
+
+async def test_a_10_kb_feed_url_breaks_nothing(tg: FakeTelegram, tmp_path: Path) -> None:
+    with FeedServer() as server:
+        path = "/" + "long-" * 2048 + ".xml"
+        server.serve(path, TINY_FEED)
+        long_url = server.url_for(path)
+        assert len(long_url) > 10_000
+        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [long_url])))
+        async with running_bot(settings):
+            listing = await ask(tg, ADMIN, "/feeds")
+            assert listing["text"].startswith("Feeds: 1 polled") and len(listing["text"]) < 1000
+            added = await ask(tg, ADMIN, f"/addfeed {long_url}?again=1 sports")
+            assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section Sports.")
+            assert len(added["text"]) < 1000
+            listing = await ask(tg, ADMIN, "/feeds")
+            assert "#1 " in listing["text"] and "#2 " in listing["text"] and len(listing["text"]) < 2000
+            removed = await ask(tg, ADMIN, "/removefeed 2")
+            assert removed["text"].startswith("Removed feed #2 ") and len(removed["text"]) < 1000
+        assert all(c.ok for c in tg.calls("sendMessage"))
+    assert rows(settings.db_path, "SELECT length(url) > 10000 FROM feeds ORDER BY id") == [(1,), (1,)]
+
+
+async def test_feed_credentials_and_secrets_never_appear_in_replies(tg: FakeTelegram, tmp_path: Path) -> None:
+    with FeedServer() as server:
+        server.serve("/private.xml", TINY_FEED)
+        server.require_auth("/private.xml", "newsroom", "hunter2pass")
+        server.serve("/keyed.xml", TINY_FEED)
+        keyed = server.url_for("/keyed.xml") + "?api_key=sekritvalue&lang=en"
+        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [keyed])))
+        private = server.url_for("/private.xml").replace("http://", "http://newsroom:hunter2pass@")
+        async with running_bot(settings):
+            refused = await ask(tg, ADMIN, f"/addfeed {private.replace('hunter2pass', 'wrongpass99')} world")
+            assert "Could not add that feed" in refused["text"]
+            added = await ask(tg, ADMIN, f"/addfeed {private} world")
+            assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section World.")
+            listing = await ask(tg, ADMIN, "/feeds")
+            assert "lang=en" in listing["text"]
+            removed = await ask(tg, ADMIN, "/removefeed 2")
+            assert removed["text"].startswith("Removed feed #2")
+            for message in tg.sent_messages(ADMIN):
+                for secret in ("hunter2pass", "wrongpass99", "sekritvalue"):
+                    assert secret not in message["text"], message["text"]
+        # The stored URL keeps the credentials, and the fetch used them.
+        assert rows(settings.db_path, "SELECT url FROM feeds WHERE id = 2") == [(private,)]
+        statuses = [r.status for r in server.requests("/private.xml")]
+        assert 401 in statuses and 200 in statuses
+
+
+# --- reader input that is odd, seen from the newsroom ---------------------------------------------
+
+
+async def test_negative_latest_is_a_bad_number_and_bidi_controls_are_removed(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = bot_settings(tg, tmp_path)
+    feed = TINY_FEED.replace(b"One story", "Election \u202eresults\u202c are \u2066in\u2069".encode())
+    parsed = parse_feed(feed, url="https://wire.example/rss", rule=SAMPLE_RULE, fetched_at=NOW)
+    db = await Database.open(settings.db_path)
+    try:
+        async with db.write() as conn:
+            await articles.store_articles(conn, parsed.articles, seen=True)
+    finally:
+        await db.close()
+    async with running_bot(settings):
+        for command in ("/latest -1", "/latest sports -1", "/latest +0"):
+            answer = (await ask(tg, 100, command))["text"]
+            assert answer.startswith("Give a number from 1 to 20."), (command, answer)
+            assert "Unknown section" not in answer
+        latest = (await ask(tg, 100, "/latest"))["text"]
+        assert "Election results are in" in latest
+        echoed = (await ask(tg, 100, "/search \u202eelection\u202c"))["text"]
+        assert echoed.startswith("Search: election")
+        unknown = (await ask(tg, 100, "/latest \u202emoon"))["text"]
+        assert "Unknown section “moon”" in unknown
+        texts = [m["text"] for m in tg.sent_messages(100)]
+    bidi = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+    assert not any(bidi.search(t) for t in texts)

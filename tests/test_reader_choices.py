@@ -323,8 +323,10 @@ async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_mor
         )
         clock.jump_to(at("2027-01-14 07:30"))
         assert await room.schedule() == 1
+        brief = await tg.await_for(
+            lambda: next((m for m in room.sent(READER) if m["text"].startswith("Your briefing")), None), timeout=10
+        )
         alerts = [m for m in room.sent(READER) if not m["text"].startswith("Your briefing")]
-        brief = (await room.await_sent(READER, len(alerts) + 1))[-1]
     text = brief["text"]
     assert text.startswith("Your briefing, 07:30: 32 stories")
     assert max(text.index("Drones over the arena"), text.index("Drones over Riga")) < text.index("World story number")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -14,17 +15,18 @@ from telegram import Message, MessageEntity
 
 from bot.broadcast import is_telegram_html, reader_html
 from bot.commands.admin import REFUSAL, _broadcast_input
-from bot.services import DEFAULT_SECTIONS
-from storage import articles, stats
+from bot.pipeline.parse import parse_feed
+from storage import articles, broadcasts, chats, counters, outbox, subscriptions
 from storage.db import Database
-from storage.models import Article
+from storage.models import Article, Section
 from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, validate_telegram_html
-from tests.harness import ask, bot_settings, running_bot, write_feeds_file
+from tests.harness import SAMPLE_RULE, ask, bot_settings, running_bot, write_feeds_file
 
 ADMIN = 9001
 STRANGER = 555
+SECTIONS = (Section("sports", "Sports"), Section("world", "World"))
 NOW = time.time()
 
 TINY_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Tiny wire</title>
@@ -74,77 +76,79 @@ async def test_non_admins_are_refused_and_nothing_changes(tg: FakeTelegram, tmp_
 
 def story(n: int, fetched_at: float, published_at: float | None = None) -> Article:
     return Article(
-        id=f"story-{n}", url=f"https://news.example/{n}", title=f"Story {n}", summary="", section="world",
-        tags=(), published_at=published_at if published_at is not None else fetched_at, fetched_at=fetched_at,
+        id=f"story-{n}", url=f"https://news.example/{n}", title=f"Story {n}", summary="",
+        section="world", tags=(), published_at=published_at if published_at is not None else fetched_at,
+        fetched_at=fetched_at,
     )
 
 
+FAR = NOW + 10**6  # queued, but not due while the test runs
+
+
 async def seed_newsroom(db_path: Path) -> None:
-    """5 active readers, 2 paused, 1 inactive; 4 stories from the last day, 2 older; alerts
-    sent 10, 20, 30, 40 and 100 s after publication, one sent two days ago, 2 failed, 3 queued."""
+    """5 active readers (one of them with an alert due now), 2 paused, 1 blocked, 1 that only
+    changed a setting; the last day's counters (4 stories, 5 alerts sent 10-100 s after
+    publication, 2 failed, 1 correction) and two days ago's; a Sports broadcast, 2 keyword
+    alerts and 2 section alerts queued for later; 2 alerts held for paused readers."""
     db = await Database.open(db_path)
     try:
-        chat_rows = [(i, 1, 0) for i in (11, 12, 13, 14, 15)] + [(21, 1, 1), (22, 1, 1), (31, 0, 0)]
-        await db.executemany(
-            "INSERT INTO chats (id, active, paused, created_at, updated_at) VALUES (?, ?, ?, 0, 0)", chat_rows
-        )
+        for chat_id in (11, 12, 13, 14, 15, 21, 22, 31):
+            await chats.join(db, chat_id, "private")
+        for chat_id in (21, 22):
+            await chats.set_option(db, chat_id, "paused", True)
+        await outbox.block_chat(db, 31, "blocked the bot")
+        await chats.remember(db, 41, "private")
         subs = [(11, "section", "sports"), (12, "section", "sports"), (13, "section", "sports"),
                 (11, "section", "world"), (21, "section", "world"), (31, "section", "world"),
                 (11, "keyword", "drones"), (12, "keyword", "drones"), (14, "keyword", "drones"),
-                (13, "keyword", "malmö"), (15, "keyword", "election")]  # fmt: skip
-        await db.executemany(
-            "INSERT INTO subscriptions (chat_id, kind, value, display, created_at) VALUES (?, ?, ?, ?, 0)",
-            [(c, k, v, v) for c, k, v in subs],
-        )
-        recent = [story(n, NOW - 3600 * n, NOW - 3600 * n - 50) for n in range(1, 5)]
-        old = [story(n, NOW - 3 * 86400) for n in (5, 6)]
+                (13, "keyword", "malmo"), (15, "keyword", "election")]  # fmt: skip
+        for chat_id, kind, value in subs:
+            await subscriptions.add_subscription(db, chat_id, kind, value, value, limit=50)  # type: ignore[arg-type]
         async with db.write() as conn:
-            await articles.insert_new_articles(conn, recent + old, seen=True)
-        outbox = []
-        for chat_id, delay in zip((11, 12, 13, 14, 15), (10, 20, 30, 40, 100), strict=True):
-            published = NOW - 3600 - 50
-            outbox.append((chat_id, "story-1", "sent", published + delay, NOW - 3600, NOW))
-        outbox.append((11, "story-5", "sent", NOW - 2 * 86400, NOW - 3 * 86400, NOW))
-        outbox += [(12, "story-2", "failed", None, NOW - 600, NOW), (13, "story-2", "failed", None, NOW - 600, NOW)]
-        # Queued for paused readers and far in the future: the running bot leaves them alone.
-        outbox += [(21, "story-3", "pending", None, NOW, NOW + 10**6), (22, "story-3", "pending", None, NOW, NOW + 10**6),
-                   (21, "story-4", "pending", None, NOW, NOW + 10**6)]  # fmt: skip
-        await db.executemany(
-            "INSERT INTO outbox (chat_id, article_id, state, sent_at, created_at, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            outbox,
-        )
+            stored = await articles.store_articles(conn, [story(n, NOW - 3600 * n) for n in range(1, 5)], seen=True)
+            await counters.add(conn, NOW - 3600, {
+                "alert_sent": 5, "alert_failed": 2, "edit_sent": 1,
+                **counters.latencies([10, 20, 30, 40, 100]),
+            })
+            await counters.add(conn, NOW - 2 * 86400, {"alert_sent": 7, "articles": 9})
+        one, two, three, _ = stored.new
+        section, keyword = outbox.Match(("section:world",)), outbox.Match(("keyword:drones",))
+        await outbox.enqueue_alerts(db, [one], {one.id: {11: section}}, now=NOW)
+        await outbox.enqueue_alerts(db, [two], {two.id: {12: keyword, 14: keyword, 21: section}}, now=FAR)
+        await outbox.enqueue_alerts(db, [three], {three.id: {13: section, 15: section, 22: section}}, now=FAR)
+        broadcast_id = await broadcasts.create(db, admin_id=ADMIN, admin_chat_id=ADMIN, html="Later", audience="sports", now=FAR)
+        await broadcasts.start(db, broadcast_id, now=FAR, expires_before=0)
     finally:
         await db.close()
-
-
-async def test_stats_figures(tmp_path: Path) -> None:
-    await seed_newsroom(tmp_path / "n.db")
-    db = await Database.open(tmp_path / "n.db")
-    try:
-        figures = await stats.collect(db, NOW)
-        empty = await stats.collect(db, NOW + 10 * 86400)
-    finally:
-        await db.close()
-    assert figures.readers == {"total": 8, "active": 5, "paused": 2, "inactive": 1}
-    assert figures.sections == {"sports": 3, "world": 2}
-    assert figures.top_keywords[0] == ("drones", 3)
-    assert (figures.articles_24h, figures.alerts_sent_24h, figures.alerts_failed_24h) == (4, 5, 2)
-    assert (figures.latency_p50, figures.latency_p95, figures.backlog) == (30.0, 100.0, 3)
-    assert (empty.latency_p50, empty.latency_p95, empty.alerts_sent_24h) == (None, None, 0)
 
 
 async def test_stats_command(tg: FakeTelegram, tmp_path: Path) -> None:
     settings = bot_settings(tg, tmp_path)
     await seed_newsroom(settings.db_path)
     async with running_bot(settings):
+        # The alert due now goes out: there is a send rate to estimate the backlog with.
+        await tg.await_messages(11, 1, timeout=10)
         text = (await ask(tg, ADMIN, "/stats"))["text"]
     assert "Readers: 5 active, 2 paused, 1 inactive" in text
     assert "Sports 3" in text and "World 2" in text and "Business 0" in text
-    assert "Top keywords: drones (3), election (1), malmö (1)" in text
-    assert "Last 24 h: 4 articles stored, 5 alerts sent, 2 failed" in text
-    assert "p50 30 s, p95 1 min 40 s" in text
-    assert "Outbox backlog: 3" in text
+    assert "Top keywords: drones (3), election (1), malmo (1)" in text
+    assert "Last 24 h: 4 articles stored, 6 alerts sent (2 failed, 0 to readers gone)" in text
+    assert "1 correction sent" in text
+    assert "half within 30 s" in text
+    # The broadcast reaches the 3 Sports readers; paused readers' alerts are held, not queued.
+    assert re.search(r"broadcasts 3 \(≈ [^)]+\); personal 2 \(≈ [^)]+\); sections 2 \(≈ [^)]+\)", text), text
+    assert "2 alerts held for paused readers" in text
+    assert re.search(r"Database: [0-9.,]+ (KB|MB)", text), text
+
+
+async def test_stats_of_a_quiet_newsroom(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = bot_settings(tg, tmp_path)
+    async with running_bot(settings):
+        text = (await ask(tg, ADMIN, "/stats"))["text"]
+    assert "Readers: 0 active, 0 paused, 0 inactive" in text
+    assert "0 articles stored, 0 alerts sent" in text and "0 corrections sent" in text
+    assert "no alerts sent in the last 24 h" in text
+    assert "Outbox: empty" in text
 
 
 # --- /feeds, /addfeed, /removefeed ------------------------------------------------------------
@@ -252,7 +256,7 @@ def _message(text: str, entities: list[MessageEntity]) -> Message:
 def test_broadcast_input_keeps_the_admins_formatting() -> None:
     text = "/broadcast @sports Goal! Sweden leads <3"
     entities = [MessageEntity("bot_command", 0, 10), MessageEntity("bold", 19, 5)]
-    parsed = _broadcast_input(_message(text, entities), DEFAULT_SECTIONS)
+    parsed = _broadcast_input(_message(text, entities), SECTIONS)
     assert not isinstance(parsed, str)
     assert (parsed.audience, parsed.plain) == ("sports", "Goal! Sweden leads <3")
     assert reader_html(parsed.plain, parsed.formatted) == "<b>Goal!</b> Sweden leads &lt;3"
@@ -260,7 +264,96 @@ def test_broadcast_input_keeps_the_admins_formatting() -> None:
 
 def test_broadcast_input_falls_back_to_plain_text_when_formatting_spans_the_command() -> None:
     text = "/broadcast Breaking & big"
-    parsed = _broadcast_input(_message(text, [MessageEntity("bold", 0, len(text))]), DEFAULT_SECTIONS)
+    parsed = _broadcast_input(_message(text, [MessageEntity("bold", 0, len(text))]), SECTIONS)
     assert not isinstance(parsed, str)
     assert parsed.formatted is None
     assert reader_html(parsed.plain, parsed.formatted) == "Breaking &amp; big"
+
+
+# --- feeds: edge cases and secrets ---------------------------------------------------------------
+
+
+async def test_no_feeds_is_said_plainly(tg: FakeTelegram, tmp_path: Path) -> None:
+    async with running_bot(bot_settings(tg, tmp_path)):
+        listing = (await ask(tg, ADMIN, "/feeds"))["text"]
+        assert listing.startswith("No feeds are configured: nothing is polled.")
+        assert "/addfeed" in listing
+        for number in ("99999999999999999999999", "-1", "0x10", "#"):
+            answer = (await ask(tg, ADMIN, f"/removefeed {number}"))["text"]
+            assert answer.startswith("Usage: /removefeed"), (number, answer)
+
+
+async def test_a_10_kb_feed_url_breaks_nothing(tg: FakeTelegram, tmp_path: Path) -> None:
+    with FeedServer() as server:
+        path = "/" + "long-" * 2048 + ".xml"
+        server.serve(path, TINY_FEED)
+        long_url = server.url_for(path)
+        assert len(long_url) > 10_000
+        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [long_url])))
+        async with running_bot(settings):
+            listing = await ask(tg, ADMIN, "/feeds")
+            assert listing["text"].startswith("Feeds: 1 polled") and len(listing["text"]) < 1000
+            added = await ask(tg, ADMIN, f"/addfeed {long_url}?again=1 sports")
+            assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section Sports.")
+            assert len(added["text"]) < 1000
+            listing = await ask(tg, ADMIN, "/feeds")
+            assert "#1 " in listing["text"] and "#2 " in listing["text"] and len(listing["text"]) < 2000
+            removed = await ask(tg, ADMIN, "/removefeed 2")
+            assert removed["text"].startswith("Removed feed #2 ") and len(removed["text"]) < 1000
+        assert all(c.ok for c in tg.calls("sendMessage"))
+    assert rows(settings.db_path, "SELECT length(url) > 10000 FROM feeds ORDER BY id") == [(1,), (1,)]
+
+
+async def test_feed_credentials_and_secrets_never_appear_in_replies(tg: FakeTelegram, tmp_path: Path) -> None:
+    with FeedServer() as server:
+        server.serve("/private.xml", TINY_FEED)
+        server.require_auth("/private.xml", "newsroom", "hunter2pass")
+        server.serve("/keyed.xml", TINY_FEED)
+        keyed = server.url_for("/keyed.xml") + "?api_key=sekritvalue&lang=en"
+        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [keyed])))
+        private = server.url_for("/private.xml").replace("http://", "http://newsroom:hunter2pass@")
+        async with running_bot(settings):
+            refused = await ask(tg, ADMIN, f"/addfeed {private.replace('hunter2pass', 'wrongpass99')} world")
+            assert "Could not add that feed" in refused["text"]
+            added = await ask(tg, ADMIN, f"/addfeed {private} world")
+            assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section World.")
+            listing = await ask(tg, ADMIN, "/feeds")
+            assert "lang=en" in listing["text"]
+            removed = await ask(tg, ADMIN, "/removefeed 2")
+            assert removed["text"].startswith("Removed feed #2")
+            for message in tg.sent_messages(ADMIN):
+                for secret in ("hunter2pass", "wrongpass99", "sekritvalue"):
+                    assert secret not in message["text"], message["text"]
+        # The stored URL keeps the credentials, and the fetch used them.
+        assert rows(settings.db_path, "SELECT url FROM feeds WHERE id = 2") == [(private,)]
+        statuses = [r.status for r in server.requests("/private.xml")]
+        assert 401 in statuses and 200 in statuses
+
+
+# --- reader input that is odd, seen from the newsroom ---------------------------------------------
+
+
+async def test_negative_latest_is_a_bad_number_and_bidi_controls_are_removed(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = bot_settings(tg, tmp_path)
+    feed = TINY_FEED.replace(b"One story", "Election \u202eresults\u202c are \u2066in\u2069".encode())
+    parsed = parse_feed(feed, url="https://wire.example/rss", rule=SAMPLE_RULE, fetched_at=NOW)
+    db = await Database.open(settings.db_path)
+    try:
+        async with db.write() as conn:
+            await articles.store_articles(conn, parsed.articles, seen=True)
+    finally:
+        await db.close()
+    async with running_bot(settings):
+        for command in ("/latest -1", "/latest sports -1", "/latest +0"):
+            answer = (await ask(tg, 100, command))["text"]
+            assert answer.startswith("Give a number from 1 to 20."), (command, answer)
+            assert "Unknown section" not in answer
+        latest = (await ask(tg, 100, "/latest"))["text"]
+        assert "Election results are in" in latest
+        echoed = (await ask(tg, 100, "/search \u202eelection\u202c"))["text"]
+        assert echoed.startswith("Search: election")
+        unknown = (await ask(tg, 100, "/latest \u202emoon"))["text"]
+        assert "Unknown section “moon”" in unknown
+        texts = [m["text"] for m in tg.sent_messages(100)]
+    bidi = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+    assert not any(bidi.search(t) for t in texts)

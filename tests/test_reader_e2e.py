@@ -4,7 +4,9 @@ all through the fake Bot API server on loopback, a loopback feed server and a re
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,15 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
 
 READER = 100
+OTHER = 101
+ADMIN = 9001
 
-NEW_STORY = """<item><title>Russia launches new drones at Kyiv</title>
-<link>https://swedenherald.com/article/russia-launches-new-drones-at-kyiv</link>
-<guid isPermaLink="false">sh-drones-new</guid><pubDate>Thu, 13 Mar 2025 08:00:00 +0000</pubDate>
+
+def new_story(slug: str, title: str, published_at: float) -> str:
+    """A World story about drones, dated `published_at` (alerts are only sent for recent ones)."""
+    return f"""<item><title>{title}</title>
+<link>https://swedenherald.com/article/{slug}</link>
+<guid isPermaLink="false">sh-{slug}</guid><pubDate>{formatdate(published_at)}</pubDate>
 <category domain="section">World</category><category>Ukraine</category><category>Drones</category>
 <description>Ukraine says Russia sent dozens of drones overnight.</description></item>"""
 
@@ -35,6 +42,25 @@ def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
     return [(b["text"], b.get("callback_data", "")) for row in markup.get("inline_keyboard", []) for b in row]
 
 
+def rows(db_path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+async def broadcast(tg: FakeTelegram, text: str) -> int:
+    """The admin writes a broadcast and presses Send; returns its id."""
+    tg.user_message(ADMIN, f"/broadcast {text}")
+    # The admin's chat also gets progress reports of earlier broadcasts: find the preview.
+    preview = await tg.await_for(
+        lambda: next((m for m in tg.sent_messages(ADMIN) if m["text"].startswith("Preview") and text in m["text"]), None),
+        timeout=10,
+    )
+    send = next(data for label, data in buttons(preview) if data.startswith("bc:send:"))
+    answer = await press(tg, ADMIN, preview["message_id"], send)
+    assert answer["text"].startswith("Sending to")
+    return int(send.rsplit(":", 1)[1])
+
+
 async def test_reader_journey(tg: FakeTelegram, tmp_path: Path) -> None:
     with FeedServer() as feeds:
         sample = SAMPLE_FEED.read_text()
@@ -43,9 +69,14 @@ async def test_reader_journey(tg: FakeTelegram, tmp_path: Path) -> None:
             tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/rss.xml")])),
             NEWSBOT_POLL_SECONDS="1",
         )
+        db_path = Path(settings.db_path)
+
+        def publish(*items: str) -> None:
+            feeds.serve("/rss.xml", sample.replace("<item>", "\n".join(items) + "\n<item>", 1).encode())
+
         async with running_bot(settings):
             # The first poll stores the feed's 50 stories as history: no alerts.
-            await tg.await_for(lambda: len(feeds.requests("/rss.xml")) >= 1, timeout=10)
+            await tg.await_for(lambda: rows(db_path, "SELECT primed FROM feeds") == [(1,)], timeout=10)
 
             welcome = await ask(tg, READER, "/start")
             assert "Welcome" in welcome["text"]
@@ -71,7 +102,8 @@ async def test_reader_journey(tg: FakeTelegram, tmp_path: Path) -> None:
 
             # A new story on the feed → one alert naming both reasons, with Related and Mute.
             before = len(tg.sent_messages(READER))
-            feeds.serve("/rss.xml", sample.replace("<item>", NEW_STORY + "\n<item>", 1).encode())
+            first = new_story("drones-kyiv", "Russia launches new drones at Kyiv", time.time() - 60)
+            publish(first)
             messages = await tg.await_messages(READER, before + 1, timeout=15)
             alert = messages[before]
             assert "Russia launches new drones at Kyiv" in alert["text"]
@@ -86,6 +118,18 @@ async def test_reader_journey(tg: FakeTelegram, tmp_path: Path) -> None:
             assert "Related to: Russia launches new drones at Kyiv" in related["text"]
             assert "Ukraine" in related["text"]
 
+            # Paused: the next story is kept, and /resume brings it as one message.
+            assert "Alerts paused" in (await ask(tg, READER, "/pause"))["text"]
+            publish(new_story("drones-odesa", "Drones strike the port of Odesa", time.time() - 30), first)
+            held_sql = "SELECT count(*) FROM outbox WHERE chat_id = ? AND state = 'held'"
+            await tg.await_for(lambda: rows(db_path, held_sql, READER) == [(1,)], timeout=15)
+            before = len(tg.sent_messages(READER))
+            resumed = await ask(tg, READER, "/resume")
+            assert "While you were away: 1 story" in resumed["text"]
+            away = (await tg.await_messages(READER, before + 2, timeout=10))[before + 1]
+            assert away["text"].startswith("While you were away: 1 story")
+            assert "Drones strike the port of Odesa" in away["text"]
+
             subs = await ask(tg, READER, "/mysubs")
             assert "Sections: World, Sports" in subs["text"] or "Sections: Sports, World" in subs["text"]
             assert "Keywords: drones" in subs["text"]
@@ -97,13 +141,25 @@ async def test_reader_journey(tg: FakeTelegram, tmp_path: Path) -> None:
 
             bye = await ask(tg, READER, "/stop")
             assert "deleted" in bye["text"]
+            # Reading afterwards works, and makes nobody a reader again.
+            assert "Latest news" in (await ask(tg, READER, "/latest"))["text"]
+            assert rows(db_path, "SELECT count(*) FROM chats WHERE id = ?", READER) == [(0,)]
+
+            # A broadcast reaches the readers there are, not the one who stopped.
+            await ask(tg, OTHER, "/start")
+            first_id = await broadcast(tg, "First notice")
+            await tg.await_for(lambda: any("First notice" in m["text"] for m in tg.sent_messages(OTHER)), timeout=10)
+            assert rows(db_path, "SELECT chat_id FROM outbox WHERE broadcast_id = ?", first_id) == [(OTHER,)]
+
+            # /start makes the reader one again: the next broadcast reaches them.
+            await ask(tg, READER, "/start")
+            await broadcast(tg, "Second notice")
+            await tg.await_for(lambda: any("Second notice" in m["text"] for m in tg.sent_messages(READER)), timeout=10)
+            assert not any("First notice" in m["text"] for m in tg.sent_messages(READER))
 
             # Every reply the bot sent was accepted by the (strict) fake: valid HTML, ≤ 4096.
             refused = [c for c in tg.calls() if not c.ok and c.method != "getUpdates"]
             assert refused == []
 
-    with sqlite3.connect(tmp_path / "newsbot.db") as conn:
-        assert conn.execute("SELECT count(*) FROM chats WHERE id = ?", (READER,)).fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM subscriptions WHERE chat_id = ?", (READER,)).fetchone()[0] == 0
-        sent = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
-    assert sent == 51
+    assert rows(db_path, "SELECT count(*) FROM subscriptions WHERE chat_id = ?", READER) == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM articles") == [(52,)]

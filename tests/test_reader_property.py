@@ -3,6 +3,7 @@ Telegram HTML of at most 4096 characters; whatever callback data arrives, it is 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tests.fakes.telegram_api import (
     validate_telegram_html,
 )
 from tests.harness import store_sample
-from tests.test_reader_handlers import READER, SORRY, Driver, driven_bot
+from tests.test_reader_handlers import SORRY, Driver, driven_bot
 
 COMMANDS = [name for name, _ in READER_COMMANDS] + ["subscribe", "unsubscribe"]
 
@@ -43,6 +44,10 @@ arguments = st.one_of(
     words.map(", ".join),
     long_text,
 )
+# Each example is another reader: one reader sending hundreds of commands a minute would
+# (rightly) be told to slow down by the flood guard.
+_readers = itertools.count(10_000)
+
 PROPERTY = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -90,7 +95,7 @@ async def test_any_argument_gets_a_valid_answer(
 ) -> None:
     name = f"/{command}@newsbot_test_bot" if addressed else f"/{command}"
     before = len(bot.tg.calls())
-    replies = await bot.send(READER, f"{name} {argument}")
+    replies = await bot.send(next(_readers), f"{name} {argument}")
     check_calls(bot, bot.tg.calls()[before:])
     assert replies, f"{command} did not answer"
 
@@ -102,9 +107,9 @@ async def test_any_argument_gets_a_valid_answer(
 @example(data="rel:-1")
 @example(data="sec:\x00")
 async def test_any_callback_data_is_answered(bot: Driver, data: str) -> None:
-    if not bot.tg.sent_messages(READER):
-        await bot.send(READER, "/follow drones")
-    message = bot.tg.sent_messages(READER)[-1]
+    reader = next(_readers)
+    await bot.send(reader, "/follow drones")
+    message = bot.tg.sent_messages(reader)[-1]
     before = len(bot.tg.calls())
-    await bot.press(READER, message["message_id"], data)
+    await bot.press(reader, message["message_id"], data)
     check_calls(bot, bot.tg.calls()[before:])

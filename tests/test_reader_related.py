@@ -91,7 +91,7 @@ async def test_related_command_and_button_agree(tg: FakeTelegram, tmp_path: Path
 
         story = await articles.find_by_title(bot.services.db, KIM)
         assert story is not None
-        rowid = await articles.article_rowid(bot.services.db, story.id)
+        rowid = story.rowid
         before = len(tg.sent_messages(READER))
         answer = await bot.press(READER, by_title["message_id"], f"rel:{rowid}")
         assert "text" not in answer  # the list is the answer

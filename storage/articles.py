@@ -35,7 +35,8 @@ STOPWORDS = frozenset(
     could did do does for from had has have he her his how i if in into is it its just more
     most new no not now of off on once only or other our out over says said she so some such
     than that the their them then there these they this those through to too under up very
-    was we were what when where which while who why will with would you your""".split()  # noqa: SIM905
+    was we were what when where which while who why will with would you your near among across
+    between during within without despite toward towards upon""".split()  # noqa: SIM905
 )
 _MAX_RELATED_TERMS = 8
 _MIN_TITLE_WORDS = 3

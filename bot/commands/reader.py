@@ -407,6 +407,9 @@ async def _own_subscription(update: Update, context: NewsContext, prefix: str) -
         return None
     sub = await subscriptions.get_subscription(context.services.db, ids[0])
     if sub is None or sub.chat_id != chat.id:
+        # The list on screen is out of date: show what is there now.
+        text, keyboard = await _mysubs_message(context, chat.id)
+        await edit_text(query, text, keyboard)
         await query.answer("Already removed.")
         return None
     return sub

@@ -128,6 +128,7 @@ def slots_between(times: tuple[int, ...], zone: ZoneInfo, first: float, last: fl
     found: list[float] = []
     after = first
     while (slot := next_slot(times, zone, after)) is not None and slot <= last:
+        assert slot > after
         found.append(slot)
         after = slot
     return found

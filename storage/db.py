@@ -190,7 +190,9 @@ class Database:
         """
         async with self._lock:
             try:
-                await self._writer.execute(f"PRAGMA incremental_vacuum({int(free_pages):d})")
+                # The pragma frees one page per step, and execute() takes one step only:
+                # executescript() runs it to its end.
+                await self._writer.executescript(f"PRAGMA incremental_vacuum({int(free_pages):d});")
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise StorageError(f"storage: cannot maintain {self.path}: {exc}") from None

@@ -344,14 +344,15 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
         async with conn.execute("PRAGMA auto_vacuum") as cursor:
             row = await cursor.fetchone()
         if row is not None and int(row[0]) != 2:
-            # Freed pages only go back to the file system with auto_vacuum = INCREMENTAL; an
-            # existing file takes the setting with one VACUUM (once, at the first start).
+            # Freed pages only go back to the file system with auto_vacuum = INCREMENTAL; a
+            # file takes the setting with one VACUUM (once, at the first start). A new file
+            # needs it too: it is in WAL mode already, and then the setting alone is ignored.
             await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             async with conn.execute("SELECT count(*) FROM sqlite_master") as cursor:
                 tables = await cursor.fetchone()
             if tables is not None and int(tables[0]):
                 log.warning("database converted to incremental vacuum (one VACUUM) path=%s", path)
-                await conn.execute("VACUUM")
+            await conn.execute("VACUUM")
         await _apply_migrations(conn)
     except sqlite3.Error as exc:
         raise StorageError(f"storage: cannot prepare {path}: {exc}") from None

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot import readers
@@ -256,7 +256,7 @@ def _variant(typed: str, how: int) -> str:
     return [typed, typed.upper(), typed.title(), typed + "s", typed.lower()][how]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300)
 @given(
     typed=_phrase,
     how=st.integers(0, 4),

@@ -45,9 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.keywords import KeywordError, keyword_stems, normalise_keyword
+from bot.keywords import KeywordError, normalise_keyword
 from bot.pipeline.match import Matcher, MatchResult
 from storage.models import Article, Subscription
+from storage.words import keyword_stems
 
 TARGET_ARTICLES_PER_S = 20_000
 TARGET_RATIO = 100

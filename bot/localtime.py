@@ -44,16 +44,15 @@ def quiet_until(start: int | None, end: int | None, zone: tzinfo, now: float) ->
     not within them. `start`–`end` may cross midnight (22:00–07:00)."""
     if start is None or end is None or start == end:
         return None
-    today, minute = local_minutes(now, zone)
-    if start < end:
-        inside = start <= minute < end
-        end_day = today
-    else:
-        inside = minute >= start or minute < end
-        end_day = today + timedelta(days=1) if minute >= start else today
-    if not inside:
-        return None
-    return _at(end_day, end, zone).timestamp()
+    today, _ = local_minutes(now, zone)
+    # Instants, not wall-clock minutes: on a day the clocks change, the wall clock skips or
+    # repeats an hour, and only instants agree with the end this returns.
+    for day in (today - timedelta(days=1), today):
+        begins = _at(day, start, zone).timestamp()
+        ends = _at(day + timedelta(days=1) if end < start else day, end, zone).timestamp()
+        if begins <= now < ends:
+            return ends
+    return None
 
 
 def next_slot(times: tuple[int, ...] | list[int], zone: tzinfo, after: float) -> float | None:

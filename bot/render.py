@@ -53,8 +53,9 @@ def fits(html_text: str) -> bool:
 
 
 def short(text: str, limit: int) -> str:
-    """One line of at most `limit` characters, cut at a word ("…")."""
-    return truncate_words(" ".join(text.split()), limit)
+    """One line of at most `limit` characters, cut at a word ("…"); control and bidi
+    characters dropped (a title must not turn the text around it backwards)."""
+    return truncate_words(plain_line(text), limit)
 
 
 def echo(text: str, limit: int = 100) -> str:

@@ -382,9 +382,10 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     """Best match first (bm25 is negative: ascending), newer first among equals.
 
     Every word (as matching sees it: any case, accents or plural) must appear; if nothing
-    has them all, any will do. Words like "the" are ignored.
+    has them all, any will do. Words like "the" are ignored, unless there is nothing else
+    ("the who"): a keyword of common words alerts, so its search finds.
     """
-    terms = _terms(text, drop_stopwords=True)[:16]
+    terms = _terms(text, drop_stopwords=True)[:16] or _terms(text, drop_stopwords=False)[:16]
     if not terms:
         return []
     phrases = [words.fts_phrase(t) for t in terms]

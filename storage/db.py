@@ -189,7 +189,8 @@ class Database:
         """
         async with self._lock:
             try:
-                # Both pragmas return rows and only finish once those are read.
+                # The vacuum frees one page per step and the checkpoint returns a row: both
+                # are read to their end, so neither leaves a statement open.
                 await self._writer.execute_fetchall(f"PRAGMA incremental_vacuum({int(free_pages):d})")
                 await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
@@ -345,14 +346,15 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
         async with conn.execute("PRAGMA auto_vacuum") as cursor:
             row = await cursor.fetchone()
         if row is not None and int(row[0]) != 2:
-            # Freed pages only go back to the file system with auto_vacuum = INCREMENTAL; an
-            # existing file takes the setting with one VACUUM (once, at the first start).
+            # Freed pages only go back to the file system with auto_vacuum = INCREMENTAL. A
+            # new file has it (set before WAL, see _connect); an older one takes the setting
+            # with one VACUUM, once, at its first start.
             await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             async with conn.execute("SELECT count(*) FROM sqlite_master") as cursor:
                 tables = await cursor.fetchone()
             if tables is not None and int(tables[0]):
                 log.warning("database converted to incremental vacuum (one VACUUM) path=%s", path)
-                await conn.execute("VACUUM")
+            await conn.execute("VACUUM")
         await _apply_migrations(conn)
     except sqlite3.Error as exc:
         raise StorageError(f"storage: cannot prepare {path}: {exc}") from None

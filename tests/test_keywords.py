@@ -1,4 +1,6 @@
-"""Keyword parsing, normalisation and the word rules matching relies on."""
+"""Keywords as readers type them: parsing a /follow argument and the stored form.
+
+The word rules themselves (folding, tokens, plurals) are tested in test_words.py."""
 
 from __future__ import annotations
 
@@ -7,17 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.keywords import (
-    FIELD_BREAK,
     MAX_KEYWORD_LEN,
     MIN_KEYWORD_LEN,
     KeywordError,
-    field_stems,
-    keyword_stems,
     normalise_keyword,
     parse_keywords,
-    stem,
-    tokens,
 )
+from storage.words import keyword_stems
 
 # --- normalise_keyword --------------------------------------------------------------
 
@@ -95,95 +93,6 @@ def test_keyword_error_is_a_value_error() -> None:
     assert issubclass(KeywordError, ValueError)
 
 
-# --- tokens and stem ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("Drones over Malmö!", ["drones", "over", "malmo"]),
-        ("North Korea's leader", ["north", "korea's", "leader"]),
-        ("North Korea’s leader", ["north", "korea's", "leader"]),
-        ("F-16 jets", ["f", "16", "jets"]),
-        ("Learn C++ and C# today", ["learn", "c++", "and", "c#", "today"]),
-        ("Disney+ prices", ["disney", "prices"]),
-        ("players' union", ["players", "union"]),
-        ("O'Brien's party", ["o'brien's", "party"]),
-        ("covid-19, 2024.", ["covid", "19", "2024"]),
-        ("snake_case", ["snake", "case"]),
-        ("", []),
-    ],
-)
-def test_tokens(text: str, words: list[str]) -> None:
-    assert tokens(text) == words
-
-
-@pytest.mark.parametrize(
-    ("word", "stemmed"),
-    [
-        ("drones", "drone"),
-        ("drone", "drone"),
-        ("stories", "story"),
-        ("story", "story"),
-        ("boxes", "box"),
-        ("churches", "church"),
-        ("classes", "class"),
-        ("buses", "bus"),
-        ("crises", "crisis"),
-        ("heroes", "hero"),
-        ("movies", "movie"),
-        ("caches", "cache"),
-        ("ties", "tie"),
-        ("korea's", "korea"),
-        ("1990s", "1990"),
-        ("16s", "16"),
-        # kept as they are
-        ("news", "news"),
-        ("series", "series"),
-        ("class", "class"),
-        ("bus", "bus"),
-        ("gas", "gas"),
-        ("its", "its"),
-        ("analysis", "analysis"),
-        ("campus", "campus"),
-        ("texas", "texas"),
-        ("c++", "c++"),
-        ("o'brien", "o'brien"),
-        ("ab", "ab"),
-    ],
-)
-def test_stem(word: str, stemmed: str) -> None:
-    assert stem(word) == stemmed
-
-
-@pytest.mark.parametrize(
-    ("one", "other"),
-    [
-        ("drone", "drones"),
-        ("story", "stories"),
-        ("box", "boxes"),
-        ("bus", "buses"),
-        ("movie", "movies"),
-        ("church", "churches"),
-        ("Malmö", "malmo"),
-        ("Korea", "Korea's"),
-    ],
-)
-def test_singular_and_plural_share_a_stem(one: str, other: str) -> None:
-    assert keyword_stems(one) == keyword_stems(other)
-
-
-@pytest.mark.parametrize(("one", "other"), [("news", "new"), ("art", "party"), ("war", "warsaw")])
-def test_different_words_keep_different_stems(one: str, other: str) -> None:
-    assert keyword_stems(one) != keyword_stems(other)
-
-
-def test_field_stems_puts_a_break_between_fields() -> None:
-    assert field_stems(["North", "Korea's drones"]) == ("north", FIELD_BREAK, "korea", "drone")
-    # The marker inside a field is punctuation, not a field boundary.
-    assert field_stems([f"a{FIELD_BREAK}b"]) == ("a", "b")
-
-
 # --- parse_keywords -----------------------------------------------------------------
 
 
@@ -235,31 +144,3 @@ def test_normalised_keyword_is_stable_and_matches_the_same_words(typed: str) -> 
     assert MIN_KEYWORD_LEN <= len(value) <= MAX_KEYWORD_LEN
     assert normalise_keyword(value) == value
     assert keyword_stems(value) == keyword_stems(typed)
-
-
-@given(st.lists(_text, max_size=5))
-def test_field_stems_equals_each_field_stemmed(fields: list[str]) -> None:
-    expected: list[str] = []
-    for number, field in enumerate(fields):
-        if number:
-            expected.append(FIELD_BREAK)
-        expected.extend(keyword_stems(field))
-    assert list(field_stems(fields)) == expected
-
-
-@given(_text)
-def test_tokens_of_tokens_are_unchanged(text: str) -> None:
-    words = tokens(text)
-    assert [w for word in words for w in tokens(word)] == words
-
-
-def test_word_caches_forget_their_older_half_when_full() -> None:
-    from bot.keywords import _StemCache
-
-    class Tiny(_StemCache):
-        limit = 4
-
-    cache = Tiny()
-    assert [cache[word] for word in ["drones", "a", "b", "c"]] == ["drone", "a", "b", "c"]
-    assert cache["stories"] == "story"
-    assert list(cache) == ["b", "c", "stories"]

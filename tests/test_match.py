@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.keywords import KeywordError, normalise_keyword, stem, tokens
+from bot.config import load_settings
+from bot.context import open_services
+from bot.keywords import KeywordError, normalise_keyword
 from bot.pipeline.match import Matcher, MatcherStats, MatchResult
+from bot.pipeline.poll import enqueue_alerts
+from storage import articles, chats, outbox, subscriptions
+from storage.db import Database
 from storage.models import Article, Subscription
+from storage.words import stem, tokens
 
 
 def article(
@@ -187,7 +194,7 @@ def test_add_is_idempotent_and_remove_works() -> None:
     # Removing what is not there is harmless.
     matcher.remove(1, "section", "world")
     matcher.remove(99, "keyword", "drones")
-    assert matcher.stats() == MatcherStats(0, 0, 0, 0, 0, 0, 0)
+    assert matcher.stats() == MatcherStats(0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def test_remove_chat() -> None:
@@ -285,6 +292,7 @@ def test_load_replaces_everything_and_skips_keywords_without_words() -> None:
         silenced_chats=0,
         section_subscriptions=0,
         keyword_subscriptions=1,
+        exclusions=0,
         sections=0,
         keywords=1,
         phrases=0,
@@ -318,6 +326,7 @@ def test_stats_counts() -> None:
         silenced_chats=1,
         section_subscriptions=3,
         keyword_subscriptions=3,
+        exclusions=0,
         sections=2,
         keywords=2,
         phrases=1,
@@ -350,6 +359,132 @@ def test_match_result_is_a_read_only_mapping() -> None:
     assert list(result.values()) == [("keyword:drones",)]
     assert result == matcher.match(article("Drones"))
     assert "keyword:drones" in repr(result)
+
+
+# --- exclusions, briefings, forum topics, several sections ------------------------------
+
+
+def exclusion(chat_id: int, typed: str) -> Subscription:
+    return Subscription(chat_id=chat_id, kind="exclude", value=normalise_keyword(typed), display=typed)
+
+
+def test_an_excluded_word_takes_the_chat_out_whatever_matched() -> None:
+    """A story matched by a section (or a keyword) but holding a word the chat excluded
+    gives that chat nothing; chats without the exclusion are unaffected."""
+    matcher = Matcher.from_subscriptions(
+        [
+            section(1, "sports"), exclusion(1, "football"),
+            section(2, "sports"),
+            keyword(3, "derby"), exclusion(3, "football"),
+            section(4, "sports"), exclusion(4, "hockey"),
+        ]
+    )  # fmt: skip
+    story = article("Derby day", "A football derby in Malmö", section="sports")
+    result = matcher.match(story)
+    assert result == {2: ("section:sports",), 4: ("section:sports",)}
+    assert 1 not in result and 3 not in result
+    assert len(result) == 2 and sorted(result) == [2, 4]
+    with pytest.raises(KeyError):
+        result[1]
+    assert result.excluded == {1, 3}
+    # Excluded words follow the word rule: plurals, case and accents, in any field.
+    assert 1 not in matcher.match(article("Derby day", tags=["FOOTBALLS"], section="sports"))
+    assert 1 in matcher.match(article("Derby day", "Hockey tonight", section="sports"))
+    assert matcher.excludes(1, story) and not matcher.excludes(2, story)
+    assert matcher.exclusions_of(1) == [("football",)]
+    assert matcher.stats().exclusions == 3
+
+
+def test_an_exclusion_alone_matches_nothing_and_can_be_lifted() -> None:
+    matcher = Matcher.from_subscriptions([exclusion(1, "football"), section(2, "sports")])
+    story = article("Football", section="sports")
+    assert matcher.match(story) == {2: ("section:sports",)}
+    matcher.add(section(1, "sports"))
+    assert matcher.match(story) == {2: ("section:sports",)}
+    matcher.remove(1, "exclude", "football")
+    assert matcher.match(story) == {1: ("section:sports",), 2: ("section:sports",)}
+
+
+def test_briefing_only_subscriptions_are_not_matched_but_counted() -> None:
+    """A subscription for the briefing only sends no alert; it still counts in /stats."""
+    subs = [
+        Subscription(chat_id=1, kind="section", value="world", display="World", mode="briefing"),
+        Subscription(chat_id=1, kind="keyword", value="drones", display="drones", mode="briefing"),
+        keyword(1, "ukraine"),
+        section(2, "world"),
+    ]
+    matcher = Matcher.from_subscriptions(subs)
+    story = article("Drones over Ukraine", section="world")
+    assert matcher.match(story) == {1: ("keyword:ukraine",), 2: ("section:world",)}
+    assert matcher.section_counts() == {"world": 2}
+    assert matcher.top_keywords() == [("drones", 1), ("ukraine", 1)]
+    assert matcher.stats().section_subscriptions == 2
+    assert matcher.stats().keyword_subscriptions == 2
+    # Back to instant alerts, and to the briefing again.
+    matcher.set_mode(1, "section", "world", "instant")
+    assert matcher.match(story)[1] == ("section:world", "keyword:ukraine")
+    matcher.set_mode(1, "section", "world", "briefing")
+    assert matcher.match(story)[1] == ("keyword:ukraine",)
+
+
+def test_threads_follow_the_first_bound_section() -> None:
+    """A forum group's section alerts go to the topic the section is bound to."""
+    matcher = Matcher.from_subscriptions(
+        [
+            Subscription(chat_id=-100, kind="section", value="sports", display="Sports", thread_id=7),
+            Subscription(chat_id=-100, kind="section", value="world", display="World", thread_id=9),
+            section(-100, "living"),
+            keyword(-100, "drones"),
+        ]
+    )
+    assert matcher.thread_for(-100, ("section:living", "section:world", "section:sports")) == 9
+    assert matcher.thread_for(-100, ("section:sports", "keyword:drones")) == 7
+    assert matcher.thread_for(-100, ("keyword:drones",)) is None
+    assert matcher.thread_for(-100, ("section:living",)) is None
+    assert matcher.thread_for(5, ("section:sports",)) is None
+    matcher.clear_thread(-100, 7)  # the topic was deleted
+    assert matcher.thread_for(-100, ("section:sports",)) is None
+    matcher.set_thread(-100, "sports", 11)
+    assert matcher.thread_for(-100, ("section:sports",)) == 11
+    matcher.rename_chat(-100, -1001)
+    assert matcher.thread_for(-1001, ("section:sports", "section:world")) == 11
+    matcher.remove(-1001, "section", "sports")
+    assert matcher.thread_for(-1001, ("section:sports", "section:world")) == 9
+
+
+def test_a_story_in_several_sections_matches_each() -> None:
+    matcher = Matcher.from_subscriptions(
+        [section(1, "sweden"), section(2, "world"), section(3, "world"), section(3, "sweden"),
+         section(4, "sports")]
+    )  # fmt: skip
+    story = Article(
+        id="a1", url="https://example.com/a1", title="Storm", summary="", section="world",
+        tags=(), published_at=0.0, fetched_at=0.0, sections=("world", "sweden"),
+    )
+    assert matcher.match(story) == {
+        1: ("section:sweden",),
+        2: ("section:world",),
+        3: ("section:world", "section:sweden"),
+    }
+
+
+def test_section_counts_and_top_keywords_count_the_audience() -> None:
+    matcher = Matcher.from_subscriptions(
+        [
+            section(1, "world"), section(2, "world"), section(3, "world"), section(2, "sports"),
+            keyword(1, "drones"), keyword(2, "drones"), keyword(3, "drones"),
+            keyword(1, "ukraine"), keyword(2, "ukraine"), keyword(1, "malmö"), keyword(3, "Zebra"),
+        ],
+        silenced=[3],
+    )  # fmt: skip
+    assert matcher.section_counts() == {"world": 2, "sports": 1}
+    assert matcher.top_keywords() == [("drones", 2), ("ukraine", 2), ("malmo", 1)]
+    assert matcher.top_keywords(limit=1) == [("drones", 2)]
+    matcher.set_silenced(3, False)
+    assert matcher.top_keywords()[0] == ("drones", 3)
+    assert ("zebra", 1) in matcher.top_keywords()
+    matcher.remove_chat(2)
+    assert matcher.section_counts() == {"world": 2}
 
 
 # --- the index against a reference that loops over every subscription ---------------
@@ -513,3 +648,111 @@ def test_changes_keep_the_index_equal_to_reference(
     assert stats.keyword_subscriptions == sum(1 for s in subs if s[1] == "keyword")
     assert stats.section_subscriptions == sum(1 for s in subs if s[1] == "section")
     assert stats.keywords == len({s[2] for s in subs if s[1] == "keyword"})
+
+
+# --- the same with exclusions, briefing-only subscriptions and several sections ------------
+
+
+def reference_match_all(
+    subs: Iterable[Subscription], silenced: set[int], story: Article
+) -> dict[int, tuple[str, ...]]:
+    """Every subscription tried in turn: exclusions drop the chat, briefing-only ones alert
+    nobody, sections come in the story's order and keywords alphabetically."""
+    fields = [[stem(word) for word in tokens(f)] for f in (story.title, story.summary, *story.tags)]
+    seen: set[tuple[int, str, str]] = set()
+    found: dict[int, set[str]] = {}
+    excluded: set[int] = set()
+    for sub in subs:
+        if (sub.chat_id, sub.kind, sub.value) in seen:
+            continue  # a second add of the same subscription changes nothing
+        seen.add((sub.chat_id, sub.kind, sub.value))
+        if sub.chat_id in silenced:
+            continue
+        if sub.kind == "section":
+            hit = sub.value in story.all_sections
+        else:
+            phrase = [stem(word) for word in tokens(sub.value)]
+            hit = any(
+                stems[start : start + len(phrase)] == phrase
+                for stems in fields
+                for start in range(len(stems) - len(phrase) + 1)
+            )
+        if not hit:
+            continue
+        if sub.kind == "exclude":
+            excluded.add(sub.chat_id)
+        elif sub.mode == "instant":
+            found.setdefault(sub.chat_id, set()).add(f"{sub.kind}:{sub.value}")
+    order = {f"section:{slug}": n for n, slug in enumerate(story.all_sections)}
+
+    def rank(reason: str) -> tuple[int, str]:
+        return (order.get(reason, len(order)), reason)
+
+    return {
+        chat: tuple(sorted(reasons, key=rank)) for chat, reasons in found.items() if chat not in excluded
+    }
+
+
+@st.composite
+def _any_subscription(draw: st.DrawFn) -> Subscription:
+    sub = draw(_subscription())
+    kind = sub.kind
+    if kind == "keyword" and draw(st.integers(0, 3)) == 0:
+        kind = "exclude"
+    mode = "briefing" if kind != "exclude" and draw(st.integers(0, 3)) == 0 else "instant"
+    return Subscription(chat_id=sub.chat_id, kind=kind, value=sub.value, display=sub.display, mode=mode)
+
+
+@st.composite
+def _sectioned_article(draw: st.DrawFn) -> Article:
+    story = draw(_article)
+    slugs = tuple(draw(st.lists(st.sampled_from(_SECTIONS), unique=True, max_size=3)))
+    return Article(
+        id=story.id, url=story.url, title=story.title, summary=story.summary,
+        section=slugs[0] if slugs else None, tags=story.tags, published_at=0.0, fetched_at=0.0,
+        sections=slugs,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_any_subscription(), max_size=25), st.sets(_chat, max_size=2), _sectioned_article())
+def test_match_with_exclusions_and_briefings_equals_reference(
+    subs: list[Subscription], silenced: set[int], story: Article
+) -> None:
+    matcher = Matcher.from_subscriptions(subs, silenced)
+    result = matcher.match(story)
+    expected = reference_match_all(subs, silenced, story)
+    assert result.as_dict() == expected
+    assert len(result) == len(expected)
+    assert bool(result) == bool(expected)
+    for chat_id in range(-3, 5):
+        assert (chat_id in result) == (chat_id in expected)
+
+
+# --- paused chats: matched (their alerts are held), only inactive ones are silenced ---------
+
+
+async def test_paused_chats_are_still_matched_and_their_alerts_held(tmp_path: Path) -> None:
+    """The matcher loaded at start silences chats out of the audience, not paused ones:
+    a paused reader's alerts are kept ('held') for /resume."""
+    settings = load_settings({"NEWSBOT_DB": str(tmp_path / "newsbot.db")}, env_file=None)
+    db = await Database.open(settings.db_path)
+    try:
+        for chat_id in (1, 2, 3):
+            await chats.join(db, chat_id, "private")
+            await subscriptions.add_subscription(db, chat_id, "section", "world", "World", limit=10)
+        await chats.set_option(db, 2, "paused", True)
+        await outbox.block_chat(db, 3, "Forbidden: bot was blocked by the user")
+    finally:
+        await db.close()
+    services = await open_services(settings)
+    try:
+        story = article("Storm", section="world")
+        assert services.matcher.match(story) == {1: ("section:world",), 2: ("section:world",)}
+        async with services.db.write() as conn:
+            await articles.store_articles(conn, [story])
+        await enqueue_alerts(services, [story])
+        rows = await services.db.fetchall("SELECT chat_id, state FROM outbox ORDER BY chat_id")
+        assert [(r[0], r[1]) for r in rows] == [(1, "pending"), (2, "held")]
+    finally:
+        await services.close()

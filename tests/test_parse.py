@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.pipeline.fetch import discover_feed_links
 from bot.pipeline.parse import (
     ID_MAX,
     SUMMARY_MAX,
@@ -431,10 +432,17 @@ class TestDates:
         assert article.published_at == utc("2025-03-12T20:00:00+00:00")
         assert article.published_at == calendar.timegm((2025, 3, 12, 20, 0, 0))
 
-    def test_future_dates_are_clamped(self) -> None:
-        assert only(self.item("Mon, 01 Jan 2099 00:00:00 GMT")).published_at == NOW
+    def test_future_dates_are_clamped_and_reported(self) -> None:
+        """A story dated beyond the tolerance gets the fetch time and is listed in
+        `dated_ahead` (not news to alert); one a few minutes ahead keeps its date."""
+        ahead = parse(self.item("Mon, 01 Jan 2099 00:00:00 GMT"))
+        assert [a.published_at for a in ahead.articles] == [NOW]
+        assert ahead.dated_ahead == {"g"}
         soon = datetime.fromtimestamp(NOW + 300, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
-        assert only(self.item(soon)).published_at == NOW + 300
+        close = parse(self.item(soon))
+        assert [a.published_at for a in close.articles] == [NOW + 300]
+        assert close.dated_ahead == frozenset()
+        assert parse(self.item("Wed, 12 Mar 2025 21:00:00 +0100")).dated_ahead == frozenset()
 
     def test_missing_or_unreadable_dates_give_fetch_time(self) -> None:
         assert only(rss("<item><title>A</title><guid>g</guid></item>")).published_at == NOW
@@ -484,11 +492,12 @@ class TestNotAFeed:
         )
         with pytest.raises(ParseError, match=r"^parse: not a feed: an HTML page") as caught:
             parse(page, headers={"Content-Type": "text/html"})
-        assert caught.value.links == (
+        assert caught.value.result is not None and not caught.value.result.is_feed
+        # The feeds the page names are found by the fetch stage's discovery.
+        assert discover_feed_links(page, FEED_URL) == [
             "https://news.example.com/rss.xml",
             "https://news.example.com/atom",
-        )
-        assert caught.value.result is not None and not caught.value.result.is_feed
+        ]
 
     @pytest.mark.parametrize(
         "body",
@@ -499,15 +508,32 @@ class TestNotAFeed:
         with pytest.raises(ParseError, match=r"^parse: "):
             parse(body)
 
-    def test_truncated_feed_keeps_the_complete_entries(self) -> None:
+    def test_a_truncated_feed_is_a_parse_error(self) -> None:
+        """Cut short, even after complete entries: a half story must not be stored (it would
+        come back as a correction once the whole feed arrives)."""
         whole = rss(
             "<item><title>One</title><guid>1</guid></item>"
             "<item><title>Two</title><guid>2</guid></item>"
         )
-        cut = whole[: whole.index(b"<guid>2")]
-        parsed = parse(cut)
-        assert parsed.bozo and parsed.bozo_reason
-        assert [a.id for a in parsed.articles][:1] == ["1"]
+        assert [a.id for a in parse(whole).articles] == ["1", "2"]
+        for cut in (whole.index(b"<guid>2"), whole.index(b"</channel>"), len(whole) - 1):
+            with pytest.raises(ParseError, match=r"^parse: document cut short") as caught:
+                parse(whole[:cut])
+            assert str(caught.value).count("parse: ") == 1
+
+    def test_the_truncated_sample_feed_is_a_parse_error(self) -> None:
+        body = SAMPLE.read_bytes()
+        assert len(parse(body, BY_CATEGORY).articles) == 50
+        for cut in (len(body) // 2, body.index(b"</item>") + 7, body.rindex(b"</channel>")):
+            with pytest.raises(ParseError, match=r"^parse: document cut short"):
+                parse(body[:cut], BY_CATEGORY)
+
+    def test_an_error_inside_the_document_is_not_cut_short(self) -> None:
+        """Broken markup in the middle is feedparser's to recover from: the entries it
+        reads are kept."""
+        body = rss("<item><title>One &bogus; two</title><guid>1</guid></item><item><title>Two</title><guid>2</guid></item>")
+        parsed = parse(body)
+        assert parsed.bozo and [a.id for a in parsed.articles] == ["1", "2"]
 
     def test_empty_but_valid_feed_is_not_an_error(self) -> None:
         parsed = parse(rss(""))
@@ -533,14 +559,13 @@ class TestNotAFeed:
 
     @settings(max_examples=200, deadline=None)
     @given(st.integers(min_value=0, max_value=10_000))
-    def test_any_truncation_of_the_sample_raises_only_parse_error(self, cut: int) -> None:
+    def test_any_truncation_of_the_sample_is_a_parse_error(self, cut: int) -> None:
+        """Wherever the download stops before the document ends (in a tag, an entity, a
+        multi-byte character, between items), nothing of it is taken."""
         body = SAMPLE.read_bytes()
-        body = body[: cut * len(body) // 10_000]
-        try:
-            parsed = parse(body, BY_CATEGORY)
-        except ParseError:
-            return
-        assert all(a.title for a in parsed.articles)
+        whole = len(body.rstrip())
+        with pytest.raises(ParseError, match=r"^parse: "):
+            parse(body[: cut * (whole - 1) // 10_000], BY_CATEGORY)
 
 
 @pytest.fixture

@@ -1,18 +1,24 @@
-"""Storage on a real SQLite file: migrations, new-only inserts, FTS, chats, outbox."""
+"""Storage on a real SQLite file: migrations, what a store recognises, FTS, chats, outbox."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bot.pipeline.parse import parse_feed
 from storage import articles, chats, feeds, outbox, subscriptions
 from storage.db import Database, StorageError
 from storage.models import Article, SectionRule
-from tests.conftest import REPO
+from tests.conftest import REPO, SAMPLE_FEED
+
+SAMPLE_RULE = SectionRule(kind="category", domain="section", section="world")
+SAMPLE_FETCHED_AT = 1_741_800_000.0
+DAY = 24 * 3600.0
 
 
 def art(n: int, title: str = "", *, section: str = "world", tags: tuple[str, ...] = (), summary: str = "") -> Article:
@@ -42,11 +48,12 @@ async def test_schema_is_migrated_once(tmp_path: Path) -> None:
 
 async def test_insert_returns_only_new_articles(db: Database) -> None:
     async with db.write() as conn:
-        first = await articles.insert_new_articles(conn, [art(1), art(2)])
+        first = await articles.store_articles(conn, [art(1), art(2)])
     async with db.write() as conn:
-        second = await articles.insert_new_articles(conn, [art(2), art(3)])
-    assert [a.id for a in first] == ["id-1", "id-2"]
-    assert [a.id for a in second] == ["id-3"]
+        second = await articles.store_articles(conn, [art(2), art(3)])
+    assert [a.id for a in first.new] == ["id-1", "id-2"]
+    assert [a.id for a in second.new] == ["id-3"]
+    assert not second.corrected and not second.gained
     assert await articles.count_articles(db) == 3
     assert [a.id for a in await articles.unmatched_articles(db)] == ["id-1", "id-2", "id-3"]
 
@@ -54,32 +61,32 @@ async def test_insert_returns_only_new_articles(db: Database) -> None:
 async def test_large_insert_with_repeats_stores_each_story_once(db: Database) -> None:
     batch = [art(i) for i in range(1200)] + [art(7), art(1100)]
     async with db.write() as conn:
-        first = await articles.insert_new_articles(conn, batch)
+        first = await articles.store_articles(conn, batch)
     async with db.write() as conn:
-        again = await articles.insert_new_articles(conn, [art(5), art(1300)])
-    assert [a.id for a in first] == [f"id-{i}" for i in range(1200)]
-    assert [a.id for a in again] == ["id-1300"]
+        again = await articles.store_articles(conn, [art(5), art(1300)])
+    assert [a.id for a in first.new] == [f"id-{i}" for i in range(1200)]
+    assert [a.id for a in again.new] == ["id-1300"]
     assert await articles.count_articles(db) == 1201
     assert await db.scalar("SELECT count(*) FROM articles_fts") == 1201
 
 
 async def test_seen_articles_never_wait_for_matching(db: Database) -> None:
     async with db.write() as conn:
-        await articles.insert_new_articles(conn, [art(1)], seen=True)
+        await articles.store_articles(conn, [art(1)], seen=True)
     assert await articles.unmatched_articles(db) == []
 
 
 async def test_failed_transaction_leaves_nothing(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.write() as conn:
-            await articles.insert_new_articles(conn, [art(1)])
+            await articles.store_articles(conn, [art(1)])
             raise RuntimeError("crash mid-way")
     assert await articles.count_articles(db) == 0
 
 
 async def test_latest_search_related(db: Database) -> None:
     async with db.write() as conn:
-        await articles.insert_new_articles(
+        await articles.store_articles(
             conn,
             [
                 art(1, "Drones over Ukraine", tags=("Ukraine", "Drones"), summary="Russia sends drones"),
@@ -116,32 +123,44 @@ async def test_feeds_seed_does_not_undo_commands(db: Database) -> None:
     assert failed is not None and failed.error_count == 1 and failed.last_error == "fetch: HTTP 500"
     assert failed.rule == rule
     async with db.write() as conn:
-        await feeds.record_success(conn, feed.id, now=1.0, next_poll_at=2.0, etag='"e"', last_modified=None, title="A")
+        await feeds.record_success(conn, feed.id, now=1.0, next_poll_at=2.0, etag='"e"', last_modified=None, title="A", primed=True)
+    primed = await feeds.get_feed(db, feed.id)
+    assert primed is not None and primed.primed and primed.etag == '"e"'
     readded = await feeds.add_feed(db, "https://a.example/rss", rule)
     assert readded.id == feed.id and readded.enabled and readded.source == "command"
     assert not readded.primed and readded.etag is None  # its backlog will be stored as seen
 
 
 async def test_chats_subscriptions_and_outbox(db: Database) -> None:
-    await chats.ensure_chat(db, 10, "private")
-    await chats.ensure_chat(db, 20, "private")
+    await chats.join(db, 10, "private")
+    await chats.join(db, 20, "private")
     add = subscriptions.add_subscription
-    assert await add(db, 10, "keyword", "drones", "Drones", limit=2) is subscriptions.AddResult.ADDED
-    assert await add(db, 10, "keyword", "drones", "drones", limit=2) is subscriptions.AddResult.EXISTS
-    assert await add(db, 10, "section", "world", "world", limit=2) is subscriptions.AddResult.ADDED
-    assert await add(db, 10, "section", "sports", "sports", limit=2) is subscriptions.AddResult.LIMIT
+    AddResult = subscriptions.AddResult
+    assert (await add(db, 10, "keyword", "drones", "Drones", limit=2)).result is AddResult.ADDED
+    assert (await add(db, 10, "keyword", "drones", "drones", limit=2)).result is AddResult.EXISTS
+    assert (await add(db, 10, "section", "world", "world", limit=2)).result is AddResult.ADDED
+    assert (await add(db, 10, "section", "sports", "sports", limit=2)).result is AddResult.LIMIT
+    # Excluding a followed word replaces following it; exclusions have a limit of their own.
+    replaced = await add(db, 10, "exclude", "drones", "drones", limit=1)
+    assert replaced.result is AddResult.REPLACED
+    assert {(s.kind, s.value) for s in await subscriptions.subscriptions_for_chat(db, 10)} == {
+        ("section", "world"), ("exclude", "drones")
+    }
     async with db.write() as conn:
-        await articles.insert_new_articles(conn, [art(1)])
-    queued = await outbox.enqueue_matches(db, ["id-1"], {"id-1": {10: ["keyword:drones"], 20: ["section:world"]}})
-    assert queued == 2
-    again = await outbox.enqueue_matches(db, ["id-1"], {"id-1": {10: ["keyword:drones"]}})
-    assert again == 0  # UNIQUE(chat, article): never twice
-    assert await outbox.backlog(db) == 2
-    assert await chats.deactivate_chat(db, 20, "Forbidden: bot was blocked by the user")
-    assert await outbox.backlog(db) == 1
-    assert await chats.silenced_chat_ids(db) == [20]
-    await chats.ensure_chat(db, 20, "private")  # /start again reactivates
-    assert await chats.silenced_chat_ids(db) == []
+        await articles.store_articles(conn, [art(1)])
+    story = await articles.get_article(db, "id-1")
+    assert story is not None
+    matches = {"id-1": {10: outbox.Match(("keyword:drones",)), 20: outbox.Match(("section:world",))}}
+    queued = await outbox.enqueue_alerts(db, [story], matches)
+    assert (queued.queued, queued.held) == (2, 0)
+    again = await outbox.enqueue_alerts(db, [story], {"id-1": {10: outbox.Match(("keyword:drones",))}})
+    assert again.queued == 0  # UNIQUE(chat, key): never twice
+    assert (await outbox.backlog(db)).pending == {outbox.LANE_PERSONAL: 1, outbox.LANE_SECTION: 1}
+    assert await outbox.block_chat(db, 20, "Forbidden: bot was blocked by the user") == (True, 1)
+    assert (await outbox.backlog(db)).total == 1
+    assert await chats.inactive_chat_ids(db) == [20]
+    await chats.join(db, 20, "private")  # /start again reactivates
+    assert await chats.inactive_chat_ids(db) == []
     await chats.migrate_chat(db, 10, -100123)
     moved = await subscriptions.subscriptions_for_chat(db, -100123)
     assert {s.value for s in moved} == {"drones", "world"}
@@ -190,7 +209,7 @@ async def test_locked_database_is_one_clear_error_and_nothing_half_written(tmp_p
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(StorageError, match="database is locked"):
             async with db.write() as conn:
-                await articles.insert_new_articles(conn, [art(1)])
+                await articles.store_articles(conn, [art(1)])
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
@@ -199,44 +218,166 @@ async def test_locked_database_is_one_clear_error_and_nothing_half_written(tmp_p
         holder.stdout.close()
     assert await articles.count_articles(db) == 0
     async with db.write() as conn:  # usable again once the lock is gone
-        await articles.insert_new_articles(conn, [art(1)])
+        await articles.store_articles(conn, [art(1)])
     assert await articles.count_articles(db) == 1
     await db.close()
-
-
-def test_storage_imports_neither_telegram_nor_feedparser() -> None:
-    code = (
-        "import sys, storage.db, storage.articles, storage.feeds, storage.chats, "
-        "storage.subscriptions, storage.outbox, storage.models\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('telegram', 'feedparser', 'bot', 'httpx')]\n"
-        "print(','.join(bad))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
-
-
-def test_importing_bot_does_nothing(tmp_path: Path) -> None:
-    """No config read, no file or connection opened at import time."""
-    code = (
-        "import bot.app, bot.__main__, bot.config, bot.render, bot.services\n"
-        "import bot.pipeline.poll\n"
-        "print('ok')"
-    )
-    env = {**os.environ, "NEWSBOT_TOKEN": "garbage", "NEWSBOT_DB": str(tmp_path / "x" / "n.db"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert out.stdout.strip() == "ok", out.stderr
-    assert list(tmp_path.iterdir()) == []
 
 
 async def test_search_reaches_old_stories_beyond_the_recent_window(db: Database) -> None:
     n = articles.FTS_WINDOWS[0] + 2000
     batch = [art(i, f"Common story {i}", summary="common words only") for i in range(2, n)]
     async with db.write() as conn:
-        await articles.insert_new_articles(conn, [art(1, "Zanzibar ferry news", summary="island")])
-        await articles.insert_new_articles(conn, batch)
+        await articles.store_articles(conn, [art(1, "Zanzibar ferry news", summary="island")])
+        await articles.store_articles(conn, batch)
     assert [a.id for a in await articles.search(db, "zanzibar")] == ["id-1"]
     common = await articles.search(db, "common", limit=10)
     assert len(common) == 10
     # Among equally good matches the newest win.
     assert [a.id for a in common] == [f"id-{i}" for i in range(n - 1, n - 11, -1)]
+
+
+# --- what a store recognises as the same story ------------------------------------------------
+
+
+def sample() -> list[Article]:
+    """The 50 stories of the sample feed, as the poller parses them."""
+    return list(
+        parse_feed(
+            SAMPLE_FEED.read_bytes(), url="https://swedenherald.com/rss", rule=SAMPLE_RULE,
+            fetched_at=SAMPLE_FETCHED_AT,
+        ).articles
+    )
+
+
+def sample_story(story_id: str) -> Article:
+    return next(a for a in sample() if a.id == story_id)
+
+
+async def store(db: Database, batch: list[Article], *, seen: bool = False) -> articles.Stored:
+    async with db.write() as conn:
+        return await articles.store_articles(conn, batch, seen=seen)
+
+
+async def matched(db: Database, story_id: str) -> int:
+    return int(await db.scalar("SELECT matched FROM articles WHERE id = ?", (story_id,)))
+
+
+async def test_the_sample_feed_is_fifty_stories_and_once_only(db: Database) -> None:
+    """Its titles (several about Ukraine, Greenland, Syria, Gaza within days) are fifty
+    different stories; the same ids again add no row."""
+    first = await store(db, sample())
+    assert len(first.new) == 50 == await articles.count_articles(db)
+    again = await store(db, sample())
+    assert again.new == [] and again.corrected == [] and again.gained == []
+    assert await articles.count_articles(db) == 50
+    assert await db.scalar("SELECT count(*) FROM articles_fts") == 50
+
+
+async def test_a_rotated_guid_with_the_same_link_is_the_same_story(db: Database) -> None:
+    await store(db, sample(), seen=True)
+    # New guids, and headlines edited too: only the link says it is the same story.
+    rotated = [
+        replace(a, id="rotated-" + a.id, title=a.title + " (video)", fetched_at=a.fetched_at + 3600)
+        for a in sample()
+    ]
+    stored = await store(db, rotated)
+    assert stored.new == [] and stored.corrected == []
+    assert await articles.count_articles(db) == 50
+    assert await articles.get_article(db, "rotated-sh-1003") is None
+
+
+async def test_the_same_title_within_three_days_is_the_same_story(db: Database) -> None:
+    """A re-published story (new guid, new link, same headline) within 3 days is the one
+    stored; the same headline a week later is a new story."""
+    original = sample_story("sh-1012")  # "Tram collided with tanker truck – one dead"
+    await store(db, [original])
+    again = replace(
+        original, id="republished", url=original.url + "-2", published_at=original.published_at + 2 * DAY
+    )
+    assert (await store(db, [again])).new == []
+    later = replace(again, id="next-week", url=original.url + "-3", published_at=original.published_at + 7 * DAY)
+    assert [a.id for a in (await store(db, [later])).new] == ["next-week"]
+
+
+async def test_an_updated_title_merges_and_similar_titles_do_not(db: Database) -> None:
+    stories = sample()
+    await store(db, stories)
+    tram = sample_story("sh-1012")
+    updated = replace(tram, id="sh-1012-u", url=tram.url + "-updated", title=tram.title + " – Updated")
+    assert (await store(db, [updated])).new == []
+    # Different stories of one week whose titles share most words stay apart.
+    pairs = [
+        ("Attack on Ukraine after proposal for ceasefire", "Ukraine expected to propose limited ceasefire"),
+        ("Israel confirms attack on Gaza target", "Syria: Israeli Attack on Daraa"),
+        ("Why Greenland is so hot right now", "Greenland heads to the polls – focus on independence"),
+    ]
+    titles = {a.title for a in stories}
+    assert {t for pair in pairs for t in pair} <= titles
+    # A headline that only adds a word is another story too.
+    again = replace(tram, id="sh-1012-again", url=tram.url + "-again", title=tram.title + " again")
+    assert [a.id for a in (await store(db, [again])).new] == ["sh-1012-again"]
+    assert await articles.count_articles(db) == 51
+
+
+async def test_one_feed_repeating_a_story_in_a_batch_stores_it_once(db: Database) -> None:
+    tram = sample_story("sh-1012")
+    twice = [tram, replace(tram, id="other-guid"), replace(tram, id="third", url=tram.url + "?page=2")]
+    assert [a.id for a in (await store(db, twice)).new] == ["sh-1012"]
+
+
+async def test_a_story_in_a_second_section_gains_it_and_is_matched_again(db: Database) -> None:
+    await store(db, sample())
+    await store(db, sample(), seen=True)
+    async with db.write() as conn:
+        await articles.mark_matched(conn, [a.id for a in sample()])
+    attack = sample_story("sh-1003")
+    assert attack.section == "world"
+    stored = await store(db, [replace(attack, section="sweden")])
+    assert stored.new == [] and [a.sections for a in stored.gained] == [("world", "sweden")]
+    got = await articles.get_article(db, "sh-1003")
+    assert got is not None and got.sections == ("world", "sweden") and got.section == "world"
+    assert await matched(db, "sh-1003") == 0
+    assert [a.id for a in await articles.unmatched_articles(db)] == ["sh-1003"]
+    # A further poll of either section changes nothing.
+    again = await store(db, [replace(attack, section="sweden"), attack])
+    assert again.gained == [] and again.new == []
+
+
+async def test_a_changed_title_under_the_same_id_is_a_correction(db: Database) -> None:
+    await store(db, sample())
+    async with db.write() as conn:
+        await articles.mark_matched(conn, [a.id for a in sample()])
+    captain = sample_story("sh-1008")  # "The captain of the ship Solong was arrested"
+    assert [a.id for a in await articles.search(db, "solong")] == ["sh-1008"]
+    fixed = replace(captain, title="The captain of the tanker Stena Immaculate was released", fetched_at=captain.fetched_at + 600)
+    stored = await store(db, [fixed])
+    assert stored.new == [] and len(stored.corrected) == 1
+    correction = stored.corrected[0]
+    assert correction.old_title == captain.title
+    assert correction.article.revision == 1 and correction.article.revised_at == fixed.fetched_at
+    got = await articles.get_article(db, "sh-1008")
+    assert got is not None and got.title == fixed.title and got.revision == 1
+    assert await matched(db, "sh-1008") == 0
+    # The index follows the new text: the new words are found, the old ones no longer.
+    assert [a.id for a in await articles.search(db, "immaculate")] == ["sh-1008"]
+    assert await articles.search(db, "solong") == []
+    assert await db.scalar("SELECT count(*) FROM articles_fts") == 50
+    # The same title again is no further correction; a first poll (seen) takes none.
+    assert (await store(db, [fixed])).corrected == []
+    assert (await store(db, [replace(fixed, title="Other words")], seen=True)).corrected == []
+
+
+async def test_migrated_schema_has_no_meta_table(db: Database) -> None:
+    tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "meta" not in tables
+    assert {"articles", "articles_fts", "outbox", "counters", "chats", "subscriptions"} <= tables
+
+
+async def test_the_same_id_is_the_same_story_whatever_else_changed(db: Database) -> None:
+    """No link and a new headline: the id alone says it is the stored story (a correction,
+    no new row)."""
+    first = replace(art(1, "Council meets on Monday"), url="")
+    await store(db, [first])
+    stored = await store(db, [replace(first, title="Council meets on Tuesday", published_at=first.published_at + 9 * DAY)])
+    assert stored.new == [] and [c.article.id for c in stored.corrected] == ["id-1"]
+    assert await articles.count_articles(db) == 1

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.text import clean_text, fold, html_to_text, slugify, truncate_words
+from bot.text import clean_text, html_to_text, plain_line, slugify, truncate_words
+from storage.words import fold
 
 # Markup-heavy text: random mixes of tags, entities, broken fragments and
 # characters that tend to upset parsers.
@@ -194,3 +195,36 @@ class TestSlugify:
         assert len(slug) <= 40
         assert all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in slug)
         assert not slug.startswith("-") and not slug.endswith("-")
+
+
+# --- plain_line: a reader's or a feed's words on one line ------------------------------------
+
+_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("  two\n\tlines  ", "two lines"),
+        (f"ab{_BIDI}c", "abc"),
+        ("zero\u200bwidth\ufeff soft\u00adhyphen", "zerowidth softhyphen"),
+        ("bell\x07 and nul\x00", "bell and nul"),
+        ("&amp; <b>kept</b>", "&amp; <b>kept</b>"),
+        ("Malmö עברית", "Malmö עברית"),
+    ],
+)
+def test_plain_line(text: str, line: str) -> None:
+    assert plain_line(text) == line
+
+
+@given(st.lists(st.one_of(st.sampled_from(_BIDI + "\n\t\x00 "), st.characters())).map("".join))
+def test_plain_line_leaves_no_control_or_bidi_character(text: str) -> None:
+    line = plain_line(text)
+    assert not set(_BIDI + "\n\t\r\x00") & set(line)
+    assert all(unicodedata.category(ch) not in ("Cc", "Cs") for ch in line)
+    assert line == line.strip() and "  " not in line
+
+
+def test_feed_text_loses_bidi_characters_too() -> None:
+    assert clean_text(f"Title {_BIDI}here") == "Title here"
+    assert html_to_text(f"<p>Title {_BIDI}here</p>") == "Title here"

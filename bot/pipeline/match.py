@@ -20,9 +20,10 @@ reasons that builds the per-chat dict only when asked, and exposes the groups
 are recorded as small pending sets and folded into new frozensets at the next
 match, so a `/follow` costs O(1) and a result handed out earlier never changes.
 
-Paused and inactive ("silenced") chats are taken out of the chat sets while their
-subscriptions are remembered, so they get nothing until un-silenced and matching
-never has to filter them.
+Chats out of the audience (blocked the bot, left a group: "silenced") are taken out of
+the chat sets while their subscriptions are remembered, so they get nothing until
+un-silenced and matching never has to filter them. Paused chats are matched as usual:
+their alerts are kept ('held') for /resume.
 """
 
 from __future__ import annotations

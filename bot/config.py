@@ -159,25 +159,23 @@ def load_settings(
         webhook_secret=webhook_secret,
         webhook_listen=get("NEWSBOT_WEBHOOK_LISTEN") or "0.0.0.0",
         webhook_port=_port(get, "NEWSBOT_WEBHOOK_PORT") or 8443,
-        max_subscriptions=int(_number(get, "NEWSBOT_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=1000)),
+        max_subscriptions=_integer(get, "NEWSBOT_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=1000),
         global_rate=_number(get, "NEWSBOT_RATE_GLOBAL", 30.0, minimum=0.1, maximum=1000.0),
         private_interval=_number(get, "NEWSBOT_RATE_PRIVATE_INTERVAL", 1.0, minimum=0.0, maximum=60.0),
-        group_per_minute=int(_number(get, "NEWSBOT_RATE_GROUP_PER_MINUTE", 20, minimum=1, maximum=1000)),
-        send_concurrency=int(_number(get, "NEWSBOT_SEND_CONCURRENCY", 8, minimum=1, maximum=256)),
-        max_attempts=int(_number(get, "NEWSBOT_MAX_ATTEMPTS", 5, minimum=1, maximum=100)),
-        fetch_max_bytes=int(
-            _number(get, "NEWSBOT_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024, maximum=1 << 30)
-        ),
+        group_per_minute=_integer(get, "NEWSBOT_RATE_GROUP_PER_MINUTE", 20, minimum=1, maximum=1000),
+        send_concurrency=_integer(get, "NEWSBOT_SEND_CONCURRENCY", 8, minimum=1, maximum=256),
+        max_attempts=_integer(get, "NEWSBOT_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
+        fetch_max_bytes=_integer(get, "NEWSBOT_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024, maximum=1 << 30),
         fetch_timeout=_number(get, "NEWSBOT_FETCH_TIMEOUT", 20.0, minimum=0.1, maximum=600.0),
         feed_allow_private=_flag(get, "NEWSBOT_FEED_ALLOW_PRIVATE"),
-        alerts_per_poll=int(_number(get, "NEWSBOT_ALERTS_PER_POLL", 20, minimum=0, maximum=10_000)),
+        alerts_per_poll=_integer(get, "NEWSBOT_ALERTS_PER_POLL", 20, minimum=0, maximum=10_000),
         alert_max_age=_duration(get, "NEWSBOT_ALERT_MAX_AGE", 24 * 3600.0, minimum=60.0, maximum=30 * 86400.0),
         timezone=timezone,
         outbox_days=_number(get, "NEWSBOT_OUTBOX_DAYS", 7.0, minimum=1.0, maximum=3650.0),
         archive_days=_number(get, "NEWSBOT_ARCHIVE_DAYS", 0.0, minimum=0.0, maximum=36500.0),
         paid_broadcasts=_flag(get, "NEWSBOT_PAID_BROADCASTS"),
         paid_rate=_number(get, "NEWSBOT_PAID_RATE", 1000.0, minimum=1.0, maximum=1000.0),
-        paid_concurrency=int(_number(get, "NEWSBOT_PAID_CONCURRENCY", 64, minimum=1, maximum=512)),
+        paid_concurrency=_integer(get, "NEWSBOT_PAID_CONCURRENCY", 64, minimum=1, maximum=512),
     )
 
 
@@ -216,6 +214,14 @@ def _number(get: Getter, name: str, default: float, *, minimum: float, maximum: 
     if not math.isfinite(value) or not minimum <= value <= maximum:
         raise ConfigError(f"{name}: must be a number from {minimum:g} to {maximum:g} (got {raw!r})")
     return value
+
+
+def _integer(get: Getter, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """A whole number within bounds ("1.5" is refused, not rounded)."""
+    value = _number(get, name, default, minimum=minimum, maximum=maximum)
+    if not float(value).is_integer():
+        raise ConfigError(f"{name}: must be a whole number from {minimum:g} to {maximum:g} (got {get(name)!r})")
+    return int(value)
 
 
 _DURATION_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)$")

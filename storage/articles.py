@@ -44,6 +44,9 @@ _MAX_TITLE_WORDS = 64
 # A headline seen again within this long of its date is the same story; beyond it, a
 # different story that happens to share a title ("Weather forecast").
 SAME_TITLE_WINDOW = 3 * 24 * 3600.0
+# /latest for a section looks at a story's second and later sections among this many of the
+# newest stories (its first section has an index).
+SECONDARY_WINDOW = 1000
 
 
 def _tags_text(tags: Iterable[str]) -> str:
@@ -351,11 +354,24 @@ async def latest(
             params: list[object] = []
             for section in sections:
                 params += [section, before, want]
+            # A story published in several sections is indexed under its first one: its other
+            # sections are found among the newest stories that have several.
+            union += (
+                f" UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE rowid IN ("  # noqa: S608
+                "SELECT rowid FROM articles WHERE published_at < ? ORDER BY published_at DESC LIMIT ?) "
+                "AND instr(sections, '|') > 0)"
+            )
+            params += [before, SECONDARY_WINDOW]
             rows = await db.fetchall(
                 f"SELECT * FROM ({union}) ORDER BY published_at DESC LIMIT ?", (*params, want)  # noqa: S608
             )
+        wanted = set(sections) if sections is not None else None
         for row in rows:
             article = row_to_article(row)
+            if wanted is not None and not wanted.intersection(article.all_sections):
+                continue
+            if any(a.rowid == article.rowid for a in found):
+                continue  # in two of the sections asked for
             if not _excluded(article, excluded):
                 found.append(article)
         if len(found) >= limit or len(rows) < want:
@@ -539,4 +555,7 @@ async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: in
         return 0
     await conn.executemany("DELETE FROM articles_fts WHERE rowid = ?", [(r[0],) for r in rows])
     await conn.executemany("DELETE FROM articles WHERE rowid = ?", [(r[0],) for r in rows])
+    # Deleted entries stay in the index's segments until they are merged: a bounded merge
+    # step after each batch keeps the index (and the file) from swelling between merges.
+    await conn.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('merge', 500)")
     return len(rows)

@@ -381,3 +381,15 @@ async def test_the_same_id_is_the_same_story_whatever_else_changed(db: Database)
     stored = await store(db, [replace(first, title="Council meets on Tuesday", published_at=first.published_at + 9 * DAY)])
     assert stored.new == [] and [c.article.id for c in stored.corrected] == ["id-1"]
     assert await articles.count_articles(db) == 1
+
+
+async def test_latest_of_a_section_shows_stories_it_is_the_second_section_of(db: Database) -> None:
+    """A story in Sports and World is one row (indexed under Sports): /latest world lists it
+    once, and /latest for both sections lists it once."""
+    await store(db, [art(1, section="world"), art(2, section="sports"), art(3, section="business")])
+    await store(db, [replace(art(2), section="world")])
+    world = await articles.latest(db, ["world"], 5)
+    assert [a.id for a in world] == ["id-2", "id-1"]
+    both = await articles.latest(db, ["world", "sports"], 5)
+    assert [a.id for a in both] == ["id-2", "id-1"]
+    assert [a.id for a in await articles.latest(db, ["business"], 5)] == ["id-3"]

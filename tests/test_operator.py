@@ -212,7 +212,7 @@ def test_get_updates_refused_for_a_while_is_retried_reported_and_recovered(
     tg.fail_for(15, 401, "Unauthorized", methods=["getUpdates"])
     tg.user_message(56, "/help")  # ends the long poll in progress; the next one is refused
     tg.wait_for_messages(56, 1, timeout=30)
-    status, body = bot.wait_for_health(lambda s, b: s == 503, timeout=30)
+    _, body = bot.wait_for_health(lambda s, b: s == 503, timeout=30)
     assert body["status"] == "unhealthy" and body["updates"] is False, body
     assert any(r.startswith("updates: ") for r in body["reasons"]), body
     assert body["database"] is True and body["telegram"] is True, body

@@ -29,9 +29,9 @@ page rather than a feed.
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import contextlib
 import email.utils
+import http.cookiejar
 import ipaddress
 import itertools
 import math

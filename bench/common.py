@@ -206,6 +206,8 @@ def bot_settings(api_url: str, token: str, db_path: Path, **extra: str) -> Any:
         "NEWSBOT_API_URL": api_url,
         "NEWSBOT_DB": str(db_path),
         "NEWSBOT_LOG_LEVEL": "WARNING",
+        # The benchmarks' feeds are served on loopback.
+        "NEWSBOT_FEED_ALLOW_PRIVATE": "1",
         **extra,
     }
     return load_settings(env, env_file=None)

@@ -24,8 +24,8 @@ Figures:
   ceiling of python-telegram-bot + httpx on this machine.
 
 The fake runs in a child process (the other core), the bot in this one; the database is a
-real SQLite file seeded through the storage functions (chats.ensure_chat,
-chats.set_option, articles.insert_new_articles, outbox.enqueue_matches).
+real SQLite file seeded through the storage functions (chats.join,
+chats.set_option, articles.store_articles, outbox.enqueue_alerts).
 `--profile` prints a cProfile of the overhead run.
 """
 
@@ -121,20 +121,21 @@ async def seed(
     db = services.db
     chat_ids = [FIRST_CHAT + i for i in range(chats)]
     for chat_id in chat_ids:
-        await chats_store.ensure_chat(db, chat_id, "private")
+        await chats_store.join(db, chat_id, "private")
         if combine_off:
             await chats_store.set_option(db, chat_id, "combine", False)
     stories = [_article(n, rng) for n in range(articles)]
     async with db.write() as conn:
-        await articles_store.insert_new_articles(conn, stories)
-    matches: dict[str, dict[int, tuple[str, ...]]] = {a.id: {} for a in stories}
+        stored = await articles_store.store_articles(conn, stories, seen=True)
+    stories = list(stored.new)
+    matches: dict[str, dict[int, outbox.Match]] = {a.id: {} for a in stories}
     expected: set[tuple[int, int]] = set()
     for chat_id in chat_ids:
         for number in rng.sample(range(articles), per_chat):
             story = stories[number]
-            matches[story.id][chat_id] = (f"section:{story.section}",)
+            matches[story.id][chat_id] = outbox.Match((f"section:{story.section}",))
             expected.add((chat_id, number))
-    queued = await outbox.enqueue_matches(db, [a.id for a in stories], matches)
+    queued = (await outbox.enqueue_alerts(db, stories, matches)).queued
     if queued != len(expected):
         raise RuntimeError(f"queued {queued} outbox rows, expected {len(expected)}")
     return expected
@@ -176,7 +177,7 @@ async def _wait_empty(services: Any, deadline_s: float) -> bool:
 
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if await outbox.backlog(services.db) == 0:
+        if (await outbox.backlog(services.db)).total == 0:
             return True
         await asyncio.sleep(0.1)
     return False
@@ -200,29 +201,33 @@ async def run_dispatcher(
 ) -> tuple[RunResult, list[Any]]:
     """Seed, then let the project's Dispatcher empty the outbox. Returns the result and the
     messages as they were due (for the baseline to send the same)."""
-    from bot.app import build_app
-    from bot.pipeline.deliver import Dispatcher, RateLimits
-    from bot.services import open_services
+    from bot.context import open_services
+    from bot.pipeline.botapi import BotApi
+    from bot.pipeline.deliver import Dispatcher
+    from bot.pipeline.ratelimit import RateLimits
     from storage import outbox
 
     settings = bot_settings(fake.api_url, fake.token, db_path)
     services = await open_services(settings)
-    bot = build_app(settings).bot
+    api = BotApi(settings.api_url, settings.require_token(), connections=settings.send_concurrency + 2)
     try:
         rng = random.Random(seed_value)
         expected = await seed(
             services, chats=chats, per_chat=per_chat, articles=articles, rng=rng,
             combine_off=True,
         )
-        due = await outbox.due_messages(services.db, time.time() + 1, limit=len(expected) + 10)
-        await bot.initialize()
+        due = [
+            m for lane in sorted(outbox.LANE_NAMES)
+            for m in await outbox.due_messages(services.db, lane, time.time() + 1, limit=len(expected) + 10)
+        ]
+        await api.start()
         fake.command("clear")
         if unlimited:
             fake.command("disable_limits")
         else:
             fake.command("enforce_limits", global_per_second=GLOBAL_RATE, per_chat_interval=1.0)
         limits = RateLimits(unlimited=True) if unlimited else None
-        dispatcher = Dispatcher(services, bot, limits=limits)
+        dispatcher = Dispatcher(services, api, limits=limits)
         budget = 60.0 + (len(expected) / 100 if unlimited else 3 * len(expected) / GLOBAL_RATE)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile is not None:
@@ -245,7 +250,7 @@ async def run_dispatcher(
         return result, due
     finally:
         with contextlib.suppress(Exception):
-            await bot.shutdown()
+            await api.close()
         await services.close()
 
 
@@ -259,13 +264,14 @@ async def run_loop(
     budget_s: float,
 ) -> RunResult:
     """The usual bot: send each message in a gather loop (optionally with AIORateLimiter)."""
+    import zoneinfo
+
     from telegram import LinkPreviewOptions
     from telegram.constants import ParseMode
     from telegram.error import RetryAfter, TelegramError
     from telegram.ext import AIORateLimiter, ApplicationBuilder
 
-    from bot.pipeline.deliver import alert_keyboard
-    from bot.render import alert_html
+    from bot.render import alert
 
     builder = ApplicationBuilder().token(fake.token).base_url(fake.api_url)
     if rate_limited:
@@ -277,9 +283,11 @@ async def run_loop(
         fake.command("enforce_limits", global_per_second=GLOBAL_RATE, per_chat_interval=1.0)
     else:
         fake.command("disable_limits")
+    zone = zoneinfo.ZoneInfo("Europe/Stockholm")
     rendered = [
-        (m.chat_id, alert_html(m.article, m.reasons, sections), alert_keyboard(m, sections))
+        (m.chat_id, shown.html, shown.keyboard)
         for m in messages
+        for shown in [alert(m.article, m.reasons, sections, zone, row_id=m.id)]
     ]
     expected = set()
     for m in messages:
@@ -341,9 +349,7 @@ def _quiet_logs() -> Iterator[None]:
 
 
 async def _bench(args: argparse.Namespace, fake: FakeTelegramProcess, work: Path) -> list[Row]:
-    from bot.services import DEFAULT_SECTIONS
-
-    sections = {s.slug: s.name for s in DEFAULT_SECTIONS}
+    sections = {slug: slug.capitalize() for slug in SECTIONS}
     settings = bot_settings(fake.api_url, fake.token, work / "unused.db")
     concurrency = settings.send_concurrency
     per_chat = max(1, args.messages // args.chats)

@@ -6,7 +6,7 @@ Figures, on one thread:
 
 * generated feed: a 2,000-item RSS 2.0 document shaped like the sample feed (guid, link,
   pubDate, a section category and tags, an HTML description with entities, an image)
-  through `bot.pipeline.parse.parse_feed` and `storage.articles.insert_new_articles` in one
+  through `bot.pipeline.parse.parse_feed` and `storage.articles.store_articles` in one
   transaction into a fresh SQLite file (FTS5 triggers included): new articles/s, best of
   `--repeat` runs. Baseline: the naive way — `feedparser.parse` with its defaults
   (sanitising, resolving links), then for every entry a SELECT for its id, an INSERT and a
@@ -136,11 +136,11 @@ async def _fresh_db(path: Path) -> Any:
 
 
 async def ingest_ours(db: Any, documents: Sequence[tuple[str, bytes]]) -> tuple[int, int, int]:
-    """parse_feed + insert_new_articles in one transaction per document.
+    """parse_feed + store_articles in one transaction per document.
 
     Returns (articles parsed, articles new, documents rejected)."""
     from bot.pipeline.parse import ParseError, parse_feed
-    from storage.articles import insert_new_articles
+    from storage.articles import store_articles
 
     rule, sections = _rule(), _sections()
     parsed_n = new_n = rejected = 0
@@ -154,9 +154,9 @@ async def ingest_ours(db: Any, documents: Sequence[tuple[str, bytes]]) -> tuple[
             rejected += 1
             continue
         async with db.write() as conn:
-            new = await insert_new_articles(conn, parsed.articles)
+            stored = await store_articles(conn, parsed.articles)
         parsed_n += len(parsed.articles)
-        new_n += len(new)
+        new_n += len(stored.new)
     return parsed_n, new_n, rejected
 
 
@@ -240,8 +240,8 @@ async def poll_304(work: Path, feeds: int, items: int, repeat: int, seed: int) -
     import feedparser
     import httpx
 
+    from bot.context import open_services
     from bot.pipeline.poll import poll_due_feeds
-    from bot.services import open_services
     from tests.fakes.feed_server import FeedServer
 
     rng = random.Random(seed)

@@ -78,8 +78,9 @@ def build_database(path: Path, readers: int, subscriptions: int, seed: int) -> f
                 for s in [*work.section_subs, *work.keyword_subs]
             ),
         )
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (key TEXT PRIMARY KEY, value TEXT)")
         conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('bench_subscriptions', ?)",
+            "INSERT OR REPLACE INTO bench_meta (key, value) VALUES ('bench_subscriptions', ?)",
             (str(subscriptions),),
         )
         conn.execute("COMMIT")
@@ -96,7 +97,7 @@ def cached_database(readers: int, subscriptions: int, seed: int) -> tuple[Path, 
             conn = sqlite3.connect(path)
             try:
                 done = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'bench_subscriptions'"
+                    "SELECT value FROM bench_meta WHERE key = 'bench_subscriptions'"
                 ).fetchone()
             finally:
                 conn.close()

@@ -11,10 +11,13 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.context import NewsContext
+from storage.db import StorageError
 
 log = logging.getLogger(__name__)
 
 NOTICE = "Sorry, something went wrong. Please try again in a moment."
+# The database refused a write (disk full, file gone): the reader's change is not saved.
+NOT_SAVED = "Sorry, that could not be saved — please try again later"
 NOTICE_EVERY = 60.0
 
 
@@ -40,6 +43,7 @@ class ErrorNotices:
         if not self.due(chat_id, time.monotonic()):
             return
         try:
-            await context.bot.send_message(chat_id, NOTICE)
+            notice = NOT_SAVED if isinstance(context.error, StorageError) else NOTICE
+            await context.bot.send_message(chat_id, notice)
         except TelegramError:  # the chat may be unreachable; the log already has the cause
             log.debug("error notice not sent chat_id=%s", chat_id)

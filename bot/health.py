@@ -102,6 +102,9 @@ def _updates_problem(services: Services, mono: float) -> str | None:
         detail = f" ({status.updates_error})" if status.updates_error else ""
         return f"updates: getUpdates has not answered yet{detail}"
     silent = mono - status.updates_ok_at
+    if status.updates_error is not None:
+        # getUpdates answers, with an error (401/404/409…): no update arrives meanwhile.
+        return f"updates: getUpdates failing for {silent:.0f} s: {status.updates_error}"
     if silent > UPDATES_STALE:
         detail = f": {status.updates_error}" if status.updates_error else ""
         return f"updates: no answer from getUpdates for {silent:.0f} s{detail}"

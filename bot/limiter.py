@@ -32,6 +32,9 @@ LIMITED = frozenset(
 class SharedLimiter(BaseRateLimiter[None]):
     def __init__(self, limits: RateLimits) -> None:
         self.limits = limits
+        # One reply at a time per chat (handlers run concurrently): a chat's window only
+        # knows a send once it is answered, like the dispatcher's busy chats.
+        self._chats: dict[int, tuple[asyncio.Lock, int]] = {}
 
     async def initialize(self) -> None:
         return None
@@ -51,6 +54,22 @@ class SharedLimiter(BaseRateLimiter[None]):
         chat_id = data.get("chat_id")
         if endpoint not in LIMITED or not isinstance(chat_id, int):
             return await callback(*args, **kwargs)
+        lock, users = self._chats.get(chat_id, (asyncio.Lock(), 0))
+        self._chats[chat_id] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._send(callback, args, kwargs, chat_id)
+        finally:
+            lock, users = self._chats[chat_id]
+            if users > 1:
+                self._chats[chat_id] = (lock, users - 1)
+            else:
+                del self._chats[chat_id]
+
+    async def _send(
+        self, callback: Callable[..., Coroutine[Any, Any, Result]], args: Any, kwargs: dict[str, Any],
+        chat_id: int,
+    ) -> Result:
         limits = self.limits
         # Polled, not signalled: the windows open by the passing of time alone.
         while (wait := limits.ready_at(chat_id, time.monotonic()) - time.monotonic()) > 0:  # noqa: ASYNC110

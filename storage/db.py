@@ -60,18 +60,17 @@ class Reader:
         self.conn = conn
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        # Run, read and finish the statement in one call on the connection's thread: between
+        # separate calls another coroutine's query would run inside this statement's read
+        # transaction and miss what was committed since it began.
         try:
             return list(await self.conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        try:
-            async with self.conn.execute(sql, params) as cursor:
-                row: sqlite3.Row | None = await cursor.fetchone()
-                return row
-        except sqlite3.Error as exc:
-            raise StorageError(f"storage: cannot read {self.path}: {exc}") from None
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def scalar(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)

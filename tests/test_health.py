@@ -1,9 +1,15 @@
-"""GET /healthz and GET /metrics on loopback, served by the running bot."""
+"""GET /healthz and GET /metrics on loopback, served by the running bot; a database that
+cannot be written must show there, and readers must be told their change was not saved."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
+import errno
+import os
+import re
+import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +17,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.health import UPDATES_STALE
+from bot.metrics import COUNTERS, GAUGES
+from storage import outbox, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
-from tests.harness import bot_settings, running_bot, write_feeds_file
+from tests.harness import ask, bot_settings, running_bot, write_feeds_file
+from tests.test_operator import free_port
 
 TINY_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Tiny</title>
 <item><title>One</title><link>https://t.example/1</link><guid>t-1</guid></item></channel></rss>"""
+NOT_SAVED = "Sorry, that could not be saved — please try again later"
+HEALTH_FIELDS = {"status", "database", "dispatcher", "updates", "telegram", "last_poll_age_seconds"}
 
 
 @pytest.fixture
@@ -25,10 +37,20 @@ def tg() -> Iterator[FakeTelegram]:
         yield fake
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def samples(text: str) -> dict[str, str]:
+    """`name{labels}` → value, for every sample line of a Prometheus text page."""
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = value
+    return found
+
+
+async def updates_answered(tg: FakeTelegram, chat_id: int = 55) -> None:
+    """An update makes the long poll in progress answer at once."""
+    tg.user_message(chat_id, "/start")
+    await tg.await_messages(chat_id, 1, timeout=30)
 
 
 async def test_healthz_and_metrics(tg: FakeTelegram, tmp_path: Path) -> None:
@@ -40,25 +62,30 @@ async def test_healthz_and_metrics(tg: FakeTelegram, tmp_path: Path) -> None:
         settings = bot_settings(
             tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1"
         )
-        async with running_bot(settings) as app, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with running_bot(settings) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            services = rt.services
+            await updates_answered(tg)
             await tg.await_for(lambda: len(server.requests("/broken.xml")) >= 1, timeout=10)
-            await tg.await_for(lambda: app.bot_data.services.metrics.last_poll_success is not None, timeout=10)
+            await tg.await_for(lambda: services.metrics.last_poll_success is not None, timeout=10)
 
             health = await http.get("/healthz")
             assert health.status_code == 200
             assert health.headers["content-type"] == "application/json"
             body = health.json()
+            assert set(body) == HEALTH_FIELDS, body
             assert body["status"] == "ok" and body["database"] is True and body["dispatcher"] is True
+            assert body["updates"] is True and body["telegram"] is True
             assert 0 <= body["last_poll_age_seconds"] < 10
 
             metrics = await http.get("/metrics")
             assert metrics.status_code == 200
             assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-            lines = dict(line.rsplit(" ", 1) for line in metrics.text.splitlines() if not line.startswith("#"))
-            assert lines["newsbot_outbox_backlog"] == "0"
-            assert lines["newsbot_feeds_enabled"] == "2" and lines["newsbot_feeds_failing"] == "1"
-            assert lines["newsbot_readers_active"] == "0" and lines["newsbot_dispatcher_up"] == "1"
+            lines = samples(metrics.text)
+            assert float(lines['newsbot_outbox_backlog{lane="personal"}']) == 0
+            assert float(lines["newsbot_feeds_enabled"]) == 2 and float(lines["newsbot_feeds_failing"]) == 1
+            assert float(lines["newsbot_readers_active"]) == 1 and float(lines["newsbot_dispatcher_up"]) == 1
             assert float(lines["newsbot_last_poll_age_seconds"]) < 10
+            assert float(lines['newsbot_polls_total{result="error"}']) >= 1
             assert "# TYPE newsbot_polls_total counter" in metrics.text
 
             assert (await http.get("/")).status_code == 404
@@ -69,14 +96,15 @@ async def test_healthz_and_metrics(tg: FakeTelegram, tmp_path: Path) -> None:
             server.status("/tiny.xml", 500)
             failed = len([r for r in server.requests("/tiny.xml") if r.status == 500])
             await tg.await_for(lambda: len([r for r in server.requests("/tiny.xml") if r.status == 500]) > failed, timeout=10)
-            app.bot_data.services.metrics.last_poll_success = time.time() - 1000
+            services.metrics.last_poll_success = time.time() - 1000
             stale = await http.get("/healthz")
             assert stale.status_code == 503
             assert stale.json()["status"] == "unhealthy"
             assert any(r.startswith("poll: last success") for r in stale.json()["reasons"])
 
             # The dispatcher stopped: unhealthy, and the failing field says which.
-            await app.bot_data.dispatcher.stop(timeout=1)
+            assert rt.dispatcher is not None
+            await rt.dispatcher.stop(timeout=1)
             dead = await http.get("/healthz")
             assert dead.status_code == 503
             assert dead.json()["dispatcher"] is False and dead.json()["database"] is True
@@ -87,14 +115,45 @@ async def test_healthz_and_metrics(tg: FakeTelegram, tmp_path: Path) -> None:
         await asyncio.open_connection("127.0.0.1", port)
 
 
+async def test_metrics_come_from_prometheus_client_in_full(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Every metric has HELP and TYPE; numbers keep every digit; the backlog has one sample
+    per lane, labelled."""
+    port = free_port()
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))) as rt:
+        await updates_answered(tg)
+        rt.services.metrics.inc("newsbot_articles_new_total", 1234567)
+        rt.services.metrics.inc("newsbot_errors_total", 987654321, stage="poll")
+        async with httpx.AsyncClient(timeout=10) as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    lines = samples(text)
+    # Every digit kept (Go's notation, 1.234567e+06, is fine; %g's 1.23457e+06 is not).
+    assert float(lines["newsbot_articles_new_total"]) == 1234567, lines["newsbot_articles_new_total"]
+    assert float(lines['newsbot_errors_total{stage="poll"}']) == 987654321
+    helps = set(re.findall(r"^# HELP (\S+) ", text, re.MULTILINE))
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+    for sample in lines:
+        name = sample.split("{")[0]
+        family = re.sub(r"_(bucket|count|sum)$", "", name) if name.startswith("newsbot_send_seconds") else name
+        assert family in helps and family in types, name
+    for name in GAUGES:
+        if name != "newsbot_last_poll_age_seconds":  # only once something was polled
+            assert types.get(name) == "gauge", name
+    for name in COUNTERS:
+        assert types.get(name) == "counter", name
+    assert types["newsbot_send_seconds"] == "histogram"
+    lanes = sorted(re.findall(r'^newsbot_outbox_backlog\{lane="([a-z]+)"\} ', text, re.MULTILINE))
+    assert lanes == sorted(outbox.LANE_NAMES.values()), lanes
+
+
 async def test_no_endpoint_without_a_port(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with running_bot(bot_settings(tg, tmp_path)) as app:
-        assert app.bot_data.health is None
+    async with running_bot(bot_settings(tg, tmp_path)) as rt:
+        assert rt.health is None
 
 
 async def test_a_slow_client_does_not_block_others(tg: FakeTelegram, tmp_path: Path) -> None:
     port = free_port()
     async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))):
+        await updates_answered(tg)
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.1\r\n")  # never finishes its request
         await writer.drain()
@@ -103,3 +162,107 @@ async def test_a_slow_client_does_not_block_others(tg: FakeTelegram, tmp_path: P
         assert answer.status_code == 200 and answer.json()["last_poll_age_seconds"] is None
         writer.close()
         await writer.wait_closed()
+
+
+async def test_updates_never_answered_is_unhealthy_after_the_grace(tg: FakeTelegram, tmp_path: Path) -> None:
+    """getUpdates that stops answering (a hang, not an error) shows after UPDATES_STALE."""
+    port = free_port()
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))) as rt:
+        await updates_answered(tg)
+        status = rt.services.status
+        assert status.updates_ok_at is not None
+        status.updates_ok_at -= UPDATES_STALE + 5  # as if the last answer were that old
+        async with httpx.AsyncClient(timeout=5) as http:
+            answer = await http.get(f"http://127.0.0.1:{port}/healthz")
+        assert answer.status_code == 503
+        assert answer.json()["updates"] is False
+        assert any(r.startswith("updates: no answer from getUpdates for") for r in answer.json()["reasons"])
+
+
+# --- the database file gone or replaced -----------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_database_file_deleted_or_replaced_is_unhealthy(tg: FakeTelegram, tmp_path: Path, how: str) -> None:
+    """Writes to a deleted (or replaced) file vanish at the next start: /healthz says 503
+    and names the database, and /metrics reports it down."""
+    port = free_port()
+    settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))
+    db_path = tmp_path / "newsbot.db"
+    async with running_bot(settings), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        await updates_answered(tg)
+        assert (await http.get("/healthz")).status_code == 200
+        if how == "deleted":
+            os.unlink(db_path)
+        else:
+            other = tmp_path / "other.db"
+            sqlite3.connect(other).close()
+            os.replace(other, db_path)
+        answer = await http.get("/healthz")
+        assert answer.status_code == 503
+        body = answer.json()
+        assert body["status"] == "unhealthy" and body["database"] is False, body
+        assert f"database: storage: database file {db_path} was {how}" in body["reasons"], body
+        assert samples((await http.get("/metrics")).text)["newsbot_database_up"] == "0.0"
+
+
+# --- the disk full --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tiny_disk(path: Path, size: str = "16m") -> Iterator[Path]:
+    """A tmpfs of `size` at `path` (root mounts it, as CI and the developers' machines run)."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"mounting a tmpfs needs root: {mounted.stderr}"
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the file system is full."""
+    chunk = b"\0" * 65536
+    with path.open("wb", buffering=0) as filler:
+        while True:
+            try:
+                filler.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+        with contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 512)
+
+
+async def test_disk_full_is_unhealthy_and_readers_are_told(tg: FakeTelegram, tmp_path: Path) -> None:
+    """With the disk full: /healthz 503 naming the database, a reader's /follow answered
+    "could not be saved" (and nothing pretends it was); room again: healthy, saved."""
+    port = free_port()
+    with tiny_disk(tmp_path / "disk") as disk:
+        settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_DB=str(disk / "newsbot.db"))
+        async with running_bot(settings) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            services = rt.services
+            await updates_answered(tg, 42)
+            assert (await http.get("/healthz")).status_code == 200
+            await services.db.maintain()  # the write-ahead log cut to nothing: the next write needs room
+            fill(disk / "filler")
+
+            answer = await http.get("/healthz")
+            assert answer.status_code == 503
+            body = answer.json()
+            assert body["database"] is False, body
+            assert any(r.startswith("database: storage: cannot write") and "full" in r for r in body["reasons"]), body
+
+            reply = await ask(tg, 42, "/follow drones")
+            assert reply["text"] == NOT_SAVED
+            assert await subscriptions.subscriptions_for_chat(services.db, 42) == []
+
+            os.unlink(disk / "filler")
+            healthy = await http.get("/healthz")
+            assert healthy.status_code == 200, healthy.json()
+            saved = await ask(tg, 42, "/follow drones")
+            assert "drones" in str(saved["text"]) and saved["text"] != NOT_SAVED
+            assert [s.value for s in await subscriptions.subscriptions_for_chat(services.db, 42)] == ["drones"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
+from bot.context import Services, load_matcher_index, open_services
 from bot.pipeline.poll import poll_due_feeds
-from bot.services import Services, open_services
 from storage import articles, chats, feeds, subscriptions
 from tests.conftest import REPO, SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
@@ -21,10 +21,12 @@ from tests.harness import write_feeds_file
 
 
 def newsbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`newsbot ARGS` with the operator's environment plus `env`, feeds on loopback allowed."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NEWSBOT_")}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         capture_output=True, text=True, timeout=120, cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        env={**base, "PYTHONPATH": str(REPO), "NEWSBOT_FEED_ALLOW_PRIVATE": "1", **env},
     )
 
 
@@ -35,16 +37,26 @@ def server() -> Iterator[FeedServer]:
 
 
 def test_check_feed_prints_all_fifty_stories_with_sections(tmp_path: Path) -> None:
-    out = newsbot("check-feed", str(SAMPLE_FEED), env={}, cwd=tmp_path)
+    """A header naming the zone, one row per story with its section's display name and a
+    time that carries its zone, then the count; nothing stored."""
+    feeds_file = write_feeds_file(tmp_path, [])
+    out = newsbot("check-feed", str(SAMPLE_FEED), env={"NEWSBOT_FEEDS": str(feeds_file)}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
+    assert lines[0] == "id\tsection\tpublished (Europe/Stockholm)\ttitle\tlink"
     assert lines[-1] == "50 stories"
-    rows = [line.split("\t") for line in lines[:-1]]
+    rows = [line.split("\t") for line in lines[1:-1]]
     assert len(rows) == 50
     assert {r[1] for r in rows} == {"Sweden", "Living", "World", "Business", "Sports", "Entertainment"}
     first = rows[0]
     assert first[0] == "sh-1000"
-    assert first[2] == "2025-03-12 20:00"  # 21:00 +0100 in UTC
+    assert first[2] == "2025-03-12 21:00 CET"  # 21:00 +0100, in the newsroom's zone
+    utc = newsbot(
+        "check-feed", str(SAMPLE_FEED), env={"NEWSBOT_FEEDS": str(feeds_file), "NEWSBOT_TIMEZONE": "UTC"},
+        cwd=tmp_path,
+    )
+    assert utc.stdout.splitlines()[0].startswith("id\tsection\tpublished (UTC)\t")
+    assert utc.stdout.splitlines()[1].split("\t")[2] == "2025-03-12 20:00 UTC"
     assert first[3] == "Sweden beats Norway in the handball qualifier"
     assert first[4].startswith("https://swedenherald.com/article/")
     assert not (tmp_path / "data").exists()  # nothing stored
@@ -101,7 +113,8 @@ def test_unwritable_database_is_one_clear_line(tmp_path: Path, server: FeedServe
     }
     out = newsbot("ingest", env=env, cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.startswith("newsbot: storage: cannot create directory")
+    assert out.stderr.startswith("newsbot: storage: cannot create ")
+    assert str(blocker) in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
 
@@ -114,6 +127,7 @@ async def services(tmp_path: Path, server: FeedServer) -> AsyncIterator[Services
             "NEWSBOT_DB": str(tmp_path / "newsbot.db"),
             "NEWSBOT_FETCH_TIMEOUT": "0.5",
             "NEWSBOT_POLL_SECONDS": "60",
+            "NEWSBOT_FEED_ALLOW_PRIVATE": "1",
         },
         env_file=None,
     )
@@ -176,10 +190,8 @@ async def test_only_articles_after_the_first_poll_become_alerts(
 ) -> None:
     sample = SAMPLE_FEED.read_text()
     server.serve("/good.xml", sample.encode())
-    await chats.ensure_chat(services.db, 42, "private")
+    await chats.join(services.db, 42, "private")
     await subscriptions.add_subscription(services.db, 42, "section", "sports", "sports", limit=50)
-    from bot.services import load_matcher_index
-
     await load_matcher_index(services.db, services.matcher)
     for path in ("/slow.xml", "/500.xml", "/huge.xml", "/page.html", "/loop-a", "/cut.xml"):
         server.status(path, 404)

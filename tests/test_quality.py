@@ -43,6 +43,10 @@ def test_dockerfile_installs_like_the_readme() -> None:
     assert 'ENTRYPOINT ["newsbot"]' in dockerfile and 'CMD ["run"]' in dockerfile
     assert "USER 10001" in dockerfile and 'VOLUME ["/data"]' in dockerfile
     assert 'CMD ["newsbot", "healthcheck"]' in dockerfile
+    # The health check asks the port the bot listens on (NEWSBOT_HTTP_PORT), the one exposed.
+    port = re.search(r"NEWSBOT_HTTP_PORT=(\d+)", dockerfile)
+    assert port and re.search(rf"^EXPOSE .*\b{port.group(1)}\b", dockerfile, re.MULTILINE)
+    assert "NEWSBOT_HTTP_HOST=0.0.0.0" in dockerfile
     # The dependency layer comes before the code, so a code change does not reinstall it.
     assert dockerfile.index("-c constraints.txt .") < dockerfile.index("COPY bot ")
     assert re.search(r"^FROM python:3\.\d+\.\d+-slim", dockerfile, re.MULTILINE)

@@ -69,35 +69,34 @@ def test_options_come_from_the_settings(tg: FakeTelegram, tmp_path: Path) -> Non
 async def test_updates_need_the_secret_token(tg: FakeTelegram, tmp_path: Path) -> None:
     port = free_port()
     settings = bot_settings(tg, tmp_path, **webhook_env(port))
-    async with running_bot(settings, polling=False) as app:
-        assert app.updater is not None
-        await app.updater.start_webhook(**webhook_options(settings))
-        try:
-            (registered,) = tg.calls("setWebhook")
-            assert registered.params["url"] == PUBLIC_URL
-            assert registered.params["secret_token"] == SECRET
+    async with running_bot(settings) as rt:
+        app = rt.app
+        assert app.updater is not None and app.updater.running  # the runner started it
+        assert rt.services.status.webhook
+        (registered,) = tg.calls("setWebhook")
+        assert registered.params["url"] == PUBLIC_URL
+        assert registered.params["secret_token"] == SECRET
 
-            url = f"http://127.0.0.1:{port}/telegram/hook"
-            async with httpx.AsyncClient(timeout=10) as client:
-                for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"},
-                                {"X-Telegram-Bot-Api-Secret-Token": SECRET + "x"}):
-                    refused = await client.post(url, json=an_update(tg, "/help", 1), headers=headers)
-                    assert refused.status_code == 403, headers
-                elsewhere = await client.post(
-                    f"http://127.0.0.1:{port}/", json=an_update(tg, "/help", 2),
-                    headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-                )
-                assert elsewhere.status_code == 404
-                assert tg.sent_messages(READER) == []
+        url = f"http://127.0.0.1:{port}/telegram/hook"
+        async with httpx.AsyncClient(timeout=10) as client:
+            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+                            {"X-Telegram-Bot-Api-Secret-Token": SECRET + "x"}):
+                refused = await client.post(url, json=an_update(tg, "/help", 1), headers=headers)
+                assert refused.status_code == 403, headers
+            elsewhere = await client.post(
+                f"http://127.0.0.1:{port}/", json=an_update(tg, "/help", 2),
+                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+            )
+            assert elsewhere.status_code == 404
+            assert tg.sent_messages(READER) == []
 
-                accepted = await client.post(
-                    url, json=an_update(tg, "/start", 3), headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
-                )
-                assert accepted.status_code == 200
-            [reply] = await tg.await_messages(READER, 1, timeout=10)
-            assert "Welcome" in reply["text"]
-        finally:
-            await app.updater.stop()
+            accepted = await client.post(
+                url, json=an_update(tg, "/start", 3), headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+            )
+            assert accepted.status_code == 200
+        [reply] = await tg.await_messages(READER, 1, timeout=10)
+        assert "Welcome" in reply["text"]
+    assert tg.calls("getUpdates") == []
 
 
 def test_newsbot_run_serves_the_webhook(tg: FakeTelegram, tmp_path: Path) -> None:

@@ -249,7 +249,7 @@ class Dispatcher:
             if chat_id is None:
                 wake_at = min(wake_at, at)
                 break
-            batch = self.planner.take(chat_id)
+            batch = self.planner.take(chat_id, now=clock.time())
             held = self._quiet(batch)
             if held:
                 self._defer(held)

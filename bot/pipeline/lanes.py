@@ -16,8 +16,10 @@ broadcasts strictly first, then every alert in one queue, oldest first.
 
 Once a chat is chosen, what it gets is decided by its own queue: a broadcast, a correction
 or a briefing as it is; alerts oldest-published first, several due at once as one combined
-message (more than COMBINE_OVER, when the reader combines bursts; held alerts — after
-/resume or quiet hours — always as one message), only those bound for the same forum topic.
+message when the reader combines bursts — more than COMBINE_OVER, or two or more once the
+oldest has waited COMBINE_WAITED (a section alert held up by a fan-out goes with what came
+due behind it) — and held alerts (after /resume or quiet hours) always as one message; only
+alerts bound for the same forum topic go together.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from storage.outbox import LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, LANES, D
 
 WEIGHTS = {LANE_BROADCAST: 16.0, LANE_PERSONAL: 8.0, LANE_SECTION: 2.0}
 COMBINE_OVER = 3  # more alerts than this due at once for one chat → one combined message
+COMBINE_WAITED = 60.0  # an alert that waited this long goes together with the others due
 COMBINE_MAX = 100
 # How far down a lane to look for a chat that may be sent to now.
 SCAN = 4000
@@ -117,21 +120,30 @@ class Planner:
         self._pass[lane] += 1.0 / self.weights[lane]
         self._clock = self._pass[lane]
 
-    def take(self, chat_id: int, *, combine: bool = True) -> list[DueMessage]:
+    def take(self, chat_id: int, *, now: float | None = None) -> list[DueMessage]:
         """The next message for `chat_id` (one row, or the alerts that go together), out of
-        the view."""
+        the view. `now` (wall clock) tells how long its alerts have waited."""
         messages = self._view[chat_id]
         first = messages[0]
         batch = [first]
         if first.kind == "alert":
             alerts = [m for m in messages if m.kind == "alert" and m.thread_id == first.thread_id]
-            held = any(m.digest for m in alerts)
-            if held or (combine and first.chat.combine and len(alerts) > COMBINE_OVER):
+            if any(m.digest for m in alerts) or (first.chat.combine and self._combine(alerts, now)):
                 batch = alerts[:COMBINE_MAX]
         taken = {m.id for m in batch}
         rest = [m for m in messages if m.id not in taken]
         self._forget(chat_id, batch, rest)
         return batch
+
+    def _combine(self, alerts: Sequence[DueMessage], now: float | None) -> bool:
+        """More than COMBINE_OVER due at once (a burst); or, with lanes, an alert that has
+        waited COMBINE_WAITED while others came due for the same chat: one message for them
+        all is sooner for the reader and one send instead of several for everyone else."""
+        if len(alerts) > COMBINE_OVER:
+            return True
+        if self.fifo or now is None or len(alerts) < 2:
+            return False
+        return now - min(m.created_at for m in alerts) >= COMBINE_WAITED
 
     def _forget(self, chat_id: int, batch: Sequence[DueMessage], rest: list[DueMessage]) -> None:
         if rest:

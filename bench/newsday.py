@@ -13,8 +13,10 @@ and answered with 429 — so the run is bounded by newsbot's own work, not by a 
 The day: `--readers` readers, each following 1–3 sections (weighted like the sample feed's
 mix) and 0–5 keywords drawn from a Zipf vocabulary (so a few keywords have thousands of
 followers); `--stories` stories between 06:00 and 23:00 in the sample feed's section mix,
-each found by the poll 0–60 s after publication, each about 1–2 of those topics;
-two breaking broadcasts to everyone (09:00 free, 17:30 paid).
+30 of them in six bursts of five within minutes (breaking news), each found by the poll
+0–60 s after publication, each about 1–2 of those topics;
+two breaking broadcasts to everyone, each as a burst of stories comes in (09:50 free,
+18:14 paid).
 
 Runs, each on a fresh copy of the same database:
 
@@ -71,7 +73,10 @@ SECTION_WEIGHTS = (12, 6, 10, 8, 9, 5)
 RTT = 0.04
 FREE_RATE = 30
 PAID_RATE = 1000
-BROADCASTS = ((3 * 3600.0, False), (11.5 * 3600.0, True))  # 09:00 free, 17:30 paid
+# Breaking news: six bursts of five stories within five minutes, 2.8 hours apart from 07:00;
+# each broadcast goes out with one of them (09:50 free, 18:14 paid).
+BURSTS, BURST_STORIES, BURST_EVERY = 6, 5, 2.8 * 3600.0
+BROADCASTS = ((BURST_EVERY + 120, False), (4 * BURST_EVERY + 120, True))
 
 
 class VirtualClock:
@@ -208,8 +213,8 @@ def make_day(readers: int, stories: int, seed: int) -> Day:
     found: list[tuple[float, float, Article]] = []
     for n in range(stories):
         published = DAY_START + rng.uniform(0, 17 * 3600)
-        if n % 25 == 0:  # a burst: several stories within minutes
-            published = DAY_START + (n // 25) * 2.8 * 3600 + rng.uniform(0, 300)
+        if n < BURSTS * BURST_STORIES:  # breaking news: several stories within minutes
+            published = DAY_START + (n // BURST_STORIES) * BURST_EVERY + rng.uniform(0, 300)
         about = rng.choices(topics, weights, k=rng.randint(1, 2))
         text = " ".join(rng.sample(about + rng.choices(filler, k=10), k=len(about) + 10))
         story = Article(
@@ -429,7 +434,7 @@ def rows_of(results: dict[str, RunResult], readers: int) -> list[Row]:
     ))
     rows.append(figure(
         "newsday_section", "news day: section alert p50/p95/max, lanes", sec_lanes[1], "s",
-        baseline=sec_fifo[1], better="lower", target="p95 ≤ FIFO", passed=sec_lanes[1] <= sec_fifo[1] * 1.02,
+        baseline=sec_fifo[1], better="lower", target="p95 ≤ FIFO", passed=sec_lanes[1] <= sec_fifo[1],
         value_text=latency_text(sec_lanes), baseline_text=f"FIFO {latency_text(sec_fifo)}",
     ))
     for paid in (False, True):

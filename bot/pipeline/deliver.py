@@ -114,7 +114,7 @@ class Dispatcher:
         self._running = 0
         self._running_paid = 0
         self._loaded_at = -math.inf
-        self._partial = False  # the last load left rows behind (a lane hit LOAD_PER_LANE)
+        self._partial: set[int] = set()  # lanes the last load could not read whole
         self._any_paid = False  # the view holds rows of a paid broadcast
         self._next_due = math.inf  # monotonic time the next unloaded row comes due
         self._storm: deque[tuple[float, int]] = deque()
@@ -202,10 +202,11 @@ class Dispatcher:
         # chat held until then, so that they go on time rather than at the reload after.
         wall = clock.time()
         rows: list[DueMessage] = []
-        self._partial = False
+        self._partial = set()
         for lane in LANES:
             found = await outbox.due_messages(self.services.db, lane, wall + RELOAD_SECONDS, LOAD_PER_LANE)
-            self._partial = self._partial or len(found) >= LOAD_PER_LANE
+            if len(found) >= LOAD_PER_LANE:
+                self._partial.add(lane)
             rows += found
         self.planner.replace(rows, self._taken)
         self._any_paid = any(self._paid(m) for m in rows)
@@ -215,6 +216,13 @@ class Dispatcher:
             if message.next_attempt_at > wall:
                 self.limits.hold(message.chat_id, mono + (message.next_attempt_at - wall))
         self._loaded_at = mono
+
+    def _running_low(self) -> bool:
+        """A lane that was not read whole is down to LOW_WATER rows in the view."""
+        if not self._partial:
+            return False
+        waiting = self.planner.waiting()
+        return any(waiting[lane] < LOW_WATER for lane in self._partial)
 
     def _ready_at(self, message: DueMessage, now: float) -> float:
         paid = self._paid(message)
@@ -231,7 +239,7 @@ class Dispatcher:
         if (
             wake.is_set()
             or now - self._loaded_at > RELOAD_SECONDS
-            or (self._partial and len(self.planner) < LOW_WATER)
+            or self._running_low()
             or (not self.planner and now >= self._next_due)
         ):
             await self._load()

@@ -51,6 +51,7 @@ class Planner:
         self._lanes: dict[int, dict[int, None]] = {lane: {} for lane in LANES}
         self._pass: dict[int, float] = dict.fromkeys(LANES, 0.0)
         self._clock = 0.0  # the pass of the lane that went last
+        self._counts: dict[int, int] = dict.fromkeys(LANES, 0)  # rows in the view per lane
 
     def __bool__(self) -> bool:
         return bool(self._view)
@@ -79,8 +80,12 @@ class Planner:
                 key=lambda m: (m.next_attempt_at, m.id),
             )
             lanes[LANE_PERSONAL] = dict.fromkeys(m.chat_id for m in merged)
+        counts = dict.fromkeys(LANES, 0)
         for messages in view.values():
             messages.sort(key=_rank)
+            for message in messages:
+                counts[message.lane] += 1
+        self._counts = counts
         for lane in LANES:
             if lanes[lane] and not self._lanes[lane]:
                 # A lane coming back from idle starts level with the others, not ahead.
@@ -146,6 +151,8 @@ class Planner:
         return now - min(m.created_at for m in alerts) >= COMBINE_WAITED
 
     def _forget(self, chat_id: int, batch: Sequence[DueMessage], rest: list[DueMessage]) -> None:
+        for message in batch:
+            self._counts[message.lane] -= 1
         if rest:
             self._view[chat_id] = rest
         else:
@@ -159,20 +166,20 @@ class Planner:
         so they need no reload to be picked up again; a reload replaces them with what is due."""
         chat_id = batch[0].chat_id
         self._view[chat_id] = sorted([*batch, *self._view.get(chat_id, [])], key=_rank)
+        for message in batch:
+            self._counts[message.lane] += 1
         for lane in {self._lane(m) for m in batch}:
             self._lanes[lane].setdefault(chat_id)
 
     def drop_chat(self, chat_id: int) -> list[DueMessage]:
         rows = self._view.pop(chat_id, [])
+        for message in rows:
+            self._counts[message.lane] -= 1
         for lane in LANES:
             self._lanes[lane].pop(chat_id, None)
         return rows
 
     def waiting(self) -> dict[int, int]:
         """Rows in the view per lane."""
-        counts = dict.fromkeys(LANES, 0)
-        for rows in self._view.values():
-            for message in rows:
-                counts[message.lane] += 1
-        return counts
+        return dict(self._counts)
 

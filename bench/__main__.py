@@ -1,6 +1,6 @@
 """Run every benchmark and print one table; `--write-docs` refreshes docs/benchmarks.md.
 
-    python -m bench                      # all, full size (about 10-15 minutes on 2 cores)
+    python -m bench                      # all, full size (about 90 minutes on 2 cores)
     python -m bench --only deliver,ingest
     python -m bench --smoke              # every benchmark at a tiny size (seconds)
     python -m bench --write-docs         # and write docs/benchmarks.md
@@ -34,7 +34,7 @@ from bench.common import (
     result_text,
 )
 
-BENCHES = ("match", "deliver", "ingest", "queries", "memory")
+BENCHES = ("match", "deliver", "ingest", "queries", "memory", "newsday", "year", "briefing")
 DOCS = REPO / "docs" / "benchmarks.md"
 CHILD_TIMEOUT_S = 1_200
 
@@ -43,6 +43,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "match": [
         "--keywords", "3000", "--chats", "300", "--articles", "100", "--vocabulary", "3000",
         "--baseline-subscriptions", "300", "--baseline-articles", "3", "--verify", "2",
+        "--exclusions", "600",
     ],
     "deliver": ["--messages", "24", "--chats", "12", "--articles", "4", "--overhead-messages", "30"],
     "ingest": [
@@ -51,6 +52,12 @@ SMOKE_ARGS: dict[str, list[str]] = {
     ],
     "queries": ["--articles", "3000", "--queries", "30", "--baseline-queries", "2"],
     "memory": ["--readers", "300", "--subscriptions", "1500", "--sample-seconds", "0.3"],
+    "newsday": ["--readers", "300", "--stories", "30"],
+    "year": [
+        "--readers", "300", "--subscriptions", "1500", "--articles", "3000", "--rate", "0.2",
+        "--days", "8",
+    ],
+    "briefing": ["--readers", "600", "--keyword-alerts", "5"],
 }
 
 
@@ -64,6 +71,7 @@ def match_rows(figures: dict[str, Any]) -> list[Row]:
     )
     index_mb = float(figures.get("index_bytes") or 0) / 1024 / 1024
     verified = bool(figures.get("verified_ok", False))
+    excl_rate = float(figures.get("exclusions_articles_per_second", 0.0))
     return [
         figure(
             "match_rate", f"match: articles/s, one core ({subs})", rate, "articles/s",
@@ -88,6 +96,19 @@ def match_rows(figures: dict[str, Any]) -> list[Row]:
             f"match == loop over every subscription ({figures.get('verified_articles', 0)} articles)",
             1.0 if verified else 0.0, "", target="yes", passed=verified,
             value_text="yes" if verified else "NO",
+        ),
+        figure(
+            "match_exclusions",
+            f"match with {figures.get('exclusions', 0):,} exclusions as well, articles/s, one core",
+            excl_rate, "articles/s", baseline=rate or None,
+            target="≥ 20,000/s, == loop", passed=bool(figures.get("exclusions_passed", False)),
+            baseline_text=f"no exclusions: {rate:,.0f}/s",
+            detail={"note": (
+                f"the same stories after {figures.get('exclusions', 0):,} exclusions joined the "
+                f"index ({figures.get('exclusions_add_seconds', 0.0):.1f} s to add); "
+                f"{figures.get('excluded_chats_per_article', 0.0):,.0f} chats excluded per story; "
+                "result == a loop over every subscription and exclusion: "
+                f"{'yes' if figures.get('exclusions_verified_ok') else 'NO'}")},
         ),
     ]
 
@@ -164,9 +185,10 @@ HOW_TO_RUN = """
 
 ```sh
 pip install -e '.[dev]'             # includes aiolimiter, for the AIORateLimiter baseline
-python -m bench                     # everything at full size, one table (≈ 10-15 min)
+python -m bench                     # everything at full size, one table (≈ 90 min)
 python -m bench --write-docs        # … and rewrite this file
-python -m bench --only queries      # some of them (match, deliver, ingest, queries, memory)
+python -m bench --only queries      # some of them (match, deliver, ingest, queries, memory,
+                                    #   newsday, year, briefing)
 python -m bench --smoke             # tiny sizes, seconds (tests/test_bench_smoke.py runs these)
 python -m bench.deliver --help      # one benchmark alone, with its own size options
 ```
@@ -178,7 +200,10 @@ and 15 s here), later runs reuse them. Everything runs on 127.0.0.1 against the 
 `tests/fakes/`; the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
 
 What each one measures, and its baseline, is in its module docstring: `bench/match.py`,
-`bench/deliver.py`, `bench/ingest.py`, `bench/queries.py`, `bench/memory.py`.
+`bench/deliver.py`, `bench/ingest.py`, `bench/queries.py`, `bench/memory.py`,
+`bench/newsday.py` (a news day on a simulated clock: lanes against first-in-first-out),
+`bench/year.py` (the database after a month at the ceiling, against 0.1's schema and
+queries) and `bench/briefing.py` (20,000 briefings at 07:00, spread or not).
 """
 
 # Why a target is missed, from profiling (kept next to the figures it explains; shown

@@ -99,10 +99,54 @@ def test_memory_smoke() -> None:
 
 def test_match_rows_adapter() -> None:
     rows = by_key(smoke("match"))
-    assert set(rows) == {"match_rate", "match_materialised", "match_index_memory", "match_verified"}
+    assert set(rows) == {
+        "match_rate", "match_materialised", "match_index_memory", "match_verified",
+        "match_exclusions",
+    }  # fmt: skip
     assert rows["match_verified"]["passed"] is True
     assert rows["match_rate"]["value"] > 0
-    assert rows["match_rate"]["detail"]["keyword_subscriptions"] == 3000
+    figures = rows["match_rate"]["detail"]
+    assert figures["keyword_subscriptions"] == 3000
+    assert figures["exclusions"] == 600
+    assert figures["exclusions_verified_ok"] is True
+    # The exclusions took effect: some chats lost an alert they would have had.
+    assert figures["excluded_chats_per_article"] > 0
+    assert rows["match_exclusions"]["value"] > 0
+
+
+def test_newsday_smoke() -> None:
+    rows = by_key(smoke("newsday"))
+    assert set(rows) == {
+        "newsday_keyword", "newsday_section", "newsday_broadcast_free",
+        "newsday_broadcast_paid", "newsday_messages_per_alert", "newsday_clean",
+    }  # fmt: skip
+    assert rows["newsday_clean"]["value"] == 0
+    assert rows["newsday_clean"]["passed"] is True
+    for key in ("newsday_keyword", "newsday_section"):
+        assert rows[key]["value"] > 0 and rows[key]["baseline"] > 0
+    # Both broadcasts reached their audience, in the run with lanes and under FIFO.
+    for key in ("newsday_broadcast_free", "newsday_broadcast_paid"):
+        assert rows[key]["value"] > 0 and rows[key]["baseline"] > 0
+    assert 0 < rows["newsday_messages_per_alert"]["value"] <= 1
+
+
+def test_year_smoke() -> None:
+    rows = by_key(smoke("year"))
+    assert {"year_stats", "year_healthz", "year_dispatcher"} <= set(rows)
+    assert any(key.startswith("year_size_day") for key in rows)
+    assert any(key.startswith("year_query_") for key in rows)
+    for row in rows.values():
+        assert row["value"] > 0
+        assert row["baseline"] is not None  # each beside 0.1's figure or the empty database
+
+
+def test_briefing_smoke() -> None:
+    rows = by_key(smoke("briefing"))
+    assert set(rows) == {"briefing_spread", "briefing_keyword"}
+    spread = rows["briefing_spread"]
+    assert spread["passed"] is True  # every briefing sent, no violation
+    assert spread["baseline"] is not None
+    assert rows["briefing_keyword"]["value"] > 0
 
 
 def test_runner_prints_one_table_and_writes_docs(

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from bot.pipeline.lanes import COMBINE_MAX, COMBINE_OVER, Planner
+from bot.pipeline.lanes import COMBINE_MAX, COMBINE_OVER, COMBINE_WAITED, Planner
 from storage.models import Article, Chat
 from storage.outbox import LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, DueMessage
 
@@ -187,6 +187,31 @@ def test_more_than_three_alerts_go_as_one_message() -> None:
     assert [len(b) for b in drain(planner, 10)] == [1] * 5
     planner.replace([row(1, LANE_SECTION) for _ in range(COMBINE_MAX + 50)], set())
     assert [len(b) for b in drain(planner, 10)] == [COMBINE_MAX, 50]
+
+
+def test_alerts_that_waited_a_minute_go_together_with_what_came_due_behind_them() -> None:
+    """Two alerts for one chat: apart while the older is fresh, one message once it has
+    waited COMBINE_WAITED (stuck behind a fan-out); never with combining off, nor in FIFO."""
+
+    def batches(*, waited: float, combine: bool = True, fifo: bool = False) -> list[int]:
+        planner = Planner(fifo=fifo)
+        planner.replace(
+            [row(1, LANE_SECTION, due=T0, combine=combine),
+             row(1, LANE_SECTION, due=T0 + waited / 2, combine=combine)],
+            set(),
+        )
+        sizes = []
+        while planner:
+            chat_id, _ = planner.pick(T0 + waited, now_ready, set())
+            assert chat_id == 1
+            sizes.append(len(planner.take(chat_id, now=T0 + waited)))
+        return sizes
+
+    assert COMBINE_WAITED == 60.0  # the documented minute
+    assert batches(waited=COMBINE_WAITED - 1) == [1, 1]
+    assert batches(waited=COMBINE_WAITED) == [2]
+    assert batches(waited=10 * COMBINE_WAITED, combine=False) == [1, 1]
+    assert batches(waited=10 * COMBINE_WAITED, fifo=True) == [1, 1]
 
 
 def test_held_alerts_always_go_together() -> None:

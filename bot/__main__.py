@@ -26,6 +26,7 @@ from bot.logs import setup_logging
 from bot.pipeline import fetch, parse
 from bot.pipeline.discover import find_feed
 from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
+from bot.render import plural
 from bot.runner import run_bot
 from storage import db as storage_db
 from storage.db import ProcessLock, StorageError
@@ -199,8 +200,8 @@ async def ingest(settings: Settings) -> int:
             extra = f", {o.not_alerted} not alerted" if o.not_alerted else ""
             print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: {o.items} items, {len(o.new)} new{extra}")
     print(
-        f"{len(summary.outcomes)} feeds, {summary.new_articles} new articles, "
-        f"{summary.queued} alerts queued, {failed} failed"
+        f"{plural(len(summary.outcomes), 'feed')}, {plural(summary.new_articles, 'new article')}, "
+        f"{plural(summary.queued, 'alert')} queued, {failed} failed"
     )
     return 1 if failed and failed == len(summary.outcomes) else 0
 

@@ -96,7 +96,8 @@ async def test_default_client_refuses_addresses_inside_the_network(
     article = "an" if address_class[0] in "aeiou" else "a"
     assert str(error) == (
         f"fetch: not fetching http://{host.lower()}:{internal.port}/metrics: "
-        f"its host resolves to {article} {address_class} address"
+        f"its host resolves to {article} {address_class} address "
+        "(NEWSBOT_FEED_ALLOW_PRIVATE=1 allows feeds inside the network)"
     )
     assert internal.requests() == []
 

@@ -138,6 +138,7 @@ def test_ingest_refuses_a_loopback_feed_by_default(tmp_path: Path) -> None:
         [line] = [line for line in refused.stdout.splitlines() if line.startswith("feed 1 ")]
         assert line.endswith(
             f"error: fetch: not fetching {server.url_for('/rss.xml')}: its host resolves to a loopback address"
+            " (NEWSBOT_FEED_ALLOW_PRIVATE=1 allows feeds inside the network)"
         ), line
         assert server.requests() == []
         assert "Traceback" not in refused.stderr
@@ -145,6 +146,7 @@ def test_ingest_refuses_a_loopback_feed_by_default(tmp_path: Path) -> None:
         allowed = newsbot(tmp_path, "ingest", env={**env, "NEWSBOT_FEED_ALLOW_PRIVATE": "1"})
         assert allowed.returncode == 0, allowed.stdout + allowed.stderr
         assert "50 items, first poll" in allowed.stdout
+        assert allowed.stdout.splitlines()[-1].startswith("1 feed, "), allowed.stdout
         assert len(server.requests("/rss.xml")) == 1
     with sqlite3.connect(tmp_path / "newsbot.db") as conn:
         assert conn.execute("SELECT count(*) FROM articles").fetchone()[0] == 50
@@ -157,6 +159,7 @@ def test_check_feed_refuses_a_loopback_url_by_default(tmp_path: Path) -> None:
         assert out.returncode == 1
         assert out.stderr.strip() == (
             f"newsbot: fetch: not fetching {server.url_for('/rss.xml')}: its host resolves to a loopback address"
+            " (NEWSBOT_FEED_ALLOW_PRIVATE=1 allows feeds inside the network)"
         )
         assert server.requests() == []
 

@@ -321,6 +321,9 @@ def make_client(
     )
 
 
+ALLOW_PRIVATE_HINT = "NEWSBOT_FEED_ALLOW_PRIVATE=1 allows feeds inside the network"
+
+
 class _ForbiddenAddress(httpcore.ConnectError):
     """A connection the `AddressPolicy` refused; httpx hands it on as a ConnectError's cause."""
 
@@ -549,7 +552,10 @@ async def _fetch(
     except httpx.ConnectError as exc:
         if isinstance(exc.__cause__, _ForbiddenAddress):
             raise FetchError(
-                "forbidden_address", f"not fetching {shown}: its host {exc.__cause__}", url=shown
+                "forbidden_address",
+                f"not fetching {shown}: its host {exc.__cause__} "
+                f"({ALLOW_PRIVATE_HINT})",
+                url=shown,
             ) from None
         raise FetchError(
             "connect", f"cannot connect to {shown}: {_reason(exc, involved)}", url=shown

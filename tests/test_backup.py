@@ -4,7 +4,7 @@ docs/operations.md tells the operator:
     newsbot backup /backups/newsbot.db          # any time; the bot keeps running
     # restore:
     #   1. stop the bot (SIGTERM) and wait until it has exited
-    #   2. rm -f /data/newsbot.db-wal /data/newsbot.db-shm
+    #   2. move newsbot.db and its -wal and -shm (if there) aside, to *.old
     #   3. cp /backups/newsbot.db /data/newsbot.db
     #   4. start the bot
 """
@@ -78,8 +78,11 @@ def test_backup_while_writing_then_restore(
 
     # Restore, exactly the documented steps.
     stopped_cleanly(bot)  # 1
-    for suffix in ("-wal", "-shm"):  # 2
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):  # 2
+        current = Path(f"{db_path}{suffix}")
+        if current.exists():
+            current.rename(f"{current}.old")
+    assert not Path(f"{db_path}-wal").exists() and not Path(f"{db_path}-shm").exists()
     shutil.copyfile(backup_path, db_path)  # 3
     assert chat_ids(db_path) == in_backup
     restored = start(bots, tmp_path, env, name="restored")  # 4

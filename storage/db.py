@@ -209,9 +209,9 @@ async def backup(path: Path, target: Path) -> None:
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
-        source = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+        source = await _daemon(aiosqlite.connect(f"file:{path}?mode=ro", uri=True))
         try:
-            dest = await aiosqlite.connect(partial)
+            dest = await _daemon(aiosqlite.connect(partial))
             try:
                 await source.backup(dest)
             finally:
@@ -317,9 +317,18 @@ class GroupCommit:
                         future.set_result(result)
 
 
+def _daemon(conn: aiosqlite.Connection) -> aiosqlite.Connection:
+    """aiosqlite runs each connection on a thread that, left as it is, keeps the process
+    alive at exit until the connection is closed: a crash that skipped `close()` would leave
+    a bot that neither runs nor exits (and is never restarted). As a daemon it ends with the
+    process; SQLite's journal keeps the file consistent whatever was under way."""
+    conn._thread.daemon = True
+    return conn
+
+
 async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
     try:
-        conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        conn = await _daemon(aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout))
     except sqlite3.Error as exc:
         raise StorageError(f"storage: cannot open {path}: {exc}") from None
     conn.row_factory = sqlite3.Row

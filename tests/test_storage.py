@@ -393,3 +393,23 @@ async def test_latest_of_a_section_shows_stories_it_is_the_second_section_of(db:
     both = await articles.latest(db, ["world", "sports"], 5)
     assert [a.id for a in both] == ["id-2", "id-1"]
     assert [a.id for a in await articles.latest(db, ["business"], 5)] == ["id-3"]
+
+
+def test_a_process_that_never_closed_its_database_still_exits(tmp_path: Path) -> None:
+    """A crash that skips `close()` must not leave a process that neither runs nor exits
+    (a supervisor restarts a process that exited, not one that hangs)."""
+    code = (
+        "import asyncio, sys\n"
+        "from storage.db import Database\n"
+        "async def main():\n"
+        "    db = await Database.open(sys.argv[1])\n"
+        "    await db.fetchall('SELECT count(*) FROM chats')\n"
+        "asyncio.run(main())\n"
+        "print('done')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "left-open.db")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done"

@@ -334,6 +334,20 @@ async def due_messages(db: Database, lane: int, until: float, limit: int = 2000)
     return [_due(r) for r in rows]
 
 
+async def due_alerts_for_chat(
+    db: Database, chat_id: int, thread_id: int | None, until: float, limit: int
+) -> list[DueMessage]:
+    """One chat's pending alerts (for one forum topic, or none) due by `until`, oldest first:
+    what may go together with an alert that waited (the view holds only each lane's oldest)."""
+    rows = await db.fetchall(
+        _DUE_SQL + "WHERE o.chat_id = ? AND o.state = 'pending' AND o.kind = 'alert' "
+        "AND o.next_attempt_at <= ? AND o.thread_id IS ? AND c.active = 1 "
+        "ORDER BY o.next_attempt_at, o.id LIMIT ?",
+        (chat_id, until, thread_id, limit),
+    )
+    return [_due(r) for r in rows]
+
+
 async def next_due_at(db: Database) -> float | None:
     """When the earliest pending row comes due (one index probe per lane)."""
     union = " UNION ALL ".join(

@@ -214,6 +214,36 @@ def test_alerts_that_waited_a_minute_go_together_with_what_came_due_behind_them(
     assert batches(waited=10 * COMBINE_WAITED, fifo=True) == [1, 1]
 
 
+def test_an_alert_that_waited_gathers_its_chats_alerts_beyond_the_view() -> None:
+    """The view holds only each lane's oldest rows: once an alert has waited a minute, the
+    dispatcher reads the chat's other due alerts and they go with it, in publication order;
+    those in the view leave it, other topics and digests stay."""
+    planner = Planner()
+    old = row(1, LANE_SECTION, due=T0, published=T0 + 5)
+    in_view = row(1, LANE_PERSONAL, due=T0 + 1, published=T0 + 1)
+    planner.replace([old, in_view, row(2, LANE_SECTION, due=T0)], set())
+    chat_id, _ = planner.pick(T0 + 10, now_ready, set())
+    assert chat_id == 1
+    batch = planner.take(1, now=T0 + 10)
+    assert [m.id for m in batch] == [in_view.id]  # keyword lane first; two alerts, fresh: apart
+    assert not planner.gathers(batch, T0 + 10)
+    assert planner.gathers(batch, T0 + 1 + COMBINE_WAITED)
+    assert not Planner(fifo=True).gathers(batch, T0 + 1 + COMBINE_WAITED)
+    assert not planner.gathers([row(1, LANE_SECTION, combine=False)], T0 + 10 * COMBINE_WAITED)
+    assert not planner.gathers([row(1, LANE_PERSONAL, kind="briefing")], T0 + 10 * COMBINE_WAITED)
+
+    beyond = row(1, LANE_SECTION, due=T0 + 50, published=T0 + 3)
+    other_topic = row(1, LANE_SECTION, due=T0 + 50, thread_id=9)
+    merged = planner.gather(batch, [old, beyond, other_topic, in_view])
+    assert [m.id for m in merged] == [in_view.id, beyond.id, old.id]
+    # `old` left the view with it; chat 2's alert is all that is left.
+    assert planner.waiting()[LANE_SECTION] == 1
+    assert [m.chat_id for batch in drain(planner, 10) for m in batch] == [2]
+
+    many = [row(1, LANE_SECTION, published=T0 + n) for n in range(COMBINE_MAX + 20)]
+    assert len(Planner().gather([row(1, LANE_SECTION)], many)) == COMBINE_MAX
+
+
 def test_held_alerts_always_go_together() -> None:
     """Alerts held overnight or while away are one digest, two of them and with combining
     off alike."""

@@ -130,6 +130,7 @@ async def exercise(db: Database) -> None:
     for lane in outbox.LANES:
         await outbox.due_messages(db, lane, NOW + 30, 2000)
     await outbox.next_due_at(db)
+    await outbox.due_alerts_for_chat(db, 1005, None, NOW + 30, 100)
     due = await outbox.due_messages(db, 0, NOW + 30, 5)
     ids = [m.id for m in due]
     async with db.write() as conn:

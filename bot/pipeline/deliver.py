@@ -38,7 +38,7 @@ from bot import briefings, localtime, render
 from bot.context import Services
 from bot.pipeline.botapi import Answer, Sender, Unreachable
 from bot.pipeline.clock import Clock, RealClock
-from bot.pipeline.lanes import Planner
+from bot.pipeline.lanes import COMBINE_MAX, Planner
 from bot.pipeline.ratelimit import RateLimits
 from storage import broadcasts, chats, outbox
 from storage.db import GroupCommit, StorageError
@@ -336,6 +336,9 @@ class Dispatcher:
         counted = True  # the limiter still counts this send as in flight
         went_out = False
         try:
+            if self.planner.gathers(batch, self.clock.time()):
+                batch = await self._gather(batch)
+                ids = [m.id for m in batch]
             claimed = set(await self._writes.run(lambda conn: outbox.claim_in(conn, ids)))
             batch = [m for m in batch if m.id in claimed]
             request = await self._compose(batch, paid) if batch else None
@@ -372,6 +375,17 @@ class Dispatcher:
             self._busy.discard(chat_id)
             self._taken.difference_update(ids)
             self._changed.set()
+
+    async def _gather(self, batch: list[DueMessage]) -> list[DueMessage]:
+        """The chat's other due alerts that go with a batch that waited (lanes.Planner.gathers),
+        read from the database: the view holds only the oldest rows of each lane."""
+        first = batch[0]
+        more = await outbox.due_alerts_for_chat(
+            self.services.db, first.chat_id, first.thread_id, self.clock.time(), COMBINE_MAX
+        )
+        merged = self.planner.gather(batch, (m for m in more if m.id not in self._taken))
+        self._taken.update(m.id for m in merged)
+        return merged
 
     def _answer_back(self, chat_id: int, paid: bool) -> None:
         self.limits.end(chat_id, self.clock.monotonic(), paid=paid)

@@ -18,8 +18,9 @@ Once a chat is chosen, what it gets is decided by its own queue: a broadcast, a 
 or a briefing as it is; alerts oldest-published first, several due at once as one combined
 message when the reader combines bursts — more than COMBINE_OVER, or two or more once the
 oldest has waited COMBINE_WAITED (a section alert held up by a fan-out goes with what came
-due behind it) — and held alerts (after /resume or quiet hours) always as one message; only
-alerts bound for the same forum topic go together.
+due behind it, including alerts for that chat the view does not hold: `gathers` tells the
+dispatcher to read them, `gather` adds them) — and held alerts (after /resume or quiet
+hours) always as one message; only alerts bound for the same forum topic go together.
 """
 
 from __future__ import annotations
@@ -139,6 +140,40 @@ class Planner:
         rest = [m for m in messages if m.id not in taken]
         self._forget(chat_id, batch, rest)
         return batch
+
+    def gathers(self, batch: Sequence[DueMessage], now: float) -> bool:
+        """Whether the chat's other due alerts, beyond the view, should join `batch`: alerts
+        the reader combines, the oldest of which has waited COMBINE_WAITED (with lanes)."""
+        first = batch[0]
+        return (
+            not self.fifo
+            and first.kind == "alert"
+            and first.digest is None
+            and first.chat.combine
+            and len(batch) < COMBINE_MAX
+            and now - min(m.created_at for m in batch) >= COMBINE_WAITED
+        )
+
+    def gather(self, batch: Sequence[DueMessage], more: Iterable[DueMessage]) -> list[DueMessage]:
+        """`batch` with the alerts of `more` that may go with it (same topic, not already in
+        it, up to COMBINE_MAX, oldest-published first); the ones taken leave the view."""
+        first = batch[0]
+        have = {m.id for m in batch}
+        extra = [
+            m for m in more
+            if m.id not in have and m.kind == "alert" and m.digest is None
+            and m.thread_id == first.thread_id
+        ]  # fmt: skip
+        if not extra:
+            return list(batch)
+        merged = sorted([*batch, *extra], key=_rank)[:COMBINE_MAX]
+        joined = {m.id for m in merged} - have
+        rows = self._view.get(first.chat_id)
+        if rows is not None:
+            taken = [m for m in rows if m.id in joined]
+            if taken:
+                self._forget(first.chat_id, taken, [m for m in rows if m.id not in joined])
+        return merged
 
     def _combine(self, alerts: Sequence[DueMessage], now: float | None) -> bool:
         """More than COMBINE_OVER due at once (a burst); or, with lanes, an alert that has

@@ -114,6 +114,8 @@ DROP TABLE outbox;
 ALTER TABLE outbox_v3 RENAME TO outbox;
 CREATE INDEX outbox_due ON outbox(lane, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_held ON outbox(chat_id, created_at) WHERE state = 'held';
+-- A chat's alerts still to go, to send those due together with one that waited.
+CREATE INDEX outbox_pending_chat ON outbox(chat_id, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_done ON outbox(done_at) WHERE done_at IS NOT NULL;
 CREATE INDEX outbox_broadcast ON outbox(broadcast_id, state) WHERE broadcast_id IS NOT NULL;
 -- Corrections look up a story's sent messages; deleting a story (retention) cascades here.

@@ -20,6 +20,7 @@ from tests.harness import ask, bot_settings, press, running_bot
 
 ADMIN = 9001
 OTHER_ADMIN = 9002
+PREVIEW_HEADING = "Preview — not sent yet"
 TEXT = "<Breaking> Storm & floods in the north: stay indoors"
 
 
@@ -61,6 +62,11 @@ def received(tg: FakeTelegram, chat_ids: Sequence[int], text: str) -> dict[int, 
     return {c: sum(1 for m in by_chat.get(c, []) if m.get("text") == text) for c in chat_ids}
 
 
+def reports(tg: FakeTelegram) -> list[dict[str, Any]]:
+    """The report messages that follow finished broadcasts."""
+    return [m for m in tg.sent_messages(ADMIN) if m.get("text", "").startswith("Report: broadcast #")]
+
+
 def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_path) as conn:
         return conn.execute(sql, params).fetchall()
@@ -77,22 +83,22 @@ async def test_broadcast_to_200_readers_through_blocks_and_a_429_storm(tg: FakeT
 
     async with running_bot(settings):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
-        assert preview["text"] == TEXT  # exactly what readers will get, escaped
+        # Exactly what readers will get, escaped, under a heading they will not get.
+        assert preview["text"] == f"{PREVIEW_HEADING}\n\n{TEXT}"
         send = button(preview, "Send to 200 chats")
         answer = await press(tg, ADMIN, preview["message_id"], send)
         assert answer["text"] == "Sending to 200 chats."
 
-        report = await tg.await_for(
-            lambda: [m for m in tg.sent_messages(ADMIN) if ": done" in m.get("text", "")], timeout=45
-        )
+        report = await tg.await_for(lambda: reports(tg), timeout=45)
         progress = tg.sent_messages(ADMIN)[1]
         assert progress["text"].startswith("Broadcast #1 to everyone")
         # The preview lost its buttons; the progress message got the final numbers, no Stop.
         assert "reply_markup" not in (tg.message(ADMIN, preview["message_id"]) or {})
         last = tg.message(ADMIN, progress["message_id"])
         assert last is not None and "reply_markup" not in last
+        assert "Broadcast #1 to everyone: done" in last["text"]
         assert "Sent 190 / 200 · blocked 10 · failed 0" in last["text"]
-        assert "Sent 190 / 200 · blocked 10 · failed 0" in report[0]["text"]
+        assert report[0]["text"].startswith("Report: broadcast #1 finished — 190 readers of 200 reached (95 %).")
 
         listing = await ask(tg, ADMIN, "/broadcasts")
         assert "#1" in listing["text"] and "done" in listing["text"] and "Sent 190 / 200" in listing["text"]
@@ -158,19 +164,23 @@ async def test_section_broadcast_and_reply_broadcast(tg: FakeTelegram, tmp_path:
         source = tg.user_message(ADMIN, "Kick-off moved to 20:00 <b>tonight</b>", push=False)
         source_id = source["message"]["message_id"]
         preview = await ask(tg, ADMIN, "/broadcast @sports", reply_to=source_id)
-        assert preview["text"] == "Kick-off moved to 20:00 <b>tonight</b>"
+        shown = "Kick-off moved to 20:00 <b>tonight</b>"
+        assert preview["text"] == f"{PREVIEW_HEADING}\n\n{shown}"
         assert button(preview, "Send to 2 chats")
         await press(tg, ADMIN, preview["message_id"], button(preview, "Send"))
-        await tg.await_for(lambda: all(received(tg, sports, preview["text"]).values()), timeout=10)
-        await tg.await_for(lambda: any(": done" in m.get("text", "") for m in tg.sent_messages(ADMIN)), timeout=15)
-        assert received(tg, others, preview["text"]) == {4003: 0}
+        await tg.await_for(lambda: all(received(tg, sports, shown).values()), timeout=10)
+        await tg.await_for(lambda: reports(tg), timeout=15)
+        assert received(tg, others, shown) == {4003: 0}
 
         unknown = await ask(tg, ADMIN, "/broadcast @nosuch Hello")
         assert "Unknown section" in unknown["text"] and "Usage: /broadcast" in unknown["text"]
         usage = await ask(tg, ADMIN, "/broadcast")
         assert usage["text"].startswith("Usage: /broadcast")
-        too_long = await ask(tg, ADMIN, "/broadcast " + "x" * 4097)
-        assert "at most 4096" in too_long["text"]
+        # The preview's heading needs room in Telegram's 4096 characters: 4000 is the limit.
+        too_long = await ask(tg, ADMIN, "/broadcast " + "x" * 4001)
+        assert "That is 4001 characters; a broadcast can have at most 4000." in too_long["text"]
+        longest = await ask(tg, ADMIN, "/broadcast @sports " + "x" * 4000)
+        assert longest["text"] == f"{PREVIEW_HEADING}\n\n" + "x" * 4000
         nobody = await ask(tg, ADMIN, "/broadcast @business Hello")
         assert "Nobody would get it" in nobody["text"]
 
@@ -185,7 +195,7 @@ async def test_only_the_author_may_send_and_previews_expire(tg: FakeTelegram, tm
         refused = await press(tg, group, preview["message_id"], send, user_id=OTHER_ADMIN)
         assert refused["text"] == "Only the admin who wrote this broadcast can send or cancel it."
         refused = await press(tg, group, preview["message_id"], send, user_id=555)
-        assert refused["text"] == "Sorry, that command is for the newsroom's admins."
+        assert refused["text"] == "Sorry, that button is for the newsroom's admins."
         assert query(settings.db_path, "SELECT state FROM broadcasts") == [("preview",)]
 
         # Ten minutes later the preview has expired.

@@ -8,24 +8,39 @@ so "exactly once" means exactly once on the wire and 'sent' in the database.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import NewsApp
 from bot.config import Settings
-from bot.pipeline.deliver import RateLimits
+from bot.context import Services, open_services
+from bot.pipeline.botapi import BotApi
+from bot.pipeline.clock import Clock
+from bot.pipeline.deliver import Dispatcher
+from bot.pipeline.lanes import WEIGHTS, Planner
 from bot.pipeline.poll import enqueue_alerts
-from bot.services import Services
+from bot.pipeline.ratelimit import RateLimits
 from storage import articles, broadcasts, chats, outbox, subscriptions
 from storage.db import Database
 from storage.models import Article
+from storage.outbox import LANE_BROADCAST, LANE_SECTION, Match
 from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
@@ -67,28 +82,30 @@ async def seed(
     combine: bool = True,
     summary: str | None = None,
     section: str = "world",
+    reason: str | None = None,
 ) -> int:
     """Chats following `section`, and one queued alert per (chat, story number) in `plan`.
 
-    Everything goes through the storage functions the bot itself uses. Returns the number of
-    alerts queued.
+    Everything goes through the storage functions the bot itself uses: the stories are
+    stored as already matched (so the bot's start-up does not match them again) and their
+    alerts queued for exactly the chats of the plan. Returns the number of alerts queued.
     """
     db = await Database.open(db_path)
     try:
-        wanted: dict[int, dict[int, tuple[str, ...]]] = {}
+        why = reason or f"section:{section}"
+        wanted: dict[int, dict[int, Match]] = {}
         for chat_id, numbers in plan.items():
-            await chats.ensure_chat(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group")
+            await chats.join(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group")
             await subscriptions.add_subscription(db, chat_id, "section", section, section.title(), limit=50)
             if not combine:
                 await chats.set_option(db, chat_id, "combine", False)
             for n in numbers:
-                wanted.setdefault(n, {})[chat_id] = (f"section:{section}",)
-        stories = [story(n, summary=summary) for n in sorted(wanted)]
+                wanted.setdefault(n, {})[chat_id] = Match((why,))
+        stories = [story(n, summary=summary, section=section) for n in sorted(wanted)]
         async with db.write() as conn:
-            await articles.insert_new_articles(conn, stories)
-        return await outbox.enqueue_matches(
-            db, [s.id for s in stories], {story(n).id: chats_ for n, chats_ in wanted.items()}
-        )
+            await articles.store_articles(conn, stories, seen=True)
+        queued = await outbox.enqueue_alerts(db, stories, {story(n).id: m for n, m in wanted.items()})
+        return queued.queued
     finally:
         await db.close()
 
@@ -106,12 +123,15 @@ def expected(plan: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
     return {(chat_id, n) for chat_id, numbers in plan.items() for n in numbers}
 
 
+def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
 def outbox_states(db_path: Path) -> dict[int, Counter[str]]:
     """chat id → Counter of its outbox rows' states."""
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT chat_id, state FROM outbox").fetchall()
     states: dict[int, Counter[str]] = {}
-    for chat_id, state in rows:
+    for chat_id, state in query(db_path, "SELECT chat_id, state FROM outbox"):
         states.setdefault(chat_id, Counter())[state] += 1
     return states
 
@@ -122,7 +142,8 @@ async def settle(services: Services, timeout: float = 90.0) -> None:  # noqa: AS
 
 
 async def _empty(services: Services) -> bool:
-    return await outbox.backlog(services.db) == 0
+    left = await services.db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')")
+    return left == 0
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:  # noqa: ASYNC109
@@ -133,16 +154,34 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:  
         await asyncio.sleep(0.05)
 
 
-def services_of(app: NewsApp) -> Services:
-    return app.bot_data.services
-
-
 def counter(services: Services, name: str, **labels: str) -> float:
     return services.metrics.value(name, **labels)
 
 
 def settings_for(tg: FakeTelegram, tmp_path: Path, **env: str) -> Settings:
     return bot_settings(tg, tmp_path, **env)
+
+
+@asynccontextmanager
+async def dispatching(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    planner: Planner | None = None,
+    limits: RateLimits | None = None,
+) -> AsyncIterator[tuple[Services, Dispatcher]]:
+    """The dispatcher alone, built the way bot.runner builds it but with the given clock,
+    planner or limits: the real services, database and Bot API client, no handlers."""
+    services = await open_services(settings)
+    api = BotApi(settings.api_url, settings.require_token(), connections=settings.send_concurrency + 2)
+    dispatcher = Dispatcher(services, api, limits=limits, clock=clock, planner=planner)
+    try:
+        await dispatcher.start()
+        yield services, dispatcher
+    finally:
+        await dispatcher.stop()
+        await api.close()
+        await services.close()
 
 
 # --- 1. limits ---------------------------------------------------------------------------------
@@ -186,8 +225,8 @@ async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
     assert await seed(settings.db_path, plan, combine=False) == 1000
     tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=120)
         assert counter(services, "newsbot_messages_sent_total", kind="alert") == 1000
 
@@ -235,8 +274,8 @@ async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
         tg.set_delay(1.5, chat_id)
 
     unreachable = {*blocked, *gone}
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=90)
         # The matcher no longer offers unreachable chats anything; the others still get World.
         matched = set(services.matcher.match(story(99)))
@@ -283,8 +322,8 @@ async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path:
     await seed(settings.db_path, {c: [] for c in fans}, section="sports")
     tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await tg.await_for(lambda: len(tg.sent_messages()) >= 40, timeout=30)
         db = services.db
         broadcast_id = await broadcasts.create(
@@ -301,9 +340,11 @@ async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path:
     calls = tg.calls("sendMessage")
     later = calls[queued_at:]
     last = max(i for i, c in enumerate(later) if c.chat_id in fans)
-    # Only the alerts already in flight when the broadcast was queued may land before it is out.
+    # Before the broadcast is out, only the alerts already in flight when it was queued and
+    # the section lane's share (2 sends for every 16 of the broadcast lane) may land.
     alerts_between = [c.chat_id for c in later[:last] if c.chat_id in readers]
-    assert len(alerts_between) <= settings.send_concurrency, alerts_between
+    share = math.ceil(len(fans) * WEIGHTS[LANE_SECTION] / WEIGHTS[LANE_BROADCAST])
+    assert len(alerts_between) <= settings.send_concurrency + share + 1, alerts_between
     got = Counter(c.chat_id for c in calls if c.ok and "polls close early" in c.params["text"])
     assert got == Counter({c: 1 for c in fans})
     assert sent_broadcasts == len(fans)
@@ -322,8 +363,8 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
     await seed(settings.db_path, {separate: range(1, 6)}, combine=False)
     await seed(settings.db_path, {many: range(100, 160)}, summary=long_summary)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=60)
 
     [combined] = tg.sent_messages(few)
@@ -335,7 +376,8 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
     shown = STORY_RE.findall(text)
     assert len(text) <= 4096
     assert text.startswith("60 new stories for you")
-    more = re.search(r"…and (\d+) more — see /latest$", text)
+    # What does not fit is counted, and the reason closes the message.
+    more = re.search(r"…and (\d+) more — /latest\n\nBecause you follow World\.$", text)
     assert more is not None, text[-200:]
     assert len(shown) + int(more.group(1)) == 60
     call = next(c for c in tg.calls("sendMessage") if c.chat_id == many)
@@ -359,15 +401,15 @@ async def test_group_migrated_to_supergroup_gets_the_alert_at_its_new_id(
     await seed(settings.db_path, {old: [1], 501: [1]})
     tg.migrate_chat(old, new)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=30)
         assert delivered(tg)[(new, 1)] == 1
         # The live matcher follows the move: the next story goes straight to the new id.
         later = story(2)
         async with services.db.write() as conn:
-            await articles.insert_new_articles(conn, [later])
-        assert await enqueue_alerts(services, [later]) == 2
+            stored = await articles.store_articles(conn, [later])
+        assert (await enqueue_alerts(services, stored.new)).queued == 2
         await settle(services, timeout=30)
 
     seen = delivered(tg)
@@ -394,8 +436,8 @@ async def test_refused_messages_fail_once_and_5xx_fail_after_max_attempts(
     tg.fail_chat(refused, 400, 'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0')
     tg.server_error_chat(broken, 500, "Internal Server Error", times=None)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=60)
         # Give a retry storm time to show itself: nothing more may be sent.
         await asyncio.sleep(2.5)
@@ -421,7 +463,7 @@ async def test_refused_messages_fail_once_and_5xx_fail_after_max_attempts(
 
 NEW_STORY = """<item><title>Russia launches new drones at Kyiv</title>
 <link>https://swedenherald.com/article/russia-launches-new-drones-at-kyiv</link>
-<guid isPermaLink="false">sh-drones-delivery</guid><pubDate>Thu, 13 Mar 2025 08:00:00 +0000</pubDate>
+<guid isPermaLink="false">sh-drones-delivery</guid><pubDate>{date}</pubDate>
 <category domain="section">World</category><category>Ukraine</category>
 <description>Ukraine says Russia sent dozens of drones overnight.</description></item>"""
 
@@ -465,7 +507,9 @@ async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
             polls = len(feeds.requests("/rss.xml"))
             await tg.await_for(lambda: len(feeds.requests("/rss.xml")) > polls, timeout=15)
             published = time.monotonic()
-            feeds.serve("/rss.xml", sample.replace("<item>", NEW_STORY + "\n<item>", 1).encode())
+            # Dated now: stories older than NEWSBOT_ALERT_MAX_AGE are stored without an alert.
+            fresh = NEW_STORY.format(date=email.utils.formatdate(time.time(), usegmt=True))
+            feeds.serve("/rss.xml", sample.replace("<item>", fresh + "\n<item>", 1).encode())
             alerts = {}
             for chat_id in (world, drones, both):
                 messages = await tg.await_messages(chat_id, before[chat_id] + 1, timeout=30)

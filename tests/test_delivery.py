@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import html
 import math
 import re
 import sqlite3
@@ -24,6 +25,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -530,3 +532,182 @@ async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
     assert "because you follow World and drones" in alerts[both]["text"]
     mutes = [text for text, _ in _buttons(alerts[both]) if text.startswith("Mute")]
     assert mutes == ["Mute World", "Mute drones"]
+
+
+# --- promises kept from 0.1: 429s, and history is not news ------------------------------------
+
+
+async def test_a_429s_retry_after_is_waited_for(tg: FakeTelegram, tmp_path: Path) -> None:
+    """The retry of a message refused with 429 goes no sooner than retry_after, on the
+    server's clock, and the 429 costs no attempt."""
+    chat_id = 30_001
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {chat_id: [1]})
+    tg.rate_limit_chat(chat_id, retry_after=3)
+
+    async with running_bot(settings, polling=False) as rt:
+        await settle(rt.services, timeout=30)
+
+    refused, retried = tg.calls("sendMessage")
+    assert (refused.status, retried.status) == (429, 200)
+    assert retried.monotonic - refused.monotonic >= 3.0
+    assert query(settings.db_path, "SELECT state, attempts FROM outbox") == [("sent", 1)]
+
+
+async def test_a_chat_held_after_a_429_gets_nothing_until_the_hold_ends(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Not the refused message, not the chat's other alerts, not a broadcast: the chat's
+    whole queue waits for retry_after, while other chats go on."""
+    held, other = 30_011, 30_012
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {held: [1, 2, 3], other: [1, 2, 3]}, combine=False)
+    tg.rate_limit_chat(held, retry_after=4)
+
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
+        await tg.await_for(lambda: any(c.status == 429 for c in tg.calls("sendMessage")), timeout=30)
+        broadcast_id = await broadcasts.create(
+            services.db, admin_id=9001, admin_chat_id=9001, html="Held back", audience=None, now=time.time()
+        )
+        await broadcasts.start(services.db, broadcast_id, now=time.time(), expires_before=0.0)
+        services.outbox_wake.set()
+        await settle(services, timeout=60)
+
+    calls = [c for c in tg.calls("sendMessage") if c.chat_id == held]
+    refused = calls[0]
+    assert refused.status == 429
+    assert all(c.ok and c.monotonic - refused.monotonic >= 4.0 for c in calls[1:]), [
+        (c.status, round(c.monotonic - refused.monotonic, 2)) for c in calls
+    ]
+    assert len(calls) == 1 + 4  # three alerts and the broadcast, each once
+    before_hold_ends = [
+        c for c in tg.calls("sendMessage") if c.chat_id == other and c.monotonic < refused.monotonic + 4.0
+    ]
+    assert before_hold_ends, "the other chat waited for a hold that was not its own"
+    assert outbox_states(settings.db_path)[held] == {"sent": 4}
+
+
+async def test_429s_from_several_chats_pause_every_send(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Three chats answered 429 within moments: the bot as a whole is over the limit, and no
+    new send starts, to any chat, until retry_after has passed."""
+    storm = [30_021, 30_022, 30_023]
+    others = [30_100 + i for i in range(60)]
+    settings = settings_for(tg, tmp_path)
+    # The storm's chats come first in the queue: their 429s are the first answers.
+    await seed(settings.db_path, {c: [1] for c in [*storm, *others]})
+    tg.rate_limit_chats(storm, retry_after=3)
+
+    async with running_bot(settings, polling=False) as rt:
+        await settle(rt.services, timeout=60)
+
+    calls = tg.calls("sendMessage")
+    third = [c for c in calls if c.status == 429][2]
+    during = [c for c in calls if c.chat_id in others and third.monotonic < c.monotonic < third.monotonic + 3.0]
+    # Only sends already in flight when the third 429 came back may land during the pause.
+    assert len(during) <= settings.send_concurrency, len(during)
+    assert set(delivered(tg)) == expected({c: [1] for c in [*storm, *others]})
+    assert max(delivered(tg).values()) == 1
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One <item> of an RSS document served by the loopback feed server."""
+
+    guid: str
+    title: str
+    section: str = "World"
+    published: float = 0.0  # 0: an hour ago
+    link: str = ""
+    summary: str = "What happened, in a sentence."
+
+
+def rss(items: Iterable[FeedItem], *, title: str = "The Herald") -> bytes:
+    now = time.time()
+    body = []
+    for item in items:
+        link = item.link or f"https://herald.example/{item.guid}"
+        date = email.utils.formatdate(item.published or now - 3600, usegmt=True)
+        body.append(
+            f"<item><title>{html.escape(item.title)}</title><link>{html.escape(link)}</link>"
+            f'<guid isPermaLink="false">{item.guid}</guid><pubDate>{date}</pubDate>'
+            f'<category domain="section">{item.section}</category>'
+            f"<description>{html.escape(item.summary)}</description></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>{html.escape(title)}</title><link>https://herald.example/</link>"
+        "<description>Test feed</description>" + "".join(body) + "</channel></rss>"
+    ).encode()
+
+
+def backlog(prefix: str, count: int) -> list[FeedItem]:
+    """Recent stories (within NEWSBOT_ALERT_MAX_AGE): only priming keeps them from alerting."""
+    now = time.time()
+    return [FeedItem(f"{prefix}-{i}", f"{prefix} story number {i}", published=now - 600 - i) for i in range(count)]
+
+
+def alerts_to(tg: FakeTelegram, chat_id: int, since: int = 0) -> list[str]:
+    """Texts of the messages a chat got that are not replies to its commands (alerts)."""
+    return [m["text"] for m in tg.sent_messages(chat_id)[since:] if "reply_to_message" not in m]
+
+
+async def polled(feeds: FeedServer, path: str, times: int, *, status: tuple[int, ...] = (200, 304)) -> None:
+    """Until `times` more requests for `path` were answered with one of `status`."""
+    start = sum(1 for r in feeds.requests(path) if r.status in status)
+    deadline = time.monotonic() + 30
+    while sum(1 for r in feeds.requests(path) if r.status in status) < start + times:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} not polled {times} more times")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_feeds_first_poll_after_a_restart_or_a_re_add_is_history(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    reader, admin = 30_201, 9001
+    with FeedServer() as feeds:
+        url = feeds.url_for("/world.xml")
+        settings = settings_for(
+            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [url])), NEWSBOT_POLL_SECONDS="2"
+        )
+        # The first run never reads the feed: it is down.
+        feeds.status("/world.xml", 503)
+        async with running_bot(settings):
+            await _choose_sections(tg, reader, "world")
+            await polled(feeds, "/world.xml", 1, status=(503,))
+        seen = len(tg.sent_messages(reader))
+
+        # The next run's first successful poll finds 30 recent stories: stored, not pushed.
+        items = backlog("Backlog", 30)
+        feeds.clear("/world.xml")
+        feeds.serve("/world.xml", rss(items))
+        async with running_bot(settings):
+            await polled(feeds, "/world.xml", 2)
+            assert query(settings.db_path, "SELECT count(*) FROM articles") == [(30,)]
+            assert alerts_to(tg, reader, seen) == []
+            items.insert(0, FeedItem("fresh-1", "Fresh story after the restart"))
+            feeds.serve("/world.xml", rss(items))
+            await tg.await_messages(reader, seen + 1, timeout=30)
+            await polled(feeds, "/world.xml", 1)
+            assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
+                "World · Fresh story after the restart"
+            ]
+            seen = len(tg.sent_messages(reader))
+
+            # Removed, and back after it published ten more: those are history too.
+            removed = await ask(tg, admin, "/removefeed 1")
+            assert removed["text"].startswith("Removed feed #1")
+            items[:0] = backlog("While-away", 10)
+            feeds.serve("/world.xml", rss(items))
+            added = await ask(tg, admin, f"/addfeed {url} world")
+            assert "41 items" in added["text"]
+            await polled(feeds, "/world.xml", 2)
+            assert alerts_to(tg, reader, seen) == []
+            items.insert(0, FeedItem("fresh-2", "Fresh story after the re-add"))
+            feeds.serve("/world.xml", rss(items))
+            await tg.await_messages(reader, seen + 1, timeout=30)
+            await polled(feeds, "/world.xml", 1)
+            assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
+                "World · Fresh story after the re-add"
+            ]

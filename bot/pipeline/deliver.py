@@ -97,7 +97,8 @@ class Dispatcher:
             group_per_minute=settings.group_per_minute,
             paid_rate=settings.paid_rate,
         )
-        self.planner = planner or Planner()
+        # An empty Planner is falsy (it has a length): `planner or Planner()` would drop it.
+        self.planner = planner if planner is not None else Planner()
         self.concurrency = settings.send_concurrency
         self.max_attempts = settings.max_attempts
         self._writes = GroupCommit(services.db)

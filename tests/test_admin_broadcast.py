@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from storage import chats
 from storage.db import Database
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot
@@ -212,3 +216,103 @@ async def test_only_the_author_may_send_and_previews_expire(tg: FakeTelegram, tm
     assert query(settings.db_path, "SELECT state FROM broadcasts ORDER BY id") == [("expired",), ("cancelled",)]
     assert query(settings.db_path, "SELECT count(*) FROM outbox")[0][0] == 0
     assert received(tg, [5001, 5002], "Newsroom test") == {5001: 0, 5002: 0}
+
+
+# --- the preview, Urgent, Cancel and the report -------------------------------------------------
+
+
+def quiet_now(zone: str = "Europe/Stockholm") -> tuple[int, int]:
+    """Quiet hours (minutes after local midnight) from an hour ago to an hour from now."""
+    now = datetime.now(ZoneInfo(zone))
+    minute = now.hour * 60 + now.minute
+    return (minute - 60) % 1440, (minute + 60) % 1440
+
+
+async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path) -> None:
+    awake, asleep = 5101, 5102
+    settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
+    await seed_readers(settings.db_path, [awake, asleep])
+    db = await Database.open(settings.db_path)
+    await chats.set_quiet(db, asleep, *quiet_now(), "hold")
+    await db.close()
+
+    async with running_bot(settings):
+        # Cancel: the preview says so and loses its buttons; nothing is queued.
+        first = await ask(tg, ADMIN, "/broadcast Not this one")
+        assert first["text"] == f"{PREVIEW_HEADING}\n\nNot this one"
+        assert first["entities"][0] == {"type": "bold", "offset": 0, "length": len(PREVIEW_HEADING)}
+        assert button(first, "Urgent: off") and button(first, "Cancel")
+        await press(tg, ADMIN, first["message_id"], button(first, "Cancel"))
+        cancelled = tg.message(ADMIN, first["message_id"])
+        assert cancelled is not None and cancelled["text"] == "Cancelled — nothing was sent."
+        assert "reply_markup" not in cancelled
+
+        # Not urgent: a reader in quiet hours gets it when they end, not now.
+        calm = await ask(tg, ADMIN, "/broadcast Roadworks on Monday")
+        await press(tg, ADMIN, calm["message_id"], button(calm, "Send"))
+        await tg.await_for(lambda: received(tg, [awake], "Roadworks on Monday")[awake] == 1, timeout=15)
+
+        # Urgent, toggled on, off and on again: it reaches the reader in quiet hours too.
+        urgent = await ask(tg, ADMIN, "/broadcast Storm warning: stay indoors")
+        data = button(urgent, "Urgent")
+        toggled = [(await press(tg, ADMIN, urgent["message_id"], data))["text"] for _ in range(3)]
+        assert toggled == [
+            "Urgent: it will reach readers in their quiet hours too.",
+            "Not urgent: readers in quiet hours get it when those end.",
+            "Urgent: it will reach readers in their quiet hours too.",
+        ]
+        shown = tg.message(ADMIN, urgent["message_id"])
+        assert shown is not None and button(shown, "Urgent: on ✅")
+        assert shown["text"] == f"{PREVIEW_HEADING}\n\nStorm warning: stay indoors"
+        await press(tg, ADMIN, urgent["message_id"], button(shown, "Send"))
+        await tg.await_for(lambda: all(received(tg, [awake, asleep], "Storm warning: stay indoors").values()), timeout=15)
+        [report] = await tg.await_for(lambda: [r for r in reports(tg) if "#3" in r["text"]], timeout=20)
+        await asyncio.sleep(1.0)  # long enough for a held message to have slipped through
+        held = received(tg, [asleep], "Roadworks on Monday")
+
+    # Readers never see the heading.
+    assert not [m for c in (awake, asleep) for m in tg.sent_messages(c) if "Preview" in m["text"]]
+    assert held == {asleep: 0}
+    [(state, next_at)] = query(
+        settings.db_path, "SELECT state, next_attempt_at FROM outbox WHERE chat_id = ? AND broadcast_id = 2", (asleep,)
+    )
+    assert state == "pending" and next_at > time.time() + 30 * 60  # when the quiet hours end
+    # The progress message ends with the figures, the report is a summary: two messages.
+    progress = next(m for m in tg.sent_messages(ADMIN) if m["text"].startswith("Broadcast #3"))
+    assert "(urgent: ignores quiet hours)" in progress["text"]
+    final = tg.message(ADMIN, progress["message_id"])
+    assert final is not None and final["text"].startswith("Broadcast #3 to everyone: done")
+    assert "Sent 2 / 2" in final["text"]
+    assert report["text"].startswith("Report: broadcast #3 finished — 2 readers of 2 reached (100 %).")
+    assert "Storm warning: stay indoors" in report["text"]
+    assert report["text"] != final["text"]
+    assert query(settings.db_path, "SELECT id, state, urgent FROM broadcasts ORDER BY id") == [
+        (1, "cancelled", 0), (2, "sending", 0), (3, "done", 1)
+    ]
+
+
+async def test_admin_buttons_refuse_everyone_else_and_an_edited_broadcast_makes_no_second_preview(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    group, outsider = -7100, 555
+    settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
+    await seed_readers(settings.db_path, [5201, 5202])
+    async with running_bot(settings):
+        preview = await ask(tg, group, "/broadcast Newsroom test", user_id=ADMIN, chat_type="group")
+        for label in ("Send", "Urgent", "Cancel"):
+            refused = await press(tg, group, preview["message_id"], button(preview, label), user_id=outsider)
+            assert refused["text"] == "Sorry, that button is for the newsroom's admins.", label
+            assert refused.get("show_alert") is True
+
+        # The admin edits the /broadcast message: commands answer new messages only.
+        update = tg.user_message(ADMIN, "/broadcast Hello readers")
+        first = (await tg.await_messages(ADMIN, 1, timeout=10))[0]
+        edited = {**update["message"], "text": "/broadcast Hello readers, edited", "edit_date": int(time.time())}
+        tg.push_update({"edited_message": edited})
+        await tg.await_for(lambda: tg.pending_update_count == 0, timeout=10)
+        listing = await ask(tg, ADMIN, "/broadcasts")
+        await asyncio.sleep(1.0)  # time for a second preview to arrive, if one were coming
+
+    assert [m["message_id"] for m in tg.sent_messages(ADMIN)] == [first["message_id"], listing["message_id"]]
+    assert query(settings.db_path, "SELECT state FROM broadcasts ORDER BY id") == [("preview",), ("preview",)]
+    assert query(settings.db_path, "SELECT count(*) FROM outbox") == [(0,)]

@@ -190,7 +190,10 @@ class Database:
         """
         async with self._lock:
             try:
-                await self._writer.execute(f"PRAGMA incremental_vacuum({int(free_pages):d})")
+                # Each step of this pragma frees one page: execute() would take one step and
+                # leave it active, which also makes the checkpoint fail ("database table is
+                # locked"); a script runs it to its end.
+                await self._writer.executescript(f"PRAGMA incremental_vacuum({int(free_pages):d});")
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise StorageError(f"storage: cannot maintain {self.path}: {exc}") from None

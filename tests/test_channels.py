@@ -103,6 +103,7 @@ async def test_a_sections_channel_gets_each_new_story_once_as_a_group_and_surviv
     assert posts(tg, BUSINESS_CHANNEL) == []
     refusals = [r.getMessage() for r in caplog.records if "channel not usable section=business" in r.getMessage()]
     assert len(refusals) == 2 and all("not an admin" in text for text in refusals)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert query(settings.db_path, "SELECT kind, state, count(*) FROM outbox WHERE chat_id = ? GROUP BY kind, state",
                  (SPORTS_CHANNEL,)) == [("post", "sent", 4)]  # fmt: skip
 

@@ -221,6 +221,10 @@ async def test_only_the_author_may_send_and_previews_expire(tg: FakeTelegram, tm
 # --- the preview, Urgent, Cancel and the report -------------------------------------------------
 
 
+def progress_of(tg: FakeTelegram, broadcast_id: int) -> list[dict[str, Any]]:
+    return [m for m in tg.sent_messages(ADMIN) if m["text"].startswith(f"Broadcast #{broadcast_id} ")]
+
+
 def quiet_now(zone: str = "Europe/Stockholm") -> tuple[int, int]:
     """Quiet hours (minutes after local midnight) from an hour ago to an hour from now."""
     now = datetime.now(ZoneInfo(zone))
@@ -251,6 +255,8 @@ async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path
         calm = await ask(tg, ADMIN, "/broadcast Roadworks on Monday")
         await press(tg, ADMIN, calm["message_id"], button(calm, "Send"))
         await tg.await_for(lambda: received(tg, [awake], "Roadworks on Monday")[awake] == 1, timeout=15)
+        # Its progress message follows the press: the next preview is the message after it.
+        await tg.await_for(lambda: progress_of(tg, 2), timeout=15)
 
         # Urgent, toggled on, off and on again: it reaches the reader in quiet hours too.
         urgent = await ask(tg, ADMIN, "/broadcast Storm warning: stay indoors")
@@ -278,7 +284,7 @@ async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path
     )
     assert state == "pending" and next_at > time.time() + 30 * 60  # when the quiet hours end
     # The progress message ends with the figures, the report is a summary: two messages.
-    progress = next(m for m in tg.sent_messages(ADMIN) if m["text"].startswith("Broadcast #3"))
+    [progress] = progress_of(tg, 3)
     assert "(urgent: ignores quiet hours)" in progress["text"]
     final = tg.message(ADMIN, progress["message_id"])
     assert final is not None and final["text"].startswith("Broadcast #3 to everyone: done")

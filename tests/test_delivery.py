@@ -610,8 +610,9 @@ async def test_429s_from_several_chats_pause_every_send(tg: FakeTelegram, tmp_pa
     calls = tg.calls("sendMessage")
     third = [c for c in calls if c.status == 429][2]
     during = [c for c in calls if c.chat_id in others and third.monotonic < c.monotonic < third.monotonic + 3.0]
-    # Only sends already in flight when the third 429 came back may land during the pause.
-    assert len(during) <= settings.send_concurrency, len(during)
+    # Only sends already in flight when the third 429 came back (and a few started while it
+    # was on its way) may land during the pause; without it, all 60 would.
+    assert len(during) <= 2 * settings.send_concurrency, len(during)
     assert set(delivered(tg)) == expected({c: [1] for c in [*storm, *others]})
     assert max(delivered(tg).values()) == 1
 

@@ -386,10 +386,14 @@ class SentBatch:
     message_id: int
     kind: str
     published: tuple[float, ...] = ()  # publication times of the alerts it carried
+    # (row id, reasons, story revision, story sections) as the message showed them.
+    shown: tuple[tuple[int, str, int, str], ...] = ()
 
 
 async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float) -> None:
-    """sending → sent inside the caller's transaction, with the hour's counters."""
+    """sending → sent inside the caller's transaction, with the hour's counters. A story
+    corrected or given a section while its message was on its way gets that message an edit,
+    as it would have once sent (enqueue_alerts only edits rows already 'sent')."""
     await conn.execute(
         f"UPDATE outbox SET state = 'sent', sent_at = ?, done_at = ?, message_id = ?, "  # noqa: S608
         f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)})",
@@ -399,6 +403,17 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
     if batch.kind == "alert":
         counts.update(counters.latencies(now - p for p in batch.published))
     await counters.add(conn, now, counts)
+    shown = {row[0]: row[1:] for row in batch.shown}
+    if not shown:
+        return
+    for row in await _rows(
+        conn, f"SELECT o.id, o.chat_id, o.article_id, o.reasons, a.revision, a.sections FROM outbox o "  # noqa: S608
+        f"JOIN articles a ON a.id = o.article_id WHERE o.id IN ({_marks(list(shown))})", list(shown),
+    ):  # fmt: skip
+        if (row["reasons"], row["revision"], row["sections"]) != shown[row["id"]]:
+            # One edit renders the whole message again.
+            await _queue_edit(conn, row["chat_id"], batch.message_id, row["article_id"], now)
+            break
 
 
 async def retry_later(

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from storage import chats
 from storage.db import Database
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot
 
 ADMIN = 9001
 OTHER_ADMIN = 9002
+PREVIEW_HEADING = "Preview — not sent yet"
 TEXT = "<Breaking> Storm & floods in the north: stay indoors"
 
 
@@ -61,6 +66,11 @@ def received(tg: FakeTelegram, chat_ids: Sequence[int], text: str) -> dict[int, 
     return {c: sum(1 for m in by_chat.get(c, []) if m.get("text") == text) for c in chat_ids}
 
 
+def reports(tg: FakeTelegram) -> list[dict[str, Any]]:
+    """The report messages that follow finished broadcasts."""
+    return [m for m in tg.sent_messages(ADMIN) if m.get("text", "").startswith("Report: broadcast #")]
+
+
 def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_path) as conn:
         return conn.execute(sql, params).fetchall()
@@ -77,22 +87,22 @@ async def test_broadcast_to_200_readers_through_blocks_and_a_429_storm(tg: FakeT
 
     async with running_bot(settings):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
-        assert preview["text"] == TEXT  # exactly what readers will get, escaped
+        # Exactly what readers will get, escaped, under a heading they will not get.
+        assert preview["text"] == f"{PREVIEW_HEADING}\n\n{TEXT}"
         send = button(preview, "Send to 200 chats")
         answer = await press(tg, ADMIN, preview["message_id"], send)
         assert answer["text"] == "Sending to 200 chats."
 
-        report = await tg.await_for(
-            lambda: [m for m in tg.sent_messages(ADMIN) if ": done" in m.get("text", "")], timeout=45
-        )
+        report = await tg.await_for(lambda: reports(tg), timeout=45)
         progress = tg.sent_messages(ADMIN)[1]
         assert progress["text"].startswith("Broadcast #1 to everyone")
         # The preview lost its buttons; the progress message got the final numbers, no Stop.
         assert "reply_markup" not in (tg.message(ADMIN, preview["message_id"]) or {})
         last = tg.message(ADMIN, progress["message_id"])
         assert last is not None and "reply_markup" not in last
+        assert "Broadcast #1 to everyone: done" in last["text"]
         assert "Sent 190 / 200 · blocked 10 · failed 0" in last["text"]
-        assert "Sent 190 / 200 · blocked 10 · failed 0" in report[0]["text"]
+        assert report[0]["text"].startswith("Report: broadcast #1 finished — 190 readers of 200 reached (95 %).")
 
         listing = await ask(tg, ADMIN, "/broadcasts")
         assert "#1" in listing["text"] and "done" in listing["text"] and "Sent 190 / 200" in listing["text"]
@@ -158,19 +168,23 @@ async def test_section_broadcast_and_reply_broadcast(tg: FakeTelegram, tmp_path:
         source = tg.user_message(ADMIN, "Kick-off moved to 20:00 <b>tonight</b>", push=False)
         source_id = source["message"]["message_id"]
         preview = await ask(tg, ADMIN, "/broadcast @sports", reply_to=source_id)
-        assert preview["text"] == "Kick-off moved to 20:00 <b>tonight</b>"
+        shown = "Kick-off moved to 20:00 <b>tonight</b>"
+        assert preview["text"] == f"{PREVIEW_HEADING}\n\n{shown}"
         assert button(preview, "Send to 2 chats")
         await press(tg, ADMIN, preview["message_id"], button(preview, "Send"))
-        await tg.await_for(lambda: all(received(tg, sports, preview["text"]).values()), timeout=10)
-        await tg.await_for(lambda: any(": done" in m.get("text", "") for m in tg.sent_messages(ADMIN)), timeout=15)
-        assert received(tg, others, preview["text"]) == {4003: 0}
+        await tg.await_for(lambda: all(received(tg, sports, shown).values()), timeout=10)
+        await tg.await_for(lambda: reports(tg), timeout=15)
+        assert received(tg, others, shown) == {4003: 0}
 
         unknown = await ask(tg, ADMIN, "/broadcast @nosuch Hello")
         assert "Unknown section" in unknown["text"] and "Usage: /broadcast" in unknown["text"]
         usage = await ask(tg, ADMIN, "/broadcast")
         assert usage["text"].startswith("Usage: /broadcast")
-        too_long = await ask(tg, ADMIN, "/broadcast " + "x" * 4097)
-        assert "at most 4096" in too_long["text"]
+        # The preview's heading needs room in Telegram's 4096 characters: 4000 is the limit.
+        too_long = await ask(tg, ADMIN, "/broadcast " + "x" * 4001)
+        assert "That is 4001 characters; a broadcast can have at most 4000." in too_long["text"]
+        longest = await ask(tg, ADMIN, "/broadcast @sports " + "x" * 4000)
+        assert longest["text"] == f"{PREVIEW_HEADING}\n\n" + "x" * 4000
         nobody = await ask(tg, ADMIN, "/broadcast @business Hello")
         assert "Nobody would get it" in nobody["text"]
 
@@ -185,7 +199,7 @@ async def test_only_the_author_may_send_and_previews_expire(tg: FakeTelegram, tm
         refused = await press(tg, group, preview["message_id"], send, user_id=OTHER_ADMIN)
         assert refused["text"] == "Only the admin who wrote this broadcast can send or cancel it."
         refused = await press(tg, group, preview["message_id"], send, user_id=555)
-        assert refused["text"] == "Sorry, that command is for the newsroom's admins."
+        assert refused["text"] == "Sorry, that button is for the newsroom's admins."
         assert query(settings.db_path, "SELECT state FROM broadcasts") == [("preview",)]
 
         # Ten minutes later the preview has expired.
@@ -202,3 +216,109 @@ async def test_only_the_author_may_send_and_previews_expire(tg: FakeTelegram, tm
     assert query(settings.db_path, "SELECT state FROM broadcasts ORDER BY id") == [("expired",), ("cancelled",)]
     assert query(settings.db_path, "SELECT count(*) FROM outbox")[0][0] == 0
     assert received(tg, [5001, 5002], "Newsroom test") == {5001: 0, 5002: 0}
+
+
+# --- the preview, Urgent, Cancel and the report -------------------------------------------------
+
+
+def progress_of(tg: FakeTelegram, broadcast_id: int) -> list[dict[str, Any]]:
+    return [m for m in tg.sent_messages(ADMIN) if m["text"].startswith(f"Broadcast #{broadcast_id} ")]
+
+
+def quiet_now(zone: str = "Europe/Stockholm") -> tuple[int, int]:
+    """Quiet hours (minutes after local midnight) from an hour ago to an hour from now."""
+    now = datetime.now(ZoneInfo(zone))
+    minute = now.hour * 60 + now.minute
+    return (minute - 60) % 1440, (minute + 60) % 1440
+
+
+async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path) -> None:
+    awake, asleep = 5101, 5102
+    settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
+    await seed_readers(settings.db_path, [awake, asleep])
+    db = await Database.open(settings.db_path)
+    await chats.set_quiet(db, asleep, *quiet_now(), "hold")
+    await db.close()
+
+    async with running_bot(settings):
+        # Cancel: the preview says so and loses its buttons; nothing is queued.
+        first = await ask(tg, ADMIN, "/broadcast Not this one")
+        assert first["text"] == f"{PREVIEW_HEADING}\n\nNot this one"
+        assert first["entities"][0] == {"type": "bold", "offset": 0, "length": len(PREVIEW_HEADING)}
+        assert button(first, "Urgent: off") and button(first, "Cancel")
+        await press(tg, ADMIN, first["message_id"], button(first, "Cancel"))
+        cancelled = tg.message(ADMIN, first["message_id"])
+        assert cancelled is not None and cancelled["text"] == "Cancelled — nothing was sent."
+        assert "reply_markup" not in cancelled
+
+        # Not urgent: a reader in quiet hours gets it when they end, not now.
+        calm = await ask(tg, ADMIN, "/broadcast Roadworks on Monday")
+        await press(tg, ADMIN, calm["message_id"], button(calm, "Send"))
+        await tg.await_for(lambda: received(tg, [awake], "Roadworks on Monday")[awake] == 1, timeout=15)
+        # Its progress message follows the press: the next preview is the message after it.
+        await tg.await_for(lambda: progress_of(tg, 2), timeout=15)
+
+        # Urgent, toggled on, off and on again: it reaches the reader in quiet hours too.
+        urgent = await ask(tg, ADMIN, "/broadcast Storm warning: stay indoors")
+        data = button(urgent, "Urgent")
+        toggled = [(await press(tg, ADMIN, urgent["message_id"], data))["text"] for _ in range(3)]
+        assert toggled == [
+            "Urgent: it will reach readers in their quiet hours too.",
+            "Not urgent: readers in quiet hours get it when those end.",
+            "Urgent: it will reach readers in their quiet hours too.",
+        ]
+        shown = tg.message(ADMIN, urgent["message_id"])
+        assert shown is not None and button(shown, "Urgent: on ✅")
+        assert shown["text"] == f"{PREVIEW_HEADING}\n\nStorm warning: stay indoors"
+        await press(tg, ADMIN, urgent["message_id"], button(shown, "Send"))
+        await tg.await_for(lambda: all(received(tg, [awake, asleep], "Storm warning: stay indoors").values()), timeout=15)
+        [report] = await tg.await_for(lambda: [r for r in reports(tg) if "#3" in r["text"]], timeout=20)
+        await asyncio.sleep(1.0)  # long enough for a held message to have slipped through
+        held = received(tg, [asleep], "Roadworks on Monday")
+
+    # Readers never see the heading.
+    assert not [m for c in (awake, asleep) for m in tg.sent_messages(c) if "Preview" in m["text"]]
+    assert held == {asleep: 0}
+    [(state, next_at)] = query(
+        settings.db_path, "SELECT state, next_attempt_at FROM outbox WHERE chat_id = ? AND broadcast_id = 2", (asleep,)
+    )
+    assert state == "pending" and next_at > time.time() + 30 * 60  # when the quiet hours end
+    # The progress message ends with the figures, the report is a summary: two messages.
+    [progress] = progress_of(tg, 3)
+    assert "(urgent: ignores quiet hours)" in progress["text"]
+    final = tg.message(ADMIN, progress["message_id"])
+    assert final is not None and final["text"].startswith("Broadcast #3 to everyone: done")
+    assert "Sent 2 / 2" in final["text"]
+    assert report["text"].startswith("Report: broadcast #3 finished — 2 readers of 2 reached (100 %).")
+    assert "Storm warning: stay indoors" in report["text"]
+    assert report["text"] != final["text"]
+    assert query(settings.db_path, "SELECT id, state, urgent FROM broadcasts ORDER BY id") == [
+        (1, "cancelled", 0), (2, "sending", 0), (3, "done", 1)
+    ]
+
+
+async def test_admin_buttons_refuse_everyone_else_and_an_edited_broadcast_makes_no_second_preview(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    group, outsider = -7100, 555
+    settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
+    await seed_readers(settings.db_path, [5201, 5202])
+    async with running_bot(settings):
+        preview = await ask(tg, group, "/broadcast Newsroom test", user_id=ADMIN, chat_type="group")
+        for label in ("Send", "Urgent", "Cancel"):
+            refused = await press(tg, group, preview["message_id"], button(preview, label), user_id=outsider)
+            assert refused["text"] == "Sorry, that button is for the newsroom's admins.", label
+            assert refused.get("show_alert") is True
+
+        # The admin edits the /broadcast message: commands answer new messages only.
+        update = tg.user_message(ADMIN, "/broadcast Hello readers")
+        first = (await tg.await_messages(ADMIN, 1, timeout=10))[0]
+        edited = {**update["message"], "text": "/broadcast Hello readers, edited", "edit_date": int(time.time())}
+        tg.push_update({"edited_message": edited})
+        await tg.await_for(lambda: tg.pending_update_count == 0, timeout=10)
+        listing = await ask(tg, ADMIN, "/broadcasts")
+        await asyncio.sleep(1.0)  # time for a second preview to arrive, if one were coming
+
+    assert [m["message_id"] for m in tg.sent_messages(ADMIN)] == [first["message_id"], listing["message_id"]]
+    assert query(settings.db_path, "SELECT state FROM broadcasts ORDER BY id") == [("preview",), ("preview",)]
+    assert query(settings.db_path, "SELECT count(*) FROM outbox") == [(0,)]

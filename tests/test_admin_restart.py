@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import REPO
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, press, write_feeds_file
-from tests.test_admin_broadcast import button, received, seed_readers
+from tests.test_admin_broadcast import button, received, reports, seed_readers
 
 ADMIN = 9001
 CONCURRENCY = 4
@@ -81,16 +81,17 @@ async def test_broadcast_resumes_after_sigkill(tg: FakeTelegram, tmp_path: Path)
         second = start_bot(env, log)
         try:
             await tg.await_for(lambda: all(received(tg, readers, TEXT).values()), timeout=45)
-            report = await tg.await_for(
-                lambda: [m for m in tg.sent_messages(ADMIN) if ": done" in m.get("text", "")], timeout=30
-            )
+            report = await tg.await_for(lambda: reports(tg), timeout=30)
         finally:
             stop(second)
 
     got = received(tg, readers, TEXT)
     twice = [c for c, n in got.items() if n > 1]
     assert len(twice) <= CONCURRENCY and max(got.values()) <= 2, (tmp_path / "bot.log").read_text()
-    assert f"Sent {len(readers)} / {len(readers)}" in report[0]["text"]
+    assert report[0]["text"].startswith(f"Report: broadcast #1 finished — {len(readers)} readers of {len(readers)}")
+    progress = tg.sent_messages(ADMIN)[1]
+    final = tg.message(ADMIN, progress["message_id"])
+    assert final is not None and f"Sent {len(readers)} / {len(readers)}" in final["text"]
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT state FROM broadcasts").fetchall() == [("done",)]
         assert conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall() == [("sent", len(readers))]

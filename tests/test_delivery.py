@@ -8,24 +8,42 @@ so "exactly once" means exactly once on the wire and 'sent' in the database.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import html
+import logging
+import math
 import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import NewsApp
 from bot.config import Settings
-from bot.pipeline.deliver import RateLimits
+from bot.context import Services, open_services
+from bot.pipeline.botapi import BotApi
+from bot.pipeline.clock import Clock
+from bot.pipeline.deliver import Dispatcher
+from bot.pipeline.lanes import Planner
 from bot.pipeline.poll import enqueue_alerts
-from bot.services import Services
+from bot.pipeline.ratelimit import RateLimits
 from storage import articles, broadcasts, chats, outbox, subscriptions
 from storage.db import Database
 from storage.models import Article
+from storage.outbox import Match
 from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
@@ -67,28 +85,30 @@ async def seed(
     combine: bool = True,
     summary: str | None = None,
     section: str = "world",
+    reason: str | None = None,
 ) -> int:
     """Chats following `section`, and one queued alert per (chat, story number) in `plan`.
 
-    Everything goes through the storage functions the bot itself uses. Returns the number of
-    alerts queued.
+    Everything goes through the storage functions the bot itself uses: the stories are
+    stored as already matched (so the bot's start-up does not match them again) and their
+    alerts queued for exactly the chats of the plan. Returns the number of alerts queued.
     """
     db = await Database.open(db_path)
     try:
-        wanted: dict[int, dict[int, tuple[str, ...]]] = {}
+        why = reason or f"section:{section}"
+        wanted: dict[int, dict[int, Match]] = {}
         for chat_id, numbers in plan.items():
-            await chats.ensure_chat(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group")
+            await chats.join(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group")
             await subscriptions.add_subscription(db, chat_id, "section", section, section.title(), limit=50)
             if not combine:
                 await chats.set_option(db, chat_id, "combine", False)
             for n in numbers:
-                wanted.setdefault(n, {})[chat_id] = (f"section:{section}",)
-        stories = [story(n, summary=summary) for n in sorted(wanted)]
+                wanted.setdefault(n, {})[chat_id] = Match((why,))
+        stories = [story(n, summary=summary, section=section) for n in sorted(wanted)]
         async with db.write() as conn:
-            await articles.insert_new_articles(conn, stories)
-        return await outbox.enqueue_matches(
-            db, [s.id for s in stories], {story(n).id: chats_ for n, chats_ in wanted.items()}
-        )
+            await articles.store_articles(conn, stories, seen=True)
+        queued = await outbox.enqueue_alerts(db, stories, {story(n).id: m for n, m in wanted.items()})
+        return queued.queued
     finally:
         await db.close()
 
@@ -106,12 +126,15 @@ def expected(plan: Mapping[int, Iterable[int]]) -> set[tuple[int, int]]:
     return {(chat_id, n) for chat_id, numbers in plan.items() for n in numbers}
 
 
+def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
 def outbox_states(db_path: Path) -> dict[int, Counter[str]]:
     """chat id → Counter of its outbox rows' states."""
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT chat_id, state FROM outbox").fetchall()
     states: dict[int, Counter[str]] = {}
-    for chat_id, state in rows:
+    for chat_id, state in query(db_path, "SELECT chat_id, state FROM outbox"):
         states.setdefault(chat_id, Counter())[state] += 1
     return states
 
@@ -122,7 +145,8 @@ async def settle(services: Services, timeout: float = 90.0) -> None:  # noqa: AS
 
 
 async def _empty(services: Services) -> bool:
-    return await outbox.backlog(services.db) == 0
+    left = await services.db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')")
+    return left == 0
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:  # noqa: ASYNC109
@@ -133,16 +157,34 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:  
         await asyncio.sleep(0.05)
 
 
-def services_of(app: NewsApp) -> Services:
-    return app.bot_data.services
-
-
 def counter(services: Services, name: str, **labels: str) -> float:
     return services.metrics.value(name, **labels)
 
 
 def settings_for(tg: FakeTelegram, tmp_path: Path, **env: str) -> Settings:
     return bot_settings(tg, tmp_path, **env)
+
+
+@asynccontextmanager
+async def dispatching(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    planner: Planner | None = None,
+    limits: RateLimits | None = None,
+) -> AsyncIterator[tuple[Services, Dispatcher]]:
+    """The dispatcher alone, built the way bot.runner builds it but with the given clock,
+    planner or limits: the real services, database and Bot API client, no handlers."""
+    services = await open_services(settings)
+    api = BotApi(settings.api_url, settings.require_token(), connections=settings.send_concurrency + 2)
+    dispatcher = Dispatcher(services, api, limits=limits, clock=clock, planner=planner)
+    try:
+        await dispatcher.start()
+        yield services, dispatcher
+    finally:
+        await dispatcher.stop()
+        await api.close()
+        await services.close()
 
 
 # --- 1. limits ---------------------------------------------------------------------------------
@@ -175,7 +217,7 @@ def test_window_counts_sends_in_flight_as_now_and_answered_ones_at_their_answer(
 
 
 async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
-    tg: FakeTelegram, tmp_path: Path
+    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # 280 readers and 20 groups; 3 alerts each and a 4th for every third chat: 1,000 alerts.
     ids = [1000 + i for i in range(280)] + [-2000 - i for i in range(20)]
@@ -186,10 +228,14 @@ async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
     assert await seed(settings.db_path, plan, combine=False) == 1000
     tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=120)
         assert counter(services, "newsbot_messages_sent_total", kind="alert") == 1000
+
+    # Over half a minute of steady sending, the jobs included (maintenance runs at 30 s):
+    # nothing went wrong anywhere.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
     assert tg.violations == []
     assert [c for c in tg.calls("sendMessage") if not c.ok] == []
@@ -235,8 +281,8 @@ async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
         tg.set_delay(1.5, chat_id)
 
     unreachable = {*blocked, *gone}
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=90)
         # The matcher no longer offers unreachable chats anything; the others still get World.
         matched = set(services.matcher.match(story(99)))
@@ -277,14 +323,14 @@ async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
 
 async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path: Path) -> None:
     readers = [8000 + i for i in range(150)]
-    fans = [8500 + i for i in range(20)]
+    fans = [8500 + i for i in range(40)]
     settings = settings_for(tg, tmp_path)
     await seed(settings.db_path, {c: [1] for c in readers})
     await seed(settings.db_path, {c: [] for c in fans}, section="sports")
     tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await tg.await_for(lambda: len(tg.sent_messages()) >= 40, timeout=30)
         db = services.db
         broadcast_id = await broadcasts.create(
@@ -301,9 +347,12 @@ async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path:
     calls = tg.calls("sendMessage")
     later = calls[queued_at:]
     last = max(i for i, c in enumerate(later) if c.chat_id in fans)
-    # Only the alerts already in flight when the broadcast was queued may land before it is out.
+    # Before the broadcast is out, only the alerts already in flight when it was queued (and
+    # a few started before the dispatcher saw it) and the section lane's share (2 sends for
+    # every 16 of the broadcast lane) may land.
     alerts_between = [c.chat_id for c in later[:last] if c.chat_id in readers]
-    assert len(alerts_between) <= settings.send_concurrency, alerts_between
+    share = math.ceil(len(fans) * 2 / 16)
+    assert len(alerts_between) <= 2 * settings.send_concurrency + share, alerts_between
     got = Counter(c.chat_id for c in calls if c.ok and "polls close early" in c.params["text"])
     assert got == Counter({c: 1 for c in fans})
     assert sent_broadcasts == len(fans)
@@ -322,8 +371,8 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
     await seed(settings.db_path, {separate: range(1, 6)}, combine=False)
     await seed(settings.db_path, {many: range(100, 160)}, summary=long_summary)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=60)
 
     [combined] = tg.sent_messages(few)
@@ -335,7 +384,8 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
     shown = STORY_RE.findall(text)
     assert len(text) <= 4096
     assert text.startswith("60 new stories for you")
-    more = re.search(r"…and (\d+) more — see /latest$", text)
+    # What does not fit is counted, and the reason closes the message.
+    more = re.search(r"…and (\d+) more — /latest\n\nBecause you follow World\.$", text)
     assert more is not None, text[-200:]
     assert len(shown) + int(more.group(1)) == 60
     call = next(c for c in tg.calls("sendMessage") if c.chat_id == many)
@@ -359,15 +409,15 @@ async def test_group_migrated_to_supergroup_gets_the_alert_at_its_new_id(
     await seed(settings.db_path, {old: [1], 501: [1]})
     tg.migrate_chat(old, new)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=30)
         assert delivered(tg)[(new, 1)] == 1
         # The live matcher follows the move: the next story goes straight to the new id.
         later = story(2)
         async with services.db.write() as conn:
-            await articles.insert_new_articles(conn, [later])
-        assert await enqueue_alerts(services, [later]) == 2
+            stored = await articles.store_articles(conn, [later])
+        assert (await enqueue_alerts(services, stored.new)).queued == 2
         await settle(services, timeout=30)
 
     seen = delivered(tg)
@@ -394,8 +444,8 @@ async def test_refused_messages_fail_once_and_5xx_fail_after_max_attempts(
     tg.fail_chat(refused, 400, 'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0')
     tg.server_error_chat(broken, 500, "Internal Server Error", times=None)
 
-    async with running_bot(settings, polling=False) as app:
-        services = services_of(app)
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
         await settle(services, timeout=60)
         # Give a retry storm time to show itself: nothing more may be sent.
         await asyncio.sleep(2.5)
@@ -421,7 +471,7 @@ async def test_refused_messages_fail_once_and_5xx_fail_after_max_attempts(
 
 NEW_STORY = """<item><title>Russia launches new drones at Kyiv</title>
 <link>https://swedenherald.com/article/russia-launches-new-drones-at-kyiv</link>
-<guid isPermaLink="false">sh-drones-delivery</guid><pubDate>Thu, 13 Mar 2025 08:00:00 +0000</pubDate>
+<guid isPermaLink="false">sh-drones-delivery</guid><pubDate>{date}</pubDate>
 <category domain="section">World</category><category>Ukraine</category>
 <description>Ukraine says Russia sent dozens of drones overnight.</description></item>"""
 
@@ -465,7 +515,9 @@ async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
             polls = len(feeds.requests("/rss.xml"))
             await tg.await_for(lambda: len(feeds.requests("/rss.xml")) > polls, timeout=15)
             published = time.monotonic()
-            feeds.serve("/rss.xml", sample.replace("<item>", NEW_STORY + "\n<item>", 1).encode())
+            # Dated now: stories older than NEWSBOT_ALERT_MAX_AGE are stored without an alert.
+            fresh = NEW_STORY.format(date=email.utils.formatdate(time.time(), usegmt=True))
+            feeds.serve("/rss.xml", sample.replace("<item>", fresh + "\n<item>", 1).encode())
             alerts = {}
             for chat_id in (world, drones, both):
                 messages = await tg.await_messages(chat_id, before[chat_id] + 1, timeout=30)
@@ -486,3 +538,184 @@ async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
     assert "because you follow World and drones" in alerts[both]["text"]
     mutes = [text for text, _ in _buttons(alerts[both]) if text.startswith("Mute")]
     assert mutes == ["Mute World", "Mute drones"]
+
+
+# --- promises kept from 0.1: 429s, and history is not news ------------------------------------
+
+
+async def test_a_429s_retry_after_is_waited_for(tg: FakeTelegram, tmp_path: Path) -> None:
+    """The retry of a message refused with 429 goes no sooner than retry_after, on the
+    server's clock, and the 429 costs no attempt."""
+    chat_id = 30_001
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {chat_id: [1]})
+    tg.rate_limit_chat(chat_id, retry_after=3)
+
+    async with running_bot(settings, polling=False) as rt:
+        await settle(rt.services, timeout=30)
+
+    refused, retried = tg.calls("sendMessage")
+    assert (refused.status, retried.status) == (429, 200)
+    assert retried.monotonic - refused.monotonic >= 3.0
+    assert query(settings.db_path, "SELECT state, attempts FROM outbox") == [("sent", 1)]
+
+
+async def test_a_chat_held_after_a_429_gets_nothing_until_the_hold_ends(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Not the refused message, not the chat's other alerts, not a broadcast: the chat's
+    whole queue waits for retry_after, while other chats go on."""
+    held, other = 30_011, 30_012
+    settings = settings_for(tg, tmp_path)
+    await seed(settings.db_path, {held: [1, 2, 3], other: [1, 2, 3]}, combine=False)
+    tg.rate_limit_chat(held, retry_after=4)
+
+    async with running_bot(settings, polling=False) as rt:
+        services = rt.services
+        await tg.await_for(lambda: any(c.status == 429 for c in tg.calls("sendMessage")), timeout=30)
+        broadcast_id = await broadcasts.create(
+            services.db, admin_id=9001, admin_chat_id=9001, html="Held back", audience=None, now=time.time()
+        )
+        await broadcasts.start(services.db, broadcast_id, now=time.time(), expires_before=0.0)
+        services.outbox_wake.set()
+        await settle(services, timeout=60)
+
+    calls = [c for c in tg.calls("sendMessage") if c.chat_id == held]
+    refused = calls[0]
+    assert refused.status == 429
+    assert all(c.ok and c.monotonic - refused.monotonic >= 4.0 for c in calls[1:]), [
+        (c.status, round(c.monotonic - refused.monotonic, 2)) for c in calls
+    ]
+    assert len(calls) == 1 + 4  # three alerts and the broadcast, each once
+    before_hold_ends = [
+        c for c in tg.calls("sendMessage") if c.chat_id == other and c.monotonic < refused.monotonic + 4.0
+    ]
+    assert before_hold_ends, "the other chat waited for a hold that was not its own"
+    assert outbox_states(settings.db_path)[held] == {"sent": 4}
+
+
+async def test_429s_from_several_chats_pause_every_send(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Three chats answered 429 within moments: the bot as a whole is over the limit, and no
+    new send starts, to any chat, until retry_after has passed."""
+    storm = [30_021, 30_022, 30_023]
+    others = [30_100 + i for i in range(60)]
+    settings = settings_for(tg, tmp_path)
+    # The storm's chats come first in the queue: their 429s are the first answers.
+    await seed(settings.db_path, {c: [1] for c in [*storm, *others]})
+    tg.rate_limit_chats(storm, retry_after=3)
+
+    async with running_bot(settings, polling=False) as rt:
+        await settle(rt.services, timeout=60)
+
+    calls = tg.calls("sendMessage")
+    third = [c for c in calls if c.status == 429][2]
+    during = [c for c in calls if c.chat_id in others and third.monotonic < c.monotonic < third.monotonic + 3.0]
+    # Only sends already in flight when the third 429 came back (and a few started while it
+    # was on its way) may land during the pause; without it, all 60 would.
+    assert len(during) <= 2 * settings.send_concurrency, len(during)
+    assert set(delivered(tg)) == expected({c: [1] for c in [*storm, *others]})
+    assert max(delivered(tg).values()) == 1
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One <item> of an RSS document served by the loopback feed server."""
+
+    guid: str
+    title: str
+    section: str = "World"
+    published: float = 0.0  # 0: an hour ago
+    link: str = ""
+    summary: str = "What happened, in a sentence."
+
+
+def rss(items: Iterable[FeedItem], *, title: str = "The Herald") -> bytes:
+    now = time.time()
+    body = []
+    for item in items:
+        link = item.link or f"https://herald.example/{item.guid}"
+        date = email.utils.formatdate(item.published or now - 3600, usegmt=True)
+        body.append(
+            f"<item><title>{html.escape(item.title)}</title><link>{html.escape(link)}</link>"
+            f'<guid isPermaLink="false">{item.guid}</guid><pubDate>{date}</pubDate>'
+            f'<category domain="section">{item.section}</category>'
+            f"<description>{html.escape(item.summary)}</description></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>{html.escape(title)}</title><link>https://herald.example/</link>"
+        "<description>Test feed</description>" + "".join(body) + "</channel></rss>"
+    ).encode()
+
+
+def backlog(prefix: str, count: int) -> list[FeedItem]:
+    """Recent stories (within NEWSBOT_ALERT_MAX_AGE): only priming keeps them from alerting."""
+    now = time.time()
+    return [FeedItem(f"{prefix}-{i}", f"{prefix} story number {i}", published=now - 600 - i) for i in range(count)]
+
+
+def alerts_to(tg: FakeTelegram, chat_id: int, since: int = 0) -> list[str]:
+    """Texts of the messages a chat got after its first `since` (while it sends no command,
+    its alerts)."""
+    return [m["text"] for m in tg.sent_messages(chat_id)[since:]]
+
+
+async def polled(feeds: FeedServer, path: str, times: int, *, status: tuple[int, ...] = (200, 304)) -> None:
+    """Until `times` more requests for `path` were answered with one of `status`."""
+    start = sum(1 for r in feeds.requests(path) if r.status in status)
+    deadline = time.monotonic() + 30
+    while sum(1 for r in feeds.requests(path) if r.status in status) < start + times:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} not polled {times} more times")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_feeds_first_poll_after_a_restart_or_a_re_add_is_history(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    reader, admin = 30_201, 9001
+    with FeedServer() as feeds:
+        url = feeds.url_for("/world.xml")
+        settings = settings_for(
+            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [url])), NEWSBOT_POLL_SECONDS="2"
+        )
+        # The first run never reads the feed: it is down.
+        feeds.status("/world.xml", 503)
+        async with running_bot(settings):
+            await _choose_sections(tg, reader, "world")
+            await polled(feeds, "/world.xml", 1, status=(503,))
+        seen = len(tg.sent_messages(reader))
+
+        # The next run's first successful poll finds 30 recent stories: stored, not pushed.
+        items = backlog("Backlog", 30)
+        feeds.clear("/world.xml")
+        feeds.serve("/world.xml", rss(items))
+        async with running_bot(settings):
+            await polled(feeds, "/world.xml", 2)
+            assert query(settings.db_path, "SELECT count(*) FROM articles") == [(30,)]
+            assert alerts_to(tg, reader, seen) == []
+            items.insert(0, FeedItem("fresh-1", "Fresh story after the restart"))
+            feeds.serve("/world.xml", rss(items))
+            await tg.await_messages(reader, seen + 1, timeout=30)
+            await polled(feeds, "/world.xml", 1)
+            assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
+                "World · Fresh story after the restart"
+            ]
+            seen = len(tg.sent_messages(reader))
+
+            # Removed, and back after it published ten more: those are history too.
+            removed = await ask(tg, admin, "/removefeed 1")
+            assert removed["text"].startswith("Removed feed #1")
+            items[:0] = backlog("While-away", 10)
+            feeds.serve("/world.xml", rss(items))
+            added = await ask(tg, admin, f"/addfeed {url} world")
+            assert "41 items" in added["text"]
+            await polled(feeds, "/world.xml", 2)
+            assert alerts_to(tg, reader, seen) == []
+            items.insert(0, FeedItem("fresh-2", "Fresh story after the re-add"))
+            feeds.serve("/world.xml", rss(items))
+            await tg.await_messages(reader, seen + 1, timeout=30)
+            await polled(feeds, "/world.xml", 1)
+            assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
+                "World · Fresh story after the re-add"
+            ]

@@ -490,6 +490,10 @@ class Dispatcher:
         sent = SentBatch(
             ids=tuple(m.id for m in batch), message_id=message_id, kind=first.kind,
             published=tuple(m.article.published_at for m in batch if m.article is not None),
+            shown=tuple(
+                (m.id, "|".join(m.reasons), m.article.revision, "|".join(m.article.sections))
+                for m in batch if m.kind in ("alert", "post") and m.article is not None
+            ),
         )
         # The message is out: losing this write would send it again after a restart, so a
         # busy database gets a few more chances before the row is left 'sending'.

@@ -398,6 +398,41 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
     assert states[few] == {"sent": 12} and states[many] == {"sent": 60}
 
 
+async def test_an_alert_that_waited_takes_along_its_chats_alerts_beyond_the_view(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Behind a fan-out longer than the dispatcher's view (2,000 rows a lane), a reader's
+    second alert is far down the queue when the first, which waited two minutes, goes: the
+    two go as one message, and every other reader still gets theirs once."""
+    reader, crowd = 501, range(10_000, 12_500)
+    settings = settings_for(tg, tmp_path)
+    db = await Database.open(settings.db_path)
+    try:
+        for chat_id in (reader, *crowd):
+            await chats.join(db, chat_id, "private")
+        first, fan_out, second = story(1), story(2), story(3)
+        async with db.write() as conn:
+            await articles.store_articles(conn, [first, fan_out, second], seen=True)
+        world = Match(("section:world",))
+        now = time.time()
+        await outbox.enqueue_alerts(db, [first], {first.id: {reader: world}}, now=now - 120)
+        await outbox.enqueue_alerts(db, [fan_out], {fan_out.id: dict.fromkeys(crowd, world)}, now=now - 100)
+        await outbox.enqueue_alerts(db, [second], {second.id: {reader: world}}, now=now - 90)
+    finally:
+        await db.close()
+
+    async with dispatching(settings, limits=RateLimits(unlimited=True)) as (services, _):
+        await settle(services, timeout=120)
+
+    [message] = tg.sent_messages(reader)
+    assert sorted(int(n) for n in STORY_RE.findall(message["text"])) == [1, 3]
+    assert message["text"].startswith("2 new stories for you"), message["text"][:80]
+    seen = delivered(tg)
+    assert all(seen[(chat_id, 2)] == 1 for chat_id in crowd)
+    assert sum(seen.values()) == len(crowd) + 2
+    assert outbox_states(settings.db_path)[reader] == {"sent": 2}
+
+
 # --- migration -----------------------------------------------------------------------------------
 
 

@@ -188,9 +188,10 @@ class Database:
         """
         async with self._lock:
             try:
-                # The vacuum frees one page per step and the checkpoint returns a row: both
-                # are read to their end, so neither leaves a statement open.
-                await self._writer.execute_fetchall(f"PRAGMA incremental_vacuum({int(free_pages):d})")
+                # Each step of the vacuum frees one page, and its steps return no rows, so
+                # fetchall() would stop after one: a script runs it to its end. The checkpoint
+                # returns one row, read to its end; neither leaves a statement open.
+                await self._writer.executescript(f"PRAGMA incremental_vacuum({int(free_pages):d});")
                 await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise StorageError(f"storage: cannot maintain {self.path}: {exc}") from None

@@ -117,8 +117,9 @@ async def test_paid_sending_refused_mid_way_goes_on_at_the_free_rate(tg: FakeTel
     sends = to_readers(tg, readers)
     refused = [c for c in sends if not c.ok]
     assert refused and all(c.status == 400 and c.description == PAID_BROADCAST_REFUSED for c in refused)
-    # Only the sends in flight when the first refusal came back were refused.
-    assert len(refused) <= settings.send_concurrency
+    # Only the sends in flight when the first refusal came back were refused (paid sending
+    # keeps up to paid_concurrency requests in flight).
+    assert len(refused) <= settings.paid_concurrency
     accepted = [c for c in sends if c.ok]
     paid = Counter(c.params.get("allow_paid_broadcast") is True for c in accepted)
     assert paid == {True: 100, False: 200}

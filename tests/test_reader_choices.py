@@ -316,11 +316,13 @@ async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_mor
         await room.briefings(READER, "07:30")
         clock.jump_to(at("2027-01-14 06:05"))
         await room.publish(
-            room.story("Drones over the arena", section="sports", ago=50),
+            room.story("Drones over the arena", section="business", ago=50),  # the keyword alone
             room.story("Drones over Riga", ago=40),  # keyword and section: listed once
             room.story("Football final tonight", section="sports", ago=30),  # excluded
             *(room.story(f"World story number {n}", ago=20 - n / 10) for n in range(30)),
         )
+        # The section stories go at once; the story only the briefing-only keyword matched waits.
+        await tg.await_for(lambda: any("Drones over Riga" in m["text"] for m in room.sent(READER)), timeout=10)
         clock.jump_to(at("2027-01-14 07:30"))
         assert await room.schedule() == 1
         brief = await tg.await_for(
@@ -336,7 +338,8 @@ async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_mor
     shown = len(re.findall(r"^\d+\. ", text, flags=re.MULTILINE))
     assert shown + int(more.group(1)) == 32
     assert [label for label, _ in buttons(brief)] == [f"Related {n}" for n in range(1, shown + 1)]
-    # The briefing-only keyword and the exclusion sent nothing at once.
+    # The briefing-only keyword and the exclusion sent nothing at once; the sections did.
+    assert any("World story number 0\n" in m["text"] for m in alerts)
     assert not any("Drones over the arena" in m["text"] or "Football" in m["text"] for m in alerts)
 
 

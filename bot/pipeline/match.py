@@ -152,21 +152,30 @@ class MatchResult(Mapping[int, tuple[str, ...]]):
     chat), afresh for each iteration so that a kept result stays small.
     """
 
-    __slots__ = ("_groups", "_keywords", "_len", "_sections", "excluded")
+    __slots__ = ("_excluded", "_excluding", "_groups", "_keywords", "_len", "_sections")
 
     def __init__(
         self,
         sections: list[tuple[str, frozenset[int]]],
         keywords: list[tuple[str, frozenset[int]]],
-        excluded: frozenset[int] = _EMPTY,
+        excluding: list[frozenset[int]] | None = None,
     ) -> None:
         self._sections = sections
         # Unsorted (sorted on first use of `groups`), each with at least one chat.
         self._keywords = keywords
-        # Chats that excluded a word of the story: they get nothing, whatever matched.
-        self.excluded = excluded
+        # The chat sets of the exclusions the story matched, joined on first use.
+        self._excluding = excluding
+        self._excluded: frozenset[int] | None = None if excluding else _EMPTY
         self._groups: tuple[tuple[str, frozenset[int]], ...] | None = None
         self._len: int | None = None
+
+    @property
+    def excluded(self) -> frozenset[int]:
+        """Chats that excluded a word of the story: they get nothing, whatever matched."""
+        if self._excluded is None:
+            self._excluded = _EMPTY.union(*(self._excluding or ()))
+            self._excluding = None
+        return self._excluded
 
     @property
     def groups(self) -> tuple[tuple[str, frozenset[int]], ...]:
@@ -266,14 +275,15 @@ class Matcher:
         self._silenced: set[int] = set()
         self._sections: dict[str, _Entry] = {}
         self._keywords: dict[str, _Entry] = {}
-        # Exclusions share the word index with keywords; their groups are told apart by
-        # their reason ("exclude:…") when matched.
         self._excludes: dict[str, _Entry] = {}
-        # One-word keywords by stem, and what matching needs of them: the groups of
-        # those with chats, refreshed from `_by_stem` when stale. Reading the groups
-        # straight from the dict saves an object visit per matched keyword.
+        # One-word keywords and exclusions by stem, and what matching needs of them: the
+        # groups of keywords with chats, and the chat sets of exclusions with chats (kept
+        # apart, so a story's exclusions cost one more lookup and nothing else), refreshed
+        # from `_by_stem` when stale. Reading them straight from the dicts saves an object
+        # visit per matched word.
         self._by_stem: dict[str, tuple[_Entry, ...]] = {}
         self._single: dict[str, tuple[tuple[str, frozenset[int]], ...]] = {}
+        self._single_out: dict[str, tuple[frozenset[int], ...]] = {}
         self._stale: set[str] = set()
         # Phrases by their first two stems.
         self._pairs: dict[tuple[str, str], tuple[_Entry, ...]] = {}
@@ -493,26 +503,25 @@ class Matcher:
                 sections.append(entry.group)
         if not self._by_stem and not self._pairs:
             return MatchResult(sections, [])
-        groups = self._keyword_groups(article)
-        if not self._excludes:
-            return MatchResult(sections, groups)
-        keywords = [g for g in groups if not g[0].startswith("exclude:")]
-        excluded = [g[1] for g in groups if g[0].startswith("exclude:")]
-        return MatchResult(sections, keywords, _EMPTY.union(*excluded) if excluded else _EMPTY)
-
-    def _keyword_groups(self, article: Article) -> list[tuple[str, frozenset[int]]]:
         # Title, summary and each tag are separate fields: a phrase never spans two.
         stems = field_stems((article.title, article.summary, *article.tags))
         single = self._single
         # `dict.keys() & iterable` walks the iterable and probes the dict, all in C.
         groups = list(_chain(map(single.__getitem__, single.keys() & stems)))
+        excluding: list[frozenset[int]] | None = None
+        if self._excludes:
+            out = self._single_out
+            excluding = list(_chain(map(out.__getitem__, out.keys() & stems)))
         pairs = self._pairs
         if pairs and len(stems) > 1:
             for pair in pairs.keys() & itertools.pairwise(stems):
                 for entry in pairs[pair]:
                     if entry.chats and (len(entry.stems) == 2 or contains(stems, entry.stems)):
-                        groups.append(entry.group)
-        return groups
+                        if entry.kind == "exclude":
+                            (excluding := excluding or []).append(entry.chats)
+                        else:
+                            groups.append(entry.group)
+        return MatchResult(sections, groups, excluding)
 
     def _words(self, kind: str) -> dict[str, _Entry]:
         if kind == "keyword":
@@ -590,11 +599,17 @@ class Matcher:
                 self._stale.add(entry.stems[0])
         self._dirty.clear()
         for word in self._stale:
-            groups = tuple(entry.group for entry in self._by_stem.get(word, ()) if entry.chats)
+            entries = [entry for entry in self._by_stem.get(word, ()) if entry.chats]
+            groups = tuple(entry.group for entry in entries if entry.kind != "exclude")
             if groups:
                 self._single[word] = groups
             else:
                 self._single.pop(word, None)
+            excluding = tuple(entry.chats for entry in entries if entry.kind == "exclude")
+            if excluding:
+                self._single_out[word] = excluding
+            else:
+                self._single_out.pop(word, None)
         self._stale.clear()
 
 

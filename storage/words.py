@@ -345,9 +345,10 @@ def index_text(text: str) -> str:
 
     The index tokenizer (see migration 0003) splits on spaces only for these (`'`, `+`
     and `#` are word characters there), so a query for a keyword's stems finds exactly
-    the texts the matcher finds.
+    the texts the matcher finds. `field_stems` of the one field is its `keyword_stems`
+    through the word caches (this runs for every field of every new story).
     """
-    return " ".join(keyword_stems(text))
+    return " ".join(field_stems((text,)))
 
 
 def index_tags(tags: Iterable[str]) -> str:

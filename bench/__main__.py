@@ -268,14 +268,6 @@ ANALYSIS: dict[str, str] = {
         "once when `s.isprintable()` (no whitespace but ' ', no control or invisible "
         "character, so the loop would return it unchanged): 0.61 → 0.57 s."
     ),
-    "ingest_corpus": (
-        "The corpus is feedparser's test suite: about 2,100 small documents holding about "
-        "0.3 articles each on average (many are not feeds, or feeds without entries, and "
-        "are rejected or store nothing). The time is the parse stage's fixed cost per "
-        "document (≈ 0.3-0.4 ms), not per article, so articles/s here says little about "
-        "throughput (the generated feed is the per-article figure). What the corpus "
-        "does show: every document goes through parse and store without an exception."
-    ),
 }
 
 

@@ -13,9 +13,9 @@ Figures, on one thread:
   COMMIT.
 * feed corpus: every file of feedparser's test corpus (`tests/data/feed-corpus`, or
   NEWSBOT_FEED_CORPUS) the same way, one transaction per document; documents the parse
-  stage rejects count their time but store nothing; articles/s counts every article parsed
-  and stored (new or recognised: the corpus repeats ids). Same baseline (documents it
-  crashes on are counted).
+  stage rejects count their time but store nothing: documents/s, no target (the corpus
+  averages 0.3 articles a document, so it measures the cost per document and that no document
+  breaks parse or store). Same baseline (documents it crashes on are counted).
 * 304 poll: 100 feeds on `tests.fakes.feed_server.FeedServer` (50 items each, ETag and
   Last-Modified), primed by a first `poll_due_feeds(services, all_feeds=True)`; then the
   same call again, when every answer is 304: seconds (median of `--repeat`). Baseline:
@@ -335,16 +335,15 @@ async def _bench(args: argparse.Namespace, work: Path) -> list[Row]:
         c_s, c_counts = await _timed_ingest(work, corpus, naive=False, repeat=1)
         n_s, n_counts = await _timed_ingest(work, corpus, naive=True, repeat=1)
         print(f"corpus: ours {c_s:.2f} s, naive {n_s:.2f} s", flush=True)
-        # The corpus repeats ids across its test documents: count every article that went
-        # through parse and store (new or recognised), not only the new ones.
-        c_rate = c_counts[0] / c_s if c_s else 0.0
-        n_rate = n_counts[0] / n_s if n_s else 0.0
+        # The corpus averages 0.3 articles a document (many are not feeds, or feeds without
+        # entries): documents/s is its figure, with no target; the generated feed is the
+        # per-article one.
+        c_rate = len(corpus) / c_s if c_s else 0.0
+        n_rate = len(corpus) / n_s if n_s else 0.0
         rows.append(figure(
             "ingest_corpus",
-            f"ingest: feed corpus ({len(corpus):,} documents), articles/s",
-            c_rate, "articles/s", baseline=n_rate,
-            target=f"≥ {TARGET_ARTICLES_PER_S:,.0f}/s",
-            passed=c_rate >= TARGET_ARTICLES_PER_S,
+            f"ingest: feed corpus ({len(corpus):,} documents), documents/s",
+            c_rate, "documents/s", baseline=n_rate, passed=None,
             detail={
                 "documents": len(corpus), "seconds": c_s, "parsed": c_counts[0],
                 "new": c_counts[1], "rejected": c_counts[2], "baseline_seconds": n_s,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,37 @@ async def test_addfeed_never_says_which_internal_ports_answer(tmp_path: Path) ->
             assert text.startswith("Could not add that feed — fetch: not fetching URL: its host resolves to a loopback address"), text
             for hint in ("Connection refused", "Errno", "timed out", "ConnectError"):
                 assert hint not in text, text
+
+
+TRACEBACKS = f"""
+import logging, sys, threading
+from bot.logs import setup_logging
+setup_logging("INFO", [{TOKEN!r}])
+try:
+    raise RuntimeError("request to /bot{TOKEN}/getMe failed")
+except RuntimeError:
+    logging.getLogger("newsbot").exception("handled")
+def in_a_thread():
+    raise OSError("/bot{TOKEN}/x")
+thread = threading.Thread(target=in_a_thread)
+thread.start()
+thread.join()
+raise ValueError("at start: {TOKEN}")
+"""
+
+
+def test_tracebacks_never_carry_the_token(tmp_path: Path) -> None:
+    """A logged exception, one uncaught in a thread and one uncaught at the top whose texts
+    hold the token: all three tracebacks are written, none with the token."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRACEBACKS], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert SECRET_PART not in done.stdout + done.stderr
+    assert done.stderr.count("Traceback") == 3, done.stderr
+    for shown in (
+        "RuntimeError: request to /bot<token>/getMe failed",
+        "OSError: /bot<token>/x",
+        "ValueError: at start: <token>",
+    ):
+        assert shown in done.stderr, done.stderr

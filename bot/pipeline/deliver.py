@@ -516,7 +516,6 @@ class Dispatcher:
         now = self.clock.monotonic()
         retry_after = max(retry_after, 0.0)
         self.services.metrics.inc("newsbot_telegram_errors_total", kind="429")
-        self.limits.hold(chat_id, now + retry_after)
         self._storm.append((now, chat_id))
         while self._storm and self._storm[0][0] < now - STORM_WINDOW:
             self._storm.popleft()

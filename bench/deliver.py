@@ -55,6 +55,7 @@ from bench.common import FakeTelegramProcess, Row, bot_settings, figure, print_r
 GLOBAL_RATE = 30
 TARGET_FRACTION = 97.0
 TARGET_OVERHEAD = 1_000.0
+TARGET_OVERHEAD_RATIO = 1.2  # × the bare python-telegram-bot loop, measured in the same run
 FIRST_CHAT = 700_000_001
 SECTIONS = ("sweden", "living", "world", "business", "sports", "entertainment")
 _URL_RE = re.compile(r"https://news\.example/[a-z]+/(\d+)")
@@ -438,8 +439,12 @@ async def _bench(args: argparse.Namespace, fake: FakeTelegramProcess, work: Path
         figure(
             "deliver_overhead",
             f"dispatcher overhead, limits lifted ({fast.queued:,} msgs → {fast.queued:,} chats)",
-            overhead, "msg/s", baseline=bare_rate, target=f"≥ {TARGET_OVERHEAD:,.0f} msg/s",
-            passed=overhead >= TARGET_OVERHEAD and fast.lost == 0 and fast.duplicates == 0,
+            overhead, "msg/s", baseline=bare_rate,
+            target=f"≥ {TARGET_OVERHEAD:,.0f} msg/s and ≥ {TARGET_OVERHEAD_RATIO:g}×",
+            passed=(
+                overhead >= TARGET_OVERHEAD and overhead >= TARGET_OVERHEAD_RATIO * bare_rate
+                and fast.lost == 0 and fast.duplicates == 0
+            ),
             detail={
                 "ours": fast.detail(), "baseline": bare.detail(),
                 "cpu_per_message_ms": 1000 * fast.cpu_s / max(1, fast.queued),

@@ -84,8 +84,8 @@ async def enqueue_alerts(
 
     `matches` maps story id → {chat id: Match}. A chat that already has this story's alert
     keeps its row: a pending one takes the new reasons (the story gained a section), and a
-    sent one (within EDIT_HOURS) gets an edit when its reasons changed or the story was
-    corrected after it was sent — one per message and version of the story. `channels` maps
+    sent one (within EDIT_HOURS) gets an edit when its reasons changed or the story is newer
+    than the version the message showed — one per message and version of the story. `channels` maps
     story id → the channel chats it is posted to. Paused chats get 'held' rows.
     """
     now = time.time() if now is None else now
@@ -121,19 +121,19 @@ async def enqueue_alerts(
             )
             held += sum(1 for r in states if r[0] == "held")
             queued += sum(1 for r in states if r[0] != "held")
-        revised = {a.id: a.revised_at or 0.0 for a in again}
+        revision = {a.id: a.revision for a in again}
         for row in rows:
             found = existing.get((row[0], row[2]))
             if found is None:
                 continue
-            row_id, reasons, state, message_id, sent_at = found
+            row_id, reasons, state, message_id, sent_at, shown = found
             if reasons != row[5]:
                 await conn.execute(
                     "UPDATE outbox SET reasons = ?, lane = min(lane, ?) WHERE id = ?",
                     (row[5], row[3], row_id),
                 )
                 updated += 1
-            elif revised[str(row[4])] <= sent_at:
+            elif revision[str(row[4])] <= shown:
                 continue  # nothing the reader saw has changed
             if state == "sent" and message_id is not None and sent_at >= now - EDIT_HOURS * 3600:
                 edits += await _queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now)
@@ -148,15 +148,16 @@ def _chunks(rows: list[tuple[object, ...]], size: int) -> Iterable[list[tuple[ob
 
 async def _existing_alerts(
     conn: aiosqlite.Connection, articles: Sequence[Article]
-) -> dict[tuple[object, object], tuple[int, str, str, int | None, float]]:
-    found: dict[tuple[object, object], tuple[int, str, str, int | None, float]] = {}
+) -> dict[tuple[object, object], tuple[int, str, str, int | None, float, int]]:
+    found: dict[tuple[object, object], tuple[int, str, str, int | None, float, int]] = {}
     for article in articles:
         for row in await _rows(
-            conn, "SELECT id, chat_id, key, reasons, state, message_id, sent_at FROM outbox "
+            conn, "SELECT id, chat_id, key, reasons, state, message_id, sent_at, shown_revision FROM outbox "
             "WHERE article_id = ? AND kind IN ('alert', 'post')", (article.id,),
         ):  # fmt: skip
             found[(row["chat_id"], row["key"])] = (
-                row["id"], row["reasons"], row["state"], row["message_id"], row["sent_at"] or 0.0
+                row["id"], row["reasons"], row["state"], row["message_id"], row["sent_at"] or 0.0,
+                row["shown_revision"],
             )
     return found
 
@@ -271,6 +272,12 @@ class DueMessage:
     next_attempt_at: float = 0.0
     created_at: float = 0.0
     sent_at: float | None = None
+    shown_revision: int = 0  # the version of its story a sent alert showed
+
+    @property
+    def shows_old_version(self) -> bool:
+        """A sent alert whose story was corrected since the version it showed."""
+        return bool(self.sent_at and self.article and self.article.revision > self.shown_revision)
 
     @property
     def chat_id(self) -> int:
@@ -283,7 +290,7 @@ class DueMessage:
 
 _DUE_SQL = """
 SELECT o.id, o.kind, o.key, o.lane, o.reasons, o.attempts, o.broadcast_id, o.target_id,
-       o.thread_id, o.digest, o.next_attempt_at, o.created_at, o.sent_at,
+       o.thread_id, o.digest, o.next_attempt_at, o.created_at, o.sent_at, o.shown_revision,
        c.id AS c_id, c.type AS c_type, c.title AS c_title, c.active AS c_active,
        c.paused AS c_paused, c.link_previews AS c_link_previews, c.combine AS c_combine,
        c.inactive_reason AS c_inactive_reason, c.timezone AS c_timezone,
@@ -320,6 +327,7 @@ def _due(row: sqlite3.Row) -> DueMessage:
         next_attempt_at=row["next_attempt_at"],
         created_at=row["created_at"],
         sent_at=row["sent_at"],
+        shown_revision=row["shown_revision"],
     )
 
 
@@ -399,6 +407,12 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
         f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)})",
         (now, now, batch.message_id, *batch.ids),
     )
+    if revised := [(row[0], row[2]) for row in batch.shown if row[2]]:  # 0 is the default
+        await conn.execute(
+            f"UPDATE outbox SET shown_revision = v.column2 FROM (VALUES {','.join(['(?,?)'] * len(revised))}) "  # noqa: S608
+            "AS v WHERE outbox.id = v.column1",
+            [value for pair in revised for value in pair],
+        )
     counts: Counter[str] = Counter({f"{batch.kind}_sent": len(batch.ids)})
     if batch.kind == "alert":
         counts.update(counters.latencies(now - p for p in batch.published))

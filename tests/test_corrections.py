@@ -237,5 +237,47 @@ async def test_a_correction_read_while_its_alert_is_in_flight_still_reaches_the_
     assert first_line(alert) == "World · Bridge closed for repairs"  # as it was when sent
     [edit] = edits(tg)
     assert edit.ok and edit.params["message_id"] == alert["message_id"]
-    assert first_line(tg.message(reader, alert["message_id"])).startswith("World · Bridge closed for repairs until May")
+    assert first_line(tg.message(reader, alert["message_id"])) == "World · Bridge closed for repairs until May (updated)"
     assert len(tg.sent_messages(reader)) == 1
+
+
+async def test_an_alert_sent_corrected_is_not_marked_updated_when_edited_later(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """A story corrected while its alert was held goes out corrected; when it is later
+    published in a second section, the edit names both sections and is not marked
+    "(updated)": the reader never saw the first version."""
+    reader = 64_001
+    sports_items, world_items = backlog("Old sports", 3), backlog("Old world", 3)
+    with FeedServer() as feeds:
+        feeds.serve("/sports.xml", rss(sports_items))
+        feeds.serve("/world.xml", rss(world_items))
+        settings = bot_settings(
+            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
+            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/sports.xml"), feeds.url_for("/world.xml")])),
+        )
+        await follow(settings.db_path, [reader], "sports", "world")
+        async with running_bot(settings):
+            await polled(feeds, "/sports.xml", 1)
+            await polled(feeds, "/world.xml", 1)
+            await ask(tg, reader, "/pause")
+            feeds.serve("/sports.xml", rss([FeedItem("cup-2", "Final moved to Solna", section="Sports"), *sports_items]))
+            held = "SELECT revision FROM outbox o JOIN articles a ON a.id = o.article_id WHERE o.state = 'held'"
+            await tg.await_for(lambda: query(settings.db_path, held) == [(0,)], timeout=30)
+            corrected = FeedItem("cup-2", "Final moved to Friends Arena in Solna", section="Sports")
+            feeds.serve("/sports.xml", rss([corrected, *sports_items]))
+            await tg.await_for(lambda: query(settings.db_path, held) == [(1,)], timeout=30)
+            resumed = len(tg.sent_messages(reader)) + 1
+            await ask(tg, reader, "/resume")
+            [away] = await tg.await_for(lambda: tg.sent_messages(reader)[resumed:] or None, timeout=30)
+            feeds.serve("/world.xml", rss([FeedItem("cup-2", corrected.title, section="World"), *world_items]))
+            await tg.await_for(lambda: edits(tg), timeout=30)
+            await polled(feeds, "/world.xml", 2)
+
+    assert "Final moved to Friends Arena in Solna" in away["text"] and "(updated)" not in away["text"]
+    [edit] = edits(tg)
+    assert edit.ok and edit.params["message_id"] == away["message_id"]
+    final = tg.message(reader, away["message_id"])
+    assert final is not None and "World" in final["text"] and "Friends Arena" in final["text"]
+    assert "(updated)" not in final["text"]
+    assert len(tg.sent_messages(reader)) == resumed + 1

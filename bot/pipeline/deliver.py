@@ -450,7 +450,7 @@ class Dispatcher:
             assert first.article is not None
             rendered = render.alert(
                 first.article, first.reasons, sections, zone, row_id=first.id,
-                updated=_revised_since(first), buttons=first.kind != "post",
+                updated=first.shows_old_version, buttons=first.kind != "post",
             )
         else:
             rendered = render.combined(_items(rows), sections, zone, digest=first.digest)
@@ -655,14 +655,9 @@ class Dispatcher:
         self._changed.set()
 
 
-def _revised_since(row: DueMessage) -> bool:
-    article = row.article
-    return bool(article and article.revised_at and row.sent_at and article.revised_at > row.sent_at)
-
-
 def _items(rows: Sequence[DueMessage]) -> list[render.Item]:
     return [
-        render.Item(row_id=m.id, article=m.article, reasons=m.reasons, updated=_revised_since(m))
+        render.Item(row_id=m.id, article=m.article, reasons=m.reasons, updated=m.shows_old_version)
         for m in rows
         if m.article is not None
     ]

@@ -295,12 +295,21 @@ def _exclude_text(report: readers.FollowReport, limit: int) -> str:
     return fit_lines(lines) if lines else esc(USAGE["exclude"])
 
 
-async def _subscribe(update: Update, context: NewsContext, usage: str) -> tuple[int, str] | None:
+async def _change_argument(update: Update, context: NewsContext, usage: str) -> str | None:
+    """The argument of a command that changes this chat's settings, when it has one and the
+    sender may change them; otherwise the usage or the refusal is the answer (None)."""
     text = arg_text(update)
     if not text:
         await reply(update, esc(usage))
         return None
     if await refuse_non_admin(update, context):
+        return None
+    return text
+
+
+async def _subscribe(update: Update, context: NewsContext, usage: str) -> tuple[int, str] | None:
+    text = await _change_argument(update, context, usage)
+    if text is None:
         return None
     chat = await _join(update, context)
     return (chat.id, text) if chat else None
@@ -314,11 +323,8 @@ async def follow(update: Update, context: NewsContext) -> None:
 
 
 async def exclude(update: Update, context: NewsContext) -> None:
-    text = arg_text(update)
-    if not text:
-        await reply(update, esc(USAGE["exclude"]))
-        return
-    if await refuse_non_admin(update, context):
+    text = await _change_argument(update, context, USAGE["exclude"])
+    if text is None:
         return
     chat = await _known(update, context)
     if chat is not None:
@@ -327,11 +333,8 @@ async def exclude(update: Update, context: NewsContext) -> None:
 
 
 async def _remove(update: Update, context: NewsContext, kind: str, usage: str) -> None:
-    text = arg_text(update)
-    if not text:
-        await reply(update, esc(usage))
-        return
-    if await refuse_non_admin(update, context):
+    text = await _change_argument(update, context, usage)
+    if text is None:
         return
     chat = update.effective_chat
     if chat is None:
@@ -788,11 +791,8 @@ async def settings_button(update: Update, context: NewsContext) -> None:
 
 
 async def timezone_command(update: Update, context: NewsContext) -> None:
-    name = arg_text(update)
-    if not name:
-        await reply(update, esc(USAGE["timezone"]))
-        return
-    if await refuse_non_admin(update, context):
+    name = await _change_argument(update, context, USAGE["timezone"])
+    if name is None:
         return
     services = context.services
     zone: str | None
@@ -840,12 +840,10 @@ def _parse_span(text: str) -> tuple[int, int] | None:
 
 
 async def quiet_command(update: Update, context: NewsContext) -> None:
-    text = arg_text(update).casefold()
-    if not text:
-        await reply(update, esc(USAGE["quiet"]))
+    found = await _change_argument(update, context, USAGE["quiet"])
+    if found is None:
         return
-    if await refuse_non_admin(update, context):
-        return
+    text = found.casefold()
     span = _parse_span(text)
     if text not in ("off", "hold", "silent") and span is None:
         await reply(update, esc(f"I could not read “{plain_line(text)[:40]}” as quiet hours.\n{USAGE['quiet']}"))
@@ -898,11 +896,8 @@ async def quiet_button(update: Update, context: NewsContext) -> None:
 
 
 async def briefing_command(update: Update, context: NewsContext) -> None:
-    text = arg_text(update)
-    if not text:
-        await reply(update, esc(USAGE["briefing"]))
-        return
-    if await refuse_non_admin(update, context):
+    text = await _change_argument(update, context, USAGE["briefing"])
+    if text is None:
         return
     times: list[int] = []
     if text.casefold() != "off":

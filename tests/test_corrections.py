@@ -8,12 +8,13 @@ counted like sends, and the loopback feed server; a correction is a changed feed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.config import Settings
 from storage import chats, subscriptions
 from storage.db import Database
 from tests.fakes.feed_server import FeedServer
@@ -44,6 +45,15 @@ async def follow(db_path: Path, readers: Sequence[int], *sections: str, combine:
         await db.close()
 
 
+def reading(feeds: FeedServer, tg: FakeTelegram, tmp_path: Path, documents: Mapping[str, bytes]) -> Settings:
+    """The loopback feed server serving `documents` (path → feed), and the settings of a bot
+    reading those feeds every 2 s."""
+    for path, body in documents.items():
+        feeds.serve(path, body)
+    urls = [feeds.url_for(path) for path in documents]
+    return bot_settings(tg, tmp_path, NEWSBOT_POLL_SECONDS="2", NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, urls)))
+
+
 def sends_of(tg: FakeTelegram, title: str) -> list[RecordedCall]:
     return [c for c in tg.calls("sendMessage") if title in c.params.get("text", "")]
 
@@ -70,11 +80,7 @@ async def test_a_corrected_headline_edits_each_alert_once_and_a_correction_of_it
     tg.enforce_limits()  # edits count like sends
     items = backlog("Old", 5)
     with FeedServer() as feeds:
-        feeds.serve("/news.xml", rss(items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")])),
-        )
+        settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
         await follow(settings.db_path, readers, "world")
         async with running_bot(settings):
             await polled(feeds, "/news.xml", 1)
@@ -126,11 +132,7 @@ async def test_a_combined_message_is_edited_too(tg: FakeTelegram, tmp_path: Path
     reader = 61_000
     items = backlog("Old", 5)
     with FeedServer() as feeds:
-        feeds.serve("/news.xml", rss(items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")])),
-        )
+        settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
         await follow(settings.db_path, [reader], "world")
         async with running_bot(settings):
             await polled(feeds, "/news.xml", 1)
@@ -165,12 +167,7 @@ async def test_a_story_in_two_sections_feeds_is_one_alert_naming_both(
     story_world = FeedItem("cup-1", title, section="World")
     sports_items, world_items = backlog("Old sports", 3), backlog("Old world", 3)
     with FeedServer() as feeds:
-        feeds.serve("/sports.xml", rss(sports_items))
-        feeds.serve("/world.xml", rss(world_items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/sports.xml"), feeds.url_for("/world.xml")])),
-        )
+        settings = reading(feeds, tg, tmp_path, {"/sports.xml": rss(sports_items), "/world.xml": rss(world_items)})
         await follow(settings.db_path, [both], "sports", "world", combine=False)
         await follow(settings.db_path, [sports_only], "sports")
         await follow(settings.db_path, [world_only], "world")
@@ -216,11 +213,7 @@ async def test_a_correction_read_while_its_alert_is_in_flight_still_reaches_the_
     reader = 63_001
     items = backlog("Old", 5)
     with FeedServer() as feeds:
-        feeds.serve("/news.xml", rss(items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")])),
-        )
+        settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
         await follow(settings.db_path, [reader], "world")
         async with running_bot(settings):
             await polled(feeds, "/news.xml", 1)
@@ -250,12 +243,7 @@ async def test_an_alert_sent_corrected_is_not_marked_updated_when_edited_later(
     reader = 64_001
     sports_items, world_items = backlog("Old sports", 3), backlog("Old world", 3)
     with FeedServer() as feeds:
-        feeds.serve("/sports.xml", rss(sports_items))
-        feeds.serve("/world.xml", rss(world_items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/sports.xml"), feeds.url_for("/world.xml")])),
-        )
+        settings = reading(feeds, tg, tmp_path, {"/sports.xml": rss(sports_items), "/world.xml": rss(world_items)})
         await follow(settings.db_path, [reader], "sports", "world")
         async with running_bot(settings):
             await polled(feeds, "/sports.xml", 1)

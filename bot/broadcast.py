@@ -262,9 +262,10 @@ def audience_text(audience: str | None, sections: dict[str, str]) -> str:
 
 
 def estimate(services: Services, size: int, *, paid: bool) -> float:
-    """Seconds to send `size` messages at the free (or paid) rate, other traffic aside."""
+    """Seconds to send `size` messages at the free (or paid) rate, other traffic aside, in
+    whole seconds rounded up (a handful of chats is "≈ 1 s", not "≈ 0 s")."""
     settings = services.settings
-    return size / (settings.paid_rate if paid else settings.global_rate)
+    return math.ceil(size / (settings.paid_rate if paid else settings.global_rate))
 
 
 def stars(size: int) -> int:

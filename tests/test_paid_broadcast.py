@@ -101,6 +101,16 @@ async def test_send_fast_goes_at_the_paid_rate_within_its_limit_and_alerts_stay_
     assert query(settings.db_path, "SELECT state, paid, paid_refused FROM broadcasts") == [("done", 1, None)]
 
 
+async def test_a_tiny_audience_is_estimated_at_a_second_and_one_star(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = bot_settings(tg, tmp_path, NEWSBOT_PAID_BROADCASTS="1")
+    await seed_readers(settings.db_path, [120_001, 120_002, 120_003])
+
+    async with running_bot(settings):
+        preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
+    # 3 messages: 0.1 s free, 0.003 s paid and 0.3 Star; nothing is sent in no time or for free.
+    assert buttons(preview)[:2] == ["Send to 3 chats (≈ 1 s)", "Send fast (≈ 1 s, ≈ 1 Star)"]
+
+
 async def test_paid_sending_refused_mid_way_goes_on_at_the_free_rate(tg: FakeTelegram, tmp_path: Path) -> None:
     readers = list(range(110_000, 110_300))
     settings = bot_settings(tg, tmp_path, NEWSBOT_PAID_BROADCASTS="1")

@@ -144,7 +144,7 @@ def _preview_keyboard(context: NewsContext, broadcast_id: int, size: int, *, urg
     if services.settings.paid_broadcasts:
         fast = broadcast.duration_text(broadcast.estimate(services, size, paid=True))
         send.append(InlineKeyboardButton(
-            f"Send fast (≈ {fast}, ≈ {broadcast.stars(size):,} Stars)", callback_data=pack("bc", "fast", broadcast_id)
+            f"Send fast (≈ {fast}, ≈ {plural(broadcast.stars(size), 'Star')})", callback_data=pack("bc", "fast", broadcast_id)
         ))
     return InlineKeyboardMarkup([
         send,

@@ -253,6 +253,8 @@ class Dispatcher:
                 # limits say, so there is no need to ask the planner about every one of them.
                 wake_at = min(wake_at, gate)
                 break
+            if self._running >= self.concurrency and (not self._any_paid or self._running_paid >= self.paid_concurrency):
+                break  # no room in flight for any row: the next finished send wakes the loop
             chat_id, at = self.planner.pick(now, self._ready_at, self._busy)
             if chat_id is None:
                 wake_at = min(wake_at, at)

@@ -487,6 +487,43 @@ def test_section_counts_and_top_keywords_count_the_audience() -> None:
     assert matcher.section_counts() == {"world": 2}
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "remove", "silence", "hear", "leave"]),
+                  st.integers(1, 6), st.sampled_from(["drones", "ukraine", "malmo", "zebra", "oil"])),
+        max_size=60,
+    ),
+    st.integers(1, 6),
+)
+def test_top_keywords_equal_a_count_over_every_subscription(steps: list[tuple[str, int, str]], limit: int) -> None:
+    """However subscriptions come and go and chats fall silent, the ranking kept as they
+    change equals counting every live subscription."""
+    matcher = Matcher()
+    following: dict[int, set[str]] = {}
+    silenced: set[int] = set()
+    for action, chat_id, word in steps:
+        if action == "add":
+            matcher.add(keyword(chat_id, word))
+            following.setdefault(chat_id, set()).add(word)
+        elif action == "remove":
+            matcher.remove(chat_id, "keyword", word)
+            following.get(chat_id, set()).discard(word)
+        elif action == "leave":
+            matcher.remove_chat(chat_id)
+            following.pop(chat_id, None)
+            silenced.discard(chat_id)
+        else:
+            matcher.set_silenced(chat_id, action == "silence")
+            (silenced.add if action == "silence" else silenced.discard)(chat_id)
+    counts: dict[str, int] = {}
+    for chat_id, words in following.items():
+        for word in words if chat_id not in silenced else ():
+            counts[word] = counts.get(word, 0) + 1
+    expected = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    assert matcher.top_keywords(limit) == expected
+
+
 # --- the index against a reference that loops over every subscription ---------------
 
 

@@ -288,6 +288,9 @@ class Matcher:
         # Phrases by their first two stems.
         self._pairs: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._dirty: set[_Entry] = set()
+        # Keywords by their number of chats in the audience (for /stats: the most followed
+        # without a pass over every keyword).
+        self._ranked: dict[int, set[str]] = {}
         self._section_subs = 0
         self._keyword_subs = 0
         self._exclude_subs = 0
@@ -338,7 +341,7 @@ class Matcher:
         if sub.thread_id is not None and sub.kind == "section":
             chat.threads = {**(chat.threads or {}), sub.value: sub.thread_id}
         if chat.id not in self._silenced:
-            entry.active += 1
+            self._activate(entry, +1)
             if chat.live(entry) and entry.include(chat.id):
                 self._dirty.add(entry)
 
@@ -379,7 +382,7 @@ class Matcher:
         if chat is None:
             return
         for entry in chat.entries:
-            entry.active += -1 if silenced else 1
+            self._activate(entry, -1 if silenced else 1)
             if not chat.live(entry):
                 continue
             if entry.exclude(chat.id) if silenced else entry.include(chat.id):
@@ -451,11 +454,15 @@ class Matcher:
         return {slug: entry.active for slug, entry in self._sections.items() if entry.active}
 
     def top_keywords(self, limit: int = 10) -> list[tuple[str, int]]:
-        """The most followed keywords (by chats in the audience), most followed first."""
-        best = heapq.nsmallest(
-            limit, ((-e.active, e.value) for e in self._keywords.values() if e.active)
-        )
-        return [(value, -negative) for negative, value in best]
+        """The most followed keywords (by chats in the audience), most followed first, then
+        alphabetically."""
+        best: list[tuple[str, int]] = []
+        for count in sorted(self._ranked, reverse=True):
+            if len(best) >= limit:
+                break
+            values = self._ranked[count]
+            best += ((value, count) for value in heapq.nsmallest(limit - len(best), values))
+        return best
 
     def rename_chat(self, old_id: int, new_id: int) -> None:
         """Move subscriptions and silenced state to a new id (group → supergroup)."""
@@ -555,7 +562,7 @@ class Matcher:
     def _drop(self, entry: _Entry, chat_id: int, *, silenced: bool) -> None:
         entry.subscribers -= 1
         if not silenced:
-            entry.active -= 1
+            self._activate(entry, -1)
         self._count(entry, -1)
         if entry.exclude(chat_id):
             self._dirty.add(entry)
@@ -583,6 +590,17 @@ class Matcher:
                 self._pairs[pair] = remaining
             else:
                 del self._pairs[pair]
+
+    def _activate(self, entry: _Entry, delta: int) -> None:
+        """Change the number of chats in the audience following `entry`."""
+        if entry.kind == "keyword" and entry.active:
+            bucket = self._ranked[entry.active]
+            bucket.discard(entry.value)
+            if not bucket:
+                del self._ranked[entry.active]
+        entry.active += delta
+        if entry.kind == "keyword" and entry.active:
+            self._ranked.setdefault(entry.active, set()).add(entry.value)
 
     def _count(self, entry: _Entry, delta: int) -> None:
         if entry.kind == "keyword":

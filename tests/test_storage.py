@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.pipeline.parse import parse_feed
-from storage import articles, chats, feeds, outbox, subscriptions
+from storage import articles, broadcasts, chats, feeds, outbox, subscriptions
 from storage.db import Database, StorageError
 from storage.models import Article, SectionRule
 from tests.conftest import REPO, SAMPLE_FEED
@@ -413,3 +413,20 @@ def test_a_process_that_never_closed_its_database_still_exits(tmp_path: Path) ->
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "done"
+
+
+async def test_a_sections_audience_count_is_the_rows_its_broadcast_queues(db: Database) -> None:
+    """The preview's count (from the section's subscriptions) and the rows Send queues (from
+    the chats) are one audience: readers of the section, not channels, not gone."""
+    for chat_id, kind in ((1, "private"), (2, "private"), (3, "group"), (4, "private"), (-5, "channel"), (6, "private")):
+        await chats.join(db, chat_id, kind)
+        if chat_id != 6:
+            await subscriptions.add_subscription(db, chat_id, "section", "sports", "Sports", limit=50)
+    await subscriptions.add_subscription(db, 6, "section", "world", "World", limit=50)
+    await outbox.block_chat(db, 4, "blocked")
+    assert await broadcasts.audience_size(db, "sports") == 3
+    assert await broadcasts.audience_size(db, None) == 4
+    broadcast_id = await broadcasts.create(db, admin_id=1, admin_chat_id=1, html="x", audience="sports", now=1.0)
+    await broadcasts.start(db, broadcast_id, now=1.0, expires_before=0.0)
+    queued = await db.fetchall("SELECT chat_id FROM outbox WHERE broadcast_id = ? ORDER BY chat_id", (broadcast_id,))
+    assert [r[0] for r in queued] == [1, 2, 3]

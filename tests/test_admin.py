@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import time
@@ -122,12 +123,19 @@ async def seed_newsroom(db_path: Path) -> None:
         await db.close()
 
 
+def recorded_as_sent(db_path: Path, chat_id: int) -> bool:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        return bool(conn.execute("SELECT 1 FROM outbox WHERE chat_id = ? AND state = 'sent'", (chat_id,)).fetchall())
+
+
 async def test_stats_command(tg: FakeTelegram, tmp_path: Path) -> None:
     settings = bot_settings(tg, tmp_path)
     await seed_newsroom(settings.db_path)
     async with running_bot(settings):
-        # The alert due now goes out: there is a send rate to estimate the backlog with.
+        # The alert due now goes out: there is a send rate to estimate the backlog with. Telegram
+        # has it a moment before the bot has recorded it as sent (and counted it).
         await tg.await_messages(11, 1, timeout=10)
+        await tg.await_for(lambda: recorded_as_sent(settings.db_path, 11), timeout=10)
         text = (await ask(tg, ADMIN, "/stats"))["text"]
     assert "Readers: 5 active, 2 paused, 1 inactive" in text
     assert "Sports 3" in text and "World 2" in text and "Business 0" in text

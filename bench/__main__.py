@@ -279,6 +279,44 @@ ANALYSIS: dict[str, str] = {
         "through the word caches (0.16 s after). The parse is feedparser's; a parser of our own"
         ' for RSS/Atom would be the next step, not taken.'
     ),
+    "year_query_due (broadcast lane)": (
+        "Not a per-message query: the dispatcher loads a lane's due rows at most every 30 s "
+        "(sooner only when a paid broadcast runs low), up to 2,000 of them, 66 s of sending "
+        "at the free rate: well under 0.1 ms a message. Its median on the year's file is "
+        "32 ms, of which the SQL (the due index read in order) is 10 ms and the rest the "
+        "rows' Python objects (each row's chat, and its story or broadcast); the p99 is "
+        "spikes of a few hundred ms whose cause is not yet found (the same query measured "
+        "96-135 ms p99 at 5,000 readers). Loading fewer rows would shorten it and make the "
+        "view thinner for chats that have many rows due; not changed."
+    ),
+    "year_query_/related (text)": (
+        "As /search with more terms (see /related above): on the 1,000,000-story archive of "
+        "the year the same query read 43-164 ms p99 across runs on 2026-12-02, as the "
+        "queries benchmark's /related did on this machine that day."
+    ),
+    "year_query_audience (a section)": (
+        "The broadcast preview's count of a section's readers (33,437 here). It asked every "
+        "reader whether it follows the section: 134 ms p99. It now reads the section's "
+        "subscriptions and each one's chat (24 ms median): SQLite keeps no counts in its "
+        "B-trees, so the count is still one step per follower. A count kept per section, "
+        "updated with the subscriptions, would make it constant; not built."
+    ),
+    "year_dispatcher": (
+        "Not found yet. The Python side does the same work on both databases (the same "
+        "calls, 1,253 transactions for 5,000 messages); on the big file about 5 of the 7 s "
+        "are spent waiting for the database thread. The same claim, sent-mark and counter "
+        "statements replayed alone on a copy of that file take 0.2 ms a message, and a "
+        "64 MB page cache or freezing the garbage collector changed nothing. Next: SQLite's "
+        "own statement counters while the dispatcher runs. Found on the way: the figure had "
+        "also been sending a second broadcast to the same readers (the one to everyone, "
+        "left pending for the due queries); it is stopped first now (0.35× → 0.60× at "
+        "5,000 readers)."
+    ),
+    "year_query_enqueue 7,000 alerts (per poll)": (
+        "Not a per-message query either: a poll that finds a story for 7,000 readers writes "
+        "their 7,000 rows (and the unique and due index entries of each) in one transaction, "
+        "a few µs a row; 0.1's single-table outbox took as long for the same rows."
+    ),
 }
 
 

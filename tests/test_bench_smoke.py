@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bench import __main__ as runner
+from bench import year
 from bench.common import Row
 
 
@@ -179,3 +180,12 @@ def test_runner_reports_a_crashed_benchmark(monkeypatch: pytest.MonkeyPatch) -> 
     rows = runner.main(["--smoke", "--only", "ingest"])
     assert [r["key"] for r in rows] == ["ingest_crashed"]
     assert rows[0]["passed"] is False
+
+
+def test_year_without_v01_says_its_baselines_were_not_run() -> None:
+    rows = by_key(year.main([*runner.SMOKE_ARGS["year"], "--without-v01"]))
+    assert rows["year_dispatcher"]["baseline"] is not None  # the empty database, this run
+    for key, row in rows.items():
+        assert row["value"] > 0
+        if key != "year_dispatcher":
+            assert row["baseline"] is None and row["baseline_text"] == year.NOT_RUN

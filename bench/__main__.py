@@ -197,7 +197,7 @@ python -m bench.deliver --help      # one benchmark alone, with its own size opt
 Each benchmark runs in its own process. Generated inputs that take a while (the
 1,000,000-article and the 1,000,000-subscription SQLite files) are cached in
 `$TMPDIR/newsbot-bench` (or `NEWSBOT_BENCH_CACHE`): the first run builds them (about 80 s
-and 15 s here), later runs reuse them. Everything runs on 127.0.0.1 against the fakes in
+and 15 s here), and the year's (its base, 29 min; its database after 30 days, 90 min; 0.1's after 7 days, more than half an hour), later runs reuse them. Everything runs on 127.0.0.1 against the fakes in
 `tests/fakes/`; the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
 
 What each one measures, and its baseline, is in its module docstring: `bench/match.py`,

@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--outbox-days", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--without-v01", action="store_true",
-                        help="skip 0.1's figures (its child builds 0.1's database afresh: over an hour at full size)")
+                        help="skip 0.1's figures (its child builds 0.1's database afresh: more than half an hour at full size)")
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="newsbot-year-"))

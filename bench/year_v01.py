@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args()
     path = args.work / "year-v01.db"
-    # Built once per size, like 0.2's side (over an hour at full size); measured afresh on a copy.
+    # Built once per size, like 0.2's side (more than half an hour at full size); measured afresh on a copy.
     key = [args.readers, args.subscriptions, args.articles, args.per_day, args.seed]
     cached = cache_dir() / ("year-v01-" + "-".join(map(str, key)) + f"-v{GENERATOR_VERSION}.db")
     done = Path(f"{cached}.done")

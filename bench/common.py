@@ -181,6 +181,22 @@ def cache_dir() -> Path:
     return path
 
 
+def cached_record(path: Path, key: Sequence[Any]) -> dict[str, Any] | None:
+    """What was kept beside a generated file in the cache (`keep_record`) when it was built for
+    `key`; None when it must be built (again)."""
+    done = Path(f"{path}.done")
+    if path.exists() and done.exists():
+        record = json.loads(done.read_text())
+        if isinstance(record, dict) and record.get("key") == list(key):
+            return record
+    return None
+
+
+def keep_record(path: Path, key: Sequence[Any], **record: Any) -> None:
+    """Mark a generated file as complete for `key`, with what a run needs of it besides."""
+    Path(f"{path}.done").write_text(json.dumps({"key": list(key), **record}))
+
+
 def remove_db(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -60,8 +60,10 @@ from bench.common import (
     Row,
     bot_settings,
     cache_dir,
+    cached_record,
     child_env,
     figure,
+    keep_record,
     percentile,
     print_rows,
     remove_db,
@@ -368,7 +370,7 @@ def simulate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     else:
         sizes, rows = build_days(args, path)
         shutil.copy(path, after)  # after retention's TRUNCATE checkpoint: no log to copy
-        Path(f"{after}.done").write_text(json.dumps({"key": _days_key(args), "sizes": sizes, "outbox_rows": rows}))
+        keep_record(after, _days_key(args), sizes=sizes, outbox_rows=rows)
     measured = asyncio.run(measure(path, work, args.readers, data.START + args.days * data.DAY))
     return {"sizes": sizes, "outbox_rows": rows, **measured}
 
@@ -382,12 +384,7 @@ def cached_days(args: argparse.Namespace) -> tuple[Path, dict[str, Any] | None]:
     take most of an hour at full size and are the same every run."""
     key = _days_key(args)
     path = cache_dir() / ("year-" + "-".join(f"{k:g}" if isinstance(k, float) else str(k) for k in key) + f"-v{GENERATOR_VERSION}-days.db")
-    done = Path(f"{path}.done")
-    if path.exists() and done.exists():
-        record: dict[str, Any] = json.loads(done.read_text())
-        if record.get("key") == key:
-            return path, record
-    return path, None
+    return path, cached_record(path, key)
 
 
 def build_days(args: argparse.Namespace, path: Path) -> tuple[dict[int, int], int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import year_data as data
-from bench.common import cache_dir
+from bench.common import cache_dir, cached_record, keep_record
 from storage import articles, broadcasts, feeds, outbox, stats  # newsbot 0.1's
 from storage.db import Database
 
@@ -165,14 +165,14 @@ def main() -> None:
     # Built once per size, like 0.2's side (more than half an hour at full size); measured afresh on a copy.
     key = [args.readers, args.subscriptions, args.articles, args.per_day, args.seed]
     cached = cache_dir() / ("year-v01-" + "-".join(map(str, key)) + f"-v{GENERATOR_VERSION}.db")
-    done = Path(f"{cached}.done")
-    if cached.exists() and done.exists() and json.loads(done.read_text())["key"] == key:
-        sizes = json.loads(done.read_text())["sizes"]
+    record = cached_record(cached, key)
+    if record is not None:
+        sizes = record["sizes"]
         shutil.copy(cached, path)
     else:
         sizes = build(path, args)
         shutil.copy(path, cached)  # after the last day's TRUNCATE checkpoint: no log to copy
-        done.write_text(json.dumps({"key": key, "sizes": sizes}))
+        keep_record(cached, key, sizes=sizes)
     measured = asyncio.run(measure(path, args))
     growth = (sizes["7"] - sizes["1"]) / 6
     args.out.write_text(json.dumps({"sizes": sizes, "growth_per_day": growth, **measured}))

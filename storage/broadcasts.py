@@ -119,9 +119,7 @@ def _counts(total: int, rows: list[sqlite3.Row]) -> Counts:
 
 _COUNTS_SQL = "SELECT state, count(*) FROM outbox WHERE broadcast_id = ? GROUP BY state"
 # The audience: chats that started the bot or subscribed and have not stopped, blocked or
-# left (channels are never an audience); for a section, those following it.
-# A broadcast's audience: the chats in the audience (not channels), all of them or those
-# following one section (?1).
+# left (channels are never an audience); for a section (?1), those following it.
 _READERS = "c.active = 1 AND c.type <> 'channel'"
 _AUDIENCE_SQL = (
     f"FROM chats c WHERE {_READERS} AND (?1 IS NULL OR EXISTS ("  # noqa: S608

@@ -1,4 +1,4 @@
-"""Every query the bot runs per message, per poll or per command uses an index.
+"""Every query the bot runs at start, per message, per poll or per command uses an index.
 
 A database with realistic proportions (20,000 readers, 100,000 subscriptions, 50,000 stories,
 200,000 outbox rows with a 20,000-chat broadcast pending, a month of counters) is built with
@@ -119,11 +119,13 @@ class Recorder:
 
 
 async def exercise(db: Database) -> None:
-    """What the bot does per message, per poll and per command."""
+    """What the bot does at start, per message, per poll and per command."""
     story = Article(
         id="new-story", url="https://news.example/new", title="Storm word1 word2 closes the bridge",
         summary="word3 word4", section="world", tags=("Storm",), published_at=NOW, fetched_at=NOW,
     )
+    # At start: the rows caught mid-send go back to pending before the first message goes.
+    await outbox.reset_in_flight(db)
     # Per poll: store, match, enqueue, and the unmatched retry.
     async with db.write() as conn:
         stored = await articles.store_articles(conn, [story])

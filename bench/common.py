@@ -202,6 +202,20 @@ def remove_db(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+# A builder's page cache: index inserts at random places stay in memory instead of going
+# through the file once per row (a day of the year's outbox: 65 s → 39 s at 20,000 readers).
+BUILD_CACHE_PRAGMA = "PRAGMA cache_size = -2000000"  # KiB: 2 GB
+
+
+def builder(path: Path) -> sqlite3.Connection:
+    """A connection for filling a generated database: no syncing (a crash rebuilds it), a
+    large page cache, transactions begun by hand."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute(BUILD_CACHE_PRAGMA)
+    return conn
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a Python subprocess that imports this repository's packages."""
     env = dict(os.environ)

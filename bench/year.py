@@ -56,9 +56,11 @@ from typing import Any
 
 from bench import year_data as data
 from bench.common import (
+    BUILD_CACHE_PRAGMA,
     REPO,
     Row,
     bot_settings,
+    builder,
     cache_dir,
     cached_record,
     child_env,
@@ -97,9 +99,8 @@ def build_base(path: Path, readers: int, subscriptions: int, stories: int, seed:
     started = time.perf_counter()
     remove_db(path)
     asyncio.run(_migrate(path))
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = builder(path)
     try:
-        conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO chats (id, type, created_at, updated_at) VALUES (?, 'private', ?, ?)",
@@ -148,9 +149,8 @@ def cached_base(readers: int, subscriptions: int, stories: int, seed: int) -> tu
 
 def add_day(path: Path, day: int, per_day: int, readers: int, stories: int, seed: int) -> None:
     """One day of sent alerts and their hourly counters, as the dispatcher leaves them."""
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = builder(path)
     try:
-        conn.execute("PRAGMA synchronous = OFF")
         rows = data.day_of_outbox(day, per_day, readers, stories, seed)
         hours: dict[tuple[int, str], int] = {}
         chunk: list[tuple[Any, ...]] = []
@@ -193,6 +193,7 @@ def file_size(path: Path) -> int:
 async def retention(path: Path, now: float, outbox_days: float) -> None:
     db = await Database.open(path)
     try:
+        await db.execute(BUILD_CACHE_PRAGMA)
         while (await maintenance.prune(db, outbox_days=outbox_days, archive_days=0, now=now, batch=500_000)).total:
             pass
         await db.maintain(free_pages=10**9)
@@ -288,10 +289,13 @@ async def measure(path: Path, work: Path, readers: int, now: float) -> dict[str,
         results["stats"] = percentile(await timed(lambda: newsroom_figures(services), 50), 99)
         results["healthz"] = percentile(await _health_during_stats(services), 99)
         # The dispatcher's figure is its own broadcast, as on the empty database: the one to
-        # everyone (there for the due queries) is stopped first.
+        # everyone (there for the due queries) and the fan-out's alerts (for the enqueue) are
+        # stopped first, and the log they wrote is checkpointed, as the bot's maintenance does
+        # every minute.
         async with db.write() as conn:
-            await conn.execute("UPDATE outbox SET state = 'cancelled' WHERE broadcast_id = ? AND state = 'pending'", (big,))
+            await conn.execute("UPDATE outbox SET state = 'cancelled' WHERE state = 'pending'")
             await conn.execute("UPDATE broadcasts SET state = 'done' WHERE id = ?", (big,))
+        await db.maintain()
         big_rate = await dispatcher_rate(services, min(readers, 5000))
     finally:
         await services.close()

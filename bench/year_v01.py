@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import year_data as data
-from bench.common import cache_dir, cached_record, keep_record
+from bench.common import builder, cache_dir, cached_record, keep_record
 from storage import articles, broadcasts, feeds, outbox, stats  # newsbot 0.1's
 from storage.db import Database
 
@@ -33,10 +33,9 @@ def percentile(values: list[float], p: float) -> float:
 
 def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
     asyncio.run(_migrate(path))
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = builder(path)
     sizes: dict[str, int] = {}
     try:
-        conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO chats (id, type, created_at, updated_at) VALUES (?, 'private', ?, ?)",

@@ -248,3 +248,23 @@ def test_the_checker_catches_a_scan_and_a_sort(tmp_path: Path) -> None:
         assert not problems(conn, "SELECT count(*) FROM outbox WHERE created_at > 100")
     finally:
         conn.close()
+
+
+async def test_a_sections_audience_is_counted_from_the_index_alone(tmp_path: Path) -> None:
+    """The broadcast preview counts a section's followers without reading a subscription row
+    (tens of thousands of them at full size), meeting their chats in id order."""
+    db = await Database.open(tmp_path / "n.db")
+    recorder = Recorder()
+    try:
+        await db.reports.conn.set_trace_callback(recorder)
+        await broadcasts.audience_size(db, "sports")
+    finally:
+        await db.reports.conn.set_trace_callback(None)
+        await db.close()
+    (sql,) = recorder.statements
+    plain = sqlite3.connect(db.path)
+    try:
+        plan = [row[3] for row in plain.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    finally:
+        plain.close()
+    assert any("COVERING INDEX subscriptions_kind_value" in step for step in plan), plan

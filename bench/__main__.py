@@ -197,7 +197,7 @@ python -m bench.deliver --help      # one benchmark alone, with its own size opt
 Each benchmark runs in its own process. Generated inputs that take a while (the
 1,000,000-article and the 1,000,000-subscription SQLite files) are cached in
 `$TMPDIR/newsbot-bench` (or `NEWSBOT_BENCH_CACHE`): the first run builds them (about 80 s
-and 15 s here), and the year's (its base, 29 min; its database after 30 days, 90 min; 0.1's after 7 days, more than half an hour), later runs reuse them. Everything runs on 127.0.0.1 against the fakes in
+and 15 s here), and the year's (its base, 29 min; its database after 30 days, 72 min; 0.1's after 7 days, 48 min), later runs reuse them. Everything runs on 127.0.0.1 against the fakes in
 `tests/fakes/`; the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
 
 What each one measures, and its baseline, is in its module docstring: `bench/match.py`,
@@ -286,9 +286,9 @@ ANALYSIS: dict[str, str] = {
         "objects (each row's chat, and its story or broadcast), about 16 µs a row; the SQL "
         "(the due index read in order) is a third. The spikes of a few hundred ms seen before "
         "were the garbage collector's full passes over the matcher's index, which start-up "
-        "now freezes (at 20,000 readers p99 276 → 88 ms; a full pass 110-210 ms → 1-5 ms). "
-        "Loading fewer rows would shorten it and make the view thinner for chats that have "
-        "many rows due; not changed."
+        "now freezes (p99 406 → 69 ms at full size, 276 → 88 ms at 20,000 readers; a full "
+        "pass 110-210 ms → 1-5 ms there). Loading fewer rows would shorten it and make the "
+        "view thinner for chats that have many rows due; not changed."
     ),
     "year_query_/related (text)": (
         "As /search with more terms (see /related above): on the 1,000,000-story archive of "
@@ -297,12 +297,13 @@ ANALYSIS: dict[str, str] = {
     ),
     "year_query_audience (a section)": (
         "The broadcast preview's count of a section's readers (33,437 here). It asked every "
-        "reader whether it follows the section: 134 ms p99. It reads the section's "
-        "subscriptions and each one's chat, and since schema 5 the subscriptions' index "
-        "carries the chat id, so no subscription row is read and the chats come in id order "
-        "(7.2 → 2.6 ms median at 20,000 readers). SQLite keeps no counts in its B-trees, so "
-        "the count is still one step per follower. A count kept per section, updated with the "
-        "subscriptions, would make it constant; not built."
+        "reader whether it follows the section: 134 ms p99; 21.6 ms after the change below, "
+        "15.1 ms with schema 5. It reads the section's subscriptions and each one's chat, and "
+        "since schema 5 the subscriptions' index carries the chat id, so no subscription row "
+        "is read and the chats come in id order (7.2 → 2.6 ms median at 20,000 readers). "
+        "SQLite keeps no counts in its B-trees, so the count is still one step per follower. "
+        "A count kept per section, updated with the subscriptions, would make it constant; "
+        "not built."
     ),
     "year_dispatcher": (
         "Found: at every start the dispatcher puts the rows caught mid-send back to pending, "
@@ -314,8 +315,9 @@ ANALYSIS: dict[str, str] = {
         "message adds an entry at a place of its own in the message index (17.7 million "
         "rows), so each checkpoint copies and syncs more pages than on an empty file; "
         "checkpointing after 10,000 pages instead of 1,000 took the commits of 5,000 messages "
-        "from 0.6-1.1 s to 0.5 s at 20,000 readers. Earlier: the figure had also been sending "
-        "a second broadcast to the same readers (0.35× → 0.60× at 5,000 readers)."
+        "from 0.6-1.1 s to 0.5 s at 20,000 readers. At full size: 0.31× → 0.84× (1,354 "
+        "against 1,612 msg/s). Earlier: the figure had also been sending a second broadcast "
+        "to the same readers (0.35× → 0.60× at 5,000 readers)."
     ),
     "year_query_enqueue 7,000 alerts (per poll)": (
         "Not a per-message query either: a poll that finds a story for 7,000 readers writes "

@@ -173,9 +173,14 @@ _THROUGH = re.compile(r"USING (?:COVERING )?INDEX (\w+)")
 _TEMP = re.compile(r"USE TEMP B-TREE FOR (ORDER BY|GROUP BY|DISTINCT|RIGHT PART OF ORDER BY)")
 
 
+def plan_of(conn: sqlite3.Connection, sql: str) -> list[str]:
+    """The steps of EXPLAIN QUERY PLAN for `sql`."""
+    return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+
+
 def problems(conn: sqlite3.Connection, sql: str) -> list[str]:
     try:
-        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        plan = plan_of(conn, sql)
     except sqlite3.Error:
         return []  # statements EXPLAIN cannot take (some DDL); nothing to judge
     found = []
@@ -264,7 +269,7 @@ async def test_a_sections_audience_is_counted_from_the_index_alone(tmp_path: Pat
     (sql,) = recorder.statements
     plain = sqlite3.connect(db.path)
     try:
-        plan = [row[3] for row in plain.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        plan = plan_of(plain, sql)
     finally:
         plain.close()
     assert any("COVERING INDEX subscriptions_kind_value" in step for step in plan), plan

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from storage.db import Database
+from tests.simtime import SimClock, SimLoop
 
 # CI shares two cores with the servers under test; a per-example deadline would turn load into
 # failures that say nothing about the code.
@@ -32,3 +34,14 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = await Database.open(tmp_path / "newsbot.db")
     yield database
     await database.close()
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on the SimLoop: real time, until it asks for `clock`."""
+    return {"sim": SimLoop}
+
+
+@pytest.fixture
+async def clock() -> SimClock:
+    """Simulated time for this test: hand it to the bot (and the fakes' `start_here`)."""
+    return SimClock()

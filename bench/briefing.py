@@ -23,6 +23,7 @@ import math
 import random
 import shutil
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -67,7 +68,7 @@ async def seed(path: Path, readers: int, alerts: int) -> None:
                         fetched_at=yesterday + n * 600)
                 for n in range(60)
             ]
-            await articles.store_articles(conn, stories, seen=True)
+            await articles.store_articles(conn, stories, seen=True, now=time.time())
     finally:
         await db.close()
 
@@ -77,9 +78,9 @@ async def morning(path: Path, work: Path, readers: int, alerts: int, *, spread: 
     feeds.write_text("[sections]\n" + "".join(f'{s} = "{s.title()}"\n' for s in SECTIONS))
     settings = bot_settings("http://127.0.0.1:9/bot", "123456:SIM-token", path, NEWSBOT_FEEDS=str(feeds))
     clock = VirtualClock(SEVEN - 30)
-    services = await open_services(settings)
+    services = await open_services(settings, clock=clock)
     telegram = SimTelegram(clock)
-    dispatcher = Dispatcher(services, telegram, clock=clock)
+    dispatcher = Dispatcher(services, telegram)
     await dispatcher.start()
     rng = random.Random(9)
     news = sorted((SEVEN + rng.uniform(0, 600), n) for n in range(alerts))
@@ -133,7 +134,7 @@ async def _keyword_story(services: Services, n: int, readers: int, now: float) -
     story = Article(id=f"k{n}", url=f"https://news.example/k{n}", title=f"Breaking {topic} news {n}", summary="",
                     section=None, tags=(), published_at=now, fetched_at=now)
     async with services.db.write() as conn:
-        stored = await articles.store_articles(conn, [story])
+        stored = await articles.store_articles(conn, [story], now=time.time())
     await enqueue_alerts(services, stored.new, now=now)
 
 

@@ -122,12 +122,12 @@ async def seed(
     db = services.db
     chat_ids = [FIRST_CHAT + i for i in range(chats)]
     for chat_id in chat_ids:
-        await chats_store.join(db, chat_id, "private")
+        await chats_store.join(db, chat_id, "private", now=time.time())
         if combine_off:
-            await chats_store.set_option(db, chat_id, "combine", False)
+            await chats_store.set_option(db, chat_id, "combine", False, now=time.time())
     stories = [_article(n, rng) for n in range(articles)]
     async with db.write() as conn:
-        stored = await articles_store.store_articles(conn, stories, seen=True)
+        stored = await articles_store.store_articles(conn, stories, now=time.time(), seen=True)
     stories = list(stored.new)
     matches: dict[str, dict[int, outbox.Match]] = {a.id: {} for a in stories}
     expected: set[tuple[int, int]] = set()
@@ -136,7 +136,7 @@ async def seed(
             story = stories[number]
             matches[story.id][chat_id] = outbox.Match((f"section:{story.section}",))
             expected.add((chat_id, number))
-    queued = (await outbox.enqueue_alerts(db, stories, matches)).queued
+    queued = (await outbox.enqueue_alerts(db, stories, matches, now=time.time())).queued
     if queued != len(expected):
         raise RuntimeError(f"queued {queued} outbox rows, expected {len(expected)}")
     return expected

@@ -154,7 +154,7 @@ async def ingest_ours(db: Any, documents: Sequence[tuple[str, bytes]]) -> tuple[
             rejected += 1
             continue
         async with db.write() as conn:
-            stored = await store_articles(conn, parsed.articles)
+            stored = await store_articles(conn, parsed.articles, now=time.time())
         parsed_n += len(parsed.articles)
         new_n += len(stored.new)
     return parsed_n, new_n, rejected

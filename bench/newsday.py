@@ -112,6 +112,9 @@ class VirtualClock:
     async def sleep(self, seconds: float) -> None:
         await self._await(self._park(seconds))
 
+    async def sleep_until(self, deadline: float) -> None:
+        await self.sleep(deadline - self._now)
+
     async def wait(self, seconds: float, *events: asyncio.Event) -> None:
         if seconds <= 0 or any(e.is_set() for e in events):
             await asyncio.sleep(0)
@@ -268,9 +271,9 @@ async def run_day(name: str, db_path: Path, day: Day, *, fifo: bool, work: Path)
     )
     started = time.perf_counter()
     clock = VirtualClock(DAY_START)
-    services = await open_services(settings)
+    services = await open_services(settings, clock=clock)
     telegram = SimTelegram(clock)
-    dispatcher = Dispatcher(services, telegram, clock=clock, planner=Planner(fifo=fifo))
+    dispatcher = Dispatcher(services, telegram, planner=Planner(fifo=fifo))
     result = RunResult(name)
     await dispatcher.start()
     try:
@@ -333,7 +336,7 @@ async def _backlog(services: Services) -> int:
 async def _publish(services: Services, story: object, clock: VirtualClock) -> None:
     assert isinstance(story, Article)
     async with services.db.write() as conn:
-        stored = await articles.store_articles(conn, [story])
+        stored = await articles.store_articles(conn, [story], now=time.time())
     await enqueue_alerts(services, stored.new, now=clock.time())
 
 

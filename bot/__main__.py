@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
 import zoneinfo
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from bot.clock import Clock, RealClock
 from bot.config import ConfigError, Settings, load_settings
 from bot.context import feed_client, open_services, read_feeds_config
 from bot.logs import setup_logging
@@ -88,15 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         setup_logging(settings.log_level, [settings.token or "", settings.webhook_secret or ""])
+        clock = RealClock()  # the one clock of this process
         if args.command == "check-feed":
-            return asyncio.run(check_feed(settings, args.source))
+            return asyncio.run(check_feed(settings, args.source, clock))
         if args.command == "ingest":
-            return asyncio.run(ingest(settings))
+            return asyncio.run(ingest(settings, clock))
         if args.command == "healthcheck":
             return healthcheck(settings)
         if args.command == "backup":
             return asyncio.run(backup(settings, Path(args.target)))
-        return run_bot(settings)
+        return run_bot(settings, clock)
     except (ConfigError, StorageError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
@@ -120,12 +121,12 @@ def _read_local(source: str) -> tuple[bytes, str, dict[str, str]] | None:
     return path.read_bytes(), path.resolve().as_uri(), {}
 
 
-async def check_feed(settings: Settings, source: str) -> int:
+async def check_feed(settings: Settings, source: str, clock: Clock) -> int:
     config = read_feeds_config(settings)
     sections = config.section_names() if config else None
     rule = next((f.rule for f in config.feeds if f.url == source), CHECK_RULE) if config else CHECK_RULE
     zone = zoneinfo.ZoneInfo(settings.timezone)
-    now = time.time()
+    now = clock.time()
     try:
         local = _read_local(source)
         if local is not None:
@@ -173,13 +174,13 @@ def healthcheck(settings: Settings) -> int:
     return 1
 
 
-async def ingest(settings: Settings) -> int:
+async def ingest(settings: Settings, clock: Clock) -> int:
     if settings.feeds_path is None:
         raise ConfigError("NEWSBOT_FEEDS: not set (path to the feeds file, e.g. feeds.example.toml)")
     lock = ProcessLock(Path(settings.db_path))
     lock.acquire()
     try:
-        services = await open_services(settings)
+        services = await open_services(settings, clock=clock)
         try:
             await enqueue_unmatched(services)
             summary = await poll_due_feeds(services, all_feeds=True)

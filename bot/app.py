@@ -20,6 +20,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.clock import Clock
 from bot.commands import admin, reader
 from bot.commands.inline import InlineSearch
 from bot.config import Settings
@@ -53,7 +54,7 @@ READER_COMMANDS = (
 )
 
 
-def build_app(settings: Settings, limits: RateLimits) -> NewsApp:
+def build_app(settings: Settings, limits: RateLimits, clock: Clock) -> NewsApp:
     """The Application, talking to `settings.api_url`, its replies under the shared `limits`.
 
     Updates come from bot.runner's own getUpdates loop (long polling) or PTB's webhook server;
@@ -67,12 +68,14 @@ def build_app(settings: Settings, limits: RateLimits) -> NewsApp:
         .base_file_url(settings.api_url.removesuffix("/bot") + "/file/bot")
         .context_types(CONTEXT_TYPES)
         .concurrent_updates(16)
-        .rate_limiter(SharedLimiter(limits))
+        .rate_limiter(SharedLimiter(limits, clock))
         .connect_timeout(10)
         .read_timeout(20)
         .write_timeout(20)
         .pool_timeout(10)
         .get_updates_read_timeout(40)
+        # Jobs run on the one clock (bot.jobs); PTB's JobQueue would read the wall clock.
+        .job_queue(None)
     )
     if not settings.webhook_url:
         builder = builder.updater(None)

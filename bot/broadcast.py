@@ -16,7 +16,6 @@ import html
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
@@ -24,6 +23,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.callbacks import pack
+from bot.clock import Clock
 from bot.context import Services
 from bot.render import esc, plural, short
 from bot.tgerrors import message_gone, not_modified
@@ -159,7 +159,7 @@ async def create_preview(
 ) -> int:
     return await broadcasts.create(
         services.db, admin_id=admin_id, admin_chat_id=chat_id, html=text_html, audience=audience,
-        now=time.time(),
+        now=services.clock.time(),
     )
 
 
@@ -175,7 +175,7 @@ async def start(services: Services, broadcast_id: int, admin_id: int, *, paid: b
         return StartReport(StartOutcome.UNKNOWN)
     if record.admin_id != admin_id:
         return StartReport(StartOutcome.NOT_YOURS, state=record.state)
-    now = time.time()
+    now = services.clock.time()
     result = await broadcasts.start(
         services.db, broadcast_id, now=now, expires_before=now - PREVIEW_TTL,
         paid=paid and services.settings.paid_broadcasts, urgent=record.urgent,
@@ -183,7 +183,7 @@ async def start(services: Services, broadcast_id: int, admin_id: int, *, paid: b
     if result.started:
         log.info("broadcast started broadcast_id=%d admin_id=%d total=%d paid=%s urgent=%s",
                  broadcast_id, admin_id, result.total, paid, record.urgent)
-        await audit.record(services.db, admin_id, "broadcast", f"#{broadcast_id} to {result.total} chats")
+        await audit.record(services.db, admin_id, "broadcast", f"#{broadcast_id} to {result.total} chats", now=now)
         services.outbox_wake.set()
         outcome = StartOutcome.STARTED if result.total else StartOutcome.EMPTY
         return StartReport(outcome, result.total, result.state)
@@ -211,7 +211,7 @@ async def cancel(services: Services, broadcast_id: int, admin_id: int) -> StartR
         return StartReport(StartOutcome.UNKNOWN)
     if record.admin_id != admin_id:
         return StartReport(StartOutcome.NOT_YOURS, state=record.state)
-    found = await broadcasts.cancel_preview(services.db, broadcast_id, now=time.time())
+    found = await broadcasts.cancel_preview(services.db, broadcast_id, now=services.clock.time())
     if found == "preview":
         log.info("broadcast cancelled broadcast_id=%d admin_id=%d", broadcast_id, admin_id)
         return StartReport(StartOutcome.STARTED, state="cancelled")
@@ -223,7 +223,7 @@ async def get(services: Services, broadcast_id: int) -> Broadcast | None:
 
 
 async def audit_stop(services: Services, admin_id: int, broadcast_id: int) -> None:
-    await audit.record(services.db, admin_id, "broadcast stop", f"#{broadcast_id}")
+    await audit.record(services.db, admin_id, "broadcast stop", f"#{broadcast_id}", now=services.clock.time())
 
 
 async def recent(services: Services, limit: int = 10) -> list[tuple[Broadcast, Counts]]:
@@ -236,7 +236,7 @@ async def prepare_restart(services: Services) -> list[int]:
     in flight are not resent). Returns the broadcasts still sending, to follow again."""
     sending, stopped = await broadcasts.unfinished(services.db)
     if stopped:
-        cancelled = await broadcasts.settle_stopped(services.db, stopped)
+        cancelled = await broadcasts.settle_stopped(services.db, stopped, now=services.clock.time())
         log.warning("stopped broadcast rows caught in flight cancelled count=%d", cancelled)
     return sending
 
@@ -292,9 +292,11 @@ def progress_text(record: Broadcast, counts: Counts, eta: float | None, sections
     )
 
 
-def final_text(record: Broadcast, counts: Counts, sections: dict[str, str], *, in_flight: int = 0) -> str:
+def final_text(
+    record: Broadcast, counts: Counts, sections: dict[str, str], *, now: float, in_flight: int = 0
+) -> str:
     started = record.started_at or record.created_at
-    took = duration_text((record.finished_at or time.time()) - started)
+    took = duration_text((record.finished_at or now) - started)
     verb = "stopped" if record.state == "stopped" else "done"
     lines = [
         f"<b>Broadcast #{record.id}</b> to {esc(audience_text(record.audience, sections))}: {verb}",
@@ -350,18 +352,19 @@ class Progress:
     from editing the message at the same time.
     """
 
-    def __init__(self, broadcast_id: int) -> None:
+    def __init__(self, broadcast_id: int, clock: Clock) -> None:
         self.broadcast_id = broadcast_id
+        self.clock = clock
         self.lock = asyncio.Lock()
         self.finished = False
         self._last_text: str | None = None
         # As if just edited: after a restart the message may have been edited a moment ago.
         # (`begin` sends a new broadcast's first message at once.)
-        self._last_edit = time.monotonic()
+        self._last_edit = clock.monotonic()
         self._first: tuple[float, int] | None = None  # (monotonic, handled) at first look
 
     def _eta(self, counts: Counts) -> float | None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self._first is None:
             self._first = (now, counts.handled)
             return None
@@ -393,11 +396,11 @@ class Progress:
                 self.finished = True
                 return True
             counts = await broadcasts.counts(db, self.broadcast_id)
-            if time.monotonic() - self._last_edit < PROGRESS_EDIT_SECONDS:
+            if self.clock.monotonic() - self._last_edit < PROGRESS_EDIT_SECONDS:
                 self._eta(counts)
                 return False
             if counts.remaining == 0:
-                final = await broadcasts.finish_if_complete(db, self.broadcast_id, now=time.time())
+                final = await broadcasts.finish_if_complete(db, self.broadcast_id, now=self.clock.time())
                 if final is not None:
                     await self._report(services, bot, final)
                     return True
@@ -413,8 +416,9 @@ class Progress:
         """
         db = services.db
         async with self.lock:
-            deadline = time.monotonic() + DRAIN_SECONDS
-            first = await broadcasts.stop_pass(db, self.broadcast_id, now=time.time())
+            clock = self.clock
+            deadline = clock.monotonic() + DRAIN_SECONDS
+            first = await broadcasts.stop_pass(db, self.broadcast_id, now=clock.time())
             if first.state == "unknown":
                 return StopReport(StopOutcome.UNKNOWN)
             if not first.stopped_now:
@@ -422,13 +426,13 @@ class Progress:
             log.info("broadcast stopping broadcast_id=%d cancelled=%d in_flight=%d",
                      self.broadcast_id, first.cancelled, first.sending)
             last = first
-            while last.sending and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                last = await broadcasts.stop_pass(db, self.broadcast_id, now=time.time())
+            while last.sending and clock.monotonic() < deadline:
+                await clock.sleep(0.1)
+                last = await broadcasts.stop_pass(db, self.broadcast_id, now=clock.time())
             in_flight = 0
             if last.sending:
                 in_flight = last.sending
-                await broadcasts.stop_pass(db, self.broadcast_id, now=time.time(), force=True)
+                await broadcasts.stop_pass(db, self.broadcast_id, now=clock.time(), force=True)
                 log.warning("broadcast stop gave up waiting broadcast_id=%d in_flight=%d",
                             self.broadcast_id, in_flight)
             counts = await broadcasts.counts(db, self.broadcast_id)
@@ -441,11 +445,11 @@ class Progress:
         record = await broadcasts.get(services.db, self.broadcast_id)
         if record is None:
             return
-        text = final_text(record, counts, services.section_names, in_flight=in_flight)
+        text = final_text(record, counts, services.section_names, now=self.clock.time(), in_flight=in_flight)
         # Keep even the last edit within the edit rate.
-        wait = PROGRESS_EDIT_SECONDS - (time.monotonic() - self._last_edit)
+        wait = PROGRESS_EDIT_SECONDS - (self.clock.monotonic() - self._last_edit)
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.clock.sleep(wait)
         await self._show(services, bot, record, text, final=True)
         log.info("broadcast %s broadcast_id=%d sent=%d blocked=%d failed=%d cancelled=%d",
                  record.state, record.id, counts.sent, counts.blocked, counts.failed, counts.cancelled)
@@ -459,7 +463,7 @@ class Progress:
         if text == self._last_text:
             return
         keyboard = None if final else stop_keyboard(record.id)
-        self._last_edit = time.monotonic()
+        self._last_edit = self.clock.monotonic()
         try:
             if record.progress_message_id is not None:
                 try:

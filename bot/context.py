@@ -22,7 +22,9 @@ from typing import Any
 import httpx
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
+from bot.clock import Clock, RealClock
 from bot.config import FeedsConfig, Settings, load_feeds_file
+from bot.jobs import Jobs
 from bot.metrics import Metrics
 from bot.pipeline.fetch import make_client
 from bot.pipeline.match import Matcher
@@ -74,12 +76,17 @@ class Services:
     http: httpx.AsyncClient
     matcher: Matcher
     sections: tuple[Section, ...]
+    clock: Clock = field(default_factory=RealClock)
     metrics: Metrics = field(default_factory=Metrics)
     status: Status = field(default_factory=Status)
     # Set whenever new rows enter the outbox, so the dispatcher need not poll the table.
     outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Section slug → the chat id of its channel (resolved at start).
     channels: dict[str, int] = field(default_factory=dict)
+    jobs: Jobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = Jobs(self.clock, self.metrics)
 
     @property
     def section_names(self) -> dict[str, str]:
@@ -99,6 +106,7 @@ class Services:
         return self.zone
 
     async def close(self) -> None:
+        await self.jobs.stop()
         await self.http.aclose()
         await self.db.close()
 
@@ -122,13 +130,15 @@ def feed_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-async def open_services(settings: Settings, *, load_matcher: bool = True) -> Services:
-    """Open the database, seed the feeds file, load the matcher's index."""
+async def open_services(settings: Settings, *, clock: Clock | None = None, load_matcher: bool = True) -> Services:
+    """Open the database, seed the feeds file, load the matcher's index. `clock` is the one
+    clock everything takes its time from (the system's unless given)."""
+    clock = clock or RealClock()
     feeds_config = read_feeds_config(settings)
     db = await Database.open(Path(settings.db_path))
     try:
         if feeds_config is not None:
-            added = await feeds.seed_feeds(db, [(f.url, f.rule) for f in feeds_config.feeds])
+            added = await feeds.seed_feeds(db, [(f.url, f.rule) for f in feeds_config.feeds], now=clock.time())
             if added:
                 log.info("feeds seeded count=%d", added)
         repaired = await feeds.repair_schedule(db)
@@ -146,6 +156,8 @@ async def open_services(settings: Settings, *, load_matcher: bool = True) -> Ser
         http=feed_client(settings),
         matcher=matcher,
         sections=feeds_config.sections if feeds_config else (),
+        clock=clock,
+        metrics=Metrics(started_at=clock.monotonic()),
         status=Status(webhook=settings.webhook_url is not None),
     )
 

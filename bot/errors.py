@@ -5,7 +5,6 @@ keeps hitting a failure is not flooded with apologies."""
 from __future__ import annotations
 
 import logging
-import time
 
 from telegram import Update
 from telegram.error import TelegramError
@@ -40,7 +39,7 @@ class ErrorNotices:
         if not isinstance(update, Update) or update.effective_chat is None:
             return
         chat_id = update.effective_chat.id
-        if not self.due(chat_id, time.monotonic()):
+        if not context.bot_data.opened or not self.due(chat_id, context.services.clock.monotonic()):
             return
         try:
             notice = NOT_SAVED if isinstance(context.error, StorageError) else NOTICE

@@ -8,7 +8,6 @@ nothing more for QUIET_FOR seconds. Memory follows recent traffic only.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 
 from telegram import Update
@@ -55,7 +54,7 @@ class FloodGuard:
         chat = update.effective_chat
         if chat is None or update.my_chat_member is not None or update.inline_query is not None:
             return
-        verdict = self.admit(chat.id, time.monotonic())
+        verdict = self.admit(chat.id, context.services.clock.monotonic())
         if verdict == "ok":
             return
         context.services.metrics.inc("newsbot_flood_refusals_total")

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -73,7 +72,7 @@ async def _database_problem(services: Services) -> str | None:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await stats.database_ok(services.db)
-            await stats.database_writable(services.db)
+            await stats.database_writable(services.db, now=services.clock.time())
     except TimeoutError:
         return f"database: no answer within {CHECK_TIMEOUT:g} s"
     except Exception as exc:  # any failure to answer is the finding, not an error of ours
@@ -86,7 +85,7 @@ async def _last_poll_age(services: Services, now: float, database: bool) -> floa
     the stored one (so a restart does not hide a feed outage)."""
     seen = services.metrics.last_poll_success
     if seen is not None:
-        return max(0.0, now - seen)
+        return max(0.0, services.clock.monotonic() - seen)
     if not database:
         return None
     with contextlib.suppress(Exception):
@@ -120,7 +119,7 @@ async def check_health(services: Services, now: float) -> Health:
         reasons.append(problem)
     if status.phase == "running" and not status.dispatcher_alive:
         reasons.append("dispatcher: not running")
-    updates_problem = _updates_problem(services, time.monotonic()) if status.phase == "running" else None
+    updates_problem = _updates_problem(services, services.clock.monotonic()) if status.phase == "running" else None
     if updates_problem:
         reasons.append(updates_problem)
     telegram = status.telegram_down_since is None
@@ -133,7 +132,7 @@ async def check_health(services: Services, now: float) -> Health:
     limit = stale_after(services)
     if age is not None and age > limit:
         reasons.append(f"poll: last success {age:.0f} s ago (limit {limit:.0f} s)")
-    elif age is None and database and now - services.metrics.started_at > limit:
+    elif age is None and database and services.clock.monotonic() - services.metrics.started_at > limit:
         # Never polled successfully, long after start: stale, if there is anything to poll.
         with contextlib.suppress(Exception):
             if (await stats.feed_counts(services.db)).enabled:
@@ -155,9 +154,9 @@ async def metrics_text(services: Services, now: float) -> bytes:
     status = services.status
     gauges: dict[str, float | dict[str, float]] = {
         "newsbot_dispatcher_up": 1.0 if status.dispatcher_alive else 0.0,
-        "newsbot_updates_up": 0.0 if _updates_problem(services, time.monotonic()) else 1.0,
+        "newsbot_updates_up": 0.0 if _updates_problem(services, services.clock.monotonic()) else 1.0,
         "newsbot_telegram_up": 1.0 if status.telegram_down_since is None else 0.0,
-        "newsbot_uptime_seconds": now - services.metrics.started_at,
+        "newsbot_uptime_seconds": services.clock.monotonic() - services.metrics.started_at,
     }
     database = await _database_problem(services) is None
     gauges["newsbot_database_up"] = 1.0 if database else 0.0
@@ -240,7 +239,7 @@ class HealthServer:
         path = parts[1].decode("latin-1").split("?", 1)[0] if len(parts) > 1 else ""
         if method not in ("GET", "HEAD") or path not in ("/healthz", "/metrics"):
             return HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n"
-        now = time.time()
+        now = self.services.clock.time()
         if path == "/healthz":
             health = await check_health(self.services, now)
             status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE

@@ -10,13 +10,13 @@ instead of adding to it. Replies do not queue behind the outbox: they take the n
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from bot.clock import Clock
 from bot.pipeline.ratelimit import RateLimits
 
 Result = bool | dict[str, Any] | list[dict[str, Any]]
@@ -30,8 +30,9 @@ LIMITED = frozenset(
 
 
 class SharedLimiter(BaseRateLimiter[None]):
-    def __init__(self, limits: RateLimits) -> None:
+    def __init__(self, limits: RateLimits, clock: Clock) -> None:
         self.limits = limits
+        self.clock = clock
         # One reply at a time per chat (handlers run concurrently): a chat's window only
         # knows a send once it is answered, like the dispatcher's busy chats.
         self._chats: dict[int, tuple[asyncio.Lock, int]] = {}
@@ -70,17 +71,17 @@ class SharedLimiter(BaseRateLimiter[None]):
         self, callback: Callable[..., Coroutine[Any, Any, Result]], args: Any, kwargs: dict[str, Any],
         chat_id: int,
     ) -> Result:
-        limits = self.limits
+        limits, clock = self.limits, self.clock
         # Polled, not signalled: the windows open by the passing of time alone.
-        while (wait := limits.ready_at(chat_id, time.monotonic()) - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(min(wait, 5.0))
+        while (wait := limits.ready_at(chat_id, clock.monotonic()) - clock.monotonic()) > 0:
+            await clock.sleep(min(wait, 5.0))
         limits.begin()
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as exc:
             seconds = exc.retry_after
             delay = seconds.total_seconds() if not isinstance(seconds, int | float) else float(seconds)
-            limits.hold(chat_id, time.monotonic() + delay)
+            limits.hold(chat_id, clock.monotonic() + delay)
             raise
         finally:
-            limits.end(chat_id, time.monotonic())
+            limits.end(chat_id, clock.monotonic())

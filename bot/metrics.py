@@ -8,7 +8,6 @@ handed to `render`, which exposes them as gauges through a collector of their ow
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -68,8 +67,10 @@ class _Snapshot(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.started_at = time.time()
+    """Counters and histograms; `started_at` and `last_poll_success` are monotonic times."""
+
+    def __init__(self, started_at: float = 0.0) -> None:
+        self.started_at = started_at
         self.last_poll_success: float | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self._counters = {

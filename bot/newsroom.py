@@ -6,7 +6,6 @@ Handlers in bot.commands.admin call these; each returns what happened for the re
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from bot.context import Services
@@ -41,13 +40,15 @@ async def add_checked_feed(services: Services, admin_id: int, url: str, section:
     except TimeoutError:
         raise FetchError("timeout", f"timed out fetching {redact_url(url)}", url=redact_url(url)) from None
     parsed = await parse_feed_async(
-        fetched.body, url=fetched.url, rule=rule, fetched_at=time.time(), headers=fetched.headers,
+        fetched.body, url=fetched.url, rule=rule, fetched_at=services.clock.time(), headers=fetched.headers,
         sections=services.section_names,
     )
     known = await feeds.get_feed_by_url(services.db, fetched.store_url)
-    feed = await feeds.add_feed(services.db, fetched.store_url, rule, title=parsed.title)
+    feed = await feeds.add_feed(services.db, fetched.store_url, rule, now=services.clock.time(), title=parsed.title)
     log.info("feed added by command feed_id=%d url=%s items=%d", feed.id, redact_url(feed.url), len(parsed.articles))
-    await audit.record(services.db, admin_id, "addfeed", f"#{feed.id} {redact_url(feed.url)} {section}")
+    await audit.record(
+        services.db, admin_id, "addfeed", f"#{feed.id} {redact_url(feed.url)} {section}", now=services.clock.time()
+    )
     return AddedFeed(feed, len(parsed.articles), known is not None and known.enabled)
 
 
@@ -64,7 +65,9 @@ async def remove_feed(services: Services, admin_id: int, feed_id: int) -> tuple[
     removed = await feeds.disable_feed(services.db, feed_id)
     if removed:
         log.info("feed removed by command feed_id=%d url=%s", feed_id, redact_url(feed.url))
-        await audit.record(services.db, admin_id, "removefeed", f"#{feed_id} {redact_url(feed.url)}")
+        await audit.record(
+            services.db, admin_id, "removefeed", f"#{feed_id} {redact_url(feed.url)}", now=services.clock.time()
+        )
     return feed, removed
 
 
@@ -90,8 +93,8 @@ def drain_times(backlog: dict[int, int], rate: float) -> dict[int, float | None]
 async def figures(services: Services) -> Figures:
     """Everything /stats shows: counters and indexes from the database (its reports
     connection), subscriptions from the matcher's memory."""
-    collected = await stats.collect(services.db, time.time())
-    rate = services.status.send_rate(time.monotonic())
+    collected = await stats.collect(services.db, services.clock.time())
+    rate = services.status.send_rate(services.clock.monotonic())
     return Figures(
         stats=collected,
         sections=services.matcher.section_counts(),

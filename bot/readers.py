@@ -11,7 +11,6 @@ Settings changed by a chat that has not started the bot are kept, without making
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass, field
 
 from bot import localtime
@@ -50,7 +49,7 @@ class UnfollowReport:
 
 async def join(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
     """/start or a subscription: the chat is (again) a reader."""
-    chat = await chats.join(services.db, chat_id, chat_type, title)
+    chat = await chats.join(services.db, chat_id, chat_type, title, now=services.clock.time())
     services.matcher.set_silenced(chat_id, False)
     return chat
 
@@ -58,7 +57,7 @@ async def join(services: Services, chat_id: int, chat_type: str, title: str | No
 async def known_chat(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
     """A chat whose settings are about to change: its row, made if needed (not a reader)."""
     chat = await chats.get_chat(services.db, chat_id)
-    return chat or await chats.remember(services.db, chat_id, chat_type, title)
+    return chat or await chats.remember(services.db, chat_id, chat_type, title, now=services.clock.time())
 
 
 async def come_back(services: Services, chat_id: int) -> bool:
@@ -78,7 +77,8 @@ async def add(
     and the other way round."""
     limit = services.settings.max_subscriptions
     added = await subscriptions.add_subscription(
-        services.db, chat_id, kind, value, display, limit=limit, mode=mode, thread_id=thread_id
+        services.db, chat_id, kind, value, display, limit=limit, now=services.clock.time(), mode=mode,
+        thread_id=thread_id,
     )
     if added.subscription is None:
         return Outcome.EXISTS if added.result is AddResult.EXISTS else Outcome.LIMIT
@@ -180,7 +180,7 @@ async def pause(services: Services, chat_id: int) -> bool:
     chat = await chats.get_chat(services.db, chat_id)
     if chat is None or chat.paused:
         return False
-    await chats.set_option(services.db, chat_id, "paused", True)
+    await chats.set_option(services.db, chat_id, "paused", True, now=services.clock.time())
     await outbox.hold_pending(services.db, chat_id)
     return True
 
@@ -197,8 +197,9 @@ async def resume(services: Services, chat_id: int) -> Resumed:
     chat = await chats.get_chat(services.db, chat_id)
     if chat is None or not chat.paused:
         return Resumed(False)
-    await chats.set_option(services.db, chat_id, "paused", False)
-    released, dropped = await outbox.release_held(services.db, chat_id, now=time.time())
+    now = services.clock.time()
+    await chats.set_option(services.db, chat_id, "paused", False, now=now)
+    released, dropped = await outbox.release_held(services.db, chat_id, now=now)
     if released:
         services.outbox_wake.set()
     return Resumed(True, released, dropped)
@@ -212,7 +213,7 @@ async def forget(services: Services, chat_id: int) -> bool:
 
 async def deactivate(services: Services, chat_id: int, reason: str) -> None:
     services.matcher.set_silenced(chat_id, True)
-    await outbox.block_chat(services.db, chat_id, reason)
+    await outbox.block_chat(services.db, chat_id, reason, now=services.clock.time())
 
 
 async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
@@ -225,15 +226,16 @@ async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
 async def set_briefings(services: Services, chat: Chat, times: list[int]) -> float | None:
     """The chat's briefing times (local, up to three); returns when the next one is due."""
     zone = services.chat_zone(chat.timezone)
-    now = time.time()
+    now = services.clock.time()
     next_at = localtime.next_slot(times, zone, now)
-    await chats.set_briefings(services.db, chat.id, times, next_at, last_at=now)
+    await chats.set_briefings(services.db, chat.id, times, next_at, last_at=now, now=now)
     return next_at
 
 
 async def set_timezone(services: Services, chat: Chat, zone: str | None) -> None:
     """A new zone moves the next briefing to the same local time in it."""
-    await chats.set_timezone(services.db, chat.id, zone)
+    now = services.clock.time()
+    await chats.set_timezone(services.db, chat.id, zone, now=now)
     if chat.briefings:
-        next_at = localtime.next_slot(chat.briefings, services.chat_zone(zone), time.time())
-        await chats.set_briefings(services.db, chat.id, list(chat.briefings), next_at, last_at=None)
+        next_at = localtime.next_slot(chat.briefings, services.chat_zone(zone), now)
+        await chats.set_briefings(services.db, chat.id, list(chat.briefings), next_at, last_at=None, now=now)

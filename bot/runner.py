@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,9 +28,10 @@ from telegram.error import Conflict, InvalidToken, TelegramError
 from bot import briefings
 from bot.app import build_app, set_command_menus, webhook_options
 from bot.broadcast import prepare_restart
+from bot.clock import Clock, RealClock
 from bot.commands.admin import resume_broadcasts
 from bot.config import Settings
-from bot.context import NewsApp, NewsContext, Services, open_services
+from bot.context import NewsApp, Services, open_services
 from bot.health import HealthServer
 from bot.logs import log_loop_errors
 from bot.pipeline.botapi import BotApi
@@ -55,15 +55,16 @@ STOP_SECONDS = 20  # the documented bound on a clean stop
 class Runtime:
     """The running bot's parts, in the order they start (and stop in reverse)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or RealClock()
         self.limits = RateLimits(
             global_rate=settings.global_rate,
             private_interval=settings.private_interval,
             group_per_minute=settings.group_per_minute,
             paid_rate=settings.paid_rate,
         )
-        self.app: NewsApp = build_app(settings, self.limits)
+        self.app: NewsApp = build_app(settings, self.limits, self.clock)
         self.health: HealthServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.api = BotApi(
@@ -80,7 +81,7 @@ class Runtime:
 
     async def open(self) -> None:
         """The database, and the health endpoint (reporting "starting")."""
-        services = await open_services(self.settings)
+        services = await open_services(self.settings, clock=self.clock)
         self.app.bot_data.services = services
         if self.settings.http_port is not None:
             self.health = HealthServer(services)
@@ -102,8 +103,7 @@ class Runtime:
                 status.updates_error = reason
                 log.warning("telegram not reachable at start attempt=%d retry_in=%.0fs error=%s",
                             attempt, delay, reason)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await self.clock.wait(delay, stop)
             delay = min(delay * 2, CONNECT_MAX_DELAY)
         return False
 
@@ -120,12 +120,11 @@ class Runtime:
         await self.dispatcher.start()
         await app.start()
         self._started = True
-        jobs = app.job_queue
-        assert jobs is not None
-        jobs.run_repeating(_poll_job, interval=min(POLL_TICK_SECONDS, self.settings.poll_seconds), first=0.5, name="poll")
-        jobs.run_repeating(_briefing_job, interval=BRIEFING_TICK_SECONDS, first=2.0, name="briefings")
-        jobs.run_repeating(_maintenance_job, interval=MAINTENANCE_SECONDS, first=30.0, name="maintenance")
-        resume_broadcasts(app, unfinished)
+        jobs = services.jobs
+        jobs.every("poll", min(POLL_TICK_SECONDS, self.settings.poll_seconds), lambda: _poll_job(services), first=0.5)
+        jobs.every("briefings", BRIEFING_TICK_SECONDS, lambda: _briefing_job(services), first=2.0)
+        jobs.every("maintenance", MAINTENANCE_SECONDS, lambda: _maintenance_job(services), first=30.0)
+        resume_broadcasts(services, app.bot, unfinished)
         if self.settings.webhook_url:
             assert app.updater is not None
             await app.updater.start_webhook(**webhook_options(self.settings))
@@ -154,7 +153,7 @@ class Runtime:
                 log.warning("channel not usable section=%s channel=%s error=the bot is not an admin there",
                             section.slug, section.channel)
                 continue
-            await chats.ensure_channel(services.db, chat.id, chat.title or section.channel)
+            await chats.ensure_channel(services.db, chat.id, chat.title or section.channel, now=services.clock.time())
             services.channels[section.slug] = chat.id
             log.info("channel ready section=%s channel=%s chat_id=%d", section.slug, section.channel, chat.id)
 
@@ -177,10 +176,10 @@ class Runtime:
                 if isinstance(exc, Conflict):
                     reason += " (another copy of this bot is polling: stop it)"
                 log.warning("getUpdates failed retry_in=%.0fs error=%s", delay, reason)
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, UPDATES_MAX_DELAY)
                 continue
-            status.updates_ok_at = time.monotonic()
+            status.updates_ok_at = self.clock.monotonic()
             status.updates_error = None
             delay = 1.0
             for update in updates:
@@ -195,6 +194,8 @@ class Runtime:
             self._updates.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._updates
+        if self.app.bot_data.opened:
+            await self.services.jobs.stop()
         app = self.app
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
@@ -217,26 +218,26 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-async def _poll_job(context: NewsContext) -> None:
-    await poll_tick(context.services)
+async def _poll_job(services: Services) -> None:
+    await poll_tick(services)
 
 
-async def _briefing_job(context: NewsContext) -> None:
+async def _briefing_job(services: Services) -> None:
     try:
-        await briefings.schedule(context.services, time.time())
+        await briefings.schedule(services, services.clock.time())
     except StorageError as exc:
         log.error("briefings not queued, retried next tick error=%s", exc)
 
 
-async def _maintenance_job(context: NewsContext) -> None:
+async def _maintenance_job(services: Services) -> None:
     """Retention in small batches (more while there is a backlog), then freed pages back to
     the file system and the write-ahead log checkpointed."""
-    services = context.services
     settings = services.settings
     try:
         for _ in range(10):
             pruned = await maintenance.prune(
-                services.db, outbox_days=settings.outbox_days, archive_days=settings.archive_days
+                services.db, outbox_days=settings.outbox_days, archive_days=settings.archive_days,
+                now=services.clock.time(),
             )
             if pruned.total:
                 log.info("retention outbox=%d held=%d articles=%d counters=%d",
@@ -249,11 +250,14 @@ async def _maintenance_job(context: NewsContext) -> None:
 
 
 @asynccontextmanager
-async def running(settings: Settings, *, polling: bool = True, stop: asyncio.Event | None = None) -> AsyncIterator[Runtime]:
-    """The bot, started (or, when `stop` is set before Telegram answered, not) and stopped."""
+async def running(
+    settings: Settings, *, polling: bool = True, stop: asyncio.Event | None = None, clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    """The bot, started (or, when `stop` is set before Telegram answered, not) and stopped.
+    `clock`: the one clock (the system's unless given; the tests give a simulated one)."""
     lock = ProcessLock(Path(settings.db_path))
     lock.acquire()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, clock)
     try:
         await runtime.open()
         if await runtime.connect(stop or asyncio.Event()):
@@ -266,17 +270,17 @@ async def running(settings: Settings, *, polling: bool = True, stop: asyncio.Eve
             lock.release()
 
 
-def run_bot(settings: Settings) -> int:
-    return asyncio.run(_serve(settings))
+def run_bot(settings: Settings, clock: Clock) -> int:
+    return asyncio.run(_serve(settings, clock))
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, clock: Clock) -> int:
     loop = asyncio.get_running_loop()
     log_loop_errors(loop)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running(settings, stop=stop):
+    async with running(settings, stop=stop, clock=clock):
         await stop.wait()
     log.info("newsbot stopped")
     return 0

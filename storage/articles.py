@@ -13,7 +13,6 @@ here beside the row, so a word that matching finds, search finds.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -154,7 +153,7 @@ async def _known(conn: aiosqlite.Connection, batch: Sequence[Article]) -> dict[s
 
 
 async def store_articles(
-    conn: aiosqlite.Connection, articles: Sequence[Article], *, seen: bool = False
+    conn: aiosqlite.Connection, articles: Sequence[Article], *, now: float, seen: bool = False
 ) -> Stored:
     """Store inside the caller's transaction; say what was new, corrected or re-sectioned.
 
@@ -190,7 +189,7 @@ async def store_articles(
             if section and section not in stored.all_sections:
                 result.gained.append(await _add_section(conn, stored, section, seen=seen))
         result.new.extend(await _insert(conn, fresh, seen=seen))
-    await counters.add(conn, time.time(), {"articles": len(result.new)})
+    await counters.add(conn, now, {"articles": len(result.new)})
     return result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from storage.db import Database
@@ -16,10 +15,10 @@ class Entry:
     detail: str
 
 
-async def record(db: Database, admin_id: int, action: str, detail: str = "") -> None:
+async def record(db: Database, admin_id: int, action: str, detail: str = "", *, now: float) -> None:
     await db.execute(
         "INSERT INTO audit (at, admin_id, action, detail) VALUES (?, ?, ?, ?)",
-        (time.time(), admin_id, action, detail[:500]),
+        (now, admin_id, action, detail[:500]),
     )
 
 

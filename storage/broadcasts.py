@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import dataclass
 
 import aiosqlite
@@ -335,7 +334,7 @@ async def unfinished(db: Database) -> tuple[list[int], list[int]]:
     return [r[0] for r in rows if r[1] == "sending"], [r[0] for r in rows if r[1] == "stopped"]
 
 
-async def settle_stopped(db: Database, broadcast_ids: list[int]) -> int:
+async def settle_stopped(db: Database, broadcast_ids: list[int], *, now: float) -> int:
     """At start, before the dispatcher runs: rows of these stopped broadcasts caught in flight
     by a crash are cancelled, not resent. Returns how many."""
     cancelled = 0
@@ -343,7 +342,7 @@ async def settle_stopped(db: Database, broadcast_ids: list[int]) -> int:
         for broadcast_id in broadcast_ids:
             cancelled += await outbox.close_rows_in(
                 conn, "broadcast_id = ?", (broadcast_id,), state="cancelled",
-                error="stopped by an admin", now=time.time(),
+                error="stopped by an admin", now=now,
             )
             await _save_counts(conn, broadcast_id, await _conn_counts(conn, broadcast_id))
     return cancelled

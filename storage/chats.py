@@ -9,7 +9,6 @@ never an audience.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Sequence
 
 from storage.db import Database
@@ -51,13 +50,12 @@ def row_to_chat(row: sqlite3.Row, *, prefix: str = "") -> Chat:
     )
 
 
-async def join(db: Database, chat_id: int, chat_type: str, title: str | None = None) -> Chat:
+async def join(db: Database, chat_id: int, chat_type: str, title: str | None = None, *, now: float) -> Chat:
     """The chat starts the bot or subscribes: it is (again) part of the audience.
 
     Only /start (a deep link included), subscribing and a chat coming back after a block
     call this: reading never makes anyone a reader.
     """
-    now = time.time()
     await db.execute(
         "INSERT INTO chats (id, type, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(id) DO UPDATE SET active = 1, inactive_reason = NULL, type = excluded.type, "
@@ -72,10 +70,9 @@ async def join(db: Database, chat_id: int, chat_type: str, title: str | None = N
 NOT_STARTED = "not started"
 
 
-async def remember(db: Database, chat_id: int, chat_type: str, title: str | None = None) -> Chat:
+async def remember(db: Database, chat_id: int, chat_type: str, title: str | None = None, *, now: float) -> Chat:
     """A chat that changes a setting without having started the bot: kept (its choices need
     a row) but not in the audience, so it gets no alert and no broadcast until /start."""
-    now = time.time()
     await db.execute(
         "INSERT INTO chats (id, type, title, active, inactive_reason, created_at, updated_at) "
         "VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
@@ -91,40 +88,42 @@ async def get_chat(db: Database, chat_id: int) -> Chat | None:
     return row_to_chat(row) if row else None
 
 
-async def set_option(db: Database, chat_id: int, option: str, value: bool) -> bool:
+async def set_option(db: Database, chat_id: int, option: str, value: bool, *, now: float) -> bool:
     if option not in OPTIONS:
         raise ValueError(f"unknown chat option {option!r}")
     changed = await db.execute(
         f"UPDATE chats SET {option} = ?, updated_at = ? WHERE id = ?",  # noqa: S608 - fixed names
-        (1 if value else 0, time.time(), chat_id),
+        (1 if value else 0, now, chat_id),
     )
     return changed > 0
 
 
-async def set_timezone(db: Database, chat_id: int, zone: str | None) -> bool:
+async def set_timezone(db: Database, chat_id: int, zone: str | None, *, now: float) -> bool:
     return await db.execute(
-        "UPDATE chats SET timezone = ?, updated_at = ? WHERE id = ?", (zone, time.time(), chat_id)
+        "UPDATE chats SET timezone = ?, updated_at = ? WHERE id = ?", (zone, now, chat_id)
     ) > 0
 
 
 async def set_quiet(
-    db: Database, chat_id: int, start: int | None, end: int | None, mode: str | None = None
+    db: Database, chat_id: int, start: int | None, end: int | None, mode: str | None = None, *,
+    now: float,
 ) -> bool:
     """Quiet hours from `start` to `end` (minutes after local midnight; None: none)."""
     return await db.execute(
         "UPDATE chats SET quiet_start = ?, quiet_end = ?, quiet_mode = coalesce(?, quiet_mode), "
         "updated_at = ? WHERE id = ?",
-        (start, end, mode, time.time(), chat_id),
+        (start, end, mode, now, chat_id),
     ) > 0
 
 
 async def set_briefings(
-    db: Database, chat_id: int, times: Sequence[int], next_at: float | None, *, last_at: float | None
+    db: Database, chat_id: int, times: Sequence[int], next_at: float | None, *, last_at: float | None,
+    now: float,
 ) -> bool:
     return await db.execute(
         "UPDATE chats SET briefings = ?, next_briefing_at = ?, "
         "last_briefing_at = coalesce(last_briefing_at, ?), updated_at = ? WHERE id = ?",
-        (",".join(str(t) for t in sorted(set(times))), next_at, last_at, time.time(), chat_id),
+        (",".join(str(t) for t in sorted(set(times))), next_at, last_at, now, chat_id),
     ) > 0
 
 
@@ -155,7 +154,7 @@ async def delete_chat(db: Database, chat_id: int) -> bool:
     return await db.execute("DELETE FROM chats WHERE id = ?", (chat_id,)) > 0
 
 
-async def migrate_chat(db: Database, old_id: int, new_id: int) -> None:
+async def migrate_chat(db: Database, old_id: int, new_id: int, *, now: float) -> None:
     """A group became a supergroup: the chat, its subscriptions and queue move to the new id."""
     async with db.write() as conn:
         cursor = await conn.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,))
@@ -173,7 +172,7 @@ async def migrate_chat(db: Database, old_id: int, new_id: int) -> None:
         else:
             await conn.execute(
                 "UPDATE chats SET id = ?, type = 'supergroup', updated_at = ? WHERE id = ?",
-                (new_id, time.time(), old_id),
+                (new_id, now, old_id),
             )
 
 
@@ -183,9 +182,8 @@ async def inactive_chat_ids(db: Database) -> list[int]:
     return [r[0] for r in rows]
 
 
-async def ensure_channel(db: Database, chat_id: int, title: str) -> None:
+async def ensure_channel(db: Database, chat_id: int, title: str, *, now: float) -> None:
     """A section's channel: a chat row for its outbox rows, never part of the audience."""
-    now = time.time()
     await db.execute(
         "INSERT INTO chats (id, type, title, created_at, updated_at) VALUES (?, 'channel', ?, ?, ?) "
         "ON CONFLICT(id) DO UPDATE SET type = 'channel', active = 1, title = excluded.title, "

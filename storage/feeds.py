@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable
 
 import aiosqlite
@@ -56,13 +55,12 @@ def _row_to_feed(row: sqlite3.Row) -> Feed:
     )
 
 
-async def seed_feeds(db: Database, feeds: Iterable[tuple[str, SectionRule]]) -> int:
+async def seed_feeds(db: Database, feeds: Iterable[tuple[str, SectionRule]], *, now: float) -> int:
     """Add the feeds file's feeds that the table does not know yet; return how many.
 
     A feed removed by command stays removed (disabled), and one changed by command keeps its
     change: the file only seeds.
     """
-    now = time.time()
     added = 0
     async with db.write() as conn:
         for url, rule in feeds:
@@ -75,9 +73,8 @@ async def seed_feeds(db: Database, feeds: Iterable[tuple[str, SectionRule]]) -> 
     return added
 
 
-async def add_feed(db: Database, url: str, rule: SectionRule, *, title: str | None = None) -> Feed:
+async def add_feed(db: Database, url: str, rule: SectionRule, *, now: float, title: str | None = None) -> Feed:
     """Add (or re-enable) a feed by command."""
-    now = time.time()
     async with db.write() as conn:
         await conn.execute(
             "INSERT INTO feeds (url, rule, title, source, created_at) VALUES (?, ?, ?, 'command', ?) "

@@ -16,7 +16,6 @@ with incremental vacuum and the write-ahead log is checkpointed (`Database.maint
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from storage import articles, counters, outbox
@@ -40,12 +39,11 @@ class Pruned:
 
 
 async def prune(
-    db: Database, *, outbox_days: float, archive_days: float, now: float | None = None,
+    db: Database, *, outbox_days: float, archive_days: float, now: float,
     batch: int = BATCH,
 ) -> Pruned:
     """One round of retention, each table at most `batch` rows, each in its own short
     transaction. Rows still to send (held, pending, sending) are never touched here."""
-    now = time.time() if now is None else now
     async with db.write() as conn:
         done = await outbox.prune_done(conn, now - outbox_days * DAY, batch)
     async with db.write() as conn:

@@ -18,7 +18,6 @@ channel posts), 2 section alerts and corrections.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ async def enqueue_alerts(
     matches: Mapping[str, Mapping[int, Match]],
     *,
     channels: Mapping[str, Sequence[int]] | None = None,
-    now: float | None = None,
+    now: float,
 ) -> Enqueued:
     """Queue the alerts of these stories (in publication order) and mark them matched, in
     one transaction.
@@ -88,7 +87,6 @@ async def enqueue_alerts(
     than the version the message showed — one per message and version of the story. `channels` maps
     story id → the channel chats it is posted to. Paused chats get 'held' rows.
     """
-    now = time.time() if now is None else now
     ordered = sorted(articles, key=lambda a: (a.published_at, a.rowid or 0))
     rows: list[tuple[object, ...]] = []
     for article in ordered:
@@ -432,7 +430,8 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
 
 
 async def retry_later(
-    db: Database, ids: Sequence[int], *, at: float, error: str, count_attempt: bool, max_attempts: int
+    db: Database, ids: Sequence[int], *, at: float, error: str, count_attempt: bool, max_attempts: int,
+    now: float,
 ) -> list[int]:
     """Back to pending for another try at `at`; rows out of attempts become failed (returned).
 
@@ -440,7 +439,6 @@ async def retry_later(
     answers say "later", not "never".
     """
     inc = 1 if count_attempt else 0
-    now = time.time()
     async with db.write() as conn:
         cursor = await conn.execute(
             f"UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?, "  # noqa: S608
@@ -456,8 +454,7 @@ async def retry_later(
     return [int(r[0]) for r in failed]
 
 
-async def mark_failed(db: Database, ids: Sequence[int], error: str) -> None:
-    now = time.time()
+async def mark_failed(db: Database, ids: Sequence[int], error: str, *, now: float) -> None:
     async with db.write() as conn:
         cursor = await conn.execute(
             f"UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, "  # noqa: S608
@@ -516,10 +513,9 @@ async def close_rows_in(
     return sum(kinds.values())
 
 
-async def block_chat(db: Database, chat_id: int, reason: str) -> tuple[bool, int]:
+async def block_chat(db: Database, chat_id: int, reason: str, *, now: float) -> tuple[bool, int]:
     """Blocked, kicked or gone: the chat leaves the audience at once, and everything still
     queued for it is 'blocked'. Returns (was it active, rows blocked)."""
-    now = time.time()
     async with db.write() as conn:
         cursor = await conn.execute(
             "UPDATE chats SET active = 0, inactive_reason = ?, updated_at = ? "

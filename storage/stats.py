@@ -6,7 +6,6 @@ and runs on the reports connection, so a /stats never holds up the dispatcher or
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from storage import chats, counters, outbox
@@ -42,7 +41,7 @@ async def database_ok(db: Database) -> bool:
     return bool(await db.scalar("SELECT 1") == 1)
 
 
-async def database_writable(db: Database) -> None:
+async def database_writable(db: Database, *, now: float) -> None:
     """One small write, committed: raises StorageError when the disk is full, the file is
     read-only, or it was deleted or replaced under us."""
     problem = db.file_problem()
@@ -51,7 +50,7 @@ async def database_writable(db: Database) -> None:
     await db.execute(
         "INSERT INTO health (id, checked_at) VALUES (1, ?) "
         "ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at",
-        (time.time(),),
+        (now,),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ async def add_subscription(
     display: str,
     *,
     limit: int,
+    now: float,
     mode: SubscriptionMode = "instant",
     thread_id: int | None = None,
 ) -> Added:
@@ -77,7 +77,7 @@ async def add_subscription(
         cursor = await conn.execute(
             "INSERT INTO subscriptions (chat_id, kind, value, display, mode, thread_id, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (chat_id, kind, value, display, mode, thread_id, time.time()),
+            (chat_id, kind, value, display, mode, thread_id, now),
         )
         new = await cursor.fetchone()
         await cursor.close()

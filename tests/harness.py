@@ -6,6 +6,7 @@ Telegram reached, dispatcher, jobs and the getUpdates loop, then the same ordere
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,7 +66,7 @@ async def store_sample(db_path: Path) -> int:
     db = await Database.open(db_path)
     try:
         async with db.write() as conn:
-            stored = await articles.store_articles(conn, parsed.articles, seen=True)
+            stored = await articles.store_articles(conn, parsed.articles, seen=True, now=time.time())
     finally:
         await db.close()
     return len(stored.new)

@@ -94,19 +94,19 @@ async def seed_newsroom(db_path: Path) -> None:
     db = await Database.open(db_path)
     try:
         for chat_id in (11, 12, 13, 14, 15, 21, 22, 31):
-            await chats.join(db, chat_id, "private")
+            await chats.join(db, chat_id, "private", now=time.time())
         for chat_id in (21, 22):
-            await chats.set_option(db, chat_id, "paused", True)
-        await outbox.block_chat(db, 31, "blocked the bot")
-        await chats.remember(db, 41, "private")
+            await chats.set_option(db, chat_id, "paused", True, now=time.time())
+        await outbox.block_chat(db, 31, "blocked the bot", now=time.time())
+        await chats.remember(db, 41, "private", now=time.time())
         subs = [(11, "section", "sports"), (12, "section", "sports"), (13, "section", "sports"),
                 (11, "section", "world"), (21, "section", "world"), (31, "section", "world"),
                 (11, "keyword", "drones"), (12, "keyword", "drones"), (14, "keyword", "drones"),
                 (13, "keyword", "malmo"), (15, "keyword", "election")]  # fmt: skip
         for chat_id, kind, value in subs:
-            await subscriptions.add_subscription(db, chat_id, kind, value, value, limit=50)  # type: ignore[arg-type]
+            await subscriptions.add_subscription(db, chat_id, kind, value, value, limit=50, now=time.time())  # type: ignore[arg-type]
         async with db.write() as conn:
-            stored = await articles.store_articles(conn, [story(n, NOW - 3600 * n) for n in range(1, 5)], seen=True)
+            stored = await articles.store_articles(conn, [story(n, NOW - 3600 * n) for n in range(1, 5)], seen=True, now=time.time())
             await counters.add(conn, NOW - 3600, {
                 "alert_sent": 5, "alert_failed": 2, "edit_sent": 1,
                 **counters.latencies([10, 20, 30, 40, 100]),
@@ -348,7 +348,7 @@ async def test_negative_latest_is_a_bad_number_and_bidi_controls_are_removed(tg:
     db = await Database.open(settings.db_path)
     try:
         async with db.write() as conn:
-            await articles.store_articles(conn, parsed.articles, seen=True)
+            await articles.store_articles(conn, parsed.articles, seen=True, now=time.time())
     finally:
         await db.close()
     async with running_bot(settings):

@@ -237,7 +237,7 @@ async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, [awake, asleep])
     db = await Database.open(settings.db_path)
-    await chats.set_quiet(db, asleep, *quiet_now(), "hold")
+    await chats.set_quiet(db, asleep, *quiet_now(), "hold", now=time.time())
     await db.close()
 
     async with running_bot(settings):

@@ -8,6 +8,7 @@ counted like sends, and the loopback feed server; a correction is a changed feed
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,11 @@ async def follow(db_path: Path, readers: Sequence[int], *sections: str, combine:
     db = await Database.open(db_path)
     try:
         for chat_id in readers:
-            await chats.join(db, chat_id, "private")
+            await chats.join(db, chat_id, "private", now=time.time())
             if not combine:
-                await chats.set_option(db, chat_id, "combine", False)
+                await chats.set_option(db, chat_id, "combine", False, now=time.time())
             for slug in sections:
-                await subscriptions.add_subscription(db, chat_id, "section", slug, slug.title(), limit=50)
+                await subscriptions.add_subscription(db, chat_id, "section", slug, slug.title(), limit=50, now=time.time())
     finally:
         await db.close()
 

@@ -71,12 +71,12 @@ async def test_every_final_state_is_counted_where_it_happens(db: Database) -> No
     each write adds to its hour's counters in its own transaction."""
     now = time.time()
     for chat_id in (1, 2, 3, 4):
-        await chats.join(db, chat_id, "private")
+        await chats.join(db, chat_id, "private", now=time.time())
     stories = [story(n, now - 20) for n in range(4)]
     async with db.write() as conn:
-        stored = await articles.store_articles(conn, stories)
+        stored = await articles.store_articles(conn, stories, now=time.time())
     await outbox.enqueue_alerts(
-        db, stored.new, {a.id: {c: Match(("section:world",)) for c in (1, 2, 3, 4)} for a in stored.new}
+        db, stored.new, {a.id: {c: Match(("section:world",)) for c in (1, 2, 3, 4)} for a in stored.new}, now=time.time()
     )
     rows = {(r[0], r[1]): r[2] for r in await db.fetchall("SELECT chat_id, article_id, id FROM outbox")}
     async with db.write() as conn:
@@ -86,12 +86,12 @@ async def test_every_final_state_is_counted_where_it_happens(db: Database) -> No
     async with db.write() as conn:
         await outbox.claim_in(conn, [rows[(2, "c-0")]])
     failed = await outbox.retry_later(
-        db, [rows[(2, "c-0")]], at=now, error="400", count_attempt=True, max_attempts=1
+        db, [rows[(2, "c-0")]], at=now, error="400", count_attempt=True, max_attempts=1, now=time.time()
     )
     assert failed == [rows[(2, "c-0")]]
-    await outbox.mark_failed(db, [rows[(2, "c-1")]], "400 Bad Request")
-    assert await outbox.block_chat(db, 3, "Forbidden: bot was blocked by the user") == (True, 4)
-    await chats.set_option(db, 4, "paused", True)
+    await outbox.mark_failed(db, [rows[(2, "c-1")]], "400 Bad Request", now=time.time())
+    assert await outbox.block_chat(db, 3, "Forbidden: bot was blocked by the user", now=time.time()) == (True, 4)
+    await chats.set_option(db, 4, "paused", True, now=time.time())
     await outbox.hold_pending(db, 4)
     await db.execute("UPDATE outbox SET created_at = ? WHERE chat_id = 4", (now - 50 * HOUR,))
     assert await outbox.release_held(db, 4, now=now) == (0, 4)
@@ -107,7 +107,7 @@ async def test_every_final_state_is_counted_where_it_happens(db: Database) -> No
     async with db.write() as conn:
         await outbox.claim_in(conn, [rows[(1, "c-2")]])
     assert await outbox.retry_later(
-        db, [rows[(1, "c-2")]], at=now, error="timeout", count_attempt=True, max_attempts=5
+        db, [rows[(1, "c-2")]], at=now, error="timeout", count_attempt=True, max_attempts=5, now=time.time()
     ) == []
     assert (await counters.since(db.reports, now - HOUR)).get("alert_failed") == 2
 
@@ -116,5 +116,5 @@ async def test_a_story_stored_again_is_not_counted_twice(db: Database) -> None:
     batch = [story(n, T0) for n in range(3)]
     for _ in range(2):
         async with db.write() as conn:
-            await articles.store_articles(conn, batch)
+            await articles.store_articles(conn, batch, now=time.time())
     assert (await counters.since(db.reports, 0)).get("articles") == 3

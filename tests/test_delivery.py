@@ -32,10 +32,10 @@ from typing import Any
 
 import pytest
 
+from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
-from bot.pipeline.clock import Clock
 from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.lanes import Planner
 from bot.pipeline.poll import enqueue_alerts
@@ -98,16 +98,16 @@ async def seed(
         why = reason or f"section:{section}"
         wanted: dict[int, dict[int, Match]] = {}
         for chat_id, numbers in plan.items():
-            await chats.join(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group")
-            await subscriptions.add_subscription(db, chat_id, "section", section, section.title(), limit=50)
+            await chats.join(db, chat_id, chat_type(chat_id), None if chat_id > 0 else "A group", now=time.time())
+            await subscriptions.add_subscription(db, chat_id, "section", section, section.title(), limit=50, now=time.time())
             if not combine:
-                await chats.set_option(db, chat_id, "combine", False)
+                await chats.set_option(db, chat_id, "combine", False, now=time.time())
             for n in numbers:
                 wanted.setdefault(n, {})[chat_id] = Match((why,))
         stories = [story(n, summary=summary, section=section) for n in sorted(wanted)]
         async with db.write() as conn:
-            await articles.store_articles(conn, stories, seen=True)
-        queued = await outbox.enqueue_alerts(db, stories, {story(n).id: m for n, m in wanted.items()})
+            await articles.store_articles(conn, stories, seen=True, now=time.time())
+        queued = await outbox.enqueue_alerts(db, stories, {story(n).id: m for n, m in wanted.items()}, now=time.time())
         return queued.queued
     finally:
         await db.close()
@@ -175,9 +175,9 @@ async def dispatching(
 ) -> AsyncIterator[tuple[Services, Dispatcher]]:
     """The dispatcher alone, built the way bot.runner builds it but with the given clock,
     planner or limits: the real services, database and Bot API client, no handlers."""
-    services = await open_services(settings)
+    services = await open_services(settings, clock=clock)
     api = BotApi(settings.api_url, settings.require_token(), connections=settings.send_concurrency + 2)
-    dispatcher = Dispatcher(services, api, limits=limits, clock=clock, planner=planner)
+    dispatcher = Dispatcher(services, api, limits=limits, planner=planner)
     try:
         await dispatcher.start()
         yield services, dispatcher
@@ -409,10 +409,10 @@ async def test_an_alert_that_waited_takes_along_its_chats_alerts_beyond_the_view
     db = await Database.open(settings.db_path)
     try:
         for chat_id in (reader, *crowd):
-            await chats.join(db, chat_id, "private")
+            await chats.join(db, chat_id, "private", now=time.time())
         first, fan_out, second = story(1), story(2), story(3)
         async with db.write() as conn:
-            await articles.store_articles(conn, [first, fan_out, second], seen=True)
+            await articles.store_articles(conn, [first, fan_out, second], seen=True, now=time.time())
         world = Match(("section:world",))
         now = time.time()
         await outbox.enqueue_alerts(db, [first], {first.id: {reader: world}}, now=now - 120)
@@ -451,7 +451,7 @@ async def test_group_migrated_to_supergroup_gets_the_alert_at_its_new_id(
         # The live matcher follows the move: the next story goes straight to the new id.
         later = story(2)
         async with services.db.write() as conn:
-            stored = await articles.store_articles(conn, [later])
+            stored = await articles.store_articles(conn, [later], now=time.time())
         assert (await enqueue_alerts(services, stored.new)).queued == 2
         await settle(services, timeout=30)
 

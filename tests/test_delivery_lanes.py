@@ -50,8 +50,8 @@ async def queue_keyword_alert(services: Services, tg: FakeTelegram, chat_id: int
     """Queue a keyword alert as the poll job does; returns the sends so far (the mark)."""
     article = story(number)
     async with services.db.write() as conn:
-        await articles.store_articles(conn, [article], seen=True)
-    queued = await outbox.enqueue_alerts(services.db, [article], {article.id: {chat_id: Match(("keyword:drones",))}})
+        await articles.store_articles(conn, [article], seen=True, now=time.time())
+    queued = await outbox.enqueue_alerts(services.db, [article], {article.id: {chat_id: Match(("keyword:drones",))}}, now=time.time())
     assert queued.queued == 1
     mark = len(ok_sends(tg))
     services.outbox_wake.set()
@@ -65,7 +65,7 @@ async def send_everything(tmp_path: Path, planner: Planner) -> Positions:
         await seed(settings.db_path, {c: [] for c in FANS}, section="sports")
         db = await Database.open(settings.db_path)
         for chat_id in KEYWORD_READERS:
-            await chats.join(db, chat_id, "private")
+            await chats.join(db, chat_id, "private", now=time.time())
         await db.close()
         tg.enforce_limits(global_per_second=RATE, per_chat_interval=1.0, group_per_minute=20)
 

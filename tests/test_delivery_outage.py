@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import Clock
 from bot.context import Services
 from bot.health import check_health
-from bot.pipeline.clock import Clock
 from bot.pipeline.deliver import PROBE_MAX_DELAY
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_delivery import (
@@ -59,6 +59,9 @@ class ScaledClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+    async def sleep_until(self, deadline: float) -> None:
+        await self.sleep(deadline - self.monotonic())
 
     async def wait(self, seconds: float, *events: asyncio.Event) -> None:
         if seconds <= 0 or any(e.is_set() for e in events):

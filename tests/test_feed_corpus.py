@@ -100,15 +100,15 @@ async def corpus_newsroom(tmp_path: Path, urls: list[str]) -> tuple[Services, di
         env_file=None,
     )  # fmt: skip
     services = await open_services(settings)
-    await feeds.seed_feeds(services.db, [(url, RULE) for url in urls])
+    await feeds.seed_feeds(services.db, [(url, RULE) for url in urls], now=time.time())
     async with services.db.write() as conn:
         for feed in await feeds.list_feeds(services.db):
             await feeds.record_success(
                 conn, feed.id, now=FETCHED_AT, next_poll_at=FETCHED_AT, etag=None,
                 last_modified=None, title=None, primed=True,
             )
-    await chats.join(services.db, 42, "private")
-    added = await subscriptions.add_subscription(services.db, 42, "section", "world", "World", limit=5)
+    await chats.join(services.db, 42, "private", now=time.time())
+    added = await subscriptions.add_subscription(services.db, 42, "section", "world", "World", limit=5, now=time.time())
     assert added.subscription is not None
     services.matcher.add(added.subscription)
     return services, {f.url: f for f in await feeds.list_feeds(services.db)}

@@ -95,8 +95,8 @@ async def test_replies_and_alerts_share_the_global_budget(tg: FakeTelegram, tmp_
     db = await Database.open(db_path)
     try:
         for chat_id in alert_readers:
-            await chats.join(db, chat_id, "private")
-            await subscriptions.add_subscription(db, chat_id, "keyword", "drones", "drones", limit=50)
+            await chats.join(db, chat_id, "private", now=time.time())
+            await subscriptions.add_subscription(db, chat_id, "keyword", "drones", "drones", limit=50, now=time.time())
     finally:
         await db.close()
     story = SAMPLE_FEED.read_text().replace(
@@ -110,7 +110,7 @@ async def test_replies_and_alerts_share_the_global_budget(tg: FakeTelegram, tmp_
     async with running_bot(bot_settings(tg, tmp_path)) as rt:
         services = rt.services
         async with services.db.write() as conn:
-            stored = await articles.store_articles(conn, parsed.articles, seen=False)
+            stored = await articles.store_articles(conn, parsed.articles, seen=False, now=time.time())
         [drones] = [a for a in stored.new if a.id == "sh-drones"]
         queued = await enqueue_alerts(services, [drones])
         assert queued.queued == len(alert_readers)

@@ -10,7 +10,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +95,7 @@ async def test_healthz_and_metrics(tg: FakeTelegram, tmp_path: Path) -> None:
             server.status("/tiny.xml", 500)
             failed = len([r for r in server.requests("/tiny.xml") if r.status == 500])
             await tg.await_for(lambda: len([r for r in server.requests("/tiny.xml") if r.status == 500]) > failed, timeout=10)
-            services.metrics.last_poll_success = time.time() - 1000
+            services.metrics.last_poll_success = services.clock.monotonic() - 1000
             stale = await http.get("/healthz")
             assert stale.status_code == 503
             assert stale.json()["status"] == "unhealthy"

@@ -190,8 +190,8 @@ async def test_only_articles_after_the_first_poll_become_alerts(
 ) -> None:
     sample = SAMPLE_FEED.read_text()
     server.serve("/good.xml", sample.encode())
-    await chats.join(services.db, 42, "private")
-    await subscriptions.add_subscription(services.db, 42, "section", "sports", "sports", limit=50)
+    await chats.join(services.db, 42, "private", now=time.time())
+    await subscriptions.add_subscription(services.db, 42, "section", "sports", "sports", limit=50, now=time.time())
     await load_matcher_index(services.db, services.matcher)
     for path in ("/slow.xml", "/500.xml", "/huge.xml", "/page.html", "/loop-a", "/cut.xml"):
         server.status(path, 404)

@@ -66,8 +66,8 @@ def settings_for(tmp_path: Path, urls: list[str], **extra: str) -> dict[str, str
 async def open_with_reader(env: dict[str, str]) -> Services:
     """Services with one reader following the World section."""
     services = await open_services(load_settings(env, env_file=None))
-    await chats.join(services.db, READER, "private")
-    await subscriptions.add_subscription(services.db, READER, "section", "world", "World", limit=50)
+    await chats.join(services.db, READER, "private", now=time.time())
+    await subscriptions.add_subscription(services.db, READER, "section", "world", "World", limit=50, now=time.time())
     await load_matcher_index(services.db, services.matcher)
     return services
 
@@ -267,7 +267,7 @@ async def test_feeds_command_says_stories_went_without_alerts(tmp_path: Path, se
         async with running_bot(settings) as rt:
             await tg.await_for(lambda: server.requests("/feed.xml"), timeout=30)
             await ask(tg, READER, "/start")
-            await subscriptions.add_subscription(rt.services.db, READER, "section", "world", "World", limit=50)
+            await subscriptions.add_subscription(rt.services.db, READER, "section", "world", "World", limit=50, now=time.time())
             await load_matcher_index(rt.services.db, rt.services.matcher)
             server.serve("/feed.xml", rss([item(0, now - HOUR), *(item(n, now - 600 + n) for n in range(1, 10))]))
             [_, alerts] = await tg.await_messages(READER, 2, timeout=60)  # combined into one

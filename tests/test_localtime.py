@@ -6,6 +6,7 @@ on 2026-10-25 (03:00 CEST → 02:00 CET: 02:30 happens twice).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -175,9 +176,9 @@ async def test_the_scheduler_queues_one_briefing_for_a_doubled_0230(tmp_path: Pa
     settings = load_settings({"NEWSBOT_DB": str(tmp_path / "newsbot.db")}, env_file=None)
     services = await open_services(settings)
     try:
-        await chats.join(services.db, 5, "private")
+        await chats.join(services.db, 5, "private", now=time.time())
         first = utc("2026-10-24T12:00")
-        await chats.set_briefings(services.db, 5, [150], next_slot((150,), STOCKHOLM, first), last_at=first)
+        await chats.set_briefings(services.db, 5, [150], next_slot((150,), STOCKHOLM, first), last_at=first, now=time.time())
         at = first
         while at < utc("2026-10-26T12:00"):
             await briefings.schedule(services, at)

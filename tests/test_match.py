@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -777,10 +778,10 @@ async def test_paused_chats_are_still_matched_and_their_alerts_held(tmp_path: Pa
     db = await Database.open(settings.db_path)
     try:
         for chat_id in (1, 2, 3):
-            await chats.join(db, chat_id, "private")
-            await subscriptions.add_subscription(db, chat_id, "section", "world", "World", limit=10)
-        await chats.set_option(db, 2, "paused", True)
-        await outbox.block_chat(db, 3, "Forbidden: bot was blocked by the user")
+            await chats.join(db, chat_id, "private", now=time.time())
+            await subscriptions.add_subscription(db, chat_id, "section", "world", "World", limit=10, now=time.time())
+        await chats.set_option(db, 2, "paused", True, now=time.time())
+        await outbox.block_chat(db, 3, "Forbidden: bot was blocked by the user", now=time.time())
     finally:
         await db.close()
     services = await open_services(settings)
@@ -788,7 +789,7 @@ async def test_paused_chats_are_still_matched_and_their_alerts_held(tmp_path: Pa
         story = article("Storm", section="world")
         assert services.matcher.match(story) == {1: ("section:world",), 2: ("section:world",)}
         async with services.db.write() as conn:
-            await articles.store_articles(conn, [story])
+            await articles.store_articles(conn, [story], now=time.time())
         await enqueue_alerts(services, [story])
         rows = await services.db.fetchall("SELECT chat_id, state FROM outbox ORDER BY chat_id")
         assert [(r[0], r[1]) for r in rows] == [(1, "pending"), (2, "held")]
@@ -804,8 +805,8 @@ async def test_the_loaded_index_is_left_out_of_the_collectors_passes(tmp_path: P
     db = await Database.open(settings.db_path)
     try:
         for chat_id in range(1, 201):
-            await chats.join(db, chat_id, "private")
-            await subscriptions.add_subscription(db, chat_id, "keyword", f"word{chat_id}", f"word{chat_id}", limit=10)
+            await chats.join(db, chat_id, "private", now=time.time())
+            await subscriptions.add_subscription(db, chat_id, "keyword", f"word{chat_id}", f"word{chat_id}", limit=10, now=time.time())
     finally:
         await db.close()
     gc.unfreeze()

@@ -6,6 +6,7 @@ allow_paid_broadcast, which the fake counts (and bills beyond the free rate).
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,12 +56,12 @@ def busiest_second(calls: Sequence[RecordedCall]) -> int:
 async def queue_alerts(services: Services, chat_ids: Sequence[int]) -> None:
     """Section alerts for these readers, queued the way the poll job queues them."""
     for chat_id in chat_ids:
-        await chats.join(services.db, chat_id, "private")
+        await chats.join(services.db, chat_id, "private", now=time.time())
     stories = [story(700 + i) for i in range(len(chat_ids))]
     async with services.db.write() as conn:
-        await articles.store_articles(conn, stories, seen=True)
+        await articles.store_articles(conn, stories, seen=True, now=time.time())
     matches = {s.id: {c: Match(("section:world",))} for s, c in zip(stories, chat_ids, strict=True)}
-    assert (await outbox.enqueue_alerts(services.db, stories, matches)).queued == len(chat_ids)
+    assert (await outbox.enqueue_alerts(services.db, stories, matches, now=time.time())).queued == len(chat_ids)
     services.outbox_wake.set()
 
 

@@ -128,7 +128,7 @@ async def exercise(db: Database) -> None:
     await outbox.reset_in_flight(db)
     # Per poll: store, match, enqueue, and the unmatched retry.
     async with db.write() as conn:
-        stored = await articles.store_articles(conn, [story])
+        stored = await articles.store_articles(conn, [story], now=time.time())
     await outbox.enqueue_alerts(db, stored.new, {story.id: {1000 + n: Match(("section:world",)) for n in range(3000)}}, now=NOW)
     await articles.unmatched_articles(db)
     # Per message: the due rows of each lane, a claim, a sent mark, a retry, a failure.
@@ -141,10 +141,10 @@ async def exercise(db: Database) -> None:
     async with db.write() as conn:
         await outbox.claim_in(conn, ids[:2])
         await outbox.mark_sent_in(conn, SentBatch(tuple(ids[:1]), 77, "broadcast"), NOW)
-    await outbox.retry_later(db, ids[1:2], at=NOW + 5, error="x", count_attempt=True, max_attempts=5)
+    await outbox.retry_later(db, ids[1:2], at=NOW + 5, error="x", count_attempt=True, max_attempts=5, now=time.time())
     await outbox.get_reasons(db, 5, 1005)
     await outbox.message_rows(db, 1005, 6)
-    await outbox.block_chat(db, 1007, "blocked")
+    await outbox.block_chat(db, 1007, "blocked", now=time.time())
     await outbox.hold_pending(db, 1009)
     await outbox.release_held(db, 1009, now=NOW)
     # Per command.

@@ -71,6 +71,9 @@ class TestClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(min(max(seconds, 0.0), 0.05))
 
+    async def sleep_until(self, deadline: float) -> None:
+        await self.sleep(deadline - self.monotonic())
+
     async def wait(self, seconds: float, *events: asyncio.Event) -> None:
         if seconds <= 0 or any(e.is_set() for e in events):
             await asyncio.sleep(0)
@@ -109,7 +112,7 @@ class Newsroom:
             await readers.add(services, chat_id, "exclude", word, word)
 
     async def quiet(self, chat_id: int, start: str, end: str, mode: str = "hold") -> None:
-        await chats.set_quiet(self.services.db, chat_id, localtime.parse_hhmm(start), localtime.parse_hhmm(end), mode)
+        await chats.set_quiet(self.services.db, chat_id, localtime.parse_hhmm(start), localtime.parse_hhmm(end), mode, now=time.time())
 
     async def briefings(self, chat_id: int, *times: str) -> None:
         """Briefings at these local times, from now on (as /briefing sets them)."""
@@ -118,7 +121,7 @@ class Newsroom:
         minutes = [m for m in (localtime.parse_hhmm(t) for t in times) if m is not None]
         now = self.clock.time()
         next_at = localtime.next_slot(minutes, self.services.chat_zone(chat.timezone), now)
-        await chats.set_briefings(self.services.db, chat_id, minutes, next_at, last_at=now)
+        await chats.set_briefings(self.services.db, chat_id, minutes, next_at, last_at=now, now=time.time())
 
     def story(self, title: str, *, section: str = "world", ago: float = 60.0, summary: str = "") -> Article:
         moment = self.clock.time() - ago
@@ -131,7 +134,7 @@ class Newsroom:
         """Stored, matched and queued now (by the test clock), as a poll does."""
         services = self.services
         async with services.db.write() as conn:
-            stored = await articles.store_articles(conn, stories)
+            stored = await articles.store_articles(conn, stories, now=time.time())
         matches = {
             a.id: {chat_id: outbox.Match(reasons) for chat_id, reasons in services.matcher.match(a).items()}
             for a in stored.new
@@ -162,9 +165,9 @@ class Newsroom:
 @asynccontextmanager
 async def newsroom(tg: FakeTelegram, tmp_path: Path, clock: TestClock, *, sending: bool = True) -> AsyncIterator[Newsroom]:
     settings = bot_settings(tg, tmp_path)
-    services = await open_services(settings)
+    services = await open_services(settings, clock=clock)
     api = BotApi(settings.api_url, settings.require_token(), connections=4, timeout=10.0)
-    dispatcher = Dispatcher(services, api, clock=clock)
+    dispatcher = Dispatcher(services, api)
     try:
         if sending:
             await api.start()

@@ -97,7 +97,7 @@ class Driver:
         """New stories stored and matched as a poll does; the running dispatcher sends
         their alerts. Returns the stories as stored (with their rowids)."""
         async with self.services.db.write() as conn:
-            stored = await articles.store_articles(conn, stories)
+            stored = await articles.store_articles(conn, stories, now=time.time())
         await poll.enqueue_alerts(self.services, stored.new)
         return stored.new
 

@@ -3,6 +3,7 @@ lets go, in small batches, and a database that stops growing once retention is s
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def story(n: int, at: float, *, section: str = "world") -> Article:
 
 async def add_stories(db: Database, batch: list[Article]) -> list[Article]:
     async with db.write() as conn:
-        return (await articles.store_articles(conn, batch)).new
+        return (await articles.store_articles(conn, batch, now=time.time())).new
 
 
 async def queue(db: Database, stories: list[Article], at: float, chat_ids: tuple[int, ...] = (READER,)) -> None:
@@ -54,9 +55,9 @@ async def states(db: Database) -> dict[str, int]:
 
 
 async def test_final_rows_go_after_outbox_days_in_batches_and_rows_to_send_never(db: Database) -> None:
-    await chats.join(db, READER, "private")
-    await chats.join(db, 11, "private")
-    await chats.join(db, 12, "private")
+    await chats.join(db, READER, "private", now=time.time())
+    await chats.join(db, 11, "private", now=time.time())
+    await chats.join(db, 12, "private", now=time.time())
     old = await add_stories(db, [story(n, T0) for n in range(25)])
     await queue(db, old, T0)
     assert await send_all(db, T0) == 25
@@ -66,7 +67,7 @@ async def test_final_rows_go_after_outbox_days_in_batches_and_rows_to_send_never
     async with db.write() as conn:
         await outbox.claim_in(conn, [r[0] for r in await db.fetchall(
             "SELECT id FROM outbox WHERE chat_id = 11 AND state = 'pending' LIMIT 1")])  # fmt: skip
-    await chats.set_option(db, 12, "paused", True)
+    await chats.set_option(db, 12, "paused", True, now=time.time())
     await outbox.hold_pending(db, 12)
     assert await states(db) == {"sent": 25, "pending": 2, "sending": 1, "held": 3}
 
@@ -85,7 +86,7 @@ async def test_final_rows_go_after_outbox_days_in_batches_and_rows_to_send_never
 
 
 async def test_final_rows_younger_than_outbox_days_stay(db: Database) -> None:
-    await chats.join(db, READER, "private")
+    await chats.join(db, READER, "private", now=time.time())
     stories = await add_stories(db, [story(n, T0) for n in range(5)])
     await queue(db, stories, T0)
     await send_all(db, T0)
@@ -94,8 +95,8 @@ async def test_final_rows_younger_than_outbox_days_stay(db: Database) -> None:
 
 
 async def test_held_rows_younger_than_48_hours_stay_held(db: Database) -> None:
-    await chats.join(db, READER, "private")
-    await chats.set_option(db, READER, "paused", True)
+    await chats.join(db, READER, "private", now=time.time())
+    await chats.set_option(db, READER, "paused", True, now=time.time())
     stories = await add_stories(db, [story(n, T0) for n in range(4)])
     await queue(db, stories, T0)
     assert await states(db) == {"held": 4}
@@ -105,7 +106,7 @@ async def test_held_rows_younger_than_48_hours_stay_held(db: Database) -> None:
 
 
 async def test_the_archive_keeps_stories_still_to_be_sent(db: Database) -> None:
-    await chats.join(db, READER, "private")
+    await chats.join(db, READER, "private", now=time.time())
     sent = await add_stories(db, [story(n, T0) for n in range(10)])
     await queue(db, sent, T0)
     await send_all(db, T0)
@@ -136,8 +137,8 @@ async def test_archive_days_zero_keeps_every_story(db: Database) -> None:
 
 
 async def test_counters_survive_retention_and_a_readers_stop(db: Database) -> None:
-    await chats.join(db, READER, "private")
-    await chats.join(db, 11, "private")
+    await chats.join(db, READER, "private", now=time.time())
+    await chats.join(db, 11, "private", now=time.time())
     stories = await add_stories(db, [replace(story(n, T0), published_at=T0 - 45) for n in range(6)])
     await queue(db, stories, T0, chat_ids=(READER, 11))
     assert await send_all(db, T0) == 12
@@ -165,7 +166,7 @@ async def test_the_database_stops_growing_once_retention_is_steady(tmp_path: Pat
     db = await Database.open(tmp_path / "steady.db")
     try:
         for chat_id in (READER, 11):
-            await chats.join(db, chat_id, "private")
+            await chats.join(db, chat_id, "private", now=time.time())
         sizes: dict[int, int] = {}
         per_day = 400
         for day in range(1, 21):

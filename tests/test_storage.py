@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,9 +49,9 @@ async def test_schema_is_migrated_once(tmp_path: Path) -> None:
 
 async def test_insert_returns_only_new_articles(db: Database) -> None:
     async with db.write() as conn:
-        first = await articles.store_articles(conn, [art(1), art(2)])
+        first = await articles.store_articles(conn, [art(1), art(2)], now=time.time())
     async with db.write() as conn:
-        second = await articles.store_articles(conn, [art(2), art(3)])
+        second = await articles.store_articles(conn, [art(2), art(3)], now=time.time())
     assert [a.id for a in first.new] == ["id-1", "id-2"]
     assert [a.id for a in second.new] == ["id-3"]
     assert not second.corrected and not second.gained
@@ -61,9 +62,9 @@ async def test_insert_returns_only_new_articles(db: Database) -> None:
 async def test_large_insert_with_repeats_stores_each_story_once(db: Database) -> None:
     batch = [art(i) for i in range(1200)] + [art(7), art(1100)]
     async with db.write() as conn:
-        first = await articles.store_articles(conn, batch)
+        first = await articles.store_articles(conn, batch, now=time.time())
     async with db.write() as conn:
-        again = await articles.store_articles(conn, [art(5), art(1300)])
+        again = await articles.store_articles(conn, [art(5), art(1300)], now=time.time())
     assert [a.id for a in first.new] == [f"id-{i}" for i in range(1200)]
     assert [a.id for a in again.new] == ["id-1300"]
     assert await articles.count_articles(db) == 1201
@@ -72,14 +73,14 @@ async def test_large_insert_with_repeats_stores_each_story_once(db: Database) ->
 
 async def test_seen_articles_never_wait_for_matching(db: Database) -> None:
     async with db.write() as conn:
-        await articles.store_articles(conn, [art(1)], seen=True)
+        await articles.store_articles(conn, [art(1)], seen=True, now=time.time())
     assert await articles.unmatched_articles(db) == []
 
 
 async def test_failed_transaction_leaves_nothing(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.write() as conn:
-            await articles.store_articles(conn, [art(1)])
+            await articles.store_articles(conn, [art(1)], now=time.time())
             raise RuntimeError("crash mid-way")
     assert await articles.count_articles(db) == 0
 
@@ -93,7 +94,7 @@ async def test_latest_search_related(db: Database) -> None:
                 art(2, "Malmö wins the cup", section="sports", tags=("Football",)),
                 art(3, "New drone rules in Sweden", section="sweden", tags=("Drones",)),
                 art(4, "c++ conference & more", section="business"),
-            ],
+            ], now=time.time()
         )
     latest = await articles.latest(db, ["sports", "sweden"], limit=5)
     assert [a.id for a in latest] == ["id-3", "id-2"]
@@ -112,10 +113,10 @@ async def test_latest_search_related(db: Database) -> None:
 
 async def test_feeds_seed_does_not_undo_commands(db: Database) -> None:
     rule = SectionRule(kind="fixed", section="world")
-    assert await feeds.seed_feeds(db, [("https://a.example/rss", rule)]) == 1
+    assert await feeds.seed_feeds(db, [("https://a.example/rss", rule)], now=time.time()) == 1
     (feed,) = await feeds.list_feeds(db)
     assert await feeds.disable_feed(db, feed.id)
-    assert await feeds.seed_feeds(db, [("https://a.example/rss", rule)]) == 0
+    assert await feeds.seed_feeds(db, [("https://a.example/rss", rule)], now=time.time()) == 0
     assert await feeds.list_feeds(db) == []
     assert len(await feeds.list_feeds(db, enabled_only=False)) == 1
     await feeds.record_failure(db, feed.id, "fetch: HTTP 500", now=10.0, next_poll_at=70.0)
@@ -126,42 +127,42 @@ async def test_feeds_seed_does_not_undo_commands(db: Database) -> None:
         await feeds.record_success(conn, feed.id, now=1.0, next_poll_at=2.0, etag='"e"', last_modified=None, title="A", primed=True)
     primed = await feeds.get_feed(db, feed.id)
     assert primed is not None and primed.primed and primed.etag == '"e"'
-    readded = await feeds.add_feed(db, "https://a.example/rss", rule)
+    readded = await feeds.add_feed(db, "https://a.example/rss", rule, now=time.time())
     assert readded.id == feed.id and readded.enabled and readded.source == "command"
     assert not readded.primed and readded.etag is None  # its backlog will be stored as seen
 
 
 async def test_chats_subscriptions_and_outbox(db: Database) -> None:
-    await chats.join(db, 10, "private")
-    await chats.join(db, 20, "private")
+    await chats.join(db, 10, "private", now=time.time())
+    await chats.join(db, 20, "private", now=time.time())
     add = subscriptions.add_subscription
     AddResult = subscriptions.AddResult
-    assert (await add(db, 10, "keyword", "drones", "Drones", limit=2)).result is AddResult.ADDED
-    assert (await add(db, 10, "keyword", "drones", "drones", limit=2)).result is AddResult.EXISTS
-    assert (await add(db, 10, "section", "world", "world", limit=2)).result is AddResult.ADDED
-    assert (await add(db, 10, "section", "sports", "sports", limit=2)).result is AddResult.LIMIT
+    assert (await add(db, 10, "keyword", "drones", "Drones", limit=2, now=time.time())).result is AddResult.ADDED
+    assert (await add(db, 10, "keyword", "drones", "drones", limit=2, now=time.time())).result is AddResult.EXISTS
+    assert (await add(db, 10, "section", "world", "world", limit=2, now=time.time())).result is AddResult.ADDED
+    assert (await add(db, 10, "section", "sports", "sports", limit=2, now=time.time())).result is AddResult.LIMIT
     # Excluding a followed word replaces following it; exclusions have a limit of their own.
-    replaced = await add(db, 10, "exclude", "drones", "drones", limit=1)
+    replaced = await add(db, 10, "exclude", "drones", "drones", limit=1, now=time.time())
     assert replaced.result is AddResult.REPLACED
     assert {(s.kind, s.value) for s in await subscriptions.subscriptions_for_chat(db, 10)} == {
         ("section", "world"), ("exclude", "drones")
     }
     async with db.write() as conn:
-        await articles.store_articles(conn, [art(1)])
+        await articles.store_articles(conn, [art(1)], now=time.time())
     story = await articles.get_article(db, "id-1")
     assert story is not None
     matches = {"id-1": {10: outbox.Match(("keyword:drones",)), 20: outbox.Match(("section:world",))}}
-    queued = await outbox.enqueue_alerts(db, [story], matches)
+    queued = await outbox.enqueue_alerts(db, [story], matches, now=time.time())
     assert (queued.queued, queued.held) == (2, 0)
-    again = await outbox.enqueue_alerts(db, [story], {"id-1": {10: outbox.Match(("keyword:drones",))}})
+    again = await outbox.enqueue_alerts(db, [story], {"id-1": {10: outbox.Match(("keyword:drones",))}}, now=time.time())
     assert again.queued == 0  # UNIQUE(chat, key): never twice
     assert (await outbox.backlog(db)).pending == {outbox.LANE_PERSONAL: 1, outbox.LANE_SECTION: 1}
-    assert await outbox.block_chat(db, 20, "Forbidden: bot was blocked by the user") == (True, 1)
+    assert await outbox.block_chat(db, 20, "Forbidden: bot was blocked by the user", now=time.time()) == (True, 1)
     assert (await outbox.backlog(db)).total == 1
     assert await chats.inactive_chat_ids(db) == [20]
-    await chats.join(db, 20, "private")  # /start again reactivates
+    await chats.join(db, 20, "private", now=time.time())  # /start again reactivates
     assert await chats.inactive_chat_ids(db) == []
-    await chats.migrate_chat(db, 10, -100123)
+    await chats.migrate_chat(db, 10, -100123, now=time.time())
     moved = await subscriptions.subscriptions_for_chat(db, -100123)
     assert {s.value for s in moved} == {"drones", "world"}
     assert await chats.delete_chat(db, -100123)
@@ -209,7 +210,7 @@ async def test_locked_database_is_one_clear_error_and_nothing_half_written(tmp_p
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(StorageError, match="database is locked"):
             async with db.write() as conn:
-                await articles.store_articles(conn, [art(1)])
+                await articles.store_articles(conn, [art(1)], now=time.time())
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
@@ -218,7 +219,7 @@ async def test_locked_database_is_one_clear_error_and_nothing_half_written(tmp_p
         holder.stdout.close()
     assert await articles.count_articles(db) == 0
     async with db.write() as conn:  # usable again once the lock is gone
-        await articles.store_articles(conn, [art(1)])
+        await articles.store_articles(conn, [art(1)], now=time.time())
     assert await articles.count_articles(db) == 1
     await db.close()
 
@@ -227,8 +228,8 @@ async def test_search_reaches_old_stories_beyond_the_recent_window(db: Database)
     n = articles.FTS_WINDOWS[0] + 2000
     batch = [art(i, f"Common story {i}", summary="common words only") for i in range(2, n)]
     async with db.write() as conn:
-        await articles.store_articles(conn, [art(1, "Zanzibar ferry news", summary="island")])
-        await articles.store_articles(conn, batch)
+        await articles.store_articles(conn, [art(1, "Zanzibar ferry news", summary="island")], now=time.time())
+        await articles.store_articles(conn, batch, now=time.time())
     assert [a.id for a in await articles.search(db, "zanzibar")] == ["id-1"]
     common = await articles.search(db, "common", limit=10)
     assert len(common) == 10
@@ -255,7 +256,7 @@ def sample_story(story_id: str) -> Article:
 
 async def store(db: Database, batch: list[Article], *, seen: bool = False) -> articles.Stored:
     async with db.write() as conn:
-        return await articles.store_articles(conn, batch, seen=seen)
+        return await articles.store_articles(conn, batch, seen=seen, now=time.time())
 
 
 async def matched(db: Database, story_id: str) -> int:
@@ -419,11 +420,11 @@ async def test_a_sections_audience_count_is_the_rows_its_broadcast_queues(db: Da
     """The preview's count (from the section's subscriptions) and the rows Send queues (from
     the chats) are one audience: readers of the section, not channels, not gone."""
     for chat_id, kind in ((1, "private"), (2, "private"), (3, "group"), (4, "private"), (-5, "channel"), (6, "private")):
-        await chats.join(db, chat_id, kind)
+        await chats.join(db, chat_id, kind, now=time.time())
         if chat_id != 6:
-            await subscriptions.add_subscription(db, chat_id, "section", "sports", "Sports", limit=50)
-    await subscriptions.add_subscription(db, 6, "section", "world", "World", limit=50)
-    await outbox.block_chat(db, 4, "blocked")
+            await subscriptions.add_subscription(db, chat_id, "section", "sports", "Sports", limit=50, now=time.time())
+    await subscriptions.add_subscription(db, 6, "section", "world", "World", limit=50, now=time.time())
+    await outbox.block_chat(db, 4, "blocked", now=time.time())
     assert await broadcasts.audience_size(db, "sports") == 3
     assert await broadcasts.audience_size(db, None) == 4
     broadcast_id = await broadcasts.create(db, admin_id=1, admin_chat_id=1, html="x", audience="sports", now=1.0)

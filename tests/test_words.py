@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -289,7 +290,7 @@ def test_what_a_keyword_alerts_on_search_finds(
         async with loop.db.write() as conn:
             await conn.execute("DELETE FROM articles_fts")
             await conn.execute("DELETE FROM articles")
-            stored = await articles.store_articles(conn, [article])
+            stored = await articles.store_articles(conn, [article], now=time.time())
         assert [a.id for a in stored.new] == [article.id]
         return await found_ids(loop.db, typed), await found_ids(loop.db, value)
 
@@ -337,7 +338,7 @@ async def newsroom(tmp_path: Path) -> AsyncIterator[tuple[Services, Feed]]:
     )  # fmt: skip
     services = await open_services(settings)
     try:
-        await feeds.seed_feeds(services.db, [(FEED_URL, SectionRule(kind="fixed", section="world"))])
+        await feeds.seed_feeds(services.db, [(FEED_URL, SectionRule(kind="fixed", section="world"))], now=time.time())
         (feed,) = await feeds.list_feeds(services.db)
         # The first document primes the feed: history, not news.
         await store_document(services, feed, fetched(rss(("old", "Weather report"))), now=NOW, round_at=NOW)
@@ -416,7 +417,7 @@ async def test_search_ranks_the_phrase_and_finds_plurals_both_ways(db: Database)
         story("One story", n=4, tags=("North Korea",)),
     ]
     async with db.write() as conn:
-        await articles.store_articles(conn, batch)
+        await articles.store_articles(conn, batch, now=time.time())
     assert sorted(await found_ids(db, "drone")) == ["w-1", "w-2"]
     assert sorted(await found_ids(db, "drones")) == ["w-1", "w-2"]
     assert sorted(await found_ids(db, "story")) == ["w-3", "w-4"]

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass
-from typing import cast
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
-from telegram.ext import Job, JobQueue
 
 from bot import broadcast, newsroom
 from bot.broadcast import Progress, StartOutcome, StopOutcome
 from bot.callbacks import pack, unpack
 from bot.commands.common import edit_text, reply
-from bot.context import NewsApp, NewsContext, find_section
+from bot.context import NewsContext, Services, find_section
 from bot.pipeline.fetch import FetchError, redact_url
 from bot.pipeline.parse import ParseError
 from bot.render import esc, fit_blocks, format_time, plural, short
@@ -245,14 +242,15 @@ async def broadcast_button(update: Update, context: NewsContext) -> None:
         await query.answer("Nobody to send to: the audience has no active readers any more.", show_alert=True)
         return
     await query.answer(f"Sending to {plural(report.total, 'chat')}.")
-    progress = Progress(broadcast_id)
+    progress = Progress(broadcast_id, services.clock)
     await progress.begin(services, context.bot)
-    follow_progress(_jobs(context), progress)
+    follow_progress(services, context.bot, progress)
 
 
 async def _stop(query: CallbackQuery, context: NewsContext, broadcast_id: int) -> None:
-    job = _progress_job_of(_jobs(context), broadcast_id)
-    progress = job.data if job is not None and isinstance(job.data, Progress) else Progress(broadcast_id)
+    services = context.services
+    found = services.jobs.data(_job_name(broadcast_id))
+    progress = found if isinstance(found, Progress) else Progress(broadcast_id, services.clock)
     # The job ends itself on its next tick: the stopped broadcast is `finished`.
     report = await progress.stop(context.services, context.bot)
     if report.outcome is StopOutcome.STOPPED and report.counts is not None:
@@ -272,41 +270,18 @@ def _job_name(broadcast_id: int) -> str:
     return f"broadcast:{broadcast_id}"
 
 
-def _jobs(context: NewsContext) -> JobQueue[NewsContext] | None:
-    # python-telegram-bot types the context's job queue loosely; it is the application's.
-    return cast("JobQueue[NewsContext] | None", context.job_queue)
-
-
-def _progress_job_of(job_queue: JobQueue[NewsContext] | None, broadcast_id: int) -> Job[NewsContext] | None:
-    if job_queue is None:
-        return None
-    jobs = job_queue.get_jobs_by_name(_job_name(broadcast_id))
-    return jobs[0] if jobs else None
-
-
-def follow_progress(job_queue: JobQueue[NewsContext] | None, progress: Progress) -> None:
+def follow_progress(services: Services, bot: Bot, progress: Progress) -> None:
     """A repeating job per sending broadcast, decoupled from the dispatcher: it only reads."""
-    if job_queue is None:
-        raise RuntimeError("the job queue is required (python-telegram-bot[job-queue])")
-    if _progress_job_of(job_queue, progress.broadcast_id) is not None:
-        return
-    job_queue.run_repeating(
-        _progress_job, interval=broadcast.PROGRESS_TICK, first=broadcast.PROGRESS_TICK,
-        data=progress, name=_job_name(progress.broadcast_id),
+    services.jobs.every(
+        _job_name(progress.broadcast_id), broadcast.PROGRESS_TICK,
+        lambda: progress.tick(services, bot), first=broadcast.PROGRESS_TICK, data=progress,
     )
 
 
-async def _progress_job(context: NewsContext) -> None:
-    job = context.job
-    assert job is not None and isinstance(job.data, Progress)
-    if await job.data.tick(context.services, context.bot):
-        job.schedule_removal()
-
-
-def resume_broadcasts(app: NewsApp, broadcast_ids: list[int]) -> None:
+def resume_broadcasts(services: Services, bot: Bot, broadcast_ids: list[int]) -> None:
     """After a restart: the outbox rows are still there; their progress is followed again."""
     for broadcast_id in broadcast_ids:
-        follow_progress(app.job_queue, Progress(broadcast_id))
+        follow_progress(services, bot, Progress(broadcast_id, services.clock))
     if broadcast_ids:
         log.info("broadcasts resumed ids=%s", ",".join(map(str, broadcast_ids)))
 
@@ -434,7 +409,7 @@ async def feeds_command(update: Update, context: NewsContext) -> None:
         usage = USAGE["addfeed"].format(sections=_slugs(services.sections))
         await reply(update, esc(f"No feeds are configured: nothing is polled. Set NEWSBOT_FEEDS, or add one. {usage}"))
         return
-    now = time.time()
+    now = services.clock.time()
     active = [f for f in found if f.enabled]
     failing = sum(1 for f in active if f.error_count)
     header = f"<b>Feeds</b>: {len(active)} polled, {failing} failing"

@@ -9,7 +9,6 @@ so a word typed letter by letter costs a few searches, not one per keystroke per
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 
 from telegram import (
@@ -40,7 +39,7 @@ class InlineSearch:
 
     async def _stories(self, context: NewsContext, text: str) -> list[Article]:
         key = " ".join(text.casefold().split())
-        now = time.monotonic()
+        now = context.services.clock.monotonic()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             self._cache.move_to_end(key)

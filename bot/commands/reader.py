@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus, ChatType
@@ -692,7 +691,7 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
     lines = [
         "<b>Settings</b>",
         ("Alerts: paused" if paused else "Alerts: on") if chat and chat.active else "Alerts: not started — /start",
-        f"Time zone: {esc(zone)} (now {format_clock(time.time(), services.chat_zone(zone))})",
+        f"Time zone: {esc(zone)} (now {format_clock(services.clock.time(), services.chat_zone(zone))})",
         _quiet_line(chat),
         _briefing_line(services, chat),
         f"Combine bursts: {'on' if chat is None or chat.combine else 'off'} — {COMBINE_RULE}",
@@ -785,7 +784,7 @@ async def settings_button(update: Update, context: NewsContext) -> None:
     else:
         chat = await _known(update, context)
         assert chat is not None
-        await chats.set_option(services.db, chat_id, option, not getattr(chat, option))
+        await chats.set_option(services.db, chat_id, option, not getattr(chat, option), now=services.clock.time())
         notice = "Saved"
     await _redraw(update, context, notice)
 
@@ -809,7 +808,7 @@ async def timezone_command(update: Update, context: NewsContext) -> None:
     assert chat is not None
     await readers.set_timezone(services, chat, zone)
     shown = zone or services.settings.timezone
-    await reply(update, f"Time zone: <b>{esc(shown)}</b>. It is {format_clock(time.time(), services.chat_zone(shown))} there; "
+    await reply(update, f"Time zone: <b>{esc(shown)}</b>. It is {format_clock(services.clock.time(), services.chat_zone(shown))} there; "
                         "every time I show is in it now.")
 
 
@@ -856,15 +855,16 @@ async def quiet_command(update: Update, context: NewsContext) -> None:
 
 async def _set_quiet(services: Services, chat: Chat, what: str, span: tuple[int, int] | None) -> str:
     db = services.db
+    now = services.clock.time()
     if what == "off":
-        await chats.set_quiet(db, chat.id, None, None)
+        await chats.set_quiet(db, chat.id, None, None, now=now)
         return "Quiet hours off: alerts come whenever stories appear."
     if what in ("hold", "silent"):
-        await chats.set_quiet(db, chat.id, chat.quiet_start, chat.quiet_end, what)
+        await chats.set_quiet(db, chat.id, chat.quiet_start, chat.quiet_end, what, now=now)
         updated = await chats.get_chat(db, chat.id)
         return esc(_quiet_line(updated)) + ("" if chat.quiet_start is not None else ". Set the hours with /quiet 22:00-07:00.")
     assert span is not None
-    await chats.set_quiet(db, chat.id, span[0], span[1])
+    await chats.set_quiet(db, chat.id, span[0], span[1], now=now)
     updated = await chats.get_chat(db, chat.id)
     return (esc(_quiet_line(updated)) + f" ({esc(_zone_of(services, chat))}). Broadcasts marked urgent still come. "
             + ("/quiet silent delivers without sound instead." if (updated and updated.quiet_mode == "hold") else "/quiet hold holds them instead."))

@@ -37,7 +37,6 @@ from typing import Any
 from bot import briefings, localtime, render
 from bot.context import Services
 from bot.pipeline.botapi import Answer, Sender, Unreachable
-from bot.pipeline.clock import Clock, RealClock
 from bot.pipeline.lanes import COMBINE_MAX, Planner
 from bot.pipeline.ratelimit import RateLimits
 from storage import broadcasts, chats, outbox
@@ -88,13 +87,12 @@ class Dispatcher:
         api: Sender,
         *,
         limits: RateLimits | None = None,
-        clock: Clock | None = None,
         planner: Planner | None = None,
     ) -> None:
         settings = services.settings
         self.services = services
         self.api = api
-        self.clock = clock or RealClock()
+        self.clock = services.clock
         self.limits = limits or RateLimits(
             global_rate=settings.global_rate,
             private_interval=settings.private_interval,
@@ -365,7 +363,7 @@ class Dispatcher:
             log.exception("delivery failed chat_id=%d", chat_id)
             self.services.metrics.inc("newsbot_messages_failed_total", len(batch))
             with contextlib.suppress(StorageError):
-                await outbox.mark_failed(self.services.db, ids, f"internal: {exc!r}")
+                await outbox.mark_failed(self.services.db, ids, f"internal: {exc!r}", now=self.clock.time())
         finally:
             if counted:
                 self.limits.end(chat_id, self.clock.monotonic(), sent=went_out, paid=paid)
@@ -443,7 +441,7 @@ class Dispatcher:
         assert edit.target_id is not None
         rows = await outbox.message_rows(self.services.db, edit.chat_id, edit.target_id)
         if not rows or rows[0].article is None:
-            await outbox.mark_failed(self.services.db, [edit.id], "the message it corrects is gone")
+            await outbox.mark_failed(self.services.db, [edit.id], "the message it corrects is gone", now=self.clock.time())
             return None
         first = rows[0]
         zone = self.services.chat_zone(first.chat.timezone)
@@ -534,7 +532,7 @@ class Dispatcher:
     async def _retry(self, batch: list[DueMessage], *, delay: float, error: str, count_attempt: bool) -> list[int]:
         failed = await outbox.retry_later(
             self.services.db, [m.id for m in batch], at=self.clock.time() + delay, error=error,
-            count_attempt=count_attempt, max_attempts=self.max_attempts,
+            count_attempt=count_attempt, max_attempts=self.max_attempts, now=self.clock.time(),
         )
         retry = [
             replace(m, attempts=m.attempts + (1 if count_attempt else 0))
@@ -549,12 +547,12 @@ class Dispatcher:
         services = self.services
         old_id = batch[0].chat_id
         log.info("chat migrated chat_id=%d new_chat_id=%d", old_id, new_id)
-        await chats.migrate_chat(services.db, old_id, new_id)
+        await chats.migrate_chat(services.db, old_id, new_id, now=self.clock.time())
         services.matcher.rename_chat(old_id, new_id)
         self.limits.forget(old_id)
         await outbox.retry_later(
             services.db, [m.id for m in batch], at=self.clock.time(), error="migrated",
-            count_attempt=False, max_attempts=self.max_attempts,
+            count_attempt=False, max_attempts=self.max_attempts, now=self.clock.time(),
         )
         # The view still names the old id: reload it from the moved rows.
         self.planner.drop_chat(old_id)
@@ -563,7 +561,7 @@ class Dispatcher:
     async def _on_gone(self, chat_id: int, reason: str) -> None:
         services = self.services
         services.metrics.inc("newsbot_telegram_errors_total", kind="403")
-        was_active, blocked = await outbox.block_chat(services.db, chat_id, reason)
+        was_active, blocked = await outbox.block_chat(services.db, chat_id, reason, now=self.clock.time())
         if was_active:
             log.info("chat inactive chat_id=%d reason=%s cancelled=%d", chat_id, reason, blocked)
         services.matcher.set_silenced(chat_id, True)
@@ -594,7 +592,7 @@ class Dispatcher:
         log.error("message refused chat_id=%d outbox_ids=%s error=%s", batch[0].chat_id, ids, reason)
         self.services.metrics.inc("newsbot_telegram_errors_total", kind="400")
         self.services.metrics.inc("newsbot_messages_failed_total", len(batch))
-        await outbox.mark_failed(self.services.db, ids, reason)
+        await outbox.mark_failed(self.services.db, ids, reason, now=self.clock.time())
 
     # --- outages --------------------------------------------------------------------------------
 

@@ -492,7 +492,7 @@ async def fetch_feed(
         headers["If-None-Match"] = etag
     if _sendable(last_modified):
         headers["If-Modified-Since"] = last_modified
-    started = time.monotonic()
+    started = time.perf_counter()  # a stopwatch for `elapsed`, not a clock anything waits on
     try:
         async with asyncio.timeout(total_timeout):
             return await _fetch(client, target, headers, etag, last_modified, max_bytes, started)
@@ -616,7 +616,7 @@ async def _read_response(
             headers=headers,
             etag=new_etag or etag,
             last_modified=new_last_modified or last_modified,
-            elapsed=time.monotonic() - started,
+            elapsed=time.perf_counter() - started,
             store_url=store_url,
         )
     if not 200 <= status < 300:
@@ -626,7 +626,7 @@ async def _read_response(
             f"HTTP {status} from {shown}",
             url=shown,
             status=status,
-            retry_after=_retry_after(response.headers.get("retry-after")),
+            retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")),
         )
     declared = _content_length(response.headers)
     if declared is not None and declared > max_bytes:
@@ -644,7 +644,7 @@ async def _read_response(
         headers=headers,
         etag=new_etag,
         last_modified=new_last_modified,
-        elapsed=time.monotonic() - started,
+        elapsed=time.perf_counter() - started,
         store_url=store_url,
     )
 
@@ -1142,12 +1142,13 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     return int(single) if single.isdigit() else None
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, date: str | None) -> float | None:
     """``Retry-After`` as seconds from now, within [0, a day]; None if absent or unreadable.
 
-    RFC 9110 §10.2.3 allows delay-seconds or an HTTP-date. A negative delay or a date in the
-    past means "now"; more than a day is taken as a day, so a typo or a hostile server
-    cannot silence a feed for years.
+    RFC 9110 §10.2.3 allows delay-seconds or an HTTP-date. An HTTP-date is read against the
+    response's own ``Date`` (the server's clock, so the two clocks need not agree; without a
+    Date it cannot be read). A negative delay or a date in the past means "now"; more than a
+    day is taken as a day, so a typo or a hostile server cannot silence a feed for years.
     """
     if not value:
         return None
@@ -1155,14 +1156,21 @@ def _retry_after(value: str | None) -> float | None:
     if _DELAY_SECONDS.fullmatch(value):
         seconds = float(value)
     else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        when, sent = _http_date(value), _http_date(date)
+        if when is None or sent is None:
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - time.time()
+        seconds = when - sent
     return min(_MAX_RETRY_AFTER, max(0.0, seconds))
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None if when.tzinfo is None else when.timestamp()
 
 
 _DELAY_SECONDS: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")

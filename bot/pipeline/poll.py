@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass, field
 
 from bot.context import Services
@@ -70,7 +69,7 @@ async def poll_feed(services: Services, feed: Feed, *, round_at: float | None = 
     """Fetch one feed, store what is new and queue its alerts; failures are recorded, never
     raised. `round_at` is when the round polling it started (default: now)."""
     settings = services.settings
-    started = time.time()
+    started = services.clock.time()
     round_at = started if round_at is None else round_at
     try:
         async with asyncio.timeout(settings.fetch_timeout * 3 + 30):
@@ -110,7 +109,7 @@ async def store_document(
     )
     priming = not feed.primed
     async with services.db.write() as conn:
-        stored = await articles.store_articles(conn, parsed.articles, seen=priming)
+        stored = await articles.store_articles(conn, parsed.articles, now=now, seen=priming)
         quiet = [] if priming else _not_alerted(services, parsed, stored, now)
         await articles.mark_matched(conn, [a.id for a in quiet])
         await feeds.record_success(
@@ -127,7 +126,7 @@ async def store_document(
     alerting = [a for a in stored.new if a.id not in quiet_ids] + stored.gained + [
         c.article for c in stored.corrected
     ]
-    enqueued = await enqueue_alerts(services, alerting)
+    enqueued = await enqueue_alerts(services, alerting, now=now)
     services.metrics.inc("newsbot_articles_new_total", len(stored.new))
     if stored.new or enqueued.queued or enqueued.edits:
         log.info(
@@ -189,7 +188,9 @@ async def enqueue_alerts(services: Services, stories: list[Article], *, now: flo
         channels[article.id] = [
             services.channels[s] for s in article.all_sections if s in services.channels
         ]
-    result = await outbox.enqueue_alerts(services.db, stories, matches, channels=channels, now=now)
+    result = await outbox.enqueue_alerts(
+        services.db, stories, matches, channels=channels, now=services.clock.time() if now is None else now
+    )
     services.metrics.inc("newsbot_alerts_queued_total", result.queued + result.held)
     if result.queued or result.edits:
         services.outbox_wake.set()
@@ -207,7 +208,7 @@ async def enqueue_unmatched(services: Services) -> int:
 
 async def poll_due_feeds(services: Services, *, all_feeds: bool = False) -> PollSummary:
     """One round: every due feed (or every feed) fetched side by side, each finished alone."""
-    now = time.time()
+    now = services.clock.time()
     due = [f for f in await feeds.list_feeds(services.db) if all_feeds or f.next_poll_at <= now]
     limit = asyncio.Semaphore(POLL_CONCURRENCY)
 
@@ -222,7 +223,7 @@ async def poll_due_feeds(services: Services, *, all_feeds: bool = False) -> Poll
                 outcome = PollOutcome(feed, "error", error=f"internal error: {type(exc).__name__}")
         services.metrics.inc("newsbot_polls_total", result=outcome.result)
         if outcome.result != "error":
-            services.metrics.last_poll_success = time.time()
+            services.metrics.last_poll_success = services.clock.monotonic()
         return outcome
 
     return PollSummary(outcomes=list(await asyncio.gather(*(bounded(f) for f in due))))

@@ -90,7 +90,7 @@ class Stored:
     new: list[Article] = field(default_factory=list)
     corrected: list[Correction] = field(default_factory=list)
     gained: list[Article] = field(default_factory=list)
-    repeated: int = 0  # items that another item of the same batch already was
+    repeated: int = 0  # items that another item of the same call already was
     refused: int = 0  # new stories whose id was taken within the batch: not stored
     # Item id → the id a new story was stored under, where another feed's story held its own.
     renamed: dict[str, str] = field(default_factory=dict)
@@ -111,23 +111,26 @@ async def store_articles(
     and takes no correction from them.
     """
     result = Stored()
+    # Stories an item of this call already was: corrected at most once, counted as repeats.
+    handled: set[int] = set()
     for start in range(0, len(articles), identity.BATCH):
         batch = articles[start : start + identity.BATCH]
         found = await identity.recognise(conn, batch)
         current = await _by_rowids(conn, sorted({rowid for rowid, _ in found.stories.values()}))
-        corrected: set[int] = set()
         fresh: list[Article] = []
         for n, article in enumerate(batch):
             if n in found.stories:
                 rowid, own = found.stories[n]
                 stored = current[rowid]
+                if rowid in handled:
+                    result.repeated += 1
                 # Only the story's own identity corrects it, once a store.
-                if own and not seen and rowid not in corrected and (
+                if own and not seen and rowid not in handled and (
                     stored.title != article.title or (article.url and stored.url != article.url)
                 ):
                     result.corrected.append(await _correct(conn, stored, article))
                     stored = current[rowid] = result.corrected[-1].article
-                    corrected.add(rowid)
+                handled.add(rowid)
                 section = article.section
                 if section and section not in stored.all_sections:
                     stored = current[rowid] = await _add_section(conn, stored, section, seen=seen)
@@ -141,6 +144,7 @@ async def store_articles(
                     article = replace(article, id=scoped)
                 fresh.append(article)
         new = await _insert(conn, fresh, seen=seen)
+        handled.update(a.rowid for a in new if a.rowid is not None)
         result.refused += len(fresh) - len(new)
         result.new.extend(new)
     await counters.add(conn, now, {"articles": len(result.new)})
@@ -512,10 +516,11 @@ async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: in
     stories still listed that are older than `cutoff` (a feed's current items) are passed over."""
     rows = await _rows(
         conn,
-        "SELECT rowid, id, feed_id, url, coalesce(listed_at, fetched_at) AS listed FROM articles a "
-        "WHERE fetched_at < ? AND coalesce(listed_at, fetched_at) < ? AND NOT EXISTS ("
+        f"SELECT a.rowid, a.id, a.feed_id, a.url, {identity.LAST_LISTED_SQL} AS listed "  # noqa: S608
+        "FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id "
+        "WHERE a.fetched_at < ? AND listed < ? AND NOT EXISTS ("
         "SELECT 1 FROM outbox o WHERE o.article_id = a.id AND o.state IN ('held', 'pending', 'sending')) "
-        "ORDER BY fetched_at LIMIT ?",
+        "ORDER BY a.fetched_at LIMIT ?",
         (cutoff, cutoff, limit),
     )
     if not rows:

@@ -239,6 +239,17 @@ async def _mark_listed(conn: aiosqlite.Connection, batch: Sequence[Article], lis
         )
 
 
+# When a stored story (`a`, its feed `f` LEFT JOINed) was last listed: the last document of
+# a feed that listed it, or, while it was in its feed's latest document, the feed's last
+# answer, a 304 included. "In the latest document" is read off its mark, which a document
+# sets to within LISTED_STEP of its time: a story that left its feed less than LISTED_STEP
+# after it was last listed counts as listed until the feed's next document (kept, not lost).
+LAST_LISTED_SQL = (
+    "max(coalesce(a.listed_at, a.fetched_at), CASE WHEN a.listed_at >= f.parsed_at - "
+    f"{LISTED_STEP:.0f} THEN coalesce(f.last_success_at, 0) ELSE 0 END)"
+)
+
+
 async def remember(conn: aiosqlite.Connection, stories: Iterable[tuple[int | None, str, str, float]]) -> None:
     """Keep the identities of stories leaving the archive: (feed id, stored id, link, last
     listed) each."""

@@ -219,3 +219,25 @@ async def test_a_new_database_gives_freed_pages_back(tmp_path: Path) -> None:
         assert await db.scalar("PRAGMA auto_vacuum") == 2
     finally:
         await db.close()
+
+
+async def test_the_archive_never_lets_a_story_go_within_the_correction_window(db: Database) -> None:
+    """NEWSBOT_ARCHIVE_DAYS=1: a story last listed 30 hours ago can still be corrected (its
+    alerts edited for 48 hours), so it stays; after 48 hours it goes, and its identities
+    stay in `seen`."""
+    await add_stories(db, [story(1, T0)])
+    assert (await maintenance.prune(db, outbox_days=7, archive_days=1, now=T0 + 30 * 3600)).articles == 0
+    assert await articles.count_articles(db) == 1
+    gone = await maintenance.prune(db, outbox_days=7, archive_days=1, now=T0 + 49 * 3600)
+    assert gone.articles == 1 and await articles.count_articles(db) == 0
+    assert await db.scalar("SELECT count(*) FROM seen") == 2
+
+
+async def test_a_story_listed_again_counts_from_its_last_listing(db: Database) -> None:
+    """Stored on day 0, listed again on day 5 (the same item in a later poll): with a 4-day
+    archive it is kept on day 8 and goes on day 10."""
+    first = story(1, T0)
+    await add_stories(db, [first])
+    await add_stories(db, [replace(first, fetched_at=T0 + 5 * DAY)])
+    assert (await maintenance.prune(db, outbox_days=7, archive_days=4, now=T0 + 8 * DAY)).articles == 0
+    assert (await maintenance.prune(db, outbox_days=7, archive_days=4, now=T0 + 10 * DAY)).articles == 1

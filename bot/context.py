@@ -27,6 +27,7 @@ from bot.config import FeedsConfig, Settings, load_feeds_file
 from bot.jobs import Jobs
 from bot.metrics import Metrics
 from bot.pipeline.fetch import make_client
+from bot.pipeline.flapping import FlapWatch
 from bot.pipeline.match import Matcher
 from storage import chats, feeds, subscriptions
 from storage.db import Database
@@ -50,7 +51,9 @@ class Status:
     webhook: bool = False
     updates_ok_at: float | None = None
     updates_error: str | None = None
-    telegram_down_since: float | None = None
+    telegram_down_since: float | None = None  # wall time sending paused for an outage
+    telegram_paused_method: str | None = None  # the Bot API method whose failure paused it
+    undeliverable: int = 0  # rows our own failures keep from going (a render bug)
     dispatcher_alive: bool = False
     # When messages went out over the last RATE_WINDOW seconds (monotonic), for drain estimates.
     sent_times: deque[float] = field(default_factory=deque)
@@ -84,6 +87,7 @@ class Services:
     # Section slug → the chat id of its channel (resolved at start).
     channels: dict[str, int] = field(default_factory=dict)
     jobs: Jobs = field(init=False)
+    flapping: FlapWatch = field(default_factory=FlapWatch)
 
     def __post_init__(self) -> None:
         self.jobs = Jobs(self.clock, self.metrics)

@@ -12,7 +12,12 @@ second enqueue of the same message a no-op. States:
 rows some days after `done_at` (storage.maintenance).
 
 Lanes (docs/delivery.md): 0 broadcasts, 1 personal messages (keyword alerts, briefings,
-channel posts), 2 section alerts and corrections.
+channel posts), 2 section alerts, 3 corrections.
+
+Edits: one row per sent message ('e:<message id>'), re-armed by each correction and sent at
+most once per edit interval (`queue_edit`); what it says is rendered when it goes, so the
+newest correction wins and older ones merge into it. Which chats were told about a story
+outlives these rows (storage.told).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage import counters
+from storage import counters, told
 from storage.articles import mark_matched, row_to_article
 from storage.chats import row_to_chat
 from storage.db import Database
@@ -33,8 +38,12 @@ from storage.models import Article, Chat
 LANE_BROADCAST = 0
 LANE_PERSONAL = 1
 LANE_SECTION = 2
-LANES = (LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION)
-LANE_NAMES = {LANE_BROADCAST: "broadcasts", LANE_PERSONAL: "personal", LANE_SECTION: "sections"}
+LANE_EDIT = 3
+LANES = (LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, LANE_EDIT)
+LANE_NAMES = {
+    LANE_BROADCAST: "broadcasts", LANE_PERSONAL: "personal", LANE_SECTION: "sections",
+    LANE_EDIT: "corrections",
+}
 HELD_HOURS = 48  # a paused chat keeps at most this many hours of matched alerts
 EDIT_HOURS = 48  # messages older than this are not edited (Telegram refuses many)
 FINAL = ("sent", "failed", "cancelled", "blocked")
@@ -77,15 +86,17 @@ async def enqueue_alerts(
     *,
     channels: Mapping[str, Sequence[int]] | None = None,
     now: float,
+    edit_interval: float = 0.0,
 ) -> Enqueued:
     """Queue the alerts of these stories (in publication order) and mark them matched, in
     one transaction.
 
-    `matches` maps story id → {chat id: Match}. A chat that already has this story's alert
-    keeps its row: a pending one takes the new reasons (the story gained a section), and a
-    sent one (within EDIT_HOURS) gets an edit when its reasons changed or the story is newer
-    than the version the message showed — one per message and version of the story. `channels` maps
-    story id → the channel chats it is posted to. Paused chats get 'held' rows.
+    `matches` maps story id → {chat id: Match}. A chat told about the story already (its row
+    in the outbox, or in storage.told once the row is pruned) gets no second alert: a pending
+    row takes the new reasons (the story gained a section), and a message sent within
+    EDIT_HOURS gets an edit when its reasons changed or the story is newer than the version
+    it showed (`queue_edit`: one per message, at most one per `edit_interval`). `channels`
+    maps story id → the channel chats it is posted to. Paused chats get 'held' rows.
     """
     ordered = sorted(articles, key=lambda a: (a.published_at, a.rowid or 0))
     rows: list[tuple[object, ...]] = []
@@ -99,10 +110,11 @@ async def enqueue_alerts(
             rows.append((channel_id, "post", "a:" + article.id, LANE_PERSONAL, article.id, "", None, now))
     queued = held = updated = edits = 0
     async with db.write() as conn:
-        # Stories matched again (a new section, a correction) may already have rows.
+        # Stories matched again (a new section, a correction) may already have been told.
         again = [a for a in ordered if len(a.all_sections) > 1 or a.revision]
         existing = await _existing_alerts(conn, again) if again else {}
-        fresh = [r for r in rows if (r[0], r[2]) not in existing]
+        known = {(chat_id, a.id) for a in again if a.rowid is not None for chat_id in await told.chats_told(conn, a.rowid)}
+        fresh = [r for r in rows if (r[0], r[2]) not in existing and (r[0], r[4]) not in known]
         for chunk in _chunks(fresh, 500):
             values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
             states = await _rows(
@@ -134,7 +146,7 @@ async def enqueue_alerts(
             elif revision[str(row[4])] <= shown:
                 continue  # nothing the reader saw has changed
             if state == "sent" and message_id is not None and sent_at >= now - EDIT_HOURS * 3600:
-                edits += await _queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now)
+                edits += await queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now, edit_interval)
         await mark_matched(conn, [a.id for a in articles])
     return Enqueued(queued=queued, held=held, updated=updated, edits=edits)
 
@@ -160,14 +172,24 @@ async def _existing_alerts(
     return found
 
 
-async def _queue_edit(
-    conn: aiosqlite.Connection, chat_id: int, message_id: int, article_id: str, now: float
+async def queue_edit(
+    conn: aiosqlite.Connection, chat_id: int, message_id: int, article_id: str, now: float, interval: float
 ) -> int:
+    """The message needs an edit: its one edit row is (re-)armed. A pending edit already
+    covers it (it is rendered when it goes, newest text first); one in flight is marked to go
+    again after it; after a sent edit the next goes `interval` seconds after that one.
+    Returns 1 when a row was armed or marked."""
     cursor = await conn.execute(
-        "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, "
-        "created_at) SELECT ?, 'edit', 'e:' || ? || ':' || a.rowid || ':' || a.revision || ':' "
-        "|| a.sections, ?, ?, ?, ?, ? FROM articles a WHERE a.id = ? ON CONFLICT DO NOTHING",
-        (chat_id, message_id, LANE_SECTION, article_id, message_id, now, now, article_id),
+        "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, created_at) "
+        "VALUES (?, 'edit', 'e:' || ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(chat_id, key) DO UPDATE SET "
+        "again = CASE WHEN outbox.state = 'sending' THEN 1 ELSE outbox.again END, "
+        "state = CASE WHEN outbox.state = 'sending' THEN 'sending' ELSE 'pending' END, "
+        "article_id = excluded.article_id, attempts = 0, last_error = NULL, done_at = NULL, "
+        "next_attempt_at = CASE WHEN outbox.state = 'sending' THEN outbox.next_attempt_at "
+        "ELSE max(excluded.next_attempt_at, coalesce(outbox.sent_at, 0) + ?) END "
+        "WHERE outbox.state NOT IN ('pending', 'held')",
+        (chat_id, message_id, LANE_EDIT, article_id, message_id, now, now, interval),
     )
     return cursor.rowcount
 
@@ -238,17 +260,6 @@ async def backlog(db: Database) -> Backlog:
     return Backlog({int(r[0]): int(r[1]) for r in rows}, int(held or 0))
 
 
-async def queued_for_chat(db: Database, chat_id: int) -> int:
-    """Rows of one chat still to go (held, pending or in flight)."""
-    return int(
-        await db.scalar(
-            "SELECT count(*) FROM outbox WHERE chat_id = ? AND state IN ('held', 'pending', 'sending')",
-            (chat_id,),
-        )
-        or 0
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class DueMessage:
     """A pending row with everything needed to render and send it."""
@@ -272,6 +283,7 @@ class DueMessage:
     created_at: float = 0.0
     sent_at: float | None = None
     shown_revision: int = 0  # the version of its story a sent alert showed
+    shown_hash: int | None = None  # what a sent alert's message shows now (storage.outbox._show)
 
     @property
     def shows_old_version(self) -> bool:
@@ -282,14 +294,11 @@ class DueMessage:
     def chat_id(self) -> int:
         return self.chat.id
 
-    @property
-    def is_alert(self) -> bool:
-        return self.kind == "alert"
-
 
 _DUE_SQL = """
 SELECT o.id, o.kind, o.key, o.lane, o.reasons, o.attempts, o.broadcast_id, o.target_id,
        o.thread_id, o.digest, o.next_attempt_at, o.created_at, o.sent_at, o.shown_revision,
+       o.shown_hash,
        c.id AS c_id, c.type AS c_type, c.title AS c_title, c.active AS c_active,
        c.paused AS c_paused, c.link_previews AS c_link_previews, c.combine AS c_combine,
        c.inactive_reason AS c_inactive_reason, c.timezone AS c_timezone,
@@ -327,6 +336,7 @@ def _due(row: sqlite3.Row) -> DueMessage:
         created_at=row["created_at"],
         sent_at=row["sent_at"],
         shown_revision=row["shown_revision"],
+        shown_hash=row["shown_hash"],
     )
 
 
@@ -395,12 +405,15 @@ class SentBatch:
     published: tuple[float, ...] = ()  # publication times of the alerts it carried
     # (row id, reasons, story revision, story sections) as the message showed them.
     shown: tuple[tuple[int, str, int, str], ...] = ()
+    text_hash: int | None = None  # of what the message shows now (a send or an edit)
+    edit_interval: float = 0.0  # an edit that must go again waits this long after this one
 
 
 async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float) -> None:
-    """sending → sent inside the caller's transaction, with the hour's counters. A story
-    corrected or given a section while its message was on its way gets that message an edit,
-    as it would have once sent (enqueue_alerts only edits rows already 'sent')."""
+    """sending → sent inside the caller's transaction, with the hour's counters and the
+    memory of who was told. A story corrected or given a section while its message was on
+    its way gets that message an edit, as it would have once sent (enqueue_alerts only edits
+    rows already 'sent'); an edit overtaken by a correction in flight is armed again."""
     await conn.execute(
         f"UPDATE outbox SET state = 'sent', sent_at = ?, done_at = ?, message_id = ?, "  # noqa: S608
         f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)})",
@@ -412,21 +425,46 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
             "AS v WHERE outbox.id = v.column1",
             [value for pair in revised for value in pair],
         )
+    if batch.kind == "edit":
+        await conn.execute(
+            f"UPDATE outbox SET state = 'pending', again = 0, done_at = NULL, next_attempt_at = ? "  # noqa: S608
+            f"WHERE id IN ({_marks(batch.ids)}) AND again = 1",
+            (now + batch.edit_interval, *batch.ids),
+        )
+    if batch.text_hash is not None:
+        await _show(conn, batch, now)
     counts: Counter[str] = Counter({f"{batch.kind}_sent": len(batch.ids)})
     if batch.kind == "alert":
         counts.update(counters.latencies(now - p for p in batch.published))
     await counters.add(conn, now, counts)
-    shown = {row[0]: row[1:] for row in batch.shown}
-    if not shown:
+    if not batch.shown:
         return
-    for row in await _rows(
-        conn, f"SELECT o.id, o.chat_id, o.article_id, o.reasons, a.revision, a.sections FROM outbox o "  # noqa: S608
-        f"JOIN articles a ON a.id = o.article_id WHERE o.id IN ({_marks(list(shown))})", list(shown),
-    ):  # fmt: skip
+    shown = {row[0]: row[1:4] for row in batch.shown}
+    current = await _rows(
+        conn, f"SELECT o.id, o.chat_id, o.article_id, o.reasons, a.rowid AS story, a.revision, a.sections "  # noqa: S608
+        f"FROM outbox o JOIN articles a ON a.id = o.article_id WHERE o.id IN ({_marks(list(shown))})", list(shown),
+    )  # fmt: skip
+    await told.record(conn, [(row["story"], row["chat_id"], batch.message_id, now) for row in current])
+    for row in current:
         if (row["reasons"], row["revision"], row["sections"]) != shown[row["id"]]:
             # One edit renders the whole message again.
-            await _queue_edit(conn, row["chat_id"], batch.message_id, row["article_id"], now)
+            await queue_edit(conn, row["chat_id"], batch.message_id, row["article_id"], now, batch.edit_interval)
             break
+
+
+async def _show(conn: aiosqlite.Connection, batch: SentBatch, now: float) -> None:
+    """Remember what the message shows now, on the rows it carries."""
+    if batch.kind == "edit":
+        await conn.execute(
+            "UPDATE outbox SET shown_hash = ? WHERE chat_id = (SELECT chat_id FROM outbox WHERE id = ?) "
+            "AND message_id = ? AND kind IN ('alert', 'post')",
+            (batch.text_hash, batch.ids[0], batch.message_id),
+        )
+    else:
+        await conn.execute(
+            f"UPDATE outbox SET shown_hash = ? WHERE id IN ({_marks(batch.ids)})",  # noqa: S608
+            (batch.text_hash, *batch.ids),
+        )
 
 
 async def retry_later(
@@ -465,6 +503,19 @@ async def mark_failed(db: Database, ids: Sequence[int], error: str, *, now: floa
         kinds = Counter(f"{r[0]}_failed" for r in await cursor.fetchall())
         await cursor.close()
         await counters.add(conn, now, kinds)
+
+
+async def finish_unchanged_edit(db: Database, ids: Sequence[int], *, now: float) -> None:
+    """An edit that would leave its message as it is: done without a send (counted as
+    'edit_unchanged'). A correction that came meanwhile arms it again at once."""
+    async with db.write() as conn:
+        await conn.execute(
+            f"UPDATE outbox SET state = CASE WHEN again THEN 'pending' ELSE 'cancelled' END, "  # noqa: S608
+            f"again = 0, last_error = 'unchanged', next_attempt_at = ?, "
+            f"done_at = CASE WHEN again THEN NULL ELSE ? END WHERE id IN ({_marks(ids)}) AND state = 'sending'",
+            (now, now, *ids),
+        )
+        await counters.add(conn, now, {"edit_unchanged": len(ids)})
 
 
 async def defer(db: Database, ids: Sequence[int], *, until: float, digest: str | None) -> None:

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Any
 
 from bot.context import Services
-from storage import broadcasts, chats, feeds, outbox, stats
+from storage import broadcasts, chats, due, feeds, stats
 from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ async def metrics_text(services: Services, now: float) -> bytes:
         try:
             readers = await chats.chat_counts(services.db)
             feed_counts = await stats.feed_counts(services.db)
-            backlog = await outbox.backlog(services.db)
+            backlog = await due.backlog(services.db)
             gauges.update({
                 "newsbot_outbox_backlog": {LANE_NAMES[lane]: float(backlog.pending.get(lane, 0)) for lane in LANE_NAMES},
                 "newsbot_outbox_held": float(backlog.held),

@@ -7,6 +7,7 @@ what an outage does, what goes together.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from datetime import UTC
@@ -20,8 +21,9 @@ from bot.pipeline.core import EDIT_SHARE, PROBE_MAX_DELAY, Core, Defer, Launch, 
 from bot.pipeline.kinds import COMBINED, EDIT, PAID
 from bot.pipeline.lanes import Planner
 from bot.pipeline.ratelimit import RateLimits
+from storage.due import DueMessage
 from storage.models import Chat
-from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION, DueMessage
+from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION
 from tests.test_lanes import T0, row
 
 WALL = T0
@@ -209,7 +211,7 @@ def test_probes_back_off_to_thirty_seconds_and_move_on_from_a_chat_that_keeps_fa
             c.finished(launch, t, answered=True, went_out=True)
         if not plan.steps:
             t = plan.wake_at
-    gaps = [round(b[0] - a[0]) for a, b in zip(probes, probes[1:], strict=False)]
+    gaps = [round(b[0] - a[0]) for a, b in itertools.pairwise(probes)]
     assert gaps[:6] == [2, 4, 8, 16, 30, 30] and max(gaps) == PROBE_MAX_DELAY
     assert probes[0][1] == 1 and {chat for _, chat in probes[:3]} == {1, 2, 3}  # rotating
 

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 import pytest
 
 from bot.pipeline.lanes import COMBINE_MAX, COMBINE_OVER, COMBINE_WAITED, Planner
+from storage.due import DueMessage
 from storage.models import Article, Chat
-from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION, DueMessage
+from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION
 
 _ids = itertools.count(1)
 T0 = 1_774_000_000.0

@@ -16,8 +16,8 @@ from typing import Any
 
 from bot import briefings, render
 from bot.context import Services
-from storage import outbox
-from storage.outbox import DueMessage
+from storage import due
+from storage.due import DueMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ async def edit(services: Services, batch: Sequence[DueMessage]) -> Request | Non
     no longer known (its rows pruned or its chat gone)."""
     row = batch[0]
     assert row.target_id is not None
-    rows = await outbox.message_rows(services.db, row.chat_id, row.target_id)
+    rows = await due.message_rows(services.db, row.chat_id, row.target_id)
     if not rows or rows[0].article is None:
         return None
     first = rows[0]

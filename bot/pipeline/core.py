@@ -32,7 +32,8 @@ from bot.pipeline.answers import Reading, Verdict
 from bot.pipeline.kinds import Kind, batch_kind, held_by_quiet_hours, row_kind
 from bot.pipeline.lanes import Planner
 from bot.pipeline.ratelimit import RateLimits
-from storage.outbox import LANE_EDIT, DueMessage
+from storage.due import DueMessage
+from storage.outbox import LANE_EDIT
 
 STORM_CHATS = 3  # 429s from this many chats within STORM_WINDOW → pause every send
 STORM_WINDOW = 5.0

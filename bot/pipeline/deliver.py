@@ -34,9 +34,10 @@ from bot.pipeline.core import Action, Core, Defer, Launch
 from bot.pipeline.kinds import EDIT, batch_kind
 from bot.pipeline.lanes import COMBINE_MAX, Planner
 from bot.pipeline.ratelimit import RateLimits
-from storage import broadcasts, chats, outbox
+from storage import broadcasts, chats, due, outbox
 from storage.db import GroupCommit, StorageError
-from storage.outbox import LANES, DueMessage, SentBatch
+from storage.due import DueMessage
+from storage.outbox import LANES, SentBatch
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class Dispatcher:
         rows: list[DueMessage] = []
         self._partial = set()
         for lane in LANES:
-            found = await outbox.due_messages(self.services.db, lane, wall + RELOAD_SECONDS, LOAD_PER_LANE)
+            found = await due.due_messages(self.services.db, lane, wall + RELOAD_SECONDS, LOAD_PER_LANE)
             if len(found) >= LOAD_PER_LANE:
                 self._partial.add(lane)
             rows += found
@@ -202,7 +203,7 @@ class Dispatcher:
         wake_at = min(plan.wake_at, clock.monotonic() + RELOAD_SECONDS)
         if not self.planner and not self.in_flight and self._next_due == math.inf:
             # Nothing due and nothing in flight: wait for an enqueue, or for retries coming due.
-            next_due = await outbox.next_due_at(self.services.db)
+            next_due = await due.next_due_at(self.services.db)
             if next_due is not None:
                 self._next_due = clock.monotonic() + max(0.05, next_due - self._mark.now())
                 wake_at = min(wake_at, self._next_due)
@@ -292,7 +293,7 @@ class Dispatcher:
         """The chat's other due alerts that go with a batch that waited (lanes.Planner.gathers),
         read from the database: the view holds only the oldest rows of each lane."""
         first = launch.batch[0]
-        more = await outbox.due_alerts_for_chat(
+        more = await due.due_alerts_for_chat(
             self.services.db, first.chat_id, first.thread_id, self._mark.now(), COMBINE_MAX
         )
         return self.core.gather(launch, more)

@@ -29,7 +29,8 @@ from typing import Literal
 from bot.context import Services
 from bot.pipeline import compose
 from bot.pipeline.compose import Request
-from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, DueMessage
+from storage.due import DueMessage
+from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL
 
 Renderer = Callable[[Services, Sequence[DueMessage]], Awaitable[Request | None]]
 

@@ -32,7 +32,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 from bot.pipeline.kinds import row_kind
-from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION, LANES, DueMessage
+from storage.due import DueMessage
+from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION, LANES
 
 WEIGHTS = {LANE_BROADCAST: 16.0, LANE_PERSONAL: 8.0, LANE_SECTION: 2.0, LANE_EDIT: 1.0}
 COMBINE_OVER = 3  # more alerts than this due at once for one chat → one combined message

@@ -131,6 +131,7 @@ def _register(app: NewsApp) -> None:
         "quiet": reader.quiet_button,
         "brief": reader.briefing_button,
         "bc": admin.broadcast_button,
+        "feed": admin.feed_button,
     }
     for prefix, button in buttons.items():
         app.add_handler(CallbackQueryHandler(button, pattern=f"^{prefix}:"))

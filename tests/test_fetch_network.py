@@ -20,13 +20,8 @@ import httpx
 import pytest
 
 from bot.pipeline.discover import find_feed
-from bot.pipeline.fetch import (
-    AddressPolicy,
-    FetchError,
-    _GuardedBackend,
-    fetch_feed,
-    make_client,
-)
+from bot.pipeline.fetch import FetchError, fetch_feed
+from bot.pipeline.transport import AddressPolicy, _GuardedBackend, make_client
 from tests.fakes.feed_server import FeedServer
 
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>\n'

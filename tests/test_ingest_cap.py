@@ -1,5 +1,5 @@
 """Feeds that flood or lie, through the poller and the loopback feed server: a real SQLite
-file, real HTTP, the poll job's own functions (`poll_due_feeds`, `poll_tick`)."""
+file, real HTTP, the poller's own functions (`poll_due_feeds`, `catch_up_alerts`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 
 from bot.config import load_settings
 from bot.context import Services, load_matcher_index, open_services
-from bot.pipeline.poll import FUTURE_SKEW, poll_due_feeds, poll_tick
+from bot.pipeline.parse import FUTURE_TOLERANCE
+from bot.pipeline.poll import catch_up_alerts, poll_due_feeds
 from storage import articles, chats, feeds, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
@@ -118,7 +119,7 @@ async def test_stories_too_old_or_dated_ahead_are_stored_not_alerted(one_feed: S
     server.serve("/feed.xml", rss([
         item(0, now - HOUR),
         item(1, now - 25 * HOUR),  # older than NEWSBOT_ALERT_MAX_AGE
-        item(2, now + FUTURE_SKEW + 3 * HOUR),  # dated in the future beyond the skew
+        item(2, now + FUTURE_TOLERANCE + 3 * HOUR),  # dated in the future beyond the skew
         item(3, now - 60),  # news
     ]))
     [outcome] = (await poll_due_feeds(services, all_feeds=True)).outcomes
@@ -224,7 +225,7 @@ async def test_alerts_not_queued_are_queued_at_the_next_tick(one_feed: Services,
     assert await alerted(services) == []
     with sqlite3.connect(tmp_path / "newsbot.db") as conn:
         conn.execute("DROP TRIGGER refuse_outbox")
-    await poll_tick(services)  # nothing due to poll: only the queue is caught up
+    await catch_up_alerts(services)
     assert await alerted(services) == ["s-1"]
 
 

@@ -18,11 +18,12 @@ from bot.broadcast import Progress, StartOutcome, StopOutcome
 from bot.callbacks import pack, unpack
 from bot.commands.common import edit_text, reply
 from bot.context import NewsContext, Services, find_section
-from bot.pipeline.fetch import FetchError, redact_url
+from bot.pipeline.fetch import FetchError
 from bot.pipeline.parse import ParseError
+from bot.pipeline.urls import redact_url
 from bot.render import esc, fit_blocks, format_time, plural, short
 from bot.tgerrors import not_modified
-from storage.models import Feed, Section, SectionRule
+from storage.models import Section, SectionRule
 from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ REFUSAL = "Sorry, that command is for the newsroom's admins."
 BUTTON_REFUSAL = "Sorry, that button is for the newsroom's admins."
 RECENT_BROADCASTS = 10
 SHOWN_URL = 120  # characters of a feed URL shown in replies (a 10 KB URL must not fill one)
+TRY_BUTTONS = 30  # "Try now" buttons under /feeds at most
 
 # The admins' command menu, added to the readers' (see bot.app.set_command_menus).
 MENU = (
@@ -77,9 +79,10 @@ def _slugs(sections: tuple[Section, ...]) -> str:
     return ", ".join(s.slug for s in sections) or "none configured"
 
 
-def shown_url(url: str) -> str:
-    """A feed URL as replies show it: no credentials or secret values, and not too long."""
-    return short(redact_url(url), SHOWN_URL)
+def shown_url(url: str, safe: frozenset[str]) -> str:
+    """A feed URL as replies show it: no credentials or query values but those of the
+    `safe` parameters (NEWSBOT_URL_SAFE_PARAMS), and not too long."""
+    return short(redact_url(url, safe), SHOWN_URL)
 
 
 async def _drop_keyboard(query: CallbackQuery) -> None:
@@ -379,25 +382,43 @@ def _rule_text(rule: SectionRule, names: dict[str, str]) -> str:
     return f"section from URL path segment {rule.segment}, else {fallback}"
 
 
-def _feed_block(feed: Feed, names: dict[str, str], now: float, cap: int) -> str:
+def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> str:
+    feed = state.feed
+    names = services.section_names
+    safe = services.settings.url_safe_params
     title = f" — {esc(short(feed.title, 80))}" if feed.title else ""
-    head = f"<b>#{feed.id}</b> <code>{esc(shown_url(feed.url))}</code>{title}"
+    head = f"<b>#{feed.id}</b> <code>{esc(shown_url(feed.url, safe))}</code>{title}"
     if not feed.enabled:
         return head + " <i>(removed)</i>"
     success = (f"last success {broadcast.duration_text(now - feed.last_success_at)} ago"
                if feed.last_success_at else "no successful poll yet")
-    due = feed.next_poll_at - now
-    poll = "next poll due now" if due <= 0 else f"next poll in {broadcast.duration_text(due)}"
+    if state.next_in is None:
+        poll = "not polled now"
+    elif state.next_in <= 0:
+        poll = "being fetched" if feed.error_count == 0 else "being tried now"
+    else:
+        poll = f"{'next poll' if feed.error_count == 0 else 'next try'} in {broadcast.duration_text(state.next_in)}"
     lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}")]
     if feed.capped:
         lines.append(esc(f"last poll: {plural(feed.capped, 'new story', 'new stories')} stored without alerts "
-                         f"(more than {cap} at once, too old, or dated ahead)"))
+                         f"(more than {services.settings.alerts_per_poll} at once, too old, or dated ahead)"))
     if feed.error_count:
-        last = short(feed.last_error or "", 200)
-        lines.append(esc(f"⚠ {plural(feed.error_count, 'error')} in a row; last: {last}"))
+        since = feed.failing_since
+        when = (f"since {format_time(since, services.zone)} ({broadcast.duration_text(now - since)} ago)"
+                if since is not None else "")
+        lines.append(esc(f"⚠ failing {when}, {plural(feed.error_count, 'try', 'tries')} in a row; "
+                         f"last error: {short(feed.last_error or '', 200)}"))
     elif feed.last_error:
         lines.append(esc(f"last error (since recovered): {short(feed.last_error, 200)}"))
     return "\n".join(lines)
+
+
+def _try_keyboard(failing: list[int]) -> InlineKeyboardMarkup | None:
+    """A "Try now" button for each failing feed shown (Telegram takes 100 buttons at most)."""
+    buttons = [InlineKeyboardButton(f"Try #{feed_id} now", callback_data=pack("feed", "try", feed_id))
+               for feed_id in failing[:TRY_BUTTONS]]
+    rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 async def feeds_command(update: Update, context: NewsContext) -> None:
@@ -410,11 +431,33 @@ async def feeds_command(update: Update, context: NewsContext) -> None:
         await reply(update, esc(f"No feeds are configured: nothing is polled. Set NEWSBOT_FEEDS, or add one. {usage}"))
         return
     now = services.clock.time()
-    active = [f for f in found if f.enabled]
+    active = [s.feed for s in found if s.feed.enabled]
     failing = sum(1 for f in active if f.error_count)
     header = f"<b>Feeds</b>: {len(active)} polled, {failing} failing"
-    cap = services.settings.alerts_per_poll
-    await reply(update, fit_blocks(header, [_feed_block(f, services.section_names, now, cap) for f in found])[0])
+    blocks = [_feed_block(s, services, now) for s in found]
+    text, shown = fit_blocks(header, blocks)
+    tryable = [s.feed.id for s in found[:shown] if s.feed.enabled and s.feed.error_count]
+    await reply(update, text, _try_keyboard(tryable))
+
+
+async def feed_button(update: Update, context: NewsContext) -> None:
+    """Try now under /feeds: the feed is fetched at once (any admin)."""
+    query = update.callback_query
+    assert query is not None
+    parts = unpack(query.data, "feed", 2)
+    if parts is None or parts[0] != "try" or not parts[1].isdigit() or len(parts[1]) > 18:
+        await query.answer("This button is no longer valid.")
+        return
+    if not await _admin(update, context, "feed try"):
+        return
+    feed_id = int(parts[1])
+    outcome = newsroom.try_feed_now(context.services, query.from_user.id, feed_id)
+    if outcome is newsroom.TryNow.STARTED:
+        await query.answer(f"Fetching feed #{feed_id} now. /feeds shows how it went.")
+    elif outcome is newsroom.TryNow.BUSY:
+        await query.answer(f"Feed #{feed_id} is being fetched right now.")
+    else:
+        await query.answer(f"Feed #{feed_id} is not polled (removed?). /feeds lists the feeds.", show_alert=True)
 
 
 async def addfeed_command(update: Update, context: NewsContext) -> None:
@@ -441,10 +484,17 @@ async def addfeed_command(update: Update, context: NewsContext) -> None:
         await reply(update, esc(f"Could not add that feed — {short(str(exc), 300)}\n\n{usage}"))
         return
     feed = added.feed
-    verb = "Updated" if added.existed else "Added"
+    if added.already:
+        await reply(update, (
+            f"Feed <b>#{feed.id}</b> <code>{esc(shown_url(feed.url, services.settings.url_safe_params))}</code> "
+            f"is already polled ({esc(_rule_text(feed.rule, services.section_names))}). Nothing was changed."
+        ))
+        return
+    verb = "Added back" if added.existed else "Added"
     await reply(update, (
-        f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or shown_url(feed.url), 200))}</b> — "
-        f"{plural(added.items, 'item')}, section {esc(section.name)}.\n<code>{esc(shown_url(feed.url))}</code>\n"
+        f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or shown_url(feed.url, services.settings.url_safe_params), 200))}</b> — "
+        f"{plural(added.items, 'item')}, section {esc(section.name)}.\n"
+        f"<code>{esc(shown_url(feed.url, services.settings.url_safe_params))}</code>\n"
         "Its current items are stored as seen on its first poll; only stories that appear "
         "after that are pushed."
     ))
@@ -467,5 +517,6 @@ async def removefeed_command(update: Update, context: NewsContext) -> None:
     elif not removed:
         await reply(update, esc(f"Feed #{feed_id} was already removed."))
     else:
-        await reply(update, f"Removed feed <b>#{feed_id}</b> <code>{esc(shown_url(feed.url))}</code>. "
+        safe = context.services.settings.url_safe_params
+        await reply(update, f"Removed feed <b>#{feed_id}</b> <code>{esc(shown_url(feed.url, safe))}</code>. "
                             + esc("It stays removed after a restart; /addfeed brings it back."))

@@ -13,6 +13,7 @@ is later. The log says when a feed starts failing and when it recovers, one line
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -103,21 +104,25 @@ async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
     try:
         fetched = await fetch_for_poll(services, feed)
     except FetchError as exc:
-        return await _record_failure(services, feed, str(exc), started, retry_after=exc.retry_after)
-    next_in = max(0.0, _interval(services) - (services.clock.monotonic() - began))
+        # The back-off counts from now: a fetch that took its whole budget is not retried at once.
+        return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
+    # The interval counts from the start of this poll: a slow fetch or store does not
+    # stretch it.
+    interval = _interval(services)
     try:
         if fetched.not_modified:
-            await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + next_in)
-            outcome = PollOutcome(feed, "not_modified", next_in=next_in)
+            await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + interval)
+            outcome = PollOutcome(feed, "not_modified")
         else:
-            outcome = await store_document(services, feed, fetched, now=started, next_in=next_in)
+            outcome = await store_document(services, feed, fetched, now=started, next_poll_at=started + interval)
     except StorageError as exc:
         # The database is the problem, not the feed: nothing to record, try again later.
         services.metrics.inc("newsbot_errors_total", stage="storage")
         log.error("feed not stored feed_id=%d error=%s", feed.id, exc)
         return PollOutcome(feed, "error", error=str(exc), next_in=services.settings.poll_seconds)
     except ParseError as exc:
-        return await _record_failure(services, feed, str(exc), started)
+        return await _record_failure(services, feed, str(exc), services.clock.time())
+    outcome = dataclasses.replace(outcome, next_in=max(0.0, began + interval - services.clock.monotonic()))
     if feed.error_count:
         log.info(
             "feed recovered feed_id=%d url=%s errors=%d failing_for=%.0fs",
@@ -128,13 +133,13 @@ async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
 
 
 async def store_document(
-    services: Services, feed: Feed, fetched: FetchResult, *, now: float, next_in: float | None = None
+    services: Services, feed: Feed, fetched: FetchResult, *, now: float, next_poll_at: float | None = None
 ) -> PollOutcome:
     """Parse a fetched document, store its stories (with the feed's status, in one
     transaction) and queue the alerts of the new ones: the poller's whole path after the
-    fetch, which `newsbot check-feed` and /addfeed share up to the store. `next_in`: seconds
-    until the feed's next poll (default: one interval)."""
-    next_in = _interval(services) if next_in is None else next_in
+    fetch, which `newsbot check-feed` and /addfeed share up to the store. `next_poll_at`:
+    when the feed is due again (wall time; default: one interval from `now`)."""
+    next_poll_at = now + _interval(services) if next_poll_at is None else next_poll_at
     parsed = await parse_feed_async(
         fetched.body, url=fetched.url, rule=feed.rule, fetched_at=now, headers=fetched.headers,
         feed_id=feed.id, sections=services.section_names,
@@ -145,7 +150,7 @@ async def store_document(
         quiet = [] if priming else _not_alerted(services, parsed, stored, now)
         await articles.mark_matched(conn, [a.id for a in quiet])
         await feeds.record_success(
-            conn, feed.id, now=now, next_poll_at=now + next_in,
+            conn, feed.id, now=now, next_poll_at=next_poll_at,
             etag=fetched.etag, last_modified=fetched.last_modified, title=parsed.title,
             # A first poll that finds nothing primes nothing: the first one with stories
             # holds the backlog, which is history, not news.
@@ -153,7 +158,7 @@ async def store_document(
         )
     if priming:
         result = "primed" if parsed.articles else "new"
-        return PollOutcome(feed, result, items=len(parsed.articles), next_in=next_in)
+        return PollOutcome(feed, result, items=len(parsed.articles))
     quiet_ids = {a.id for a in quiet}
     alerting = [a for a in stored.new if a.id not in quiet_ids] + stored.gained + [
         c.article for c in stored.corrected
@@ -167,7 +172,7 @@ async def store_document(
         )
     return PollOutcome(
         feed, "new", items=len(parsed.articles), new=tuple(stored.new),
-        queued=enqueued.queued + enqueued.held, not_alerted=len(quiet), next_in=next_in,
+        queued=enqueued.queued + enqueued.held, not_alerted=len(quiet),
     )
 
 

@@ -8,6 +8,7 @@ up to the work done in them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -99,7 +100,7 @@ def wall(clock: SimClock, monotonic: float) -> float:
 
 
 def gaps(times: Sequence[float]) -> list[float]:
-    return [round(b - a) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a) for a, b in itertools.pairwise(times)]
 
 
 # --- the back-off rule ---------------------------------------------------------------------

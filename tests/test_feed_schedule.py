@@ -245,6 +245,52 @@ async def test_hanging_trickling_and_huge_feeds_do_not_delay_another_feeds_alert
         await services.close()
 
 
+async def test_waiting_for_a_fetch_slot_counts_against_the_fetch_budget(
+    tmp_path: Path, clock: SimClock, server: FeedServer
+) -> None:
+    """Eight feeds drip their bodies and hold every fetch slot for their whole budget
+    (60 s): the ninth waits for a slot within its own budget, fails when it is spent, and
+    is fetched once a slot is free."""
+    drips = [f"/drip{n}.xml" for n in range(8)]
+    services = await open_newsroom(tmp_path, clock, [server.url_for(p) for p in [*drips, "/fast.xml"]])
+    try:
+        for path in [*drips, "/fast.xml"]:
+            server.serve(path, rss([item(0, clock.time() - HOUR)]), etag=False, last_modified=False)
+            if path != "/fast.xml":
+                server.slow(path, 1.0, trickle_bytes=1)
+        started = clock.time()
+        await start_polling(services)
+        await clock.run_for(61)
+        fast = await feeds.get_feed(services.db, 9)
+        assert fast is not None and fast.error_count == 1
+        assert fast.last_error == "fetch: no free fetch slot within 60 s (other feeds are slow)"
+        assert fast.failing_since is not None and fast.failing_since - started <= 60 + 1
+        assert server.requests("/fast.xml") == []
+        await clock.run_for(POLL)
+        fast = await feeds.get_feed(services.db, 9)
+        assert fast is not None and fast.error_count == 0 and fast.primed
+    finally:
+        await services.close()
+
+
+async def test_after_a_restart_a_feed_backing_off_is_tried_within_the_cap(
+    tmp_path: Path, clock: SimClock, server: FeedServer
+) -> None:
+    """A next try stored 6 hours ahead (the old rule's cap, or a Retry-After) does not keep
+    the feed quiet for 6 hours after a restart: it is tried within NEWSBOT_FEED_BACKOFF_MAX."""
+    services = await open_newsroom(tmp_path, clock, [server.url_for("/feed.xml")])
+    try:
+        server.serve("/feed.xml", rss([item(0, clock.time() - HOUR)]))
+        await feeds.record_failure(services.db, 1, "fetch: HTTP 500", now=clock.time(), next_poll_at=clock.time() + 6 * HOUR)
+        started = clock.monotonic()
+        await start_polling(services)
+        await clock.run_for(601)
+        [fetch] = server.requests("/feed.xml")
+        assert fetch.at - started == pytest.approx(600, abs=1)
+    finally:
+        await services.close()
+
+
 async def test_a_feed_added_or_removed_joins_or_leaves_the_schedule_at_once(
     tmp_path: Path, clock: SimClock, server: FeedServer
 ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.pipeline.urls import redact_url
 from storage.models import Section, SectionRule
 
 DEFAULT_API_URL = "https://api.telegram.org/bot"
@@ -330,7 +331,7 @@ def parse_feeds_config(data: Mapping[str, object], where: str = "feeds file") ->
             raise ConfigError(f"{place}: must be a table")
         feed = parse_feed_spec(raw, slugs, place)
         if feed.url in seen:
-            raise ConfigError(f"{place}: {feed.url} is listed twice")
+            raise ConfigError(f"{place}: {redact_url(feed.url)} is listed twice")
         seen.add(feed.url)
         feeds.append(feed)
     return FeedsConfig(sections=tuple(sections), feeds=tuple(feeds))
@@ -359,7 +360,7 @@ def parse_feed_spec(raw: Mapping[str, object], slugs: set[str], place: str) -> F
     url = raw.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+\S*$", url):
         raise ConfigError(
-            f"{place}: url must be an http:// or https:// address of a feed (got {str(url)[:80]!r}); "
+            f"{place}: url must be an http:// or https:// address of a feed (got {redact_url(str(url))[:80]!r}); "
             "a local file can be looked at with: newsbot check-feed PATH"
         )
     section = raw.get("section")

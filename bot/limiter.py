@@ -80,7 +80,7 @@ class SharedLimiter(BaseRateLimiter[None]):
                 await clock.sleep(min(wait, 5.0))
         finally:
             limits.replies_waiting -= 1
-        limits.begin()
+        limits.begin(reply=True)
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as exc:

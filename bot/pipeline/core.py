@@ -121,11 +121,12 @@ class Core:
     running_paid: int = 0
     free: set[int] = field(default_factory=set)  # broadcasts Telegram refused to send paid
     outage: Outage | None = None
-    broken: dict[int, str] = field(default_factory=dict)  # row id → our error, until it goes
+    broken: dict[int, tuple[str, int]] = field(default_factory=dict)  # row id → (our error, tries)
     troubled: dict[int, int] = field(default_factory=dict)  # row id → sends with no answer about it
     _storm: deque[tuple[float, int]] = field(default_factory=deque)
     _edits: deque[float] = field(default_factory=deque)  # when edits were launched
     _alone: dict[int, float] = field(default_factory=dict)  # chat → until (monotonic)
+    _faulty: set[str] = field(default_factory=set)  # stories (…) our failures were logged for
     _any_paid: bool = False
 
     # --- the view -------------------------------------------------------------------------
@@ -158,20 +159,24 @@ class Core:
         if outage is not None and (outage.probing or mono < outage.next_probe):
             self.limits.outbox_waiting = False
             return Plan(steps, outage.next_probe if not outage.probing else math.inf)
+        held_by_rate = False
         while True:
             gate = self.limits.global_ready_at(mono)
             if gate > mono and not self._any_paid:
                 # The global window is full: no chat may go before it opens, whatever its own
                 # limits say, so there is no need to ask the planner about every one of them.
                 wake = min(wake, gate)
+                held_by_rate = True
                 break
             if self.running >= self.concurrency and (
                 not self._any_paid or self.running_paid >= self.paid_concurrency
             ):
+                held_by_rate = True  # waiting for room, which replies must leave it its share of
                 break  # no room in flight: the next finished send wakes the shell
             chat_id, at = self._pick(mono)
             if chat_id is None:
                 wake = min(wake, at)
+                held_by_rate = at <= mono + 1.0  # the rate's windows, not the chats' own limits
                 break
             batch = self._take(chat_id, mono, wall)
             held, batch = self._quiet(batch, wall)
@@ -187,7 +192,8 @@ class Core:
             if outage is not None:
                 outage.probing = True
                 break
-        self.limits.outbox_waiting = bool(self.planner) and wake > mono and not steps
+        # Replies to commands keep to their share of the rate while alerts wait for it.
+        self.limits.outbox_waiting = bool(self.planner) and held_by_rate
         return Plan(steps, wake)
 
     def _pick(self, mono: float) -> tuple[int | None, float]:
@@ -372,14 +378,19 @@ class Core:
 
     def broke(self, launch: Launch, error: str) -> tuple[Action, bool]:
         """An exception of ours while preparing or sending: the rows stay due, retried after
-        a back-off. Returns the action and whether this failure is new (worth a log line)."""
-        new = not any(m.id in self.broken for m in launch.batch)
+        a back-off. Returns the action and whether this failure is new for its story (or
+        broadcast, or briefing): worth one log line, however many chats it holds back."""
+        keys = {_fault_key(m) for m in launch.batch}
+        new = not keys <= self._faulty
+        if len(self._faulty) > 10_000:
+            self._faulty.clear()
+        self._faulty |= keys
+        tries = 1 + max(self.broken.get(m.id, ("", 0))[1] for m in launch.batch)
         for message in launch.batch:
-            self.broken[message.id] = error
-        attempts = max(m.attempts for m in launch.batch) + 1
+            self.broken[message.id] = (error, tries)
         if launch.probe:
             self.probe_lost()
-        return Action(Verdict.OUTAGE, error=f"internal: {error}", delay=min(2.0**attempts, BROKEN_MAX_DELAY)), new
+        return Action(Verdict.OUTAGE, error=f"internal: {error}", delay=min(2.0**tries, BROKEN_MAX_DELAY)), new
 
     @property
     def undeliverable(self) -> int:
@@ -415,3 +426,11 @@ class Core:
         """A chat that is gone (blocked, migrated): nothing of it stays in the view."""
         self.limits.forget(chat_id)
         self.planner.drop_chat(chat_id)
+
+
+def _fault_key(message: DueMessage) -> str:
+    if message.article is not None:
+        return f"story:{message.article.id}"
+    if message.broadcast_id is not None:
+        return f"broadcast:{message.broadcast_id}"
+    return f"{message.kind}:{message.key}"

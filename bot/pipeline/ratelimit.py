@@ -44,6 +44,7 @@ class RateLimits:
     _held: dict[int, float] = field(default_factory=dict)
     _replies: deque[float] = field(default_factory=deque)  # free sends of replies
     _outbox: deque[float] = field(default_factory=deque)  # free sends of the outbox
+    _replies_in_flight: int = 0
     replies_waiting: int = 0  # replies waiting for a slot now
     outbox_waiting: bool = False  # the outbox has a message ready that the rate holds back
     pause_until: float = 0.0
@@ -101,17 +102,22 @@ class RateLimits:
         window = self._replies if reply else self._outbox
         while window and window[0] <= now - 1.0 - self.margin:
             window.popleft()
-        cap = max(1, math.ceil(self.global_rate * SHARE))
-        if len(window) < cap:
+        # Sends in flight count as now, as in the global window.
+        in_flight = self._replies_in_flight if reply else self._free_in_flight - self._replies_in_flight
+        over = len(window) + in_flight - max(1, math.ceil(self.global_rate * SHARE))
+        if over < 0:
             return now
-        return window[-cap] + 1.0 + self.margin
+        if over < len(window):
+            return window[over] + 1.0 + self.margin
+        return now + 1.0
 
-    def begin(self, *, paid: bool = False) -> None:
+    def begin(self, *, paid: bool = False, reply: bool = False) -> None:
         """A send is starting: it counts as happening now until `end`."""
         if paid:
             self._paid_in_flight += 1
         else:
             self._free_in_flight += 1
+            self._replies_in_flight += 1 if reply else 0
 
     def end(self, chat_id: int, at: float, *, sent: bool = True, paid: bool = False, reply: bool = False) -> None:
         """Its answer came back at `at` (or, with `sent=False`, no request went out)."""
@@ -119,6 +125,8 @@ class RateLimits:
             self._paid_in_flight = max(0, self._paid_in_flight - 1)
         else:
             self._free_in_flight = max(0, self._free_in_flight - 1)
+            if reply:
+                self._replies_in_flight = max(0, self._replies_in_flight - 1)
         if sent:
             self.record(chat_id, at, paid=paid, reply=reply)
 

@@ -11,6 +11,7 @@ either: a 5xx says nothing about the message.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ async def test_a_ten_minute_outage_probes_with_back_off_not_in_a_loop(
     # The first sends in flight, then one retry after 1, 2, 4 … at most 30 s: about 25 in ten
     # minutes, not one a second.
     assert len(failed) <= 8 + 30, len(failed)
-    gaps = [b.monotonic - a.monotonic for a, b in zip(failed[8:], failed[9:], strict=False)]
+    gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(failed[8:])]
     assert gaps and max(gaps) <= PROBE_MAX_DELAY + 1
 
 

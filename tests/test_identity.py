@@ -1,21 +1,17 @@
 """One story, one identity, end to end: the real bot reads feeds from the loopback feed server
-and its alerts arrive at the fake Bot API. Each poll is the poll job's own round
-(`poll_due_feeds`), run by the test when the feeds have changed, so nothing waits for an
-interval; retention is the maintenance job's own `maintenance.prune`.
-
-Days pass on the bot's own clock: a real clock whose wall time the test sets forward
-(`SteppedClock`), as a system clock set forward moves it. Waits stay real and short.
+and its alerts arrive at the fake Bot API, both on the test's loop and simulated clock. Each
+poll is the poll job's own round (`poll_due_feeds`), run by the test when the feeds have
+changed; retention is the maintenance job's own `maintenance.prune`. Days pass as the wall
+clock is set forward (`SimClock.step`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from bot.clock import RealClock
 from bot.config import Settings, load_settings
 from bot.context import Services, open_services
 from bot.pipeline.poll import poll_due_feeds
@@ -24,6 +20,7 @@ from storage import articles, identity, maintenance
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall
 from tests.harness import bot_settings, write_feeds_file
+from tests.simtime import SimClock
 from tests.test_corrections import first_line, follow
 from tests.test_delivery import FeedItem, backlog, query, rss
 
@@ -31,26 +28,14 @@ DAY = 24 * 3600.0
 WORLD_READER, SPORTS_READER = 71_001, 71_002
 
 
-class SteppedClock(RealClock):
-    """The system's clocks, with wall time set forward by the test (days pass between polls)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def time(self) -> float:
-        return super().time() + self.offset
+@pytest.fixture
+def tg(sim_tg: FakeTelegram) -> FakeTelegram:
+    return sim_tg
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    with FeedServer() as server:
-        yield server
+def feeds(sim_feeds: FeedServer) -> FeedServer:
+    return sim_feeds
 
 
 def settings_for(tg: FakeTelegram, feeds: FeedServer, tmp_path: Path, paths: Sequence[str], **extra: str) -> Settings:
@@ -79,7 +64,7 @@ def edits(tg: FakeTelegram) -> list[RecordedCall]:
 
 
 async def test_another_feeds_item_under_a_delivered_guid_is_a_story_of_its_own(
-    tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
+    clock: SimClock, tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
 ) -> None:
     """The sports feed publishes an item whose guid is the world story the world readers were
     alerted to, with another link and headline: it is the sports readers' new story, and
@@ -90,7 +75,7 @@ async def test_another_feeds_item_under_a_delivered_guid_is_a_story_of_its_own(
     settings = settings_for(tg, feeds, tmp_path, ["/world.xml", "/sports.xml"])
     await follow(settings.db_path, [WORLD_READER], "world")
     await follow(settings.db_path, [SPORTS_READER], "sports")
-    async with running(settings) as rt:
+    async with running(settings, clock=clock) as rt:
         await primed(settings, tg, 2)
         flood = FeedItem("story-1", "Flood closes the E4", section="World", link="https://herald.example/world/flood")
         feeds.serve("/world.xml", rss([flood, *world_items]))
@@ -115,17 +100,19 @@ async def test_another_feeds_item_under_a_delivered_guid_is_a_story_of_its_own(
     ]
 
 
-async def test_two_stories_with_one_headline_both_alert(tg: FakeTelegram, feeds: FeedServer, tmp_path: Path) -> None:
+async def test_two_stories_with_one_headline_both_alert(
+    clock: SimClock, tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
+) -> None:
     """Two different stories (their own guid and link, an hour and a half apart) under the
     same headline: the reader hears of each."""
     items = backlog("Old", 3)
     feeds.serve("/world.xml", rss(items))
     settings = settings_for(tg, feeds, tmp_path, ["/world.xml"])
     await follow(settings.db_path, [WORLD_READER], "world")
-    now = time.time()
+    now = clock.time()
     morning = FeedItem("storm-am", "Storm warning for the west coast", link="https://herald.example/storm-am", published=now - 7200)
     noon = FeedItem("storm-pm", "Storm warning for the west coast", link="https://herald.example/storm-pm", published=now - 1800)
-    async with running(settings) as rt:
+    async with running(settings, clock=clock) as rt:
         await primed(settings, tg, 1)
         feeds.serve("/world.xml", rss([morning, *items]))
         await poll(rt)
@@ -144,14 +131,13 @@ async def test_two_stories_with_one_headline_both_alert(tg: FakeTelegram, feeds:
 
 
 async def test_a_story_still_listed_stays_in_the_archive_and_never_alerts_again(
-    tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
+    clock: SimClock, tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
 ) -> None:
     """NEWSBOT_ARCHIVE_DAYS=2, and alerts for stories up to 30 days old: a story alerted on
     day 0 is still in its feed every day after (days 1-3 and 5-7 the feed is unchanged and
     answers 304, day 4 it is a new document). Retention runs each day; on day 7 the feed
     gains a story: the reader hears of the new one only, and the old one is still in the
     archive (found by /search)."""
-    clock = SteppedClock()
     items = backlog("Old", 3)
     feeds.serve("/world.xml", rss(items))
     settings = settings_for(tg, feeds, tmp_path, ["/world.xml"], NEWSBOT_ARCHIVE_DAYS="2", NEWSBOT_ALERT_MAX_AGE="30d")
@@ -164,7 +150,7 @@ async def test_a_story_still_listed_stays_in_the_archive_and_never_alerts_again(
         await tg.await_messages(WORLD_READER, 1, timeout=30)
         await settled(settings, tg)
         for day in range(1, 8):
-            clock.offset += DAY
+            clock.step(DAY)
             if day == 4:  # another summary for an old story: a new document, still listing it
                 edited = [FeedItem(i.guid, i.title, published=i.published, summary="Rewritten.") for i in items]
                 feeds.serve("/world.xml", rss([bridge, *edited]))
@@ -185,13 +171,12 @@ async def test_a_story_still_listed_stays_in_the_archive_and_never_alerts_again(
 
 
 async def test_a_story_that_left_the_archive_and_comes_back_is_remembered(
-    tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
+    clock: SimClock, tg: FakeTelegram, feeds: FeedServer, tmp_path: Path
 ) -> None:
     """The story leaves its feed, and after NEWSBOT_ARCHIVE_DAYS the archive; ten days later
     the feed lists it again (alerts for stories up to 30 days old are on): it is known
     (`seen`), and nobody hears of it twice. After storage.identity.SEEN_DAYS unlisted, the
     memory goes."""
-    clock = SteppedClock()
     items = backlog("Old", 3)
     feeds.serve("/world.xml", rss(items))
     settings = settings_for(tg, feeds, tmp_path, ["/world.xml"], NEWSBOT_ARCHIVE_DAYS="2", NEWSBOT_ALERT_MAX_AGE="30d")
@@ -203,16 +188,16 @@ async def test_a_story_that_left_the_archive_and_comes_back_is_remembered(
         await poll(rt)
         await tg.await_messages(WORLD_READER, 1, timeout=30)
         await settled(settings, tg)
-        clock.offset += 2 * 3600
+        clock.step(2 * 3600)
         feeds.serve("/world.xml", rss(items))  # it leaves the feed two hours later
         await poll(rt)
-        clock.offset += 3 * DAY
+        clock.step(3 * DAY)
         await poll(rt)
         await prune(rt.services, settings, clock)
         assert await articles.get_article(rt.services.db, "bridge-1") is None
         assert query(settings.db_path, "SELECT count(*) FROM seen") == [(2,)]  # its id and its link
 
-        clock.offset += 10 * DAY
+        clock.step(10 * DAY)
         feeds.serve("/world.xml", rss([bridge, *items]))
         await poll(rt)
         await settled(settings, tg)
@@ -222,17 +207,17 @@ async def test_a_story_that_left_the_archive_and_comes_back_is_remembered(
         # Listed again on day 13, the memory counts from there: gone 30 days after it leaves.
         feeds.serve("/world.xml", rss(items))
         await poll(rt)
-        clock.offset += (identity.SEEN_DAYS - 1) * DAY
+        clock.step((identity.SEEN_DAYS - 1) * DAY)
         await poll(rt)
         await prune(rt.services, settings, clock)
         assert query(settings.db_path, "SELECT count(*) FROM seen") == [(2,)]
-        clock.offset += 2 * DAY
+        clock.step(2 * DAY)
         await poll(rt)
         await prune(rt.services, settings, clock)
         assert query(settings.db_path, "SELECT count(*) FROM seen") == [(0,)]
 
 
-async def prune(services: Services, settings: Settings, clock: SteppedClock) -> None:
+async def prune(services: Services, settings: Settings, clock: SimClock) -> None:
     """The maintenance job's retention, until it has nothing left to do."""
     while (await maintenance.prune(
         services.db, outbox_days=settings.outbox_days, archive_days=settings.archive_days, now=clock.time()
@@ -240,12 +225,14 @@ async def prune(services: Services, settings: Settings, clock: SteppedClock) -> 
         pass
 
 
-async def test_a_hostile_document_costs_a_bounded_number_of_statements(feeds: FeedServer, tmp_path: Path) -> None:
+async def test_a_hostile_document_costs_a_bounded_number_of_statements(
+    clock: SimClock, feeds: FeedServer, tmp_path: Path
+) -> None:
     """1,000 items: fifty different stories under one headline, items whose guids are another
     feed's stories (with links of their own), and one story under 350 guids: every story is
     stored once, the repeats and the scoped ids are counted, and the store runs a fixed
     number of batched lookups whatever the document holds (no query per item)."""
-    now = time.time()
+    now = clock.time()
     feeds.serve("/world.xml", rss(backlog("Old world", 2)))
     feeds.serve("/sports.xml", rss(backlog("Old sports", 2)))
     urls = [feeds.url_for("/world.xml"), feeds.url_for("/sports.xml")]
@@ -253,7 +240,7 @@ async def test_a_hostile_document_costs_a_bounded_number_of_statements(feeds: Fe
         "NEWSBOT_FEEDS": str(write_feeds_file(tmp_path, urls)),
         "NEWSBOT_DB": str(tmp_path / "newsbot.db"),
         "NEWSBOT_FEED_ALLOW_PRIVATE": "1",
-    }, env_file=None))  # fmt: skip
+    }, env_file=None), clock=clock)  # fmt: skip
     try:
         await poll_due_feeds(services, all_feeds=True)  # both primed
         world = [FeedItem(f"w-{n}", f"World story {n}", published=now - 900 - n) for n in range(300)]

@@ -3,7 +3,10 @@
 Which stored story a feed item is, is storage/identity.py's rule. Found again, an item is the
 same story: a new section is added to it, and a changed title or link under its own identity
 is a correction. Only stories never seen before come back as new, and only those become
-alerts. (Over 500 lines: the store and every query of the archive share the row's columns.)
+alerts.
+
+Why one module: the store and every query of the archive read the same row (its columns, its
+search index), and split apart each half would carry a copy of it.
 
 The search index (`articles_fts`) holds each field's word stems (`storage.words`), written
 here beside the row, so a word that matching finds, search finds.

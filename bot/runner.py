@@ -39,7 +39,8 @@ from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.poll import enqueue_unmatched, poll_tick
 from bot.pipeline.ratelimit import RateLimits
 from storage import chats, feeds, maintenance
-from storage.db import ProcessLock, StorageError
+from storage.db import StorageError
+from storage.lock import ProcessLock
 
 log = logging.getLogger(__name__)
 

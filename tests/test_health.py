@@ -320,3 +320,29 @@ async def test_a_write_of_the_pipeline_that_fails_is_unhealthy(tg: FakeTelegram,
             healthy = await http.get("/healthz")
             assert healthy.status_code == 200, healthy.json()
 
+
+async def test_healthy_as_soon_as_telegram_answered(tg: FakeTelegram, tmp_path: Path) -> None:
+    """getMe answered and the first long poll is out: 200 at once, not only once that long
+    poll returns (up to 30 s later when nobody writes)."""
+    port = free_port()
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))), \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        answer = await http.get("/healthz")
+        assert tg.calls("getUpdates") == []  # the first long poll has not returned
+        assert answer.status_code == 200, answer.json()
+        assert answer.json()["updates"] is True
+
+
+async def test_get_updates_refused_from_the_start_is_unhealthy(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Healthy at start means getMe answered and getUpdates is not failing: a first long
+    poll refused (another copy of the bot polling) is 503 naming updates."""
+    tg.fail_all(409, "Conflict: terminated by other getUpdates request", methods=["getUpdates"])
+    port = free_port()
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))), \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        await tg.await_calls("getUpdates", 1, timeout=10)
+        answer = await http.get("/healthz")
+        assert answer.status_code == 503, answer.json()
+        body = answer.json()
+        assert body["updates"] is False, body
+        assert any(r.startswith("updates: getUpdates failing") and "Conflict" in r for r in body["reasons"]), body

@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot.clock import Clock
-from bot.commands import admin, reader
+from bot.commands import admin, feeds, reader
 from bot.commands.inline import InlineSearch
 from bot.config import Settings
 from bot.context import CONTEXT_TYPES, NewsApp
@@ -111,9 +111,9 @@ def _register(app: NewsApp) -> None:
         "broadcast": admin.broadcast_command,
         "broadcasts": admin.broadcasts_command,
         "stats": admin.stats_command,
-        "feeds": admin.feeds_command,
-        "addfeed": admin.addfeed_command,
-        "removefeed": admin.removefeed_command,
+        "feeds": feeds.feeds_command,
+        "addfeed": feeds.addfeed_command,
+        "removefeed": feeds.removefeed_command,
     }
     for names, callback in commands.items():
         app.add_handler(CommandHandler(names, callback, filters=new_messages))
@@ -131,6 +131,7 @@ def _register(app: NewsApp) -> None:
         "quiet": reader.quiet_button,
         "brief": reader.briefing_button,
         "bc": admin.broadcast_button,
+        "feed": feeds.feed_button,
     }
     for prefix, button in buttons.items():
         app.add_handler(CallbackQueryHandler(button, pattern=f"^{prefix}:"))

@@ -2,7 +2,7 @@
 
 `Services` holds the dependencies (settings, database, feed client, matcher, metrics) and
 `Status` what health checks report; handlers reach them through the typed `NewsContext`
-(`context.services`). This module imports the stages it builds (fetch, match) and nothing
+(`context.services`). This module imports the stages it builds (transport, match, schedule) and nothing
 that imports it, so imports point one way: app → commands/pipeline → context → stages →
 storage.
 """
@@ -26,8 +26,9 @@ from bot.clock import Clock, RealClock
 from bot.config import FeedsConfig, Settings, load_feeds_file
 from bot.jobs import Jobs
 from bot.metrics import Metrics
-from bot.pipeline.fetch import make_client
 from bot.pipeline.match import Matcher
+from bot.pipeline.schedule import FeedSchedule
+from bot.pipeline.transport import make_client
 from storage import chats, feeds, subscriptions
 from storage.db import Database
 from storage.models import Section
@@ -84,9 +85,12 @@ class Services:
     # Section slug → the chat id of its channel (resolved at start).
     channels: dict[str, int] = field(default_factory=dict)
     jobs: Jobs = field(init=False)
+    # Every feed on its own time (started by the runner; `newsbot ingest` uses its slots).
+    feed_schedule: FeedSchedule = field(init=False)
 
     def __post_init__(self) -> None:
         self.jobs = Jobs(self.clock, self.metrics)
+        self.feed_schedule = FeedSchedule(self.clock)
 
     @property
     def section_names(self) -> dict[str, str]:
@@ -106,6 +110,7 @@ class Services:
         return self.zone
 
     async def close(self) -> None:
+        await self.feed_schedule.stop()
         await self.jobs.stop()
         await self.http.aclose()
         await self.db.close()

@@ -171,6 +171,7 @@ async def metrics_text(services: Services, now: float) -> bytes:
             readers = await chats.chat_counts(services.db)
             feed_counts = await stats.feed_counts(services.db)
             backlog = await outbox.backlog(services.db)
+            polled = await feeds.list_feeds(services.db)
             gauges.update({
                 "newsbot_outbox_backlog": {LANE_NAMES[lane]: float(backlog.pending.get(lane, 0)) for lane in LANE_NAMES},
                 "newsbot_outbox_held": float(backlog.held),
@@ -179,6 +180,8 @@ async def metrics_text(services: Services, now: float) -> bytes:
                 "newsbot_readers_inactive": float(readers["inactive"]),
                 "newsbot_feeds_enabled": float(feed_counts.enabled),
                 "newsbot_feeds_failing": float(feed_counts.failing),
+                "newsbot_feed_failing": {str(f.id): float(f.error_count > 0) for f in polled},
+                "newsbot_feed_errors": {str(f.id): float(f.error_count) for f in polled},
                 "newsbot_broadcasts_sending": float(await broadcasts.count_sending(services.db)),
                 "newsbot_database_bytes": float(await services.db.size()),
             })  # fmt: skip

@@ -31,6 +31,13 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "newsbot_flood_refusals_total": ("Commands ignored from chats sending too many.", ()),
 }
 
+# The label of the gauges given as values by label (see `Metrics.render`); "kind" otherwise.
+GAUGE_LABELS: dict[str, str] = {
+    "newsbot_outbox_backlog": "lane",
+    "newsbot_feed_failing": "feed",
+    "newsbot_feed_errors": "feed",
+}
+
 # Gauges read from the database and the process at each scrape: name → help.
 GAUGES: dict[str, str] = {
     "newsbot_outbox_backlog": "Outbox rows waiting to be sent, by lane.",
@@ -40,6 +47,8 @@ GAUGES: dict[str, str] = {
     "newsbot_readers_inactive": "Readers who blocked the bot or left.",
     "newsbot_feeds_enabled": "Feeds being polled.",
     "newsbot_feeds_failing": "Feeds whose last poll failed.",
+    "newsbot_feed_failing": "1 while the feed (by id) is failing: its last try failed.",
+    "newsbot_feed_errors": "Tries in a row that failed, per feed (0 when its last try succeeded).",
     "newsbot_broadcasts_sending": "Broadcasts being sent.",
     "newsbot_last_poll_age_seconds": "Seconds since a feed was last polled successfully.",
     "newsbot_dispatcher_up": "1 while the dispatcher runs.",
@@ -105,7 +114,7 @@ class Metrics:
         values: dict[str, list[tuple[dict[str, str], float]]] = {}
         for name, value in gauges.items():
             if isinstance(value, Mapping):
-                label = "lane" if name.startswith("newsbot_outbox") else "kind"
+                label = GAUGE_LABELS.get(name, "kind")
                 values[name] = [({label: str(k)}, float(v)) for k, v in value.items()]
             else:
                 values[name] = [({}, float(value))]

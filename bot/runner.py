@@ -36,7 +36,7 @@ from bot.health import HealthServer
 from bot.logs import log_loop_errors
 from bot.pipeline.botapi import BotApi
 from bot.pipeline.deliver import Dispatcher
-from bot.pipeline.poll import enqueue_unmatched, poll_tick
+from bot.pipeline.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.pipeline.ratelimit import RateLimits
 from storage import chats, feeds, maintenance
 from storage.db import StorageError
@@ -44,7 +44,7 @@ from storage.lock import ProcessLock
 
 log = logging.getLogger(__name__)
 
-POLL_TICK_SECONDS = 5.0
+CATCH_UP_SECONDS = 5.0
 BRIEFING_TICK_SECONDS = 20.0
 MAINTENANCE_SECONDS = 60.0
 CONNECT_MAX_DELAY = 60.0
@@ -122,7 +122,9 @@ class Runtime:
         await app.start()
         self._started = True
         jobs = services.jobs
-        jobs.every("poll", min(POLL_TICK_SECONDS, self.settings.poll_seconds), lambda: _poll_job(services), first=0.5)
+        polled = await feeds.list_feeds(services.db)
+        start_schedule(services, polled)
+        jobs.every("alerts", CATCH_UP_SECONDS, lambda: catch_up_alerts(services), first=CATCH_UP_SECONDS)
         jobs.every("briefings", BRIEFING_TICK_SECONDS, lambda: _briefing_job(services), first=2.0)
         jobs.every("maintenance", MAINTENANCE_SECONDS, lambda: _maintenance_job(services), first=30.0)
         resume_broadcasts(services, app.bot, unfinished)
@@ -132,7 +134,7 @@ class Runtime:
         elif polling:
             self._updates = asyncio.create_task(self._receive(), name="updates")
         services.status.phase = "running"
-        feeds_count = len(await feeds.list_feeds(services.db))
+        feeds_count = len(polled)
         if not feeds_count:
             log.warning("no feeds configured: nothing will be polled (set NEWSBOT_FEEDS or /addfeed)")
         log.info("newsbot running feeds=%d sections=%d", feeds_count, len(services.sections))
@@ -210,6 +212,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._updates
         if self.app.bot_data.opened:
+            await self.services.feed_schedule.stop()
             await self.services.jobs.stop()
         app = self.app
         if app.updater is not None and app.updater.running:
@@ -235,10 +238,6 @@ def _reason(exc: BaseException) -> str:
     if message != str(exc):
         message += " (an answer that is not the Bot API's)"
     return f"{type(exc).__name__}: {message}"[:300]
-
-
-async def _poll_job(services: Services) -> None:
-    await poll_tick(services)
 
 
 async def _briefing_job(services: Services) -> None:

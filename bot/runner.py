@@ -1,7 +1,7 @@
 """The bot's life: open, reach Telegram, run, stop — the same code for `newsbot run` and the
 tests.
 
-* One process per database: a lock is taken first (storage.db.ProcessLock).
+* One process per database: a lock is taken first (storage.lock.ProcessLock).
 * The database and the health endpoint come up before Telegram is reached, so /healthz
   answers "starting" while Telegram is unreachable; reaching it is retried with back-off,
   one log line per attempt.

@@ -54,6 +54,9 @@ class ProcessLock:
         path = self.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"storage: cannot create directory {path.parent}: {exc.strerror}") from None
+        try:
             # An empty file is a new SQLite database: creating it here changes nothing. Reading
             # is enough for flock; the lock file elsewhere also gets the holder's pid.
             mode = os.O_RDONLY if ON_LINUX else os.O_RDWR

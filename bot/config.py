@@ -83,6 +83,7 @@ class Settings:
     paid_broadcasts: bool = False
     paid_rate: float = 1000.0
     paid_concurrency: int = 64
+    edit_interval: float = 600.0
 
     def require_token(self) -> str:
         if not self.token:
@@ -185,6 +186,7 @@ def load_settings(
         paid_broadcasts=_flag(get, "NEWSBOT_PAID_BROADCASTS"),
         paid_rate=_number(get, "NEWSBOT_PAID_RATE", 1000.0, minimum=1.0, maximum=1000.0),
         paid_concurrency=_integer(get, "NEWSBOT_PAID_CONCURRENCY", 64, minimum=1, maximum=512),
+        edit_interval=_duration(get, "NEWSBOT_EDIT_INTERVAL", 600.0, minimum=0.0, maximum=86400.0),
     )
 
 

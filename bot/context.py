@@ -26,6 +26,7 @@ from bot.clock import Clock, RealClock
 from bot.config import FeedsConfig, Settings, load_feeds_file
 from bot.jobs import Jobs
 from bot.metrics import Metrics
+from bot.pipeline.flapping import FlapWatch
 from bot.pipeline.match import Matcher
 from bot.pipeline.schedule import FeedSchedule
 from bot.pipeline.transport import make_client
@@ -51,7 +52,9 @@ class Status:
     webhook: bool = False
     updates_ok_at: float | None = None
     updates_error: str | None = None
-    telegram_down_since: float | None = None
+    telegram_down_since: float | None = None  # wall time sending paused for an outage
+    telegram_paused_method: str | None = None  # the Bot API method whose failure paused it
+    undeliverable: int = 0  # rows our own failures keep from going (a render bug)
     dispatcher_alive: bool = False
     # When messages went out over the last RATE_WINDOW seconds (monotonic), for drain estimates.
     sent_times: deque[float] = field(default_factory=deque)
@@ -85,6 +88,7 @@ class Services:
     # Section slug → the chat id of its channel (resolved at start).
     channels: dict[str, int] = field(default_factory=dict)
     jobs: Jobs = field(init=False)
+    flapping: FlapWatch = field(default_factory=FlapWatch)
     # Every feed on its own time (started by the runner; `newsbot ingest` uses its slots).
     feed_schedule: FeedSchedule = field(init=False)
 

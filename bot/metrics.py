@@ -29,6 +29,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "newsbot_telegram_outages_total": ("Times sending paused because Telegram did not answer.", ()),
     "newsbot_errors_total": ("Handled errors by stage.", ("stage",)),
     "newsbot_flood_refusals_total": ("Commands ignored from chats sending too many.", ()),
+    "newsbot_delivery_errors_total": ("Messages our own code failed to prepare or send (kept and tried again).", ()),
+    "newsbot_stories_flapping_total": ("Stories whose headline changed more than 5 times in an hour.", ()),
 }
 
 # The label of the gauges given as values by label (see `Metrics.render`); "kind" otherwise.
@@ -55,6 +57,8 @@ GAUGES: dict[str, str] = {
     "newsbot_database_up": "1 while the database answers and takes writes.",
     "newsbot_updates_up": "1 while updates from Telegram arrive (long polling) or webhook mode.",
     "newsbot_telegram_up": "0 while sending is paused because Telegram does not answer.",
+    "newsbot_sending_paused_since": "When sending paused for an outage (UTC epoch seconds); 0 while it runs.",
+    "newsbot_undeliverable_messages": "Messages our own failures keep from going (a fault to fix; kept meanwhile).",
     "newsbot_database_bytes": "Size of the database file and its write-ahead log.",
     "newsbot_uptime_seconds": "Seconds since the process started.",
 }

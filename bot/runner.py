@@ -26,7 +26,13 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 
 from bot import briefings
-from bot.app import build_app, set_command_menus, webhook_options
+from bot.app import (
+    UPDATE_CONCURRENCY,
+    CountingUpdateProcessor,
+    build_app,
+    set_command_menus,
+    webhook_options,
+)
 from bot.broadcast import prepare_restart
 from bot.clock import Clock, RealClock
 from bot.commands.admin import resume_broadcasts
@@ -50,6 +56,7 @@ MAINTENANCE_SECONDS = 60.0
 CONNECT_MAX_DELAY = 60.0
 UPDATES_MAX_DELAY = 60.0
 LONG_POLL = 30
+UPDATES_BACKLOG = 100  # updates taken from Telegram but not yet handled, at most
 STOP_SECONDS = 20  # the documented bound on a clean stop
 
 
@@ -65,7 +72,8 @@ class Runtime:
             group_per_minute=settings.group_per_minute,
             paid_rate=settings.paid_rate,
         )
-        self.app: NewsApp = build_app(settings, self.limits, self.clock)
+        self.updates = CountingUpdateProcessor(UPDATE_CONCURRENCY)
+        self.app: NewsApp = build_app(settings, self.limits, self.clock, self.updates)
         self.health: HealthServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.api = BotApi(
@@ -164,7 +172,7 @@ class Runtime:
         """Long polling that never gives up: every error is retried with back-off, one line
         per failed attempt (numbered) and one when getUpdates answers again."""
         app, status, clock = self.app, self.services.status, self.clock
-        offset = 0
+        offset = taken = 0
         delay = 1.0
         failures = 0
         failing_since = 0.0
@@ -173,9 +181,14 @@ class Runtime:
         # when nothing happens, so waiting for its answer reported a healthy start as down).
         status.updates_ok_at = clock.monotonic()
         while True:
+            # Take no more from Telegram than the handlers keep up with: what is not fetched
+            # waits there (a day at most), not in this process's memory, and a stop finds at
+            # most UPDATES_BACKLOG updates still to handle.
+            while taken - self.updates.finished >= UPDATES_BACKLOG:
+                await self.clock.sleep(0.1)
             try:
                 updates = await app.bot.get_updates(
-                    offset=offset, timeout=LONG_POLL, allowed_updates=Update.ALL_TYPES,
+                    offset=offset, timeout=LONG_POLL, allowed_updates=Update.ALL_TYPES, limit=UPDATES_BACKLOG,
                     read_timeout=LONG_POLL + 10,
                 )
             except asyncio.CancelledError:
@@ -201,6 +214,7 @@ class Runtime:
             delay = 1.0
             for update in updates:
                 offset = max(offset, update.update_id + 1)
+                taken += 1
                 await app.update_queue.put(update)
 
     async def close(self) -> None:

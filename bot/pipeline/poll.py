@@ -163,6 +163,9 @@ async def store_document(
     alerting = [a for a in stored.new if a.id not in quiet_ids] + stored.gained + [
         c.article for c in stored.corrected
     ]
+    for correction in stored.corrected:
+        if services.flapping.changed(correction.article.id, correction.article.title, services.clock.monotonic()):
+            services.metrics.inc("newsbot_stories_flapping_total")
     enqueued = await enqueue_alerts(services, alerting, now=now)
     services.metrics.inc("newsbot_articles_new_total", len(stored.new))
     if stored.new or enqueued.queued or enqueued.edits:
@@ -232,7 +235,8 @@ async def enqueue_alerts(services: Services, stories: list[Article], *, now: flo
             services.channels[s] for s in article.all_sections if s in services.channels
         ]
     result = await outbox.enqueue_alerts(
-        services.db, stories, matches, channels=channels, now=services.clock.time() if now is None else now
+        services.db, stories, matches, channels=channels, now=services.clock.time() if now is None else now,
+        edit_interval=services.settings.edit_interval,
     )
     services.metrics.inc("newsbot_alerts_queued_total", result.queued + result.held)
     if result.queued or result.edits:

@@ -18,6 +18,7 @@ from bot.commands.common import (
     callback_ids,
     edit_markup,
     edit_text,
+    in_forum,
     refuse_non_admin,
     reply,
     sections_text,
@@ -35,6 +36,8 @@ USAGE = {
     "exclude": "Usage: /exclude <word>[, <word>…] — no alert, briefing entry or /latest story about it\nExample: /exclude football",
     "include": "Usage: /include <word> — undo /exclude\nExample: /include football",
 }
+# A change that waited for this chat's /stop to finish (bot.readers.Outcome.GONE).
+STOPPED_MEANWHILE = "Not saved: this chat stopped newsbot meanwhile. /start to begin again."
 
 
 # --- /start, /sections --------------------------------------------------------------
@@ -60,13 +63,14 @@ async def section_keyboard(context: NewsContext, chat_id: int) -> InlineKeyboard
 
 
 async def start(update: Update, context: NewsContext) -> None:
+    """/start makes the chat a reader: in a group, only when one of its admins sends it."""
+    if await refuse_non_admin(update, context):
+        return
     chat = await sender.join(update, context)
     if chat is None:
         return
     payload = context.args[0] if context.args else ""
     if payload:
-        if await refuse_non_admin(update, context):
-            return
         await _deep_link(update, context, chat.id, payload)
         return
     services = context.services
@@ -81,10 +85,11 @@ async def start(update: Update, context: NewsContext) -> None:
 async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload: str) -> None:
     services = context.services
     keyboard = await section_keyboard(context, chat_id)
+    topic, forum = topic_of(update), in_forum(update)
     if payload.startswith("kw-"):
         keyword = payload[3:].replace("_", " ")
-        report = await readers.follow(services, chat_id, f'"{keyword}"')
-        body = follow_text(report, services.settings.max_subscriptions)
+        report = await readers.follow(services, chat_id, f'"{keyword}"', thread_id=topic, forum=forum)
+        body = follow_text(report, services.settings.max_subscriptions, topic)
         await reply(update, f"Welcome to <b>newsbot</b>! {body}\nPick sections too, if you like:", keyboard)
         return
     section = find_section(services.sections, payload)
@@ -92,12 +97,15 @@ async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload
         await reply(update, f"Welcome to <b>newsbot</b>! Unknown section “{echo(payload, 40)}”. "
                             f"Sections: {esc(sections_text(services.sections))}.", keyboard)
         return
-    outcome = await readers.add(services, chat_id, "section", section.slug, section.slug)
+    outcome = await readers.add(
+        services, chat_id, "section", section.slug, section.slug, thread_id=topic, forum=forum
+    )
     text = {
         Outcome.ADDED: f"Welcome to <b>newsbot</b>! You now get alerts from <b>{esc(section.name)}</b>.",
         Outcome.EXISTS: f"Welcome back! You already follow <b>{esc(section.name)}</b>.",
+        Outcome.MOVED: f"Welcome back! <b>{esc(section.name)}</b> alerts now come to {_where(topic)}.",
         Outcome.LIMIT: esc(limit_text(services.settings.max_subscriptions)),
-    }.get(outcome, "")
+    }.get(outcome, STOPPED_MEANWHILE)
     await reply(update, text, await section_keyboard(context, chat_id))
 
 
@@ -138,7 +146,7 @@ async def section_button(update: Update, context: NewsContext) -> None:
         Outcome.MOVED: f"{section.name} alerts now come to this topic",
         Outcome.EXISTS: f"You already follow {section.name}",
         Outcome.LIMIT: f"Limit reached: at most {context.services.settings.max_subscriptions} subscriptions",
-    }.get(outcome, "")
+    }.get(outcome, STOPPED_MEANWHILE)
     # The message changes before the spinner stops: once the reader sees the notice, the
     # keyboard shows the new state.
     if outcome in (Outcome.ADDED, Outcome.REMOVED):
@@ -154,12 +162,23 @@ def limit_text(limit: int) -> str:
             "Remove one with /mysubs first.")
 
 
-def follow_text(report: readers.FollowReport, limit: int) -> str:
+def _where(topic: int | None) -> str:
+    return "this topic" if topic is not None else "the General topic"
+
+
+def follow_text(report: readers.FollowReport, limit: int, topic: int | None = None) -> str:
+    """What /follow did; `topic`: the forum topic it was sent from."""
+    if report.gone:
+        return esc(STOPPED_MEANWHILE)
+    here = " here" if topic is not None else ""
     lines = []
     if report.added:
-        lines.append("Following " + join_names(report.added) + ". You will get an alert for every new story that mentions them.")
+        lines.append("Following " + join_names(report.added) + f". You will get an alert{here} for every new story "
+                     "that mentions them.")
     if report.replaced:
         lines.append("Following " + join_names(report.replaced) + " — you had excluded it before; that exclusion is removed.")
+    if report.moved:
+        lines.append(join_names(report.moved) + f": alerts now come to {_where(topic)}.")
     if report.existing:
         lines.append("Already following " + join_names(report.existing) + ".")
     if report.over_limit:
@@ -170,6 +189,8 @@ def follow_text(report: readers.FollowReport, limit: int) -> str:
 
 
 def exclude_text(report: readers.FollowReport, limit: int) -> str:
+    if report.gone:
+        return esc(STOPPED_MEANWHILE)
     lines = []
     if report.added:
         lines.append("Excluded " + join_names(report.added) + ": no alert, briefing entry or /latest story about it, "
@@ -195,8 +216,11 @@ async def _subscribe(update: Update, context: NewsContext, usage: str) -> tuple[
 async def follow(update: Update, context: NewsContext) -> None:
     found = await _subscribe(update, context, USAGE["follow"])
     if found is not None:
-        report = await readers.follow(context.services, found[0], found[1])
-        await reply(update, follow_text(report, context.services.settings.max_subscriptions))
+        topic = topic_of(update)
+        report = await readers.follow(
+            context.services, found[0], found[1], thread_id=topic, forum=in_forum(update)
+        )
+        await reply(update, follow_text(report, context.services.settings.max_subscriptions, topic))
 
 
 async def exclude(update: Update, context: NewsContext) -> None:

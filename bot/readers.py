@@ -279,6 +279,24 @@ async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
     return await remove(services, chat_id, "section" if kind == "section" else "keyword", value)
 
 
+async def set_option(services: Services, chat: Chat, option: str, value: bool) -> None:
+    """Link previews or combining bursts (storage.chats.OPTIONS) on or off."""
+    await chats.set_option(services.db, chat.id, option, value, now=services.clock.time())
+
+
+async def set_quiet(services: Services, chat: Chat, what: str, span: tuple[int, int] | None) -> Chat | None:
+    """Quiet hours "off", their mode ("hold", "silent"), or new hours (`span`, minutes after
+    local midnight) in the current mode. Returns the chat as it is now."""
+    db, now = services.db, services.clock.time()
+    if what == "off":
+        await chats.set_quiet(db, chat.id, None, None, now=now)
+    elif what in ("hold", "silent"):
+        await chats.set_quiet(db, chat.id, chat.quiet_start, chat.quiet_end, what, now=now)
+    elif span is not None:
+        await chats.set_quiet(db, chat.id, span[0], span[1], now=now)
+    return await chats.get_chat(db, chat.id)
+
+
 async def set_briefings(services: Services, chat: Chat, times: list[int]) -> float | None:
     """The chat's briefing times (local, up to three); returns when the next one is due."""
     zone = services.chat_zone(chat.timezone)

@@ -19,6 +19,7 @@ from tests.fakes.telegram_api import MAX_INLINE_RESULTS, FakeTelegram
 from tests.harness import ask, bot_settings, running_bot, store_sample
 
 PASSER_BY = 777  # never started the bot
+GROUP = -1001234567890
 BOT_LINK = "https://t.me/newsbot_test_bot"
 
 
@@ -142,8 +143,10 @@ async def test_an_inline_flooder_is_told_once_on_their_next_command(tg: FakeTele
         assert (await ask(tg, PASSER_BY, "/help"))["text"] == SLOW_DOWN
         before = len(tg.sent_messages(PASSER_BY))
         tg.user_message(PASSER_BY, "/help")
+        tg.user_message(GROUP, "/latest", user_id=PASSER_BY, chat_type="supergroup")  # any chat
         await inline(tg, "marker", user_id=PASSER_BY + 1)
         await tg.await_for(lambda: tg.pending_update_count == 0, timeout=10)
         assert len(tg.sent_messages(PASSER_BY)) == before
+        assert tg.sent_messages(GROUP) == []
         # Another user is not affected.
         assert (await ask(tg, PASSER_BY + 2, "/help"))["text"].startswith("newsbot sends you")

@@ -35,7 +35,6 @@ USAGE = {
 # --- /pause, /resume, /stop ---------------------------------------------------------------------
 
 
-
 async def pause(update: Update, context: NewsContext) -> None:
     if await refuse_non_admin(update, context):
         return
@@ -205,7 +204,7 @@ async def settings_button(update: Update, context: NewsContext) -> None:
     else:
         chat = await sender.known(update, context)
         assert chat is not None
-        await chats.set_option(services.db, chat_id, option, not getattr(chat, option), now=services.clock.time())
+        await readers.set_option(services, chat, option, not getattr(chat, option))
         notice = "Saved"
     await _redraw(update, context, notice)
 
@@ -275,18 +274,12 @@ async def quiet_command(update: Update, context: NewsContext) -> None:
 
 
 async def _set_quiet(services: Services, chat: Chat, what: str, span: tuple[int, int] | None) -> str:
-    db = services.db
-    now = services.clock.time()
+    """`what`: "off", "hold", "silent", or "span" (the hours in `span`)."""
+    updated = await readers.set_quiet(services, chat, what, span)
     if what == "off":
-        await chats.set_quiet(db, chat.id, None, None, now=now)
         return "Quiet hours off: alerts come whenever stories appear."
     if what in ("hold", "silent"):
-        await chats.set_quiet(db, chat.id, chat.quiet_start, chat.quiet_end, what, now=now)
-        updated = await chats.get_chat(db, chat.id)
         return esc(_quiet_line(updated)) + ("" if chat.quiet_start is not None else ". Set the hours with /quiet 22:00-07:00.")
-    assert span is not None
-    await chats.set_quiet(db, chat.id, span[0], span[1], now=now)
-    updated = await chats.get_chat(db, chat.id)
     return (esc(_quiet_line(updated)) + f" ({esc(sender.zone_of(services, chat))}). Broadcasts marked urgent still come. "
             + ("/quiet silent delivers without sound instead." if (updated and updated.quiet_mode == "hold") else "/quiet hold holds them instead."))
 

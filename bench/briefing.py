@@ -34,7 +34,7 @@ from bot import briefings, localtime
 from bot.context import Services, open_services
 from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.poll import enqueue_alerts
-from storage import articles, outbox
+from storage import articles, due, outbox
 from storage.db import Database
 from storage.models import Article
 
@@ -99,7 +99,7 @@ async def morning(path: Path, work: Path, readers: int, alerts: int, *, spread: 
                 _, n = news.pop(0)
                 await _keyword_story(services, n, readers, now)
             await _settle(clock, dispatcher)
-            if not news and now > SEVEN + 60 and not dispatcher.in_flight and not (await outbox.backlog(services.db)).total:
+            if not news and now > SEVEN + 60 and not dispatcher.in_flight and not (await due.backlog(services.db)).total:
                 break
             upcoming = min(next_job, news[0][0] if news else math.inf)
             clock.advance(min(clock.next_deadline(), upcoming - clock.time() + clock.monotonic()))

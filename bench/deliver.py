@@ -174,11 +174,11 @@ def _tally(
 
 
 async def _wait_empty(services: Any, deadline_s: float) -> bool:
-    from storage import outbox
+    from storage import due
 
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if (await outbox.backlog(services.db)).total == 0:
+        if (await due.backlog(services.db)).total == 0:
             return True
         await asyncio.sleep(0.1)
     return False
@@ -206,7 +206,7 @@ async def run_dispatcher(
     from bot.pipeline.botapi import BotApi
     from bot.pipeline.deliver import Dispatcher
     from bot.pipeline.ratelimit import RateLimits
-    from storage import outbox
+    from storage import due, outbox
 
     settings = bot_settings(fake.api_url, fake.token, db_path)
     services = await open_services(settings)
@@ -219,7 +219,7 @@ async def run_dispatcher(
         )
         due = [
             m for lane in sorted(outbox.LANE_NAMES)
-            for m in await outbox.due_messages(services.db, lane, time.time() + 1, limit=len(expected) + 10)
+            for m in await due.due_messages(services.db, lane, time.time() + 1, limit=len(expected) + 10)
         ]
         await api.start()
         fake.command("clear")

@@ -62,7 +62,7 @@ from bot.pipeline.botapi import Answer
 from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.lanes import Planner
 from bot.pipeline.poll import enqueue_alerts
-from storage import articles, broadcasts, outbox
+from storage import articles, broadcasts, due
 from storage.db import Database
 from storage.models import Article
 
@@ -330,7 +330,7 @@ async def _settle(clock: VirtualClock, dispatcher: Dispatcher) -> None:
 
 
 async def _backlog(services: Services) -> int:
-    return (await outbox.backlog(services.db)).total
+    return (await due.backlog(services.db)).total
 
 
 async def _publish(services: Services, story: object, clock: VirtualClock) -> None:

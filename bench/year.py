@@ -76,7 +76,7 @@ from bot.newsroom import figures as newsroom_figures
 from bot.pipeline.botapi import Answer
 from bot.pipeline.deliver import LOAD_PER_LANE, Dispatcher
 from bot.pipeline.ratelimit import RateLimits
-from storage import articles, broadcasts, counters, maintenance, outbox, words
+from storage import articles, broadcasts, counters, due, maintenance, outbox, words
 from storage.db import Database
 from storage.outbox import Match, SentBatch
 
@@ -266,15 +266,15 @@ async def measure(path: Path, work: Path, readers: int, now: float) -> dict[str,
         fan_out = {story.id: {chat: Match(("section:world",)) for chat in data.readers(min(readers, 7000))}}
 
         async def claim_mark() -> None:
-            due = await outbox.due_messages(db, 0, now + 30, 1)
-            ids = [m.id for m in due]
+            rows = await due.due_messages(db, 0, now + 30, 1)
+            ids = [m.id for m in rows]
             async with db.write() as conn:
                 await outbox.claim_in(conn, ids)
                 await outbox.mark_sent_in(conn, SentBatch(tuple(ids), 1, "broadcast"), time.time())
 
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
-            "due (broadcast lane)": lambda: outbox.due_messages(db, 0, now + 30, LOAD_PER_LANE),
-            "due (sections lane)": lambda: outbox.due_messages(db, 2, now + 30, LOAD_PER_LANE),
+            "due (broadcast lane)": lambda: due.due_messages(db, 0, now + 30, LOAD_PER_LANE),
+            "due (sections lane)": lambda: due.due_messages(db, 2, now + 30, LOAD_PER_LANE),
             "claim + sent mark": claim_mark,
             "/latest": lambda: articles.latest(db, ["sports", "world"], 5),
             "/search": lambda: articles.search(db, rng.choice(texts), 10),

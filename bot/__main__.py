@@ -26,6 +26,7 @@ from bot.logs import setup_logging
 from bot.pipeline import fetch, parse
 from bot.pipeline.discover import find_feed
 from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
+from bot.pipeline.urls import redact_url
 from bot.render import plural
 from bot.runner import run_bot
 from storage import db as storage_db
@@ -134,10 +135,11 @@ async def check_feed(settings: Settings, source: str, clock: Clock) -> int:
         else:
             async with feed_client(settings) as client:
                 result = await find_feed(client, source, max_bytes=settings.fetch_max_bytes,
-                                         total_timeout=settings.fetch_timeout * 3)
+                                         total_timeout=settings.fetch_timeout * 3,
+                                         safe_params=settings.url_safe_params)
             body, url, headers = result.body, result.url, result.headers
             if url != source:
-                print(f"feed: {fetch.redact_url(url)}")
+                print(f"feed: {redact_url(url, settings.url_safe_params)}")
         parsed = parse.parse_feed(body, url=url, rule=rule, fetched_at=now, headers=headers, sections=sections)
     except (fetch.FetchError, parse.ParseError, OSError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
@@ -190,16 +192,17 @@ async def ingest(settings: Settings, clock: Clock) -> int:
         lock.release()
     failed = 0
     for o in summary.outcomes:
+        shown = f"feed {o.feed.id} {redact_url(o.feed.url, settings.url_safe_params)}"
         if o.result == "error":
             failed += 1
-            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: error: {o.error}")
+            print(f"{shown}: error: {o.error}")
         elif o.result == "not_modified":
-            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: not modified")
+            print(f"{shown}: not modified")
         elif o.result == "primed":
-            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: {o.items} items, first poll: stored as already seen")
+            print(f"{shown}: {o.items} items, first poll: stored as already seen")
         else:
             extra = f", {o.not_alerted} not alerted" if o.not_alerted else ""
-            print(f"feed {o.feed.id} {fetch.redact_url(o.feed.url)}: {o.items} items, {len(o.new)} new{extra}")
+            print(f"{shown}: {o.items} items, {len(o.new)} new{extra}")
     print(
         f"{plural(len(summary.outcomes), 'feed')}, {plural(summary.new_articles, 'new article')}, "
         f"{plural(summary.queued, 'alert')} queued, {failed} failed"

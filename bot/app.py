@@ -4,7 +4,8 @@ command menus. The bot's life cycle (connect, jobs, dispatcher, stop) is bot.run
 from __future__ import annotations
 
 import logging
-from typing import TypedDict
+from collections.abc import Awaitable
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
@@ -16,12 +17,13 @@ from telegram.ext import (
     CommandHandler,
     InlineQueryHandler,
     MessageHandler,
+    SimpleUpdateProcessor,
     TypeHandler,
     filters,
 )
 
 from bot.clock import Clock
-from bot.commands import admin, choices, lists, reader, subscribe
+from bot.commands import admin, choices, feeds, lists, reader, subscribe
 from bot.commands.inline import InlineSearch
 from bot.config import Settings
 from bot.context import CONTEXT_TYPES, NewsApp
@@ -31,6 +33,25 @@ from bot.limiter import SharedLimiter
 from bot.pipeline.ratelimit import RateLimits
 
 log = logging.getLogger(__name__)
+
+UPDATE_CONCURRENCY = 16  # updates handled at once
+
+
+class CountingUpdateProcessor(SimpleUpdateProcessor):
+    """python-telegram-bot's update processor, counting the updates it has finished: the
+    getUpdates loop takes no more while too many it took are not (bot.runner), so a flood
+    waits at Telegram, not in this process's memory."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self.finished = 0
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        try:
+            await super().do_process_update(update, coroutine)
+        finally:
+            self.finished += 1
+
 
 READER_COMMANDS = (
     ("start", "Start, and choose sections"),
@@ -54,7 +75,9 @@ READER_COMMANDS = (
 )
 
 
-def build_app(settings: Settings, limits: RateLimits, clock: Clock) -> NewsApp:
+def build_app(
+    settings: Settings, limits: RateLimits, clock: Clock, updates: CountingUpdateProcessor | None = None
+) -> NewsApp:
     """The Application, talking to `settings.api_url`, its replies under the shared `limits`.
 
     Updates come from bot.runner's own getUpdates loop (long polling) or PTB's webhook server;
@@ -67,7 +90,7 @@ def build_app(settings: Settings, limits: RateLimits, clock: Clock) -> NewsApp:
         .base_url(settings.api_url)
         .base_file_url(settings.api_url.removesuffix("/bot") + "/file/bot")
         .context_types(CONTEXT_TYPES)
-        .concurrent_updates(16)
+        .concurrent_updates(updates or CountingUpdateProcessor(UPDATE_CONCURRENCY))
         .rate_limiter(SharedLimiter(limits, clock))
         .connect_timeout(10)
         .read_timeout(20)
@@ -111,9 +134,9 @@ def _register(app: NewsApp) -> None:
         "broadcast": admin.broadcast_command,
         "broadcasts": admin.broadcasts_command,
         "stats": admin.stats_command,
-        "feeds": admin.feeds_command,
-        "addfeed": admin.addfeed_command,
-        "removefeed": admin.removefeed_command,
+        "feeds": feeds.feeds_command,
+        "addfeed": feeds.addfeed_command,
+        "removefeed": feeds.removefeed_command,
     }
     for names, callback in commands.items():
         app.add_handler(CommandHandler(names, callback, filters=new_messages))
@@ -131,6 +154,7 @@ def _register(app: NewsApp) -> None:
         "quiet": choices.quiet_button,
         "brief": choices.briefing_button,
         "bc": admin.broadcast_button,
+        "feed": feeds.feed_button,
     }
     for prefix, button in buttons.items():
         app.add_handler(CallbackQueryHandler(button, pattern=f"^{prefix}:"))

@@ -20,8 +20,8 @@ from datetime import tzinfo
 from bot import localtime, render
 from bot.context import Services
 from storage import articles, chats, outbox, subscriptions
+from storage.due import DueMessage
 from storage.models import Article
-from storage.outbox import DueMessage
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.pipeline.urls import redact_url
 from storage.models import Section, SectionRule
 
 DEFAULT_API_URL = "https://api.telegram.org/bot"
@@ -23,6 +24,10 @@ DEFAULT_TIMEZONE = "Europe/Stockholm"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 Getter = Callable[[str], "str | None"]
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,100}$")
+# Query parameters whose values URLs shown to admins and in logs keep (every other value is
+# hidden, bot.pipeline.urls): they choose which stories a feed carries, which is how an
+# operator tells two feeds of one site apart, and no feed service uses them for credentials.
+DEFAULT_SAFE_PARAMS = frozenset({"lang", "format", "section", "category", "tag"})
 
 
 class ConfigError(Exception):
@@ -68,6 +73,8 @@ class Settings:
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_timeout: float = 20.0
     feed_allow_private: bool = False
+    feed_backoff_max: float = 600.0
+    url_safe_params: frozenset[str] = DEFAULT_SAFE_PARAMS
     alerts_per_poll: int = 20
     alert_max_age: float = 24 * 3600.0
     timezone: str = DEFAULT_TIMEZONE
@@ -76,6 +83,7 @@ class Settings:
     paid_broadcasts: bool = False
     paid_rate: float = 1000.0
     paid_concurrency: int = 64
+    edit_interval: float = 600.0
 
     def require_token(self) -> str:
         if not self.token:
@@ -168,6 +176,8 @@ def load_settings(
         fetch_max_bytes=_integer(get, "NEWSBOT_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024, maximum=1 << 30),
         fetch_timeout=_number(get, "NEWSBOT_FETCH_TIMEOUT", 20.0, minimum=0.1, maximum=600.0),
         feed_allow_private=_flag(get, "NEWSBOT_FEED_ALLOW_PRIVATE"),
+        feed_backoff_max=_duration(get, "NEWSBOT_FEED_BACKOFF_MAX", 600.0, minimum=1.0, maximum=86400.0),
+        url_safe_params=_names(get, "NEWSBOT_URL_SAFE_PARAMS", DEFAULT_SAFE_PARAMS),
         alerts_per_poll=_integer(get, "NEWSBOT_ALERTS_PER_POLL", 20, minimum=0, maximum=10_000),
         alert_max_age=_duration(get, "NEWSBOT_ALERT_MAX_AGE", 24 * 3600.0, minimum=60.0, maximum=30 * 86400.0),
         timezone=timezone,
@@ -176,6 +186,7 @@ def load_settings(
         paid_broadcasts=_flag(get, "NEWSBOT_PAID_BROADCASTS"),
         paid_rate=_number(get, "NEWSBOT_PAID_RATE", 1000.0, minimum=1.0, maximum=1000.0),
         paid_concurrency=_integer(get, "NEWSBOT_PAID_CONCURRENCY", 64, minimum=1, maximum=512),
+        edit_interval=_duration(get, "NEWSBOT_EDIT_INTERVAL", 600.0, minimum=0.0, maximum=86400.0),
     )
 
 
@@ -244,6 +255,20 @@ def _duration(get: Getter, name: str, default: float, *, minimum: float, maximum
     return value
 
 
+def _names(get: Getter, name: str, default: frozenset[str]) -> frozenset[str]:
+    """Comma- or space-separated names, compared in lower case; "none" is the empty list."""
+    raw = get(name)
+    if raw is None:
+        return default
+    if raw.lower() == "none":
+        return frozenset()
+    names = [part for part in re.split(r"[,\s]+", raw.lower()) if part]
+    for part in names:
+        if not re.fullmatch(r"[a-z0-9_.\-\[\]]{1,64}", part):
+            raise ConfigError(f"{name}: {part[:40]!r} is not a query parameter name")
+    return frozenset(names)
+
+
 def _flag(get: Getter, name: str) -> bool:
     raw = (get(name) or "0").lower()
     if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
@@ -308,7 +333,7 @@ def parse_feeds_config(data: Mapping[str, object], where: str = "feeds file") ->
             raise ConfigError(f"{place}: must be a table")
         feed = parse_feed_spec(raw, slugs, place)
         if feed.url in seen:
-            raise ConfigError(f"{place}: {feed.url} is listed twice")
+            raise ConfigError(f"{place}: {redact_url(feed.url)} is listed twice")
         seen.add(feed.url)
         feeds.append(feed)
     return FeedsConfig(sections=tuple(sections), feeds=tuple(feeds))
@@ -337,7 +362,7 @@ def parse_feed_spec(raw: Mapping[str, object], slugs: set[str], place: str) -> F
     url = raw.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+\S*$", url):
         raise ConfigError(
-            f"{place}: url must be an http:// or https:// address of a feed (got {str(url)[:80]!r}); "
+            f"{place}: url must be an http:// or https:// address of a feed (got {redact_url(str(url))[:80]!r}); "
             "a local file can be looked at with: newsbot check-feed PATH"
         )
     section = raw.get("section")

@@ -2,7 +2,7 @@
 
 `Services` holds the dependencies (settings, database, feed client, matcher, metrics) and
 `Status` what health checks report; handlers reach them through the typed `NewsContext`
-(`context.services`). This module imports the stages it builds (fetch, match) and nothing
+(`context.services`). This module imports the stages it builds (transport, match, schedule) and nothing
 that imports it, so imports point one way: app → commands/pipeline → context → stages →
 storage.
 """
@@ -27,8 +27,10 @@ from bot.config import FeedsConfig, Settings, load_feeds_file
 from bot.jobs import Jobs
 from bot.locks import ChatLocks
 from bot.metrics import Metrics
-from bot.pipeline.fetch import make_client
+from bot.pipeline.flapping import FlapWatch
 from bot.pipeline.match import Matcher
+from bot.pipeline.schedule import FeedSchedule
+from bot.pipeline.transport import make_client
 from storage import chats, feeds, subscriptions
 from storage.db import Database
 from storage.models import Section
@@ -51,7 +53,9 @@ class Status:
     webhook: bool = False
     updates_ok_at: float | None = None
     updates_error: str | None = None
-    telegram_down_since: float | None = None
+    telegram_down_since: float | None = None  # wall time sending paused for an outage
+    telegram_paused_method: str | None = None  # the Bot API method whose failure paused it
+    undeliverable: int = 0  # rows our own failures keep from going (a render bug)
     dispatcher_alive: bool = False
     # When messages went out over the last RATE_WINDOW seconds (monotonic), for drain estimates.
     sent_times: deque[float] = field(default_factory=deque)
@@ -87,9 +91,13 @@ class Services:
     # Held by bot.readers while a chat's change goes to the database and the matcher.
     chat_locks: ChatLocks = field(default_factory=ChatLocks)
     jobs: Jobs = field(init=False)
+    flapping: FlapWatch = field(default_factory=FlapWatch)
+    # Every feed on its own time (started by the runner; `newsbot ingest` uses its slots).
+    feed_schedule: FeedSchedule = field(init=False)
 
     def __post_init__(self) -> None:
         self.jobs = Jobs(self.clock, self.metrics)
+        self.feed_schedule = FeedSchedule(self.clock)
 
     @property
     def section_names(self) -> dict[str, str]:
@@ -109,6 +117,7 @@ class Services:
         return self.zone
 
     async def close(self) -> None:
+        await self.feed_schedule.stop()
         await self.jobs.stop()
         await self.http.aclose()
         await self.db.close()

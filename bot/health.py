@@ -17,11 +17,12 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from bot.context import Services
-from storage import broadcasts, chats, feeds, outbox, stats
+from storage import broadcasts, chats, due, feeds, stats
 from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class Health:
         if self.reasons:
             body["reasons"] = list(self.reasons)
         return body
+
+
+def _utc(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def stale_after(services: Services) -> float:
@@ -124,9 +129,15 @@ async def check_health(services: Services, now: float) -> Health:
         reasons.append(updates_problem)
     telegram = status.telegram_down_since is None
     if not telegram:
+        method = status.telegram_paused_method or "sending"
         reasons.append(
-            f"telegram: not answering for {now - (status.telegram_down_since or now):.0f} s; "
-            "sending paused, nothing lost"
+            f"telegram: {method} failing since {_utc(status.telegram_down_since or now)} "
+            f"({now - (status.telegram_down_since or now):.0f} s); sending paused, nothing lost"
+        )
+    if status.undeliverable:
+        reasons.append(
+            f"delivery: {status.undeliverable} message(s) could not be prepared (a fault of ours, "
+            "see the log); kept, and tried again"
         )
     age = await _last_poll_age(services, now, database)
     limit = stale_after(services)
@@ -156,6 +167,8 @@ async def metrics_text(services: Services, now: float) -> bytes:
         "newsbot_dispatcher_up": 1.0 if status.dispatcher_alive else 0.0,
         "newsbot_updates_up": 0.0 if _updates_problem(services, services.clock.monotonic()) else 1.0,
         "newsbot_telegram_up": 1.0 if status.telegram_down_since is None else 0.0,
+        "newsbot_sending_paused_since": status.telegram_down_since or 0.0,
+        "newsbot_undeliverable_messages": float(status.undeliverable),
         "newsbot_uptime_seconds": services.clock.monotonic() - services.metrics.started_at,
     }
     database = await _database_problem(services) is None
@@ -164,7 +177,8 @@ async def metrics_text(services: Services, now: float) -> bytes:
         try:
             readers = await chats.chat_counts(services.db)
             feed_counts = await stats.feed_counts(services.db)
-            backlog = await outbox.backlog(services.db)
+            backlog = await due.backlog(services.db)
+            polled = await feeds.list_feeds(services.db)
             gauges.update({
                 "newsbot_outbox_backlog": {LANE_NAMES[lane]: float(backlog.pending.get(lane, 0)) for lane in LANE_NAMES},
                 "newsbot_outbox_held": float(backlog.held),
@@ -173,6 +187,8 @@ async def metrics_text(services: Services, now: float) -> bytes:
                 "newsbot_readers_inactive": float(readers["inactive"]),
                 "newsbot_feeds_enabled": float(feed_counts.enabled),
                 "newsbot_feeds_failing": float(feed_counts.failing),
+                "newsbot_feed_failing": {str(f.id): float(f.error_count > 0) for f in polled},
+                "newsbot_feed_errors": {str(f.id): float(f.error_count) for f in polled},
                 "newsbot_broadcasts_sending": float(await broadcasts.count_sending(services.db)),
                 "newsbot_database_bytes": float(await services.db.size()),
             })  # fmt: skip

@@ -4,7 +4,8 @@ python-telegram-bot calls `process_request` for every Bot API request a handler 
 ones that put a message in a chat (sends and edits) wait for that chat's and the global
 windows of the dispatcher's `RateLimits`, and are counted there, so a reader flooding the bot
 with commands cannot push it over Telegram's limits, and replies share the rate with alerts
-instead of adding to it. Replies do not queue behind the outbox: they take the next slot.
+instead of adding to it. Replies do not queue behind the outbox: they take the next free slot,
+within their share of the rate while alerts wait too (bot.pipeline.ratelimit.SHARE).
 """
 
 from __future__ import annotations
@@ -73,9 +74,13 @@ class SharedLimiter(BaseRateLimiter[None]):
     ) -> Result:
         limits, clock = self.limits, self.clock
         # Polled, not signalled: the windows open by the passing of time alone.
-        while (wait := limits.ready_at(chat_id, clock.monotonic()) - clock.monotonic()) > 0:
-            await clock.sleep(min(wait, 5.0))
-        limits.begin()
+        limits.replies_waiting += 1
+        try:
+            while (wait := limits.ready_at(chat_id, clock.monotonic(), reply=True) - clock.monotonic()) > 0:
+                await clock.sleep(min(wait, 5.0))
+        finally:
+            limits.replies_waiting -= 1
+        limits.begin(reply=True)
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as exc:
@@ -84,4 +89,4 @@ class SharedLimiter(BaseRateLimiter[None]):
             limits.hold(chat_id, clock.monotonic() + delay)
             raise
         finally:
-            limits.end(chat_id, clock.monotonic())
+            limits.end(chat_id, clock.monotonic(), reply=True)

@@ -29,6 +29,15 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "newsbot_telegram_outages_total": ("Times sending paused because Telegram did not answer.", ()),
     "newsbot_errors_total": ("Handled errors by stage.", ("stage",)),
     "newsbot_flood_refusals_total": ("Commands ignored from chats sending too many.", ()),
+    "newsbot_delivery_errors_total": ("Messages our own code failed to prepare or send (kept and tried again).", ()),
+    "newsbot_stories_flapping_total": ("Stories whose headline changed more than 5 times in an hour.", ()),
+}
+
+# The label of the gauges given as values by label (see `Metrics.render`); "kind" otherwise.
+GAUGE_LABELS: dict[str, str] = {
+    "newsbot_outbox_backlog": "lane",
+    "newsbot_feed_failing": "feed",
+    "newsbot_feed_errors": "feed",
 }
 
 # Gauges read from the database and the process at each scrape: name → help.
@@ -40,12 +49,16 @@ GAUGES: dict[str, str] = {
     "newsbot_readers_inactive": "Readers who blocked the bot or left.",
     "newsbot_feeds_enabled": "Feeds being polled.",
     "newsbot_feeds_failing": "Feeds whose last poll failed.",
+    "newsbot_feed_failing": "1 while the feed (by id) is failing: its last try failed.",
+    "newsbot_feed_errors": "Tries in a row that failed, per feed (0 when its last try succeeded).",
     "newsbot_broadcasts_sending": "Broadcasts being sent.",
     "newsbot_last_poll_age_seconds": "Seconds since a feed was last polled successfully.",
     "newsbot_dispatcher_up": "1 while the dispatcher runs.",
     "newsbot_database_up": "1 while the database answers and takes writes.",
     "newsbot_updates_up": "1 while updates from Telegram arrive (long polling) or webhook mode.",
     "newsbot_telegram_up": "0 while sending is paused because Telegram does not answer.",
+    "newsbot_sending_paused_since": "When sending paused for an outage (UTC epoch seconds); 0 while it runs.",
+    "newsbot_undeliverable_messages": "Messages our own failures keep from going (a fault to fix; kept meanwhile).",
     "newsbot_database_bytes": "Size of the database file and its write-ahead log.",
     "newsbot_uptime_seconds": "Seconds since the process started.",
 }
@@ -105,7 +118,7 @@ class Metrics:
         values: dict[str, list[tuple[dict[str, str], float]]] = {}
         for name, value in gauges.items():
             if isinstance(value, Mapping):
-                label = "lane" if name.startswith("newsbot_outbox") else "kind"
+                label = GAUGE_LABELS.get(name, "kind")
                 values[name] = [({label: str(k)}, float(v)) for k, v in value.items()]
             else:
                 values[name] = [({}, float(value))]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import Enum
 
 from bot.context import Services
 from bot.pipeline.discover import find_feed
-from bot.pipeline.fetch import FetchError, redact_url
 from bot.pipeline.lanes import WEIGHTS
 from bot.pipeline.parse import parse_feed_async
+from bot.pipeline.urls import redact_url
 from storage import audit, feeds, stats
 from storage.models import Feed, SectionRule
 
@@ -23,52 +24,88 @@ log = logging.getLogger(__name__)
 class AddedFeed:
     feed: Feed
     items: int
-    existed: bool
+    existed: bool  # the URL was known: a removed feed added back (it primes again)
+    already: bool = False  # the feed is polled already: nothing was changed
 
 
 async def add_checked_feed(services: Services, admin_id: int, url: str, section: str) -> AddedFeed:
     """Fetch and parse before storing: a page URL leads to the feed it advertises. Raises
     FetchError or ParseError, and then nothing is stored. The URL is stored as given (with
     any user:password in it, which the fetch uses and no reply or log ever shows). The
-    feed's first poll marks its present items as seen, so adding one never floods readers."""
+    feed's first poll marks its present items as seen, so adding one never floods readers.
+    A feed polled already is left as it is: adding it again would make its next poll a
+    priming one, storing its next stories as seen instead of alerting them."""
     settings = services.settings
     rule = SectionRule(kind="fixed", section=section)
-    try:
-        fetched = await find_feed(
-            services.http, url, max_bytes=settings.fetch_max_bytes, total_timeout=settings.fetch_timeout * 3
-        )
-    except TimeoutError:
-        raise FetchError("timeout", f"timed out fetching {redact_url(url)}", url=redact_url(url)) from None
+    known = await feeds.get_feed_by_url(services.db, url)
+    if known is not None and known.enabled:
+        return AddedFeed(known, 0, existed=True, already=True)
+    fetched = await find_feed(
+        services.http, url, max_bytes=settings.fetch_max_bytes, total_timeout=settings.fetch_timeout * 3,
+        safe_params=settings.url_safe_params,
+    )
+    known = await feeds.get_feed_by_url(services.db, fetched.store_url)
+    if known is not None and known.enabled:
+        return AddedFeed(known, 0, existed=True, already=True)
     parsed = await parse_feed_async(
         fetched.body, url=fetched.url, rule=rule, fetched_at=services.clock.time(), headers=fetched.headers,
         sections=services.section_names,
     )
-    known = await feeds.get_feed_by_url(services.db, fetched.store_url)
     feed = await feeds.add_feed(services.db, fetched.store_url, rule, now=services.clock.time(), title=parsed.title)
-    log.info("feed added by command feed_id=%d url=%s items=%d", feed.id, redact_url(feed.url), len(parsed.articles))
-    await audit.record(
-        services.db, admin_id, "addfeed", f"#{feed.id} {redact_url(feed.url)} {section}", now=services.clock.time()
-    )
-    return AddedFeed(feed, len(parsed.articles), known is not None and known.enabled)
+    services.feed_schedule.add(feed.id)
+    shown = redact_url(feed.url, settings.url_safe_params)
+    log.info("feed added by command feed_id=%d url=%s items=%d", feed.id, shown, len(parsed.articles))
+    await audit.record(services.db, admin_id, "addfeed", f"#{feed.id} {shown} {section}", now=services.clock.time())
+    return AddedFeed(feed, len(parsed.articles), known is not None)
 
 
-async def list_feeds(services: Services) -> list[Feed]:
-    """Every feed, removed ones included (marked), for /feeds."""
-    return await feeds.list_feeds(services.db, enabled_only=False)
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    feed: Feed
+    next_in: float | None  # seconds until its next fetch (0: under way); None when not polled
+
+
+async def list_feeds(services: Services) -> list[FeedState]:
+    """Every feed, removed ones included, with when the schedule fetches it next, for /feeds."""
+    schedule = services.feed_schedule
+    now = services.clock.time()
+    found = []
+    for feed in await feeds.list_feeds(services.db, enabled_only=False):
+        next_in = schedule.due_in(feed.id) if schedule.running else max(0.0, feed.next_poll_at - now)
+        found.append(FeedState(feed, next_in if feed.enabled else None))
+    return found
 
 
 async def remove_feed(services: Services, admin_id: int, feed_id: int) -> tuple[Feed | None, bool]:
-    """Disable a feed; it stays disabled across restarts even if the feeds file lists it."""
+    """Disable a feed, and stop polling it at once; it stays disabled across restarts even if
+    the feeds file lists it."""
     feed = await feeds.get_feed(services.db, feed_id)
     if feed is None:
         return None, False
     removed = await feeds.disable_feed(services.db, feed_id)
+    services.feed_schedule.remove(feed_id)
     if removed:
-        log.info("feed removed by command feed_id=%d url=%s", feed_id, redact_url(feed.url))
-        await audit.record(
-            services.db, admin_id, "removefeed", f"#{feed_id} {redact_url(feed.url)}", now=services.clock.time()
-        )
+        shown = redact_url(feed.url, services.settings.url_safe_params)
+        log.info("feed removed by command feed_id=%d url=%s", feed_id, shown)
+        await audit.record(services.db, admin_id, "removefeed", f"#{feed_id} {shown}", now=services.clock.time())
     return feed, removed
+
+
+class TryNow(Enum):
+    STARTED = "started"
+    BUSY = "busy"  # being fetched right now
+    NOT_POLLED = "not_polled"  # removed, unknown, or the bot is not polling
+
+
+def try_feed_now(services: Services, admin_id: int, feed_id: int) -> TryNow:
+    """Fetch a feed at once instead of at the end of its back-off (the admins' Try now)."""
+    schedule = services.feed_schedule
+    if schedule.due_in(feed_id) is None:
+        return TryNow.NOT_POLLED
+    if not schedule.try_now(feed_id):
+        return TryNow.BUSY
+    log.info("feed fetched now by admin feed_id=%d admin_id=%d", feed_id, admin_id)
+    return TryNow.STARTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,13 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 
 from bot import briefings
-from bot.app import build_app, set_command_menus, webhook_options
+from bot.app import (
+    UPDATE_CONCURRENCY,
+    CountingUpdateProcessor,
+    build_app,
+    set_command_menus,
+    webhook_options,
+)
 from bot.broadcast import prepare_restart
 from bot.clock import Clock, RealClock
 from bot.commands.admin import resume_broadcasts
@@ -36,19 +42,20 @@ from bot.health import HealthServer
 from bot.logs import log_loop_errors
 from bot.pipeline.botapi import BotApi
 from bot.pipeline.deliver import Dispatcher
-from bot.pipeline.poll import enqueue_unmatched, poll_tick
+from bot.pipeline.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.pipeline.ratelimit import RateLimits
 from storage import chats, feeds, maintenance
 from storage.db import ProcessLock, StorageError
 
 log = logging.getLogger(__name__)
 
-POLL_TICK_SECONDS = 5.0
+CATCH_UP_SECONDS = 5.0
 BRIEFING_TICK_SECONDS = 20.0
 MAINTENANCE_SECONDS = 60.0
 CONNECT_MAX_DELAY = 60.0
 UPDATES_MAX_DELAY = 60.0
 LONG_POLL = 30
+UPDATES_BACKLOG = 100  # updates taken from Telegram but not yet handled, at most
 STOP_SECONDS = 20  # the documented bound on a clean stop
 
 
@@ -64,7 +71,8 @@ class Runtime:
             group_per_minute=settings.group_per_minute,
             paid_rate=settings.paid_rate,
         )
-        self.app: NewsApp = build_app(settings, self.limits, self.clock)
+        self.updates = CountingUpdateProcessor(UPDATE_CONCURRENCY)
+        self.app: NewsApp = build_app(settings, self.limits, self.clock, self.updates)
         self.health: HealthServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.api = BotApi(
@@ -121,7 +129,9 @@ class Runtime:
         await app.start()
         self._started = True
         jobs = services.jobs
-        jobs.every("poll", min(POLL_TICK_SECONDS, self.settings.poll_seconds), lambda: _poll_job(services), first=0.5)
+        polled = await feeds.list_feeds(services.db)
+        start_schedule(services, polled)
+        jobs.every("alerts", CATCH_UP_SECONDS, lambda: catch_up_alerts(services), first=CATCH_UP_SECONDS)
         jobs.every("briefings", BRIEFING_TICK_SECONDS, lambda: _briefing_job(services), first=2.0)
         jobs.every("maintenance", MAINTENANCE_SECONDS, lambda: _maintenance_job(services), first=30.0)
         resume_broadcasts(services, app.bot, unfinished)
@@ -131,7 +141,7 @@ class Runtime:
         elif polling:
             self._updates = asyncio.create_task(self._receive(), name="updates")
         services.status.phase = "running"
-        feeds_count = len(await feeds.list_feeds(services.db))
+        feeds_count = len(polled)
         if not feeds_count:
             log.warning("no feeds configured: nothing will be polled (set NEWSBOT_FEEDS or /addfeed)")
         log.info("newsbot running feeds=%d sections=%d", feeds_count, len(services.sections))
@@ -160,12 +170,17 @@ class Runtime:
     async def _receive(self) -> None:
         """Long polling that never gives up: every error is retried with back-off."""
         app, status = self.app, self.services.status
-        offset = 0
+        offset = taken = 0
         delay = 1.0
         while True:
+            # Take no more from Telegram than the handlers keep up with: what is not fetched
+            # waits there (a day at most), not in this process's memory, and a stop finds at
+            # most UPDATES_BACKLOG updates still to handle.
+            while taken - self.updates.finished >= UPDATES_BACKLOG:
+                await self.clock.sleep(0.1)
             try:
                 updates = await app.bot.get_updates(
-                    offset=offset, timeout=LONG_POLL, allowed_updates=Update.ALL_TYPES,
+                    offset=offset, timeout=LONG_POLL, allowed_updates=Update.ALL_TYPES, limit=UPDATES_BACKLOG,
                     read_timeout=LONG_POLL + 10,
                 )
             except asyncio.CancelledError:
@@ -184,6 +199,7 @@ class Runtime:
             delay = 1.0
             for update in updates:
                 offset = max(offset, update.update_id + 1)
+                taken += 1
                 await app.update_queue.put(update)
 
     async def close(self) -> None:
@@ -195,6 +211,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._updates
         if self.app.bot_data.opened:
+            await self.services.feed_schedule.stop()
             await self.services.jobs.stop()
         app = self.app
         if app.updater is not None and app.updater.running:
@@ -216,10 +233,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, InvalidToken):
         return "Telegram refused the token (401/404): check NEWSBOT_TOKEN"
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-async def _poll_job(services: Services) -> None:
-    await poll_tick(services)
 
 
 async def _briefing_job(services: Services) -> None:

@@ -52,6 +52,7 @@ def _row_to_feed(row: sqlite3.Row) -> Feed:
         enabled=bool(row["enabled"]),
         source=row["source"],
         capped=row["capped"],
+        failing_since=row["failing_since"],
     )
 
 
@@ -110,7 +111,8 @@ async def list_feeds(db: Database, *, enabled_only: bool = True) -> list[Feed]:
 
 async def record_not_modified(db: Database, feed_id: int, *, now: float, next_poll_at: float) -> None:
     await db.execute(
-        "UPDATE feeds SET last_success_at = ?, error_count = 0, next_poll_at = ? WHERE id = ?",
+        "UPDATE feeds SET last_success_at = ?, error_count = 0, failing_since = NULL, next_poll_at = ? "
+        "WHERE id = ?",
         (now, next_poll_at, feed_id),
     )
 
@@ -134,7 +136,7 @@ async def record_success(
     without alerting (the per-poll cap).
     """
     await conn.execute(
-        "UPDATE feeds SET last_success_at = ?, error_count = 0, next_poll_at = ?, etag = ?, "
+        "UPDATE feeds SET last_success_at = ?, error_count = 0, failing_since = NULL, next_poll_at = ?, etag = ?, "
         "last_modified = ?, title = coalesce(?, title), primed = max(primed, ?), capped = ? "
         "WHERE id = ?",
         (now, next_poll_at, etag, last_modified, title, int(primed), capped, feed_id),
@@ -146,8 +148,8 @@ async def record_failure(
 ) -> None:
     await db.execute(
         "UPDATE feeds SET last_error = ?, last_error_at = ?, error_count = error_count + 1, "
-        "next_poll_at = ? WHERE id = ?",
-        (error[:500], now, next_poll_at, feed_id),
+        "failing_since = coalesce(failing_since, ?), next_poll_at = ? WHERE id = ?",
+        (error[:500], now, now, next_poll_at, feed_id),
     )
 
 

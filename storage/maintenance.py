@@ -2,9 +2,10 @@
 
 | table | kept | pruned by |
 | --- | --- | --- |
-| outbox | rows to send; final rows for `outbox_days` after they ended | `prune` |
+| outbox | rows to send; final rows for `outbox_days` after they ended, and never less than the correction window (48 h: a sent alert is what its edit is rendered from) | `prune` |
 | outbox ('held') | the newest 48 h of a paused chat's alerts | `prune` |
 | articles (+ index) | `archive_days` (0 = forever): /search and /related read them | `prune` |
+| told | which chats got each story, while it can be corrected or is still listed in its feed | `prune` |
 | counters | 400 days of hourly figures | `prune` |
 | chats, subscriptions | until /stop (deleted at once) | — |
 | feeds, broadcasts, audit | for good (a few rows a day at most) | — |
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage import articles, counters, outbox
+from storage import articles, counters, outbox, told
 from storage.db import Database
 
 DAY = 24 * 3600.0
@@ -31,11 +32,12 @@ class Pruned:
     outbox: int = 0
     held: int = 0
     articles: int = 0
+    told: int = 0
     counters: int = 0
 
     @property
     def total(self) -> int:
-        return self.outbox + self.held + self.articles + self.counters
+        return self.outbox + self.held + self.articles + self.told + self.counters
 
 
 async def prune(
@@ -45,7 +47,8 @@ async def prune(
     """One round of retention, each table at most `batch` rows, each in its own short
     transaction. Rows still to send (held, pending, sending) are never touched here."""
     async with db.write() as conn:
-        done = await outbox.prune_done(conn, now - outbox_days * DAY, batch)
+        kept = max(outbox_days * DAY, outbox.EDIT_HOURS * 3600.0)
+        done = await outbox.prune_done(conn, now - kept, batch)
     async with db.write() as conn:
         held = await outbox.drop_stale_held(conn, now)
     stories = 0
@@ -53,5 +56,7 @@ async def prune(
         async with db.write() as conn:
             stories = await articles.delete_older_than(conn, now - archive_days * DAY, batch)
     async with db.write() as conn:
+        forgotten = await told.prune(conn, corrected_before=now - outbox.EDIT_HOURS * 3600.0)
+    async with db.write() as conn:
         old = await counters.prune(conn, now - COUNTERS_DAYS * DAY)
-    return Pruned(outbox=done, held=held, articles=stories, counters=old)
+    return Pruned(outbox=done, held=held, articles=stories, told=forgotten, counters=old)

@@ -81,6 +81,7 @@ class Feed:
     enabled: bool
     source: str
     capped: int = 0  # new stories the last poll stored without alerting (the per-poll cap)
+    failing_since: float | None = None  # when its current run of errors began (wall time)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,12 @@ second enqueue of the same message a no-op. States:
 rows some days after `done_at` (storage.maintenance).
 
 Lanes (docs/delivery.md): 0 broadcasts, 1 personal messages (keyword alerts, briefings,
-channel posts), 2 section alerts and corrections.
+channel posts), 2 section alerts, 3 corrections.
+
+Edits: one row per sent message ('e:<message id>'), re-armed by each correction and sent at
+most once per edit interval (`queue_edit`); what it says is rendered when it goes, so the
+newest correction wins and older ones merge into it. Which chats were told about a story
+outlives these rows (storage.told).
 """
 
 from __future__ import annotations
@@ -24,17 +29,20 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage import counters
-from storage.articles import mark_matched, row_to_article
-from storage.chats import row_to_chat
+from storage import counters, told
+from storage.articles import mark_matched
 from storage.db import Database
-from storage.models import Article, Chat
+from storage.models import Article
 
 LANE_BROADCAST = 0
 LANE_PERSONAL = 1
 LANE_SECTION = 2
-LANES = (LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION)
-LANE_NAMES = {LANE_BROADCAST: "broadcasts", LANE_PERSONAL: "personal", LANE_SECTION: "sections"}
+LANE_EDIT = 3
+LANES = (LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, LANE_EDIT)
+LANE_NAMES = {
+    LANE_BROADCAST: "broadcasts", LANE_PERSONAL: "personal", LANE_SECTION: "sections",
+    LANE_EDIT: "corrections",
+}
 HELD_HOURS = 48  # a paused chat keeps at most this many hours of matched alerts
 EDIT_HOURS = 48  # messages older than this are not edited (Telegram refuses many)
 FINAL = ("sent", "failed", "cancelled", "blocked")
@@ -77,15 +85,17 @@ async def enqueue_alerts(
     *,
     channels: Mapping[str, Sequence[int]] | None = None,
     now: float,
+    edit_interval: float = 0.0,
 ) -> Enqueued:
     """Queue the alerts of these stories (in publication order) and mark them matched, in
     one transaction.
 
-    `matches` maps story id → {chat id: Match}. A chat that already has this story's alert
-    keeps its row: a pending one takes the new reasons (the story gained a section), and a
-    sent one (within EDIT_HOURS) gets an edit when its reasons changed or the story is newer
-    than the version the message showed — one per message and version of the story. `channels` maps
-    story id → the channel chats it is posted to. Paused chats get 'held' rows.
+    `matches` maps story id → {chat id: Match}. A chat told about the story already (its row
+    in the outbox, or in storage.told once the row is pruned) gets no second alert: a pending
+    row takes the new reasons (the story gained a section), and a message sent within
+    EDIT_HOURS gets an edit when its reasons changed or the story is newer than the version
+    it showed (`queue_edit`: one per message, at most one per `edit_interval`). `channels`
+    maps story id → the channel chats it is posted to. Paused chats get 'held' rows.
     """
     ordered = sorted(articles, key=lambda a: (a.published_at, a.rowid or 0))
     rows: list[tuple[object, ...]] = []
@@ -99,10 +109,11 @@ async def enqueue_alerts(
             rows.append((channel_id, "post", "a:" + article.id, LANE_PERSONAL, article.id, "", None, now))
     queued = held = updated = edits = 0
     async with db.write() as conn:
-        # Stories matched again (a new section, a correction) may already have rows.
+        # Stories matched again (a new section, a correction) may already have been told.
         again = [a for a in ordered if len(a.all_sections) > 1 or a.revision]
         existing = await _existing_alerts(conn, again) if again else {}
-        fresh = [r for r in rows if (r[0], r[2]) not in existing]
+        known = {(chat_id, a.id) for a in again if a.rowid is not None for chat_id in await told.chats_told(conn, a.rowid)}
+        fresh = [r for r in rows if (r[0], r[2]) not in existing and (r[0], r[4]) not in known]
         for chunk in _chunks(fresh, 500):
             values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
             states = await _rows(
@@ -134,7 +145,7 @@ async def enqueue_alerts(
             elif revision[str(row[4])] <= shown:
                 continue  # nothing the reader saw has changed
             if state == "sent" and message_id is not None and sent_at >= now - EDIT_HOURS * 3600:
-                edits += await _queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now)
+                edits += await queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now, edit_interval)
         await mark_matched(conn, [a.id for a in articles])
     return Enqueued(queued=queued, held=held, updated=updated, edits=edits)
 
@@ -160,14 +171,24 @@ async def _existing_alerts(
     return found
 
 
-async def _queue_edit(
-    conn: aiosqlite.Connection, chat_id: int, message_id: int, article_id: str, now: float
+async def queue_edit(
+    conn: aiosqlite.Connection, chat_id: int, message_id: int, article_id: str, now: float, interval: float
 ) -> int:
+    """The message needs an edit: its one edit row is (re-)armed. A pending edit already
+    covers it (it is rendered when it goes, newest text first); one in flight is marked to go
+    again after it; after a sent edit the next goes `interval` seconds after that one.
+    Returns 1 when a row was armed or marked."""
     cursor = await conn.execute(
-        "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, "
-        "created_at) SELECT ?, 'edit', 'e:' || ? || ':' || a.rowid || ':' || a.revision || ':' "
-        "|| a.sections, ?, ?, ?, ?, ? FROM articles a WHERE a.id = ? ON CONFLICT DO NOTHING",
-        (chat_id, message_id, LANE_SECTION, article_id, message_id, now, now, article_id),
+        "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, created_at) "
+        "VALUES (?, 'edit', 'e:' || ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(chat_id, key) DO UPDATE SET "
+        "again = CASE WHEN outbox.state = 'sending' THEN 1 ELSE outbox.again END, "
+        "state = CASE WHEN outbox.state = 'sending' THEN 'sending' ELSE 'pending' END, "
+        "article_id = excluded.article_id, attempts = 0, last_error = NULL, done_at = NULL, "
+        "next_attempt_at = CASE WHEN outbox.state = 'sending' THEN outbox.next_attempt_at "
+        "ELSE max(excluded.next_attempt_at, coalesce(outbox.sent_at, 0) + ?) END "
+        "WHERE outbox.state NOT IN ('pending', 'held')",
+        (chat_id, message_id, LANE_EDIT, article_id, message_id, now, now, interval),
     )
     return cursor.rowcount
 
@@ -218,162 +239,6 @@ async def reset_in_flight(db: Database) -> int:
     return await db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
 
 
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    pending: dict[int, int]  # lane → rows waiting
-    held: int
-
-    @property
-    def total(self) -> int:
-        return sum(self.pending.values())
-
-
-async def backlog(db: Database) -> Backlog:
-    """Rows waiting per lane (from the due index alone) and rows held for paused chats."""
-    rows = await db.reports.fetchall(
-        "SELECT lane, count(*) FROM outbox WHERE state = 'pending' GROUP BY lane"
-    )
-    # Through the held rows' own index: left to itself, SQLite counts along a whole-outbox one.
-    held = await db.reports.scalar("SELECT count(*) FROM outbox INDEXED BY outbox_held WHERE state = 'held'")
-    return Backlog({int(r[0]): int(r[1]) for r in rows}, int(held or 0))
-
-
-async def queued_for_chat(db: Database, chat_id: int) -> int:
-    """Rows of one chat still to go (held, pending or in flight)."""
-    return int(
-        await db.scalar(
-            "SELECT count(*) FROM outbox WHERE chat_id = ? AND state IN ('held', 'pending', 'sending')",
-            (chat_id,),
-        )
-        or 0
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class DueMessage:
-    """A pending row with everything needed to render and send it."""
-
-    id: int
-    chat: Chat
-    kind: str
-    lane: int
-    reasons: tuple[str, ...]
-    attempts: int
-    article: Article | None
-    broadcast_id: int | None
-    broadcast_html: str | None
-    paid: bool = False
-    urgent: bool = False
-    target_id: int | None = None
-    thread_id: int | None = None
-    digest: str | None = None
-    key: str = ""
-    next_attempt_at: float = 0.0
-    created_at: float = 0.0
-    sent_at: float | None = None
-    shown_revision: int = 0  # the version of its story a sent alert showed
-
-    @property
-    def shows_old_version(self) -> bool:
-        """A sent alert whose story was corrected since the version it showed."""
-        return bool(self.sent_at and self.article and self.article.revision > self.shown_revision)
-
-    @property
-    def chat_id(self) -> int:
-        return self.chat.id
-
-    @property
-    def is_alert(self) -> bool:
-        return self.kind == "alert"
-
-
-_DUE_SQL = """
-SELECT o.id, o.kind, o.key, o.lane, o.reasons, o.attempts, o.broadcast_id, o.target_id,
-       o.thread_id, o.digest, o.next_attempt_at, o.created_at, o.sent_at, o.shown_revision,
-       c.id AS c_id, c.type AS c_type, c.title AS c_title, c.active AS c_active,
-       c.paused AS c_paused, c.link_previews AS c_link_previews, c.combine AS c_combine,
-       c.inactive_reason AS c_inactive_reason, c.timezone AS c_timezone,
-       c.quiet_start AS c_quiet_start, c.quiet_end AS c_quiet_end, c.quiet_mode AS c_quiet_mode,
-       c.briefings AS c_briefings, c.next_briefing_at AS c_next_briefing_at,
-       c.last_briefing_at AS c_last_briefing_at,
-       a.rowid AS rowid, a.id AS a_id, a.feed_id, a.url, a.title, a.summary, a.section,
-       a.sections, a.tags, a.published_at, a.fetched_at, a.image_url, a.revision, a.revised_at,
-       b.html AS broadcast_html, b.paid, b.urgent
-FROM outbox o
-JOIN chats c ON c.id = o.chat_id
-LEFT JOIN articles a ON a.id = o.article_id
-LEFT JOIN broadcasts b ON b.id = o.broadcast_id
-"""
-
-
-def _due(row: sqlite3.Row) -> DueMessage:
-    return DueMessage(
-        id=row["id"],
-        chat=row_to_chat(row, prefix="c_"),
-        kind=row["kind"],
-        lane=row["lane"],
-        reasons=tuple(r for r in row["reasons"].split("|") if r),
-        attempts=row["attempts"],
-        article=row_to_article(row, id_column="a_id") if row["a_id"] is not None else None,
-        broadcast_id=row["broadcast_id"],
-        broadcast_html=row["broadcast_html"],
-        paid=bool(row["paid"]),
-        urgent=bool(row["urgent"]),
-        target_id=row["target_id"],
-        thread_id=row["thread_id"],
-        digest=row["digest"],
-        key=row["key"],
-        next_attempt_at=row["next_attempt_at"],
-        created_at=row["created_at"],
-        sent_at=row["sent_at"],
-        shown_revision=row["shown_revision"],
-    )
-
-
-async def due_messages(db: Database, lane: int, until: float, limit: int = 2000) -> list[DueMessage]:
-    """Pending rows of one lane due by `until`, oldest first (straight from the due index:
-    no sort)."""
-    rows = await db.fetchall(
-        _DUE_SQL + "WHERE o.state = 'pending' AND o.lane = ? AND o.next_attempt_at <= ? "
-        "AND c.active = 1 ORDER BY o.next_attempt_at, o.id LIMIT ?",
-        (lane, until, limit),
-    )
-    return [_due(r) for r in rows]
-
-
-async def due_alerts_for_chat(
-    db: Database, chat_id: int, thread_id: int | None, until: float, limit: int
-) -> list[DueMessage]:
-    """One chat's pending alerts (for one forum topic, or none) due by `until`, oldest first:
-    what may go together with an alert that waited (the view holds only each lane's oldest)."""
-    rows = await db.fetchall(
-        _DUE_SQL + "WHERE o.chat_id = ? AND o.state = 'pending' AND o.kind = 'alert' "
-        "AND o.next_attempt_at <= ? AND o.thread_id IS ? AND c.active = 1 "
-        "ORDER BY o.next_attempt_at, o.id LIMIT ?",
-        (chat_id, until, thread_id, limit),
-    )
-    return [_due(r) for r in rows]
-
-
-async def next_due_at(db: Database) -> float | None:
-    """When the earliest pending row comes due (one index probe per lane)."""
-    union = " UNION ALL ".join(
-        "SELECT min(next_attempt_at) AS t FROM outbox WHERE state = 'pending' AND lane = ?" for _ in LANES
-    )
-    value = await db.scalar(f"SELECT min(t) FROM ({union})", LANES)  # noqa: S608 - fixed text
-    return None if value is None else float(value)
-
-
-async def message_rows(db: Database, chat_id: int, message_id: int) -> list[DueMessage]:
-    """The rows one sent message carried, in the order they were sent (to render it again)."""
-    rows = await db.fetchall(
-        _DUE_SQL + "WHERE o.chat_id = ? AND o.message_id = ? AND o.state = 'sent' "
-        "AND o.kind IN ('alert', 'post') ORDER BY o.id",
-        (chat_id, message_id),
-    )
-    return [_due(r) for r in rows]
-
-
 async def claim_in(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
     """pending → sending, just before the send. Rows cancelled meanwhile are not returned."""
     rows = await _rows(
@@ -395,12 +260,15 @@ class SentBatch:
     published: tuple[float, ...] = ()  # publication times of the alerts it carried
     # (row id, reasons, story revision, story sections) as the message showed them.
     shown: tuple[tuple[int, str, int, str], ...] = ()
+    text_hash: int | None = None  # of what the message shows now (a send or an edit)
+    edit_interval: float = 0.0  # an edit that must go again waits this long after this one
 
 
 async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float) -> None:
-    """sending → sent inside the caller's transaction, with the hour's counters. A story
-    corrected or given a section while its message was on its way gets that message an edit,
-    as it would have once sent (enqueue_alerts only edits rows already 'sent')."""
+    """sending → sent inside the caller's transaction, with the hour's counters and the
+    memory of who was told. A story corrected or given a section while its message was on
+    its way gets that message an edit, as it would have once sent (enqueue_alerts only edits
+    rows already 'sent'); an edit overtaken by a correction in flight is armed again."""
     await conn.execute(
         f"UPDATE outbox SET state = 'sent', sent_at = ?, done_at = ?, message_id = ?, "  # noqa: S608
         f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)})",
@@ -412,21 +280,46 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
             "AS v WHERE outbox.id = v.column1",
             [value for pair in revised for value in pair],
         )
+    if batch.kind == "edit":
+        await conn.execute(
+            f"UPDATE outbox SET state = 'pending', again = 0, done_at = NULL, next_attempt_at = ? "  # noqa: S608
+            f"WHERE id IN ({_marks(batch.ids)}) AND again = 1",
+            (now + batch.edit_interval, *batch.ids),
+        )
+    if batch.text_hash is not None:
+        await _show(conn, batch, now)
     counts: Counter[str] = Counter({f"{batch.kind}_sent": len(batch.ids)})
     if batch.kind == "alert":
         counts.update(counters.latencies(now - p for p in batch.published))
     await counters.add(conn, now, counts)
-    shown = {row[0]: row[1:] for row in batch.shown}
-    if not shown:
+    if not batch.shown:
         return
-    for row in await _rows(
-        conn, f"SELECT o.id, o.chat_id, o.article_id, o.reasons, a.revision, a.sections FROM outbox o "  # noqa: S608
-        f"JOIN articles a ON a.id = o.article_id WHERE o.id IN ({_marks(list(shown))})", list(shown),
-    ):  # fmt: skip
+    shown = {row[0]: row[1:4] for row in batch.shown}
+    current = await _rows(
+        conn, f"SELECT o.id, o.chat_id, o.article_id, o.reasons, a.rowid AS story, a.revision, a.sections "  # noqa: S608
+        f"FROM outbox o JOIN articles a ON a.id = o.article_id WHERE o.id IN ({_marks(list(shown))})", list(shown),
+    )  # fmt: skip
+    await told.record(conn, [(row["story"], row["chat_id"], batch.message_id, now) for row in current])
+    for row in current:
         if (row["reasons"], row["revision"], row["sections"]) != shown[row["id"]]:
             # One edit renders the whole message again.
-            await _queue_edit(conn, row["chat_id"], batch.message_id, row["article_id"], now)
+            await queue_edit(conn, row["chat_id"], batch.message_id, row["article_id"], now, batch.edit_interval)
             break
+
+
+async def _show(conn: aiosqlite.Connection, batch: SentBatch, now: float) -> None:
+    """Remember what the message shows now, on the rows it carries."""
+    if batch.kind == "edit":
+        await conn.execute(
+            "UPDATE outbox SET shown_hash = ? WHERE chat_id = (SELECT chat_id FROM outbox WHERE id = ?) "
+            "AND message_id = ? AND kind IN ('alert', 'post')",
+            (batch.text_hash, batch.ids[0], batch.message_id),
+        )
+    else:
+        await conn.execute(
+            f"UPDATE outbox SET shown_hash = ? WHERE id IN ({_marks(batch.ids)})",  # noqa: S608
+            (batch.text_hash, *batch.ids),
+        )
 
 
 async def retry_later(
@@ -465,6 +358,19 @@ async def mark_failed(db: Database, ids: Sequence[int], error: str, *, now: floa
         kinds = Counter(f"{r[0]}_failed" for r in await cursor.fetchall())
         await cursor.close()
         await counters.add(conn, now, kinds)
+
+
+async def finish_unchanged_edit(db: Database, ids: Sequence[int], *, now: float) -> None:
+    """An edit that would leave its message as it is: done without a send (counted as
+    'edit_unchanged'). A correction that came meanwhile arms it again at once."""
+    async with db.write() as conn:
+        await conn.execute(
+            f"UPDATE outbox SET state = CASE WHEN again THEN 'pending' ELSE 'cancelled' END, "  # noqa: S608
+            f"again = 0, last_error = 'unchanged', next_attempt_at = ?, "
+            f"done_at = CASE WHEN again THEN NULL ELSE ? END WHERE id IN ({_marks(ids)}) AND state = 'sending'",
+            (now, now, *ids),
+        )
+        await counters.add(conn, now, {"edit_unchanged": len(ids)})
 
 
 async def defer(db: Database, ids: Sequence[int], *, until: float, digest: str | None) -> None:

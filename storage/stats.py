@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage import chats, counters, outbox
+from storage import chats, counters, due
 from storage.db import Database, StorageError
 
 DAY = 24 * 3600.0
@@ -18,7 +18,7 @@ DAY = 24 * 3600.0
 class NewsroomStats:
     readers: dict[str, int]  # total, active, paused, inactive
     day: counters.Figures  # the last 24 hours (whole hours)
-    backlog: outbox.Backlog
+    backlog: due.Backlog
     database_bytes: int
 
     @property
@@ -67,6 +67,6 @@ async def collect(db: Database, now: float) -> NewsroomStats:
     return NewsroomStats(
         readers=await chats.chat_counts(db),
         day=await counters.since(db.reports, now - DAY),
-        backlog=await outbox.backlog(db),
+        backlog=await due.backlog(db),
         database_bytes=await db.size(),
     )

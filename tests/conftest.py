@@ -11,6 +11,8 @@ import pytest
 from hypothesis import settings
 
 from storage.db import Database
+from tests.fakes.feed_server import FeedServer
+from tests.fakes.telegram_api import FakeTelegram
 from tests.simtime import SimClock, SimLoop
 
 # CI shares two cores with the servers under test; a per-example deadline would turn load into
@@ -45,3 +47,17 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 async def clock() -> SimClock:
     """Simulated time for this test: hand it to the bot (and the fakes' `start_here`)."""
     return SimClock()
+
+
+@pytest.fixture
+async def sim_tg(clock: SimClock) -> AsyncIterator[FakeTelegram]:
+    """The fake Bot API on this test's loop, on its simulated clock."""
+    async with FakeTelegram().here(clock) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def sim_feeds(clock: SimClock) -> AsyncIterator[FeedServer]:
+    """The loopback feed server on this test's loop, on its simulated clock."""
+    async with FeedServer().here(clock) as server:
+        yield server

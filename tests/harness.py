@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from bot.clock import Clock
 from bot.config import Settings, load_settings
 from bot.pipeline.parse import parse_feed
 from bot.runner import Runtime, running
@@ -73,8 +74,10 @@ async def store_sample(db_path: Path) -> int:
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings, *, polling: bool = True) -> AsyncIterator[Runtime]:
-    async with running(settings, polling=polling) as runtime:
+async def running_bot(settings: Settings, *, polling: bool = True, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+    """The bot as `newsbot run` runs it; on the test's simulated time when given `clock`
+    (then the fakes must serve on this loop: the `sim_tg` and `sim_feeds` fixtures)."""
+    async with running(settings, polling=polling, clock=clock) as runtime:
         yield runtime
 
 

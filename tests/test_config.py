@@ -158,6 +158,7 @@ NUMBERS = [
     ("NEWSBOT_FETCH_TIMEOUT", "fetch_timeout", 20.0, "0.05", "601"),
     ("NEWSBOT_ALERTS_PER_POLL", "alerts_per_poll", 20, "-1", "10001"),
     ("NEWSBOT_ALERT_MAX_AGE", "alert_max_age", 86400.0, "59", "31d"),
+    ("NEWSBOT_FEED_BACKOFF_MAX", "feed_backoff_max", 600.0, "0.5", "2d"),
     ("NEWSBOT_OUTBOX_DAYS", "outbox_days", 7.0, "0.5", "3651"),
     ("NEWSBOT_ARCHIVE_DAYS", "archive_days", 0.0, "-1", "36501"),
     ("NEWSBOT_PAID_RATE", "paid_rate", 1000.0, "0.5", "1001"),
@@ -191,6 +192,20 @@ def test_numbers_at_their_bounds_are_taken() -> None:
     assert settings.paid_broadcasts and all(
         math.isfinite(float(getattr(settings, n[1]) or 0)) for n in NUMBERS
     )
+
+
+def test_feed_backoff_max_and_safe_url_parameters() -> None:
+    defaults = load_settings({}, env_file=None)
+    assert defaults.feed_backoff_max == 600
+    assert defaults.url_safe_params == frozenset({"lang", "format", "section", "category", "tag"})
+    chosen = load_settings(
+        {"NEWSBOT_FEED_BACKOFF_MAX": "1h", "NEWSBOT_URL_SAFE_PARAMS": "Lang, edition region"}, env_file=None
+    )
+    assert chosen.feed_backoff_max == 3600
+    assert chosen.url_safe_params == frozenset({"lang", "edition", "region"})
+    assert load_settings({"NEWSBOT_URL_SAFE_PARAMS": "none"}, env_file=None).url_safe_params == frozenset()
+    with pytest.raises(ConfigError, match=r"^NEWSBOT_URL_SAFE_PARAMS: 'a=b' is not a query parameter name$"):
+        load_settings({"NEWSBOT_URL_SAFE_PARAMS": "lang a=b"}, env_file=None)
 
 
 @pytest.mark.parametrize("flag", ["NEWSBOT_FEED_ALLOW_PRIVATE", "NEWSBOT_PAID_BROADCASTS"])

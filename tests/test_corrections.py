@@ -21,6 +21,7 @@ from storage.db import Database
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall
 from tests.harness import ask, bot_settings, running_bot, write_feeds_file
+from tests.simtime import SimClock
 from tests.test_delivery import FeedItem, backlog, polled, query, rss
 
 ADMIN = 9001
@@ -75,39 +76,44 @@ def keyboard(message: dict[str, Any] | None) -> list[str]:
 
 
 async def test_a_corrected_headline_edits_each_alert_once_and_a_correction_of_it_again(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     readers = [60_000 + i for i in range(50)]
     tg.enforce_limits()  # edits count like sends
     items = backlog("Old", 5)
-    with FeedServer() as feeds:
-        settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
-        await follow(settings.db_path, readers, "world")
-        async with running_bot(settings):
-            await polled(feeds, "/news.xml", 1)
-            story = FeedItem("flood-1", "Flood closes the E4")
-            gone = FeedItem("ferry-1", "Ferry to Gotland delayed")
-            feeds.serve("/news.xml", rss([story, gone, *items]))
-            await tg.await_for(lambda: len(tg.calls("sendMessage")) >= 100, timeout=30)
-            alerts = {m["chat"]["id"]: m for m in tg.sent_messages() if "Flood closes the E4" in m["text"]}
-            ferries = {(m["chat"]["id"], m["message_id"]) for m in tg.sent_messages() if "Ferry" in m["text"]}
-            assert len(alerts) == 50 and len(ferries) == 50
+    settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
+    await follow(settings.db_path, readers, "world")
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/news.xml", 1)
+        story = FeedItem("flood-1", "Flood closes the E4")
+        gone = FeedItem("ferry-1", "Ferry to Gotland delayed")
+        feeds.serve("/news.xml", rss([story, gone, *items]))
+        await tg.await_for(lambda: len(tg.calls("sendMessage")) >= 100, timeout=30)
+        alerts = {m["chat"]["id"]: m for m in tg.sent_messages() if "Flood closes the E4" in m["text"]}
+        ferries = {(m["chat"]["id"], m["message_id"]) for m in tg.sent_messages() if "Ferry" in m["text"]}
+        assert len(alerts) == 50 and len(ferries) == 50
 
-            # The headline is corrected; the ferry story leaves the feed.
-            feeds.serve("/news.xml", rss([FeedItem("flood-1", "Flood closes the E4 near Uppsala"), *items]))
-            await tg.await_for(lambda: len([c for c in edits(tg) if c.ok]) >= 50, timeout=30)
-            await polled(feeds, "/news.xml", 2)
-            first_round = len(edits(tg))
-            fixed = {c: tg.message(c, m["message_id"]) for c, m in alerts.items()}
+        # The headline is corrected; the ferry story leaves the feed.
+        feeds.serve("/news.xml", rss([FeedItem("flood-1", "Flood closes the E4 near Uppsala"), *items]))
+        await tg.await_for(lambda: len([c for c in edits(tg) if c.ok]) >= 50, timeout=30)
+        await polled(feeds, "/news.xml", 2)
+        first_round = len(edits(tg))
+        fixed = {c: tg.message(c, m["message_id"]) for c, m in alerts.items()}
 
-            # A correction of the correction edits again.
-            feeds.serve("/news.xml", rss([FeedItem("flood-1", "Flood closes the E4 near Uppsala, police say"), *items]))
-            await tg.await_for(lambda: len([c for c in edits(tg) if c.ok]) >= 100, timeout=30)
-            await polled(feeds, "/news.xml", 2)
-            stats = await ask(tg, ADMIN, "/stats")
+        # A correction of the correction edits again — once NEWSBOT_EDIT_INTERVAL (10
+        # minutes) has passed since the first edit of each message, not before.
+        feeds.serve("/news.xml", rss([FeedItem("flood-1", "Flood closes the E4 near Uppsala, police say"), *items]))
+        await polled(feeds, "/news.xml", 3)
+        assert len(edits(tg)) == 50
+        await tg.await_for(lambda: len([c for c in edits(tg) if c.ok]) >= 100, timeout=700)
+        await polled(feeds, "/news.xml", 2)
+        stats = await ask(tg, ADMIN, "/stats")
 
     assert first_round == 50
     assert len(edits(tg)) == 100 and all(c.ok for c in edits(tg))
+    firsts = {c.chat_id: c.monotonic for c in edits(tg)[:50]}
+    assert all(c.monotonic - firsts[c.chat_id] >= 600 for c in edits(tg)[50:])
     assert tg.violations == []
     # No new message for it: 50 alerts and 50 ferry alerts, then only edits.
     assert len(sends_of(tg, "Flood closes")) == 50
@@ -124,27 +130,28 @@ async def test_a_corrected_headline_edits_each_alert_once_and_a_correction_of_it
     # The story that left the feed was not touched.
     assert not [c for c in edits(tg) if (c.chat_id, c.params["message_id"]) in ferries]
     assert "100 corrections sent" in stats["text"]
+    # One edit row per message, armed again by the second correction.
     assert query(settings.db_path, "SELECT state, count(*) FROM outbox WHERE kind = 'edit' GROUP BY state") == [
-        ("sent", 100)
+        ("sent", 50)
     ]
 
 
-async def test_a_combined_message_is_edited_too(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_combined_message_is_edited_too(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    tg, feeds = sim_tg, sim_feeds
     reader = 61_000
     items = backlog("Old", 5)
-    with FeedServer() as feeds:
-        settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
-        await follow(settings.db_path, [reader], "world")
-        async with running_bot(settings):
-            await polled(feeds, "/news.xml", 1)
-            burst = [FeedItem(f"burst-{i}", f"Burst story {i}", published=0) for i in range(5)]
-            feeds.serve("/news.xml", rss([*burst, *items]))
-            [combined] = await tg.await_messages(reader, 1, timeout=30)
-            assert combined["text"].startswith("5 new stories for you")
-            burst[2] = FeedItem("burst-2", "Burst story 2, corrected")
-            feeds.serve("/news.xml", rss([*burst, *items]))
-            await tg.await_for(lambda: edits(tg), timeout=30)
-            await polled(feeds, "/news.xml", 2)
+    settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
+    await follow(settings.db_path, [reader], "world")
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/news.xml", 1)
+        burst = [FeedItem(f"burst-{i}", f"Burst story {i}", published=0) for i in range(5)]
+        feeds.serve("/news.xml", rss([*burst, *items]))
+        [combined] = await tg.await_messages(reader, 1, timeout=30)
+        assert combined["text"].startswith("5 new stories for you")
+        burst[2] = FeedItem("burst-2", "Burst story 2, corrected")
+        feeds.serve("/news.xml", rss([*burst, *items]))
+        await tg.await_for(lambda: edits(tg), timeout=30)
+        await polled(feeds, "/news.xml", 2)
 
     [edit] = edits(tg)
     assert edit.ok and edit.params["message_id"] == combined["message_id"]
@@ -160,36 +167,36 @@ async def test_a_combined_message_is_edited_too(tg: FakeTelegram, tmp_path: Path
 
 @pytest.mark.parametrize("order", ["sports first", "world first", "world a poll later", "world while the alert is in flight"])
 async def test_a_story_in_two_sections_feeds_is_one_alert_naming_both(
-    tg: FakeTelegram, tmp_path: Path, order: str
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path, order: str
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     both, sports_only, world_only = 62_001, 62_002, 62_003
     title = "Sweden hosts the World Cup final"
     story_sports = FeedItem("cup-1", title, section="Sports")
     story_world = FeedItem("cup-1", title, section="World")
     sports_items, world_items = backlog("Old sports", 3), backlog("Old world", 3)
-    with FeedServer() as feeds:
-        settings = reading(feeds, tg, tmp_path, {"/sports.xml": rss(sports_items), "/world.xml": rss(world_items)})
-        await follow(settings.db_path, [both], "sports", "world", combine=False)
-        await follow(settings.db_path, [sports_only], "sports")
-        await follow(settings.db_path, [world_only], "world")
-        async with running_bot(settings):
-            await polled(feeds, "/sports.xml", 1)
-            await polled(feeds, "/world.xml", 1)
-            if order == "sports first":
-                feeds.slow("/world.xml", 1.0)
-            elif order == "world first":
-                feeds.slow("/sports.xml", 1.0)
-            feeds.serve("/sports.xml", rss([story_sports, *sports_items]))
-            if order == "world a poll later":
-                await tg.await_messages(both, 1, timeout=30)
-            elif order == "world while the alert is in flight":
-                tg.set_delay(4.0, both)  # the world feed is read while Telegram is answering
-                await tg.await_for(lambda: query(settings.db_path, "SELECT 1 FROM outbox WHERE chat_id = ? AND state = 'sending'", (both,)), timeout=30)
-            feeds.serve("/world.xml", rss([story_world, *world_items]))
-            for chat_id in (both, sports_only, world_only):
-                await tg.await_messages(chat_id, 1, timeout=30)
-            await polled(feeds, "/sports.xml", 2)
-            await polled(feeds, "/world.xml", 2)
+    settings = reading(feeds, tg, tmp_path, {"/sports.xml": rss(sports_items), "/world.xml": rss(world_items)})
+    await follow(settings.db_path, [both], "sports", "world", combine=False)
+    await follow(settings.db_path, [sports_only], "sports")
+    await follow(settings.db_path, [world_only], "world")
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/sports.xml", 1)
+        await polled(feeds, "/world.xml", 1)
+        if order == "sports first":
+            feeds.slow("/world.xml", 1.0)
+        elif order == "world first":
+            feeds.slow("/sports.xml", 1.0)
+        feeds.serve("/sports.xml", rss([story_sports, *sports_items]))
+        if order == "world a poll later":
+            await tg.await_messages(both, 1, timeout=30)
+        elif order == "world while the alert is in flight":
+            tg.set_delay(4.0, both)  # the world feed is read while Telegram is answering
+            await tg.await_for(lambda: query(settings.db_path, "SELECT 1 FROM outbox WHERE chat_id = ? AND state = 'sending'", (both,)), timeout=30)
+        feeds.serve("/world.xml", rss([story_world, *world_items]))
+        for chat_id in (both, sports_only, world_only):
+            await tg.await_messages(chat_id, 1, timeout=30)
+        await polled(feeds, "/sports.xml", 2)
+        await polled(feeds, "/world.xml", 2)
 
     # One message each, whatever the order the feeds were read in.
     assert len(sends_of(tg, title)) == 3
@@ -209,24 +216,24 @@ async def test_a_story_in_two_sections_feeds_is_one_alert_naming_both(
 
 
 async def test_a_correction_read_while_its_alert_is_in_flight_still_reaches_the_reader(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     reader = 63_001
     items = backlog("Old", 5)
-    with FeedServer() as feeds:
-        settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
-        await follow(settings.db_path, [reader], "world")
-        async with running_bot(settings):
-            await polled(feeds, "/news.xml", 1)
-            tg.set_delay(4.0, reader)  # Telegram takes its time to answer this send
-            feeds.serve("/news.xml", rss([FeedItem("bridge-1", "Bridge closed for repairs"), *items]))
-            in_flight = "SELECT 1 FROM outbox WHERE chat_id = ? AND state = 'sending'"
-            await tg.await_for(lambda: query(settings.db_path, in_flight, (reader,)), timeout=30)
-            feeds.serve("/news.xml", rss([FeedItem("bridge-1", "Bridge closed for repairs until May"), *items]))
-            await polled(feeds, "/news.xml", 1)
-            [alert] = await tg.await_messages(reader, 1, timeout=30)
-            await tg.await_for(lambda: edits(tg), timeout=30)
-            await polled(feeds, "/news.xml", 2)
+    settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
+    await follow(settings.db_path, [reader], "world")
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/news.xml", 1)
+        tg.set_delay(4.0, reader)  # Telegram takes its time to answer this send
+        feeds.serve("/news.xml", rss([FeedItem("bridge-1", "Bridge closed for repairs"), *items]))
+        in_flight = "SELECT 1 FROM outbox WHERE chat_id = ? AND state = 'sending'"
+        await tg.await_for(lambda: query(settings.db_path, in_flight, (reader,)), timeout=30)
+        feeds.serve("/news.xml", rss([FeedItem("bridge-1", "Bridge closed for repairs until May"), *items]))
+        await polled(feeds, "/news.xml", 1)
+        [alert] = await tg.await_messages(reader, 1, timeout=30)
+        await tg.await_for(lambda: edits(tg), timeout=30)
+        await polled(feeds, "/news.xml", 2)
 
     assert first_line(alert) == "World · Bridge closed for repairs"  # as it was when sent
     [edit] = edits(tg)
@@ -236,32 +243,32 @@ async def test_a_correction_read_while_its_alert_is_in_flight_still_reaches_the_
 
 
 async def test_an_alert_sent_corrected_is_not_marked_updated_when_edited_later(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
     """A story corrected while its alert was held goes out corrected; when it is later
     published in a second section, the edit names both sections and is not marked
     "(updated)": the reader never saw the first version."""
+    tg, feeds = sim_tg, sim_feeds
     reader = 64_001
     sports_items, world_items = backlog("Old sports", 3), backlog("Old world", 3)
-    with FeedServer() as feeds:
-        settings = reading(feeds, tg, tmp_path, {"/sports.xml": rss(sports_items), "/world.xml": rss(world_items)})
-        await follow(settings.db_path, [reader], "sports", "world")
-        async with running_bot(settings):
-            await polled(feeds, "/sports.xml", 1)
-            await polled(feeds, "/world.xml", 1)
-            await ask(tg, reader, "/pause")
-            feeds.serve("/sports.xml", rss([FeedItem("cup-2", "Final moved to Solna", section="Sports"), *sports_items]))
-            held = "SELECT revision FROM outbox o JOIN articles a ON a.id = o.article_id WHERE o.state = 'held'"
-            await tg.await_for(lambda: query(settings.db_path, held) == [(0,)], timeout=30)
-            corrected = FeedItem("cup-2", "Final moved to Friends Arena in Solna", section="Sports")
-            feeds.serve("/sports.xml", rss([corrected, *sports_items]))
-            await tg.await_for(lambda: query(settings.db_path, held) == [(1,)], timeout=30)
-            resumed = len(tg.sent_messages(reader)) + 1
-            await ask(tg, reader, "/resume")
-            [away] = await tg.await_for(lambda: tg.sent_messages(reader)[resumed:] or None, timeout=30)
-            feeds.serve("/world.xml", rss([FeedItem("cup-2", corrected.title, section="World"), *world_items]))
-            await tg.await_for(lambda: edits(tg), timeout=30)
-            await polled(feeds, "/world.xml", 2)
+    settings = reading(feeds, tg, tmp_path, {"/sports.xml": rss(sports_items), "/world.xml": rss(world_items)})
+    await follow(settings.db_path, [reader], "sports", "world")
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/sports.xml", 1)
+        await polled(feeds, "/world.xml", 1)
+        await ask(tg, reader, "/pause")
+        feeds.serve("/sports.xml", rss([FeedItem("cup-2", "Final moved to Solna", section="Sports"), *sports_items]))
+        held = "SELECT revision FROM outbox o JOIN articles a ON a.id = o.article_id WHERE o.state = 'held'"
+        await tg.await_for(lambda: query(settings.db_path, held) == [(0,)], timeout=30)
+        corrected = FeedItem("cup-2", "Final moved to Friends Arena in Solna", section="Sports")
+        feeds.serve("/sports.xml", rss([corrected, *sports_items]))
+        await tg.await_for(lambda: query(settings.db_path, held) == [(1,)], timeout=30)
+        resumed = len(tg.sent_messages(reader)) + 1
+        await ask(tg, reader, "/resume")
+        [away] = await tg.await_for(lambda: tg.sent_messages(reader)[resumed:] or None, timeout=30)
+        feeds.serve("/world.xml", rss([FeedItem("cup-2", corrected.title, section="World"), *world_items]))
+        await tg.await_for(lambda: edits(tg), timeout=30)
+        await polled(feeds, "/world.xml", 2)
 
     assert "Final moved to Friends Arena in Solna" in away["text"] and "(updated)" not in away["text"]
     [edit] = edits(tg)

@@ -48,6 +48,7 @@ from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
+from tests.simtime import SimClock
 
 STORY_RE = re.compile(r"Story (\d{4})")
 
@@ -470,36 +471,39 @@ async def test_group_migrated_to_supergroup_gets_the_alert_at_its_new_id(
 # --- permanent errors ----------------------------------------------------------------------------
 
 
-async def test_refused_messages_fail_once_and_5xx_fail_after_max_attempts(
-    tg: FakeTelegram, tmp_path: Path
+async def test_refused_messages_fail_once_and_unknown_refusals_after_max_attempts(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    refused, broken, fine = 601, 602, 603
+    """Only an answer about the message or the chat can fail it: one Telegram will refuse
+    again whatever the wait fails at once; a refusal it has not explained is tried
+    NEWSBOT_MAX_ATTEMPTS times. (A 5xx never fails a message: tests/test_delivery_outage.py.)"""
+    tg = sim_tg
+    refused, puzzling, fine = 601, 602, 603
     settings = settings_for(tg, tmp_path, NEWSBOT_MAX_ATTEMPTS="3")
-    await seed(settings.db_path, {refused: [1, 2], broken: [3], fine: [1, 2, 3]})
+    await seed(settings.db_path, {refused: [1, 2], puzzling: [3], fine: [1, 2, 3]})
     tg.fail_chat(refused, 400, 'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0')
-    tg.server_error_chat(broken, 500, "Internal Server Error", times=None)
+    tg.fail_chat(puzzling, 400, "Bad Request: something Telegram never said before", times=None)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
-        await settle(services, timeout=60)
-        # Give a retry storm time to show itself: nothing more may be sent.
-        await asyncio.sleep(2.5)
+        await tg.await_messages(fine, 3, timeout=60)
+        # Time for any retry storm to show itself: an hour.
+        await clock.run_for(3600)
         failed = counter(services, "newsbot_messages_failed_total")
         errors_400 = counter(services, "newsbot_telegram_errors_total", kind="400")
-        errors_5xx = counter(services, "newsbot_telegram_errors_total", kind="5xx")
 
     calls = Counter(c.chat_id for c in tg.calls("sendMessage"))
     assert calls[refused] == 2  # one try per message, never again
-    assert calls[broken] == 3  # NEWSBOT_MAX_ATTEMPTS
+    assert calls[puzzling] == 3  # NEWSBOT_MAX_ATTEMPTS
     assert len(tg.sent_messages(fine)) == 3
-    assert failed == 3 and errors_400 == 2 and errors_5xx == 3
+    assert failed == 3 and errors_400 == 5
     states = outbox_states(settings.db_path)
-    assert states[refused] == {"failed": 2} and states[broken] == {"failed": 1}
+    assert states[refused] == {"failed": 2} and states[puzzling] == {"failed": 1}
     with sqlite3.connect(settings.db_path) as conn:
         # A refused message says nothing about the chat: it stays active.
         assert conn.execute("SELECT active FROM chats WHERE id = ?", (refused,)).fetchone() == (1,)
-        row = conn.execute("SELECT attempts, last_error FROM outbox WHERE chat_id = ?", (broken,)).fetchone()
-    assert row[0] == 3 and "Internal Server Error" in row[1]
+        row = conn.execute("SELECT attempts, last_error FROM outbox WHERE chat_id = ?", (puzzling,)).fetchone()
+    assert row[0] == 3 and "never said before" in row[1]
 
 
 # --- 4. from the feed to the reader ----------------------------------------------------------

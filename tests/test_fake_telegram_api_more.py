@@ -883,3 +883,29 @@ async def test_a_hang_outlives_a_restart(tg: FakeTelegram) -> None:
         tg.set_outage(None)
         assert (await waiting).status_code == 200
     assert tg.hung_requests == 2
+
+
+async def test_fail_method_from_another_thread(
+    tg: FakeTelegram, client: httpx.AsyncClient, bot: Bot
+) -> None:
+    # The fake runs in its own thread here: clearing a hang must wake it across threads.
+    tg.fail_method("sendMessage", mode="hang")
+    held = asyncio.create_task(ok(client, "sendMessage", chat_id=1, text="held"))
+    await tg.await_for(lambda: tg.hung_requests == 1)
+    assert (await bot.get_me()).id == 123
+    assert not held.done()
+    tg.clear_faults("sendMessage")
+    assert (await held)["text"] == "held"
+
+    tg.fail_method("sendMessage", mode="reset", times=1)
+    with pytest.raises(NetworkError) as reset:
+        await bot.send_message(1, "reset")
+    assert not isinstance(reset.value, TimedOut) and tg.refused_connections == 1
+    await bot.send_message(1, "after the reset")
+
+    tg.fail_method("getMe", 502, seconds=0.2)
+    assert await error(client, "getMe") == (502, "Bad Gateway")
+    await ok(client, "sendMessage", chat_id=1, text="unaffected")
+    await asyncio.sleep(0.25)
+    await ok(client, "getMe")
+    assert [m["text"] for m in tg.sent_messages()] == ["held", "after the reset", "unaffected"]

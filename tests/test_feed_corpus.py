@@ -139,7 +139,7 @@ async def test_every_corpus_document_goes_through_the_pollers_path(
             url = f"http://corpus.example/{name}"
             try:
                 outcome = await store_document(
-                    services, by_url[url], fetched(url, body), now=FETCHED_AT, round_at=FETCHED_AT
+                    services, by_url[url], fetched(url, body), now=FETCHED_AT
                 )
             except ParseError as exc:
                 rejected += 1
@@ -198,7 +198,7 @@ async def test_rss_1_0_without_a_default_namespace_is_accepted(tmp_path: Path) -
     try:
         outcome = await store_document(
             services, by_url[url], fetched(url, (corpus_dir() / "feedparser" / name).read_bytes()),
-            now=FETCHED_AT, round_at=FETCHED_AT,
+            now=FETCHED_AT,
         )
     finally:
         await services.close()
@@ -224,7 +224,7 @@ async def test_feedburner_orig_link_is_accepted(tmp_path: Path, declared: bool) 
     url = "http://corpus.example/feedburner.xml"
     services, by_url = await corpus_newsroom(tmp_path, [url])
     try:
-        outcome = await store_document(services, by_url[url], fetched(url, body), now=FETCHED_AT, round_at=FETCHED_AT)
+        outcome = await store_document(services, by_url[url], fetched(url, body), now=FETCHED_AT)
     finally:
         await services.close()
     assert [a.title for a in outcome.new] == ["Storm closes the bridge"]
@@ -244,7 +244,7 @@ async def test_a_story_dated_ahead_is_stored_but_not_alerted(tmp_path: Path) -> 
     url = "http://corpus.example/dated.xml"
     services, by_url = await corpus_newsroom(tmp_path, [url])
     try:
-        outcome = await store_document(services, by_url[url], fetched(url, body), now=FETCHED_AT, round_at=FETCHED_AT)
+        outcome = await store_document(services, by_url[url], fetched(url, body), now=FETCHED_AT)
         stored = await articles.get_article(services.db, "ahead")
         rows = await services.db.fetchall("SELECT article_id FROM outbox WHERE chat_id = 42")
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import gzip
-import random
 import socket
 import time
 import tracemalloc
@@ -15,15 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.pipeline.discover import find_feed
-from bot.pipeline.fetch import (
-    FetchError,
-    backoff_seconds,
-    discover_feed_links,
-    fetch_feed,
-    looks_like_html,
-    make_client,
-)
+from bot.pipeline.discover import discover_feed_links, find_feed, looks_like_html
+from bot.pipeline.fetch import FetchError, fetch_feed
+from bot.pipeline.transport import make_client
 from tests.fakes.feed_server import FeedServer, TruncateMode, encode_body
 
 RSS = (
@@ -693,23 +686,3 @@ def test_discover_feed_links_honours_base_and_bytes() -> None:
 )
 def test_looks_like_html(body: bytes, content_type: str | None, expected: bool) -> None:
     assert looks_like_html(body, content_type) is expected
-
-
-# -- back-off ------------------------------------------------------------------------------
-
-
-def test_backoff_doubles_and_is_capped() -> None:
-    assert backoff_seconds(0, 60) == 0
-    assert [backoff_seconds(n, 60) for n in range(1, 6)] == [60, 120, 240, 480, 960]
-    assert backoff_seconds(9, 60) == 15360
-    assert backoff_seconds(10, 60) == 6 * 3600
-    assert backoff_seconds(5000, 60) == 6 * 3600
-    assert backoff_seconds(4, 60, cap=300) == 300
-
-
-def test_backoff_jitter_stays_within_bounds() -> None:
-    rng = random.Random(7)
-    delays = {backoff_seconds(3, 60, jitter=0.1, rng=rng) for _ in range(200)}
-    assert all(216 <= d <= 264 for d in delays)
-    assert len(delays) > 100
-    assert backoff_seconds(20, 60, jitter=0.5) <= 6 * 3600

@@ -20,13 +20,8 @@ import httpx
 import pytest
 
 from bot.pipeline.discover import find_feed
-from bot.pipeline.fetch import (
-    AddressPolicy,
-    FetchError,
-    _GuardedBackend,
-    fetch_feed,
-    make_client,
-)
+from bot.pipeline.fetch import FetchError, fetch_feed
+from bot.pipeline.transport import AddressPolicy, _GuardedBackend, make_client
 from tests.fakes.feed_server import FeedServer
 
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>\n'
@@ -122,6 +117,20 @@ async def test_allow_private_allows_everything(internal: FeedServer) -> None:
     async with make_client(allow_private=True) as client:
         result = await fetch_feed(client, f"http://localhost:{internal.port}/feed.xml")
     assert result.body == RSS
+
+
+async def test_the_guarded_client_keeps_httpx_limits(site: FeedServer) -> None:
+    """The guard replaces the pool httpx builds with one of the same limits: with one
+    connection allowed, two fetches at once take turns on it (and the refusals above show
+    the guard is in place). Should httpx build its transport differently, this and they fail,
+    and make_client says so at start."""
+    site.serve("/feed.xml", RSS)
+    site.slow("/feed.xml", 0.2)
+    policy = AddressPolicy.allowing(("127.0.0.1", site.port))
+    async with make_client(connect_timeout=2, read_timeout=2, address_policy=policy, max_connections=1) as client:
+        results = await asyncio.gather(*(fetch_feed(client, site.url_for("/feed.xml")) for _ in range(2)))
+    assert [r.body for r in results] == [RSS, RSS]
+    assert len({r.client_port for r in site.requests("/feed.xml")}) == 1
 
 
 # -- redirects and discovery ---------------------------------------------------------------

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 import pytest
 
 from bot.pipeline.lanes import COMBINE_MAX, COMBINE_OVER, COMBINE_WAITED, Planner
+from storage.due import DueMessage
 from storage.models import Article, Chat
-from storage.outbox import LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, DueMessage
+from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION
 
 _ids = itertools.count(1)
 T0 = 1_774_000_000.0
@@ -264,18 +265,20 @@ def test_only_alerts_for_the_same_topic_go_together() -> None:
     assert [(len(b), {m.thread_id for m in b}) for b in batches] == [(4, {7}), (4, {None})]
 
 
-def test_broadcasts_corrections_and_briefings_go_alone_and_first() -> None:
+def test_a_chats_broadcast_goes_first_then_its_new_alerts_and_its_edits_last() -> None:
+    """A reader's new alerts never wait behind an edit of an older message (a correction
+    storm must not delay the news); broadcasts, briefings and edits go alone."""
     planner = Planner()
     rows = [
         row(1, LANE_SECTION, published=T0 + n) for n in range(5)
     ] + [
         row(1, LANE_PERSONAL, kind="briefing"),
-        row(1, LANE_SECTION, kind="edit"),
+        row(1, LANE_EDIT, kind="edit"),
         row(1, LANE_BROADCAST),
     ]
     planner.replace(rows, set())
     kinds = [[m.kind for m in batch] for batch in drain(planner, 10)]
-    assert kinds == [["broadcast"], ["edit"], ["briefing"], ["alert"] * 5]
+    assert kinds == [["broadcast"], ["alert"] * 5, ["briefing"], ["edit"]]
 
 
 def test_alerts_go_in_publication_order_within_a_chat() -> None:
@@ -297,7 +300,7 @@ def test_put_back_rows_are_next_for_their_chat() -> None:
     assert planner.pick(0.0, now_ready, set()) == (1, 0.0)
     assert planner.take(1) == [first]
     planner.put_back([first])
-    assert len(planner) == 3 and planner.waiting() == {0: 0, 1: 2, 2: 1}
+    assert len(planner) == 3 and planner.waiting() == {0: 0, 1: 2, 2: 1, 3: 0}
     order = [m.id for batch in drain(planner, 10) for m in batch if m.chat_id == 1]
     assert order == [first.id, second.id]
     # A chat whose rows were all taken is back in its lane once one is put back.

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.pipeline.fetch import discover_feed_links
+from bot.pipeline.discover import discover_feed_links
 from bot.pipeline.parse import (
     ID_MAX,
     SUMMARY_MAX,

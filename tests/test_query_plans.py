@@ -26,6 +26,7 @@ from storage import (
     broadcasts,
     chats,
     counters,
+    due,
     maintenance,
     outbox,
     stats,
@@ -133,17 +134,17 @@ async def exercise(db: Database) -> None:
     await articles.unmatched_articles(db)
     # Per message: the due rows of each lane, a claim, a sent mark, a retry, a failure.
     for lane in outbox.LANES:
-        await outbox.due_messages(db, lane, NOW + 30, 2000)
-    await outbox.next_due_at(db)
-    await outbox.due_alerts_for_chat(db, 1005, None, NOW + 30, 100)
-    due = await outbox.due_messages(db, 0, NOW + 30, 5)
-    ids = [m.id for m in due]
+        await due.due_messages(db, lane, NOW + 30, 2000)
+    await due.next_due_at(db)
+    await due.due_alerts_for_chat(db, 1005, None, NOW + 30, 100)
+    rows = await due.due_messages(db, 0, NOW + 30, 5)
+    ids = [m.id for m in rows]
     async with db.write() as conn:
         await outbox.claim_in(conn, ids[:2])
         await outbox.mark_sent_in(conn, SentBatch(tuple(ids[:1]), 77, "broadcast"), NOW)
     await outbox.retry_later(db, ids[1:2], at=NOW + 5, error="x", count_attempt=True, max_attempts=5, now=time.time())
     await outbox.get_reasons(db, 5, 1005)
-    await outbox.message_rows(db, 1005, 6)
+    await due.message_rows(db, 1005, 6)
     await outbox.block_chat(db, 1007, "blocked", now=time.time())
     await outbox.hold_pending(db, 1009)
     await outbox.release_held(db, 1009, now=NOW)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.pipeline.parse import parse_feed
-from storage import articles, broadcasts, chats, feeds, outbox, subscriptions
+from storage import articles, broadcasts, chats, due, feeds, outbox, subscriptions
 from storage.db import Database, StorageError
 from storage.models import Article, SectionRule
 from tests.conftest import REPO, SAMPLE_FEED
@@ -156,9 +156,9 @@ async def test_chats_subscriptions_and_outbox(db: Database) -> None:
     assert (queued.queued, queued.held) == (2, 0)
     again = await outbox.enqueue_alerts(db, [story], {"id-1": {10: outbox.Match(("keyword:drones",))}}, now=time.time())
     assert again.queued == 0  # UNIQUE(chat, key): never twice
-    assert (await outbox.backlog(db)).pending == {outbox.LANE_PERSONAL: 1, outbox.LANE_SECTION: 1}
+    assert (await due.backlog(db)).pending == {outbox.LANE_PERSONAL: 1, outbox.LANE_SECTION: 1}
     assert await outbox.block_chat(db, 20, "Forbidden: bot was blocked by the user", now=time.time()) == (True, 1)
-    assert (await outbox.backlog(db)).total == 1
+    assert (await due.backlog(db)).total == 1
     assert await chats.inactive_chat_ids(db) == [20]
     await chats.join(db, 20, "private", now=time.time())  # /start again reactivates
     assert await chats.inactive_chat_ids(db) == []

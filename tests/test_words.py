@@ -341,7 +341,7 @@ async def newsroom(tmp_path: Path) -> AsyncIterator[tuple[Services, Feed]]:
         await feeds.seed_feeds(services.db, [(FEED_URL, SectionRule(kind="fixed", section="world"))], now=time.time())
         (feed,) = await feeds.list_feeds(services.db)
         # The first document primes the feed: history, not news.
-        await store_document(services, feed, fetched(rss(("old", "Weather report"))), now=NOW, round_at=NOW)
+        await store_document(services, feed, fetched(rss(("old", "Weather report"))), now=NOW)
         (feed,) = await feeds.list_feeds(services.db)
         assert feed.primed
         await readers.join(services, READER, "private", None)
@@ -380,7 +380,7 @@ async def test_follow_alerts_and_search_finds(tmp_path: Path, typed: str, title:
         report = await readers.follow(services, READER, typed)
         assert report.added and not report.refused
         outcome = await store_document(
-            services, feed, fetched(rss(("new", title))), now=NOW + 60, round_at=NOW + 60
+            services, feed, fetched(rss(("new", title))), now=NOW + 60
         )
         assert [a.title for a in outcome.new] == [title]
         assert await alerted(services, READER) == ["new"]
@@ -403,7 +403,7 @@ async def test_neither_alert_nor_search_on_other_words(tmp_path: Path, typed: st
     apart; /search for a single word does not find those stories either."""
     async with newsroom(tmp_path) as (services, feed):
         await readers.follow(services, READER, typed)
-        await store_document(services, feed, fetched(rss(("new", title))), now=NOW + 60, round_at=NOW + 60)
+        await store_document(services, feed, fetched(rss(("new", title))), now=NOW + 60)
         assert await alerted(services, READER) == []
         if len(tokens(typed)) == 1:
             assert await found_ids(services.db, typed) == []

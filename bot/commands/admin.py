@@ -1,4 +1,5 @@
-"""Admin commands: broadcasts, newsroom figures and feeds, for `settings.admin_ids` only.
+"""Admin commands: broadcasts and newsroom figures, for `settings.admin_ids` only (the feeds'
+commands are in bot.commands.feeds).
 
 Thin handlers like the readers': check the sender, parse, call one operation, render, reply.
 Everyone else gets a polite refusal and nothing changes.
@@ -18,11 +19,9 @@ from bot.broadcast import Progress, StartOutcome, StopOutcome
 from bot.callbacks import pack, unpack
 from bot.commands.common import edit_text, reply
 from bot.context import NewsContext, Services, find_section
-from bot.pipeline.fetch import FetchError, redact_url
-from bot.pipeline.parse import ParseError
 from bot.render import esc, fit_blocks, format_time, plural, short
 from bot.tgerrors import not_modified
-from storage.models import Feed, Section, SectionRule
+from storage.models import Section
 from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 REFUSAL = "Sorry, that command is for the newsroom's admins."
 BUTTON_REFUSAL = "Sorry, that button is for the newsroom's admins."
 RECENT_BROADCASTS = 10
-SHOWN_URL = 120  # characters of a feed URL shown in replies (a 10 KB URL must not fill one)
 
 # The admins' command menu, added to the readers' (see bot.app.set_command_menus).
 MENU = (
@@ -49,18 +47,13 @@ USAGE = {
         "Or reply /broadcast (or /broadcast @<section>) to a message to send its text.\n"
         "Example: /broadcast @sports Tonight's match is moved to 20:00."
     ),
-    "addfeed": (
-        "Usage: /addfeed <feed URL or page URL> <section>\n"
-        "Example: /addfeed https://example.com/sports/ sports\nSections: {sections}"
-    ),
-    "removefeed": "Usage: /removefeed <feed id> (the ids are in /feeds)\nExample: /removefeed 3",
 }
 
 
 # --- helpers ----------------------------------------------------------------------------------
 
 
-async def _admin(update: Update, context: NewsContext, what: str) -> bool:
+async def admin_only(update: Update, context: NewsContext, what: str) -> bool:
     """True for the configured admins; anyone else is told so, politely, and logged."""
     user = update.effective_user
     if user is not None and user.id in context.services.settings.admin_ids:
@@ -73,13 +66,8 @@ async def _admin(update: Update, context: NewsContext, what: str) -> bool:
     return False
 
 
-def _slugs(sections: tuple[Section, ...]) -> str:
+def slugs(sections: tuple[Section, ...]) -> str:
     return ", ".join(s.slug for s in sections) or "none configured"
-
-
-def shown_url(url: str) -> str:
-    """A feed URL as replies show it: no credentials or secret values, and not too long."""
-    return short(redact_url(url), SHOWN_URL)
 
 
 async def _drop_keyboard(query: CallbackQuery) -> None:
@@ -110,7 +98,7 @@ def _broadcast_input(message: Message, sections: tuple[Section, ...]) -> Broadca
     if first.startswith("@"):
         section = find_section(sections, first)
         if section is None:
-            known = _slugs(sections)
+            known = slugs(sections)
             return f"Unknown section “{first[:40]}”. Sections: {known}.\n\n{USAGE['broadcast']}"
         audience = section.slug
         rest = rest[len(first):].lstrip()
@@ -155,7 +143,7 @@ def _preview_keyboard(context: NewsContext, broadcast_id: int, size: int, *, urg
 async def broadcast_command(update: Update, context: NewsContext) -> None:
     """/broadcast → a preview exactly as readers will see it (under a heading they do not
     get), with Send (and Send fast), Urgent and Cancel."""
-    if not await _admin(update, context, "broadcast"):
+    if not await admin_only(update, context, "broadcast"):
         return
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
     if message is None or user is None or chat is None:
@@ -197,7 +185,7 @@ async def broadcast_button(update: Update, context: NewsContext) -> None:
     if parts is None or parts[0] not in ("send", "fast", "urgent", "cancel", "stop") or not parts[1].isdigit() or len(parts[1]) > 18:
         await query.answer("This button is no longer valid.")
         return
-    if not await _admin(update, context, f"broadcast {parts[0]}"):
+    if not await admin_only(update, context, f"broadcast {parts[0]}"):
         return
     action, broadcast_id = parts[0], int(parts[1])
     if action == "stop":
@@ -290,7 +278,7 @@ def resume_broadcasts(services: Services, bot: Bot, broadcast_ids: list[int]) ->
 
 
 async def broadcasts_command(update: Update, context: NewsContext) -> None:
-    if not await _admin(update, context, "broadcasts"):
+    if not await admin_only(update, context, "broadcasts"):
         return
     services = context.services
     found = await broadcast.recent(services, RECENT_BROADCASTS)
@@ -360,112 +348,7 @@ def _stats_text(figures: newsroom.Figures, sections: tuple[Section, ...]) -> str
 
 
 async def stats_command(update: Update, context: NewsContext) -> None:
-    if not await _admin(update, context, "stats"):
+    if not await admin_only(update, context, "stats"):
         return
     services = context.services
     await reply(update, _stats_text(await newsroom.figures(services), services.sections))
-
-
-# --- /feeds, /addfeed, /removefeed ------------------------------------------------------------
-
-
-def _rule_text(rule: SectionRule, names: dict[str, str]) -> str:
-    fallback = names.get(rule.section or "", rule.section or "none")
-    if rule.kind == "fixed":
-        return f"section {fallback}"
-    if rule.kind == "category":
-        domain = f" (domain “{rule.domain}”)" if rule.domain else ""
-        return f"section from the category{domain}, else {fallback}"
-    return f"section from URL path segment {rule.segment}, else {fallback}"
-
-
-def _feed_block(feed: Feed, names: dict[str, str], now: float, cap: int) -> str:
-    title = f" — {esc(short(feed.title, 80))}" if feed.title else ""
-    head = f"<b>#{feed.id}</b> <code>{esc(shown_url(feed.url))}</code>{title}"
-    if not feed.enabled:
-        return head + " <i>(removed)</i>"
-    success = (f"last success {broadcast.duration_text(now - feed.last_success_at)} ago"
-               if feed.last_success_at else "no successful poll yet")
-    due = feed.next_poll_at - now
-    poll = "next poll due now" if due <= 0 else f"next poll in {broadcast.duration_text(due)}"
-    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}")]
-    if feed.capped:
-        lines.append(esc(f"last poll: {plural(feed.capped, 'new story', 'new stories')} stored without alerts "
-                         f"(more than {cap} at once, too old, or dated ahead)"))
-    if feed.error_count:
-        last = short(feed.last_error or "", 200)
-        lines.append(esc(f"⚠ {plural(feed.error_count, 'error')} in a row; last: {last}"))
-    elif feed.last_error:
-        lines.append(esc(f"last error (since recovered): {short(feed.last_error, 200)}"))
-    return "\n".join(lines)
-
-
-async def feeds_command(update: Update, context: NewsContext) -> None:
-    if not await _admin(update, context, "feeds"):
-        return
-    services = context.services
-    found = await newsroom.list_feeds(services)
-    if not found:
-        usage = USAGE["addfeed"].format(sections=_slugs(services.sections))
-        await reply(update, esc(f"No feeds are configured: nothing is polled. Set NEWSBOT_FEEDS, or add one. {usage}"))
-        return
-    now = services.clock.time()
-    active = [f for f in found if f.enabled]
-    failing = sum(1 for f in active if f.error_count)
-    header = f"<b>Feeds</b>: {len(active)} polled, {failing} failing"
-    cap = services.settings.alerts_per_poll
-    await reply(update, fit_blocks(header, [_feed_block(f, services.section_names, now, cap) for f in found])[0])
-
-
-async def addfeed_command(update: Update, context: NewsContext) -> None:
-    if not await _admin(update, context, "addfeed"):
-        return
-    services = context.services
-    usage = USAGE["addfeed"].format(sections=_slugs(services.sections))
-    args = context.args or []
-    if len(args) != 2:
-        await reply(update, esc(usage))
-        return
-    url, word = args
-    if not re.match(r"^https?://[^\s/]+", url):
-        await reply(update, esc(f"“{short(url, 100)}” is not an http(s) URL.\n\n{usage}"))
-        return
-    section = find_section(services.sections, word)
-    if section is None:
-        await reply(update, esc(f"Unknown section “{short(word, 40)}”.\n\n{usage}"))
-        return
-    try:
-        added = await newsroom.add_checked_feed(services, update.effective_user.id if update.effective_user else 0,
-                                                url, section.slug)
-    except (FetchError, ParseError) as exc:
-        await reply(update, esc(f"Could not add that feed — {short(str(exc), 300)}\n\n{usage}"))
-        return
-    feed = added.feed
-    verb = "Updated" if added.existed else "Added"
-    await reply(update, (
-        f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or shown_url(feed.url), 200))}</b> — "
-        f"{plural(added.items, 'item')}, section {esc(section.name)}.\n<code>{esc(shown_url(feed.url))}</code>\n"
-        "Its current items are stored as seen on its first poll; only stories that appear "
-        "after that are pushed."
-    ))
-
-
-async def removefeed_command(update: Update, context: NewsContext) -> None:
-    if not await _admin(update, context, "removefeed"):
-        return
-    args = context.args or []
-    number = args[0].lstrip("#") if len(args) == 1 else ""
-    # Feed ids are SQLite rowids: more than 18 digits is not one of ours (and would not bind).
-    if not number.isdigit() or len(number) > 18:
-        await reply(update, esc(USAGE["removefeed"]))
-        return
-    feed_id = int(number)
-    admin_id = update.effective_user.id if update.effective_user else 0
-    feed, removed = await newsroom.remove_feed(context.services, admin_id, feed_id)
-    if feed is None:
-        await reply(update, esc(f"There is no feed #{feed_id}. /feeds lists them."))
-    elif not removed:
-        await reply(update, esc(f"Feed #{feed_id} was already removed."))
-    else:
-        await reply(update, f"Removed feed <b>#{feed_id}</b> <code>{esc(shown_url(feed.url))}</code>. "
-                            + esc("It stays removed after a restart; /addfeed brings it back."))

@@ -1,21 +1,24 @@
 """Which message goes next: priority lanes, shared fairly, and what goes together.
 
-Three lanes (storage.outbox): broadcasts (0), personal messages (1: keyword alerts,
-briefings, channel posts) and section alerts (2: broad fan-outs, and corrections).
+Four lanes (storage.outbox): broadcasts (0), personal messages (1: keyword alerts,
+briefings, channel posts), section alerts (2: broad fan-outs) and corrections (3).
 
-The rule: each lane has a weight — broadcasts 16, personal 8, sections 2 — and whenever
-several lanes have a message ready to go, they share the sends in that proportion (stride
-scheduling: the lane that has had the least of its share goes next). A lane with nothing
-ready lends its turns to the others, so a lone section fan-out runs at the full rate, and no
-lane with something ready gets less than 2/26 ≈ 8 % of the sends. Within a lane, oldest
-first. A reader's keyword alert therefore waits behind a few sends, not behind another
-chat's section fan-out; a broadcast gets most of the rate, not all of it.
+The rule: each lane has a weight — broadcasts 16, personal 8, sections 2, corrections 1 — and
+whenever several lanes have a message ready to go, they share the sends in that proportion
+(stride scheduling: the lane that has had the least of its share goes next). A lane with
+nothing ready lends its turns to the others, so a lone section fan-out runs at the full rate,
+and no alert lane with something ready gets less than 2/27 ≈ 7 % of the sends. Within a
+lane, oldest first. A reader's keyword alert therefore waits behind a few sends, not behind
+another chat's section fan-out; a broadcast gets most of the rate, not all of it; and
+corrections, besides their small weight, never take more than EDIT_SHARE of the rate while
+anything else waits (bot.pipeline.core).
 
 `Planner(fifo=True)` is the policy of newsbot 0.1, kept for the news-day benchmark:
 broadcasts strictly first, then every alert in one queue, oldest first.
 
-Once a chat is chosen, what it gets is decided by its own queue: a broadcast, a correction
-or a briefing as it is; alerts oldest-published first, several due at once as one combined
+Once a chat is chosen, what it gets is decided by its own queue, in the order of
+bot.pipeline.kinds (broadcasts, then alerts, then briefings and posts, then edits): a
+broadcast, a briefing or an edit as it is; alerts oldest-published first, several due at once as one combined
 message when the reader combines bursts — more than COMBINE_OVER, or two or more once the
 oldest has waited COMBINE_WAITED (a section alert held up by a fan-out goes with what came
 due behind it, including alerts for that chat the view does not hold: `gathers` tells the
@@ -28,20 +31,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from storage.outbox import LANE_BROADCAST, LANE_PERSONAL, LANE_SECTION, LANES, DueMessage
+from bot.pipeline.kinds import row_kind
+from storage.due import DueMessage
+from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL, LANE_SECTION, LANES
 
-WEIGHTS = {LANE_BROADCAST: 16.0, LANE_PERSONAL: 8.0, LANE_SECTION: 2.0}
+WEIGHTS = {LANE_BROADCAST: 16.0, LANE_PERSONAL: 8.0, LANE_SECTION: 2.0, LANE_EDIT: 1.0}
 COMBINE_OVER = 3  # more alerts than this due at once for one chat → one combined message
 COMBINE_WAITED = 60.0  # an alert that waited this long goes together with the others due
 COMBINE_MAX = 100
 # How far down a lane to look for a chat that may be sent to now.
 SCAN = 4000
-_KIND_RANK = {"broadcast": 0, "edit": 1, "briefing": 2, "post": 3, "alert": 3}
 
 
 def _rank(message: DueMessage) -> tuple[int, float, int]:
     published = message.article.published_at if message.article is not None else 0.0
-    return (_KIND_RANK.get(message.kind, 3), published, message.id)
+    return (row_kind(message).rank, published, message.id)
 
 
 class Planner:
@@ -113,6 +117,15 @@ class Planner:
                     return chat_id, now
                 wake = min(wake, at)
         return None, wake
+
+    def first(self, chat_id: int) -> DueMessage | None:
+        """The message `chat_id` would get next, if the view holds any for it."""
+        rows = self._view.get(chat_id)
+        return rows[0] if rows else None
+
+    def charge(self, message: DueMessage) -> None:
+        """A turn taken outside `pick` (an outage's retry) is charged to its lane."""
+        self._charge(self._lane(message))
 
     def _lane_order(self) -> list[int]:
         active = [lane for lane in LANES if self._lanes[lane]]

@@ -1,20 +1,28 @@
-"""The poll job: fetch → parse → store what is new → match → enqueue, one function per stage.
+"""The poll: fetch → parse → store what is new → match → enqueue, one function per stage.
 
-Each feed is finished on its own: its alerts are queued as soon as its stories are stored,
-whatever the other feeds of the round are doing, and one feed's failure (or bug) never costs
-the others their round.
+Each feed is polled on its own time (bot.pipeline.schedule) and finished on its own: its
+alerts are queued as soon as its stories are stored, whatever any other feed is doing. Only
+the fetch is bounded by the feed's fetch budget (3 × NEWSBOT_FETCH_TIMEOUT, waiting for a
+fetch slot included); parsing runs in a thread, and storing is never cut short.
+
+A failing feed is tried again after its back-off (`backoff_seconds`: the poll interval,
+doubling, at most NEWSBOT_FEED_BACKOFF_MAX) or when its server's Retry-After says, whichever
+is later. The log says when a feed starts failing and when it recovers, one line each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
 
 from bot.context import Services
-from bot.pipeline.fetch import FetchError, FetchResult, backoff_seconds, fetch_feed, redact_url
+from bot.pipeline.fetch import FetchError, FetchResult, fetch_feed
 from bot.pipeline.parse import ParsedFeed, ParseError, parse_feed_async
+from bot.pipeline.schedule import backoff_seconds
+from bot.pipeline.urls import redact_url
 from storage import articles, feeds, outbox
 from storage.articles import Stored
 from storage.db import StorageError
@@ -22,10 +30,6 @@ from storage.models import Article, Feed
 from storage.outbox import Enqueued, Match
 
 log = logging.getLogger(__name__)
-
-POLL_CONCURRENCY = 8
-# Alerts for stories dated this far after the fetch are not sent (clocks disagree a little).
-FUTURE_SKEW = 600.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class PollOutcome:
     queued: int = 0
     not_alerted: int = 0  # new stories stored without alerts (cap, age, future date)
     error: str | None = None
+    next_in: float = 0.0  # seconds from the end of this poll to the feed's next one
 
 
 @dataclass
@@ -52,57 +57,89 @@ class PollSummary:
         return sum(o.queued for o in self.outcomes)
 
 
-def _next_poll(services: Services, round_at: float) -> float:
-    """When the feed is due again, counted from the start of the round that polled it.
-
-    Rounds start on a fixed tick (at most the interval), and a feed is due in a round whose
-    start is at or after this time. The jitter that spreads feeds over the ticks therefore only
-    shortens the interval, and by enough (≥ 10 %) that a round starting a little late or a feed
-    fetched late in its round still finds the feed due at the next tick: a story is picked up
-    within one interval, never two.
-    """
-    interval = services.settings.poll_seconds
-    return round_at + interval * random.uniform(0.75, 0.9)
+def fetch_budget(services: Services) -> float:
+    """The most one fetch may take, waiting for a fetch slot included."""
+    return services.settings.fetch_timeout * 3
 
 
-async def poll_feed(services: Services, feed: Feed, *, round_at: float | None = None) -> PollOutcome:
-    """Fetch one feed, store what is new and queue its alerts; failures are recorded, never
-    raised. `round_at` is when the round polling it started (default: now)."""
+def _interval(services: Services) -> float:
+    """The wait before a healthy feed's next poll. A little jitter keeps feeds that were
+    added together (a feeds file) from being fetched in lock-step forever; it only shortens
+    the interval, so a story is picked up within one interval."""
+    return services.settings.poll_seconds * random.uniform(0.9, 1.0)
+
+
+async def fetch_for_poll(services: Services, feed: Feed) -> FetchResult:
+    """The feed's document, within its fetch budget: waiting for a fetch slot counts, so
+    feeds that hang can hold a slot for their budget at most, and the feed waiting is told
+    so rather than waiting without end."""
     settings = services.settings
-    started = services.clock.time()
-    round_at = started if round_at is None else round_at
+    clock = services.clock
+    budget = fetch_budget(services)
+    started = clock.monotonic()
     try:
-        async with asyncio.timeout(settings.fetch_timeout * 3 + 30):
-            fetched = await fetch_feed(
-                services.http, feed.url, etag=feed.etag, last_modified=feed.last_modified,
-                max_bytes=settings.fetch_max_bytes, total_timeout=settings.fetch_timeout * 3,
-            )
-            if fetched.not_modified:
-                await feeds.record_not_modified(
-                    services.db, feed.id, now=started, next_poll_at=_next_poll(services, round_at)
-                )
-                return PollOutcome(feed, "not_modified")
-            return await store_document(services, feed, fetched, now=started, round_at=round_at)
+        async with asyncio.timeout(budget):
+            await services.feed_schedule.slots.acquire()
+    except TimeoutError:
+        raise FetchError(
+            "timeout", f"no free fetch slot within {budget:g} s (other feeds are slow)",
+            url=redact_url(feed.url, settings.url_safe_params),
+        ) from None
+    try:
+        return await fetch_feed(
+            services.http, feed.url, etag=feed.etag, last_modified=feed.last_modified,
+            max_bytes=settings.fetch_max_bytes,
+            total_timeout=max(0.001, budget - (clock.monotonic() - started)),
+            safe_params=settings.url_safe_params,
+        )
+    finally:
+        services.feed_schedule.slots.release()
+
+
+async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
+    """Fetch one feed, store what is new and queue its alerts; failures are recorded, never
+    raised. The outcome says when the feed is due again."""
+    started = services.clock.time()
+    began = services.clock.monotonic()
+    try:
+        fetched = await fetch_for_poll(services, feed)
+    except FetchError as exc:
+        # The back-off counts from now: a fetch that took its whole budget is not retried at once.
+        return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
+    # The interval counts from the start of this poll: a slow fetch or store does not
+    # stretch it.
+    interval = _interval(services)
+    try:
+        if fetched.not_modified:
+            await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + interval)
+            outcome = PollOutcome(feed, "not_modified")
+        else:
+            outcome = await store_document(services, feed, fetched, now=started, next_poll_at=started + interval)
     except StorageError as exc:
-        # The database is the problem, not the feed: nothing to record, retry next round.
+        # The database is the problem, not the feed: nothing to record, try again later.
         services.metrics.inc("newsbot_errors_total", stage="storage")
         log.error("feed not stored feed_id=%d error=%s", feed.id, exc)
-        return PollOutcome(feed, "error", error=str(exc))
-    except FetchError as exc:
-        await _record_failure(services, feed, str(exc), started, retry_after=exc.retry_after)
-        return PollOutcome(feed, "error", error=str(exc))
-    except (ParseError, TimeoutError) as exc:
-        message = str(exc) if not isinstance(exc, TimeoutError) else "poll: timed out"
-        await _record_failure(services, feed, message, started)
-        return PollOutcome(feed, "error", error=message)
+        return PollOutcome(feed, "error", error=str(exc), next_in=services.settings.poll_seconds)
+    except ParseError as exc:
+        return await _record_failure(services, feed, str(exc), services.clock.time())
+    outcome = dataclasses.replace(outcome, next_in=max(0.0, began + interval - services.clock.monotonic()))
+    if feed.error_count:
+        log.info(
+            "feed recovered feed_id=%d url=%s errors=%d failing_for=%.0fs",
+            feed.id, redact_url(feed.url, services.settings.url_safe_params), feed.error_count,
+            started - (feed.failing_since or started),
+        )
+    return outcome
 
 
 async def store_document(
-    services: Services, feed: Feed, fetched: FetchResult, *, now: float, round_at: float
+    services: Services, feed: Feed, fetched: FetchResult, *, now: float, next_poll_at: float | None = None
 ) -> PollOutcome:
     """Parse a fetched document, store its stories (with the feed's status, in one
     transaction) and queue the alerts of the new ones: the poller's whole path after the
-    fetch, which `newsbot check-feed` and /addfeed share up to the store."""
+    fetch, which `newsbot check-feed` and /addfeed share up to the store. `next_poll_at`:
+    when the feed is due again (wall time; default: one interval from `now`)."""
+    next_poll_at = now + _interval(services) if next_poll_at is None else next_poll_at
     parsed = await parse_feed_async(
         fetched.body, url=fetched.url, rule=feed.rule, fetched_at=now, headers=fetched.headers,
         feed_id=feed.id, sections=services.section_names,
@@ -113,7 +150,7 @@ async def store_document(
         quiet = [] if priming else _not_alerted(services, parsed, stored, now)
         await articles.mark_matched(conn, [a.id for a in quiet])
         await feeds.record_success(
-            conn, feed.id, now=now, next_poll_at=_next_poll(services, round_at),
+            conn, feed.id, now=now, next_poll_at=next_poll_at,
             etag=fetched.etag, last_modified=fetched.last_modified, title=parsed.title,
             # A first poll that finds nothing primes nothing: the first one with stories
             # holds the backlog, which is history, not news.
@@ -126,6 +163,9 @@ async def store_document(
     alerting = [a for a in stored.new if a.id not in quiet_ids] + stored.gained + [
         c.article for c in stored.corrected
     ]
+    for correction in stored.corrected:
+        if services.flapping.changed(correction.article.id, correction.article.title, services.clock.monotonic()):
+            services.metrics.inc("newsbot_stories_flapping_total")
     enqueued = await enqueue_alerts(services, alerting, now=now)
     services.metrics.inc("newsbot_articles_new_total", len(stored.new))
     if stored.new or enqueued.queued or enqueued.edits:
@@ -155,21 +195,27 @@ def _not_alerted(services: Services, parsed: ParsedFeed, stored: Stored, now: fl
 
 async def _record_failure(
     services: Services, feed: Feed, message: str, now: float, *, retry_after: float | None = None
-) -> None:
+) -> PollOutcome:
+    """Count the failure, say so in the log if it is the feed's first, and schedule the next
+    try: after the back-off, or later if the server asked for that (Retry-After)."""
+    settings = services.settings
     errors = feed.error_count + 1
-    delay = backoff_seconds(errors, base=services.settings.poll_seconds)
+    delay = backoff_seconds(errors, base=settings.poll_seconds, cap=settings.feed_backoff_max)
     if retry_after is not None:
-        # The server said when to come back (429/503 Retry-After): not sooner.
+        # The server said when to come back (429/503 Retry-After): not sooner, and it may
+        # ask for longer than our own cap (up to a day: bot.pipeline.fetch).
         delay = max(delay, retry_after)
     services.metrics.inc("newsbot_errors_total", stage="poll")
-    log.warning(
-        "feed failed feed_id=%d url=%s errors=%d retry_in=%.0fs error=%s",
-        feed.id, redact_url(feed.url), errors, delay, message,
-    )
+    shown = redact_url(feed.url, settings.url_safe_params)
+    if feed.error_count == 0:
+        log.warning("feed failing feed_id=%d url=%s retry_in=%.0fs error=%s", feed.id, shown, delay, message)
+    else:
+        log.debug("feed still failing feed_id=%d errors=%d retry_in=%.0fs error=%s", feed.id, errors, delay, message)
     try:
         await feeds.record_failure(services.db, feed.id, message, now=now, next_poll_at=now + delay)
     except StorageError as exc:
         log.error("feed failure not recorded feed_id=%d error=%s", feed.id, exc)
+    return PollOutcome(feed, "error", error=message, next_in=delay)
 
 
 async def enqueue_alerts(services: Services, stories: list[Article], *, now: float | None = None) -> Enqueued:
@@ -189,7 +235,8 @@ async def enqueue_alerts(services: Services, stories: list[Article], *, now: flo
             services.channels[s] for s in article.all_sections if s in services.channels
         ]
     result = await outbox.enqueue_alerts(
-        services.db, stories, matches, channels=channels, now=services.clock.time() if now is None else now
+        services.db, stories, matches, channels=channels, now=services.clock.time() if now is None else now,
+        edit_interval=services.settings.edit_interval,
     )
     services.metrics.inc("newsbot_alerts_queued_total", result.queued + result.held)
     if result.queued or result.edits:
@@ -206,34 +253,63 @@ async def enqueue_unmatched(services: Services) -> int:
     return total
 
 
+async def _poll_guarded(services: Services, feed: Feed) -> PollOutcome:
+    """`poll_feed`, with a bug for one feed recorded as that feed's failure."""
+    try:
+        outcome = await poll_feed(services, feed)
+    except Exception as exc:  # a bug for one feed must not cost the others anything
+        services.metrics.inc("newsbot_errors_total", stage="poll")
+        log.exception("feed poll failed unexpectedly feed_id=%d", feed.id)
+        outcome = await _record_failure(
+            services, feed, f"poll: internal error: {type(exc).__name__}", services.clock.time()
+        )
+    services.metrics.inc("newsbot_polls_total", result=outcome.result)
+    if outcome.result != "error":
+        services.metrics.last_poll_success = services.clock.monotonic()
+    return outcome
+
+
+async def poll_scheduled(services: Services, feed_id: int) -> float | None:
+    """The schedule's poll of one feed (bot.pipeline.schedule.PollFeed): its row read afresh
+    (validators, errors, whether it is still enabled), polled, and the seconds until its
+    next poll returned; None once the feed is removed."""
+    try:
+        feed = await feeds.get_feed(services.db, feed_id)
+    except StorageError as exc:
+        log.error("feed not read feed_id=%d error=%s", feed_id, exc)
+        return services.settings.poll_seconds
+    if feed is None or not feed.enabled:
+        return None
+    return (await _poll_guarded(services, feed)).next_in
+
+
+def start_schedule(services: Services, polled: list[Feed]) -> None:
+    """Every enabled feed on its own time, from its stored next poll time. A feed backing
+    off is tried within NEWSBOT_FEED_BACKOFF_MAX of the start at the latest (a stored time
+    may come from an older rule, or from a Retry-After a restart forgets)."""
+    settings = services.settings
+    now = services.clock.time()
+    longest = max(settings.feed_backoff_max, settings.poll_seconds)
+    services.feed_schedule.start(
+        lambda feed_id: poll_scheduled(services, feed_id),
+        [(f.id, min(longest, max(0.0, f.next_poll_at - now))) for f in polled],
+        retry=settings.poll_seconds,
+    )
+
+
 async def poll_due_feeds(services: Services, *, all_feeds: bool = False) -> PollSummary:
-    """One round: every due feed (or every feed) fetched side by side, each finished alone."""
+    """Every due feed (or every feed) polled once, side by side, each finished on its own;
+    returns when all are done (`newsbot ingest`). Fetches share the schedule's slots."""
     now = services.clock.time()
     due = [f for f in await feeds.list_feeds(services.db) if all_feeds or f.next_poll_at <= now]
-    limit = asyncio.Semaphore(POLL_CONCURRENCY)
-
-    async def bounded(feed: Feed) -> PollOutcome:
-        async with limit:
-            try:
-                outcome = await poll_feed(services, feed, round_at=now)
-            except Exception as exc:  # a bug for one feed must not cost the others their round
-                services.metrics.inc("newsbot_errors_total", stage="poll")
-                log.exception("feed poll failed unexpectedly feed_id=%d", feed.id)
-                await _record_failure(services, feed, f"poll: internal error: {type(exc).__name__}", now)
-                outcome = PollOutcome(feed, "error", error=f"internal error: {type(exc).__name__}")
-        services.metrics.inc("newsbot_polls_total", result=outcome.result)
-        if outcome.result != "error":
-            services.metrics.last_poll_success = services.clock.monotonic()
-        return outcome
-
-    return PollSummary(outcomes=list(await asyncio.gather(*(bounded(f) for f in due))))
+    return PollSummary(outcomes=list(await asyncio.gather(*(_poll_guarded(services, f) for f in due))))
 
 
-async def poll_tick(services: Services) -> PollSummary:
-    """The repeating job: first any stories whose alerts are still to queue, then the round."""
+async def catch_up_alerts(services: Services) -> None:
+    """The repeating job beside the schedule: stories stored whose alerts were not queued
+    (the outbox write failed) get them now, without waiting for a restart."""
     try:
         await enqueue_unmatched(services)
     except StorageError as exc:
         services.metrics.inc("newsbot_errors_total", stage="storage")
         log.error("alerts not queued, retried next tick error=%s", exc)
-    return await poll_due_feeds(services)

@@ -10,13 +10,21 @@ window slot (a few ms on a 1 s window).
 Windows: the free global rate (messages without allow_paid_broadcast), the paid rate (every
 message counts there), one message per `private_interval` to a private chat, and
 `group_per_minute` to a group or channel. Edits count like sends. A chat can be held (a 429
-for it), and everything can be paused (an outage, a 429 storm).
+for it), and everything can be paused (a 429 storm).
+
+Replies to commands and the outbox share the free rate: whenever both have something waiting,
+neither takes more than SHARE (two thirds) of it in any second, so each keeps at least a third
+— a reader flooding the bot with commands cannot hold alerts back, and a fan-out cannot make
+replies wait. Whoever is alone takes everything.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+
+SHARE = 2 / 3  # of the free rate, for replies or the outbox, while the other waits too
 
 
 @dataclass
@@ -34,6 +42,11 @@ class RateLimits:
     _last: dict[int, float] = field(default_factory=dict)
     _groups: dict[int, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _held: dict[int, float] = field(default_factory=dict)
+    _replies: deque[float] = field(default_factory=deque)  # free sends of replies
+    _outbox: deque[float] = field(default_factory=deque)  # free sends of the outbox
+    _replies_in_flight: int = 0
+    replies_waiting: int = 0  # replies waiting for a slot now
+    outbox_waiting: bool = False  # the outbox has a message ready that the rate holds back
     pause_until: float = 0.0
 
     def _window_ready(self, window: deque[float], in_flight: int, per_second: float, now: float) -> float:
@@ -74,32 +87,57 @@ class RateLimits:
                     ready = max(ready, window[-self.group_per_minute] + 60.0 + self.margin)
         return ready
 
-    def ready_at(self, chat_id: int, now: float, *, paid: bool = False) -> float:
-        return max(self.chat_ready_at(chat_id, now), self.global_ready_at(now, paid=paid))
+    def ready_at(self, chat_id: int, now: float, *, paid: bool = False, reply: bool = False) -> float:
+        ready = max(self.chat_ready_at(chat_id, now), self.global_ready_at(now, paid=paid))
+        if paid or self.unlimited:
+            return ready
+        return max(ready, self.share_ready_at(now, reply=reply))
 
-    def begin(self, *, paid: bool = False) -> None:
+    def share_ready_at(self, now: float, *, reply: bool) -> float:
+        """When replies (or the outbox) may take another free slot without going over their
+        SHARE while the other side waits too."""
+        other_waits = self.outbox_waiting if reply else self.replies_waiting > 0
+        if not other_waits:
+            return now
+        window = self._replies if reply else self._outbox
+        while window and window[0] <= now - 1.0 - self.margin:
+            window.popleft()
+        # Sends in flight count as now, as in the global window.
+        in_flight = self._replies_in_flight if reply else self._free_in_flight - self._replies_in_flight
+        over = len(window) + in_flight - max(1, math.ceil(self.global_rate * SHARE))
+        if over < 0:
+            return now
+        if over < len(window):
+            return window[over] + 1.0 + self.margin
+        return now + 1.0
+
+    def begin(self, *, paid: bool = False, reply: bool = False) -> None:
         """A send is starting: it counts as happening now until `end`."""
         if paid:
             self._paid_in_flight += 1
         else:
             self._free_in_flight += 1
+            self._replies_in_flight += 1 if reply else 0
 
-    def end(self, chat_id: int, at: float, *, sent: bool = True, paid: bool = False) -> None:
+    def end(self, chat_id: int, at: float, *, sent: bool = True, paid: bool = False, reply: bool = False) -> None:
         """Its answer came back at `at` (or, with `sent=False`, no request went out)."""
         if paid:
             self._paid_in_flight = max(0, self._paid_in_flight - 1)
         else:
             self._free_in_flight = max(0, self._free_in_flight - 1)
+            if reply:
+                self._replies_in_flight = max(0, self._replies_in_flight - 1)
         if sent:
-            self.record(chat_id, at, paid=paid)
+            self.record(chat_id, at, paid=paid, reply=reply)
 
-    def record(self, chat_id: int, at: float, *, paid: bool = False) -> None:
+    def record(self, chat_id: int, at: float, *, paid: bool = False, reply: bool = False) -> None:
         """A send that Telegram counted no later than `at`."""
         if self.unlimited:
             return
         self._all.append(at)
         if not paid:
             self._free.append(at)
+            (self._replies if reply else self._outbox).append(at)
         if chat_id > 0:
             self._last[chat_id] = at
         else:
@@ -107,6 +145,9 @@ class RateLimits:
 
     def prune(self, now: float) -> None:
         """Forget chats whose limits no longer matter, so memory follows recent traffic only."""
+        for window in (self._replies, self._outbox):
+            while window and window[0] <= now - 1.0 - self.margin:
+                window.popleft()
         horizon = now - max(self.private_interval, 0.0) - self.margin
         self._last = {c: t for c, t in self._last.items() if t > horizon}
         self._held = {c: t for c, t in self._held.items() if t > now}

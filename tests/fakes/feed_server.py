@@ -1,12 +1,15 @@
-"""A fake feed server: real HTTP/1.1 on 127.0.0.1, in a background thread.
+"""A fake feed server: real HTTP/1.1 on 127.0.0.1, on asyncio.
 
 It serves feeds with ETag / Last-Modified and answers conditional requests with 304, and
 misbehaves on demand, path by path: slow, trickling, failing, huge, truncated, redirecting,
 an HTML page instead of a feed. Every request is logged (method, path, headers, status) so a
 test can assert e.g. that the second poll was answered with a 304.
 
-Because it is a real socket server in its own thread, it works from sync and async tests
-alike and from a bot running in a subprocess::
+It runs in one of two modes, with the same API:
+
+* In a background thread, on an event loop of its own (``start()``/``stop()``,
+  ``with FeedServer() as server``), reading the system's clocks. It works from sync and
+  async tests alike and from a bot running in a subprocess::
 
     with FeedServer() as server:
         server.serve("/news.xml", rss_bytes)
@@ -15,15 +18,31 @@ alike and from a bot running in a subprocess::
         ...
         assert [r.status for r in server.requests("/news.xml")] == [200, 304]
 
+* On the test's own event loop, without a thread (``await server.start_here(clock)``/
+  ``await server.stop_here()``, or ``async with FeedServer().here(clock) as server``),
+  for tests on simulated time (tests/simtime.py): delays and trickles are timers on that
+  loop, so a two-minute ``slow`` costs two simulated minutes and no real time, and the
+  server reads ``clock`` (see `FeedServer.start_here`). A server in another thread cannot
+  be used with simulated time: the loop does not see its work and jumps past it.
+
 A path answers with its *content* (`serve`, `serve_file`, `html`) unless a *fault* is set
 (`status`, `redirect`, `huge`, `truncated`); `clear(path)` removes the fault and any delay,
 and the content comes back. `slow` adds a delay on top of either. Unknown paths get 404.
+
+A request is logged when its answer starts (the status line and headers go out), at the
+server's monotonic time then (`RequestRecord.at`). A client that gives up during a `slow`
+delay is therefore still logged, when the delay ends, with the status it would have got;
+only stopping the server drops a request unlogged. Methods other than GET and HEAD get 501
+and malformed requests 400, unlogged, as from http.server. Idle keep-alive connections are
+closed after 30 s (simulated seconds on a simulated loop), and so is a connection whose
+client stops reading an answer for that long.
 
 Run ``python -m tests.fakes.feed_server FILE…`` to serve files by hand (at ``/<name>``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -32,18 +51,20 @@ import gzip as gzip_module
 import hashlib
 import html as html_module
 import mimetypes
+import platform
 import socket
 import sys
 import threading
-import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from tests.fakes.clocks import LoopTime, SystemTime, TimeSource
 
 __all__ = ["FeedServer", "RequestRecord", "TruncateMode", "encode_body"]
 
@@ -52,6 +73,9 @@ TruncateMode = Literal["connection", "document", "chunked"]
 _CHUNK = 64 * 1024
 _JUNK = (b"<!-- junk -->" * (_CHUNK // 13 + 1))[:_CHUNK]
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+# Idle keep-alive connections end after this long, and so does a client that stops reading.
+_IDLE_TIMEOUT = 30.0
+_SERVER = f"FakeFeedServer/1.0 Python/{platform.python_version()}"
 
 
 @dataclass(frozen=True)
@@ -64,7 +88,7 @@ class RequestRecord:
     headers: dict[str, str]  # lower-case names
     status: int
     response_headers: dict[str, str]  # lower-case names
-    at: float  # time.monotonic() when the answer was decided
+    at: float  # the server's monotonic clock when the answer was decided
     client_port: int = 0  # the same for requests that shared a connection
 
     def header(self, name: str) -> str | None:
@@ -107,37 +131,56 @@ class FeedServer:
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
         self._log: list[RequestRecord] = []
-        self._server: _Server | None = None
+        # What the server reads the time from: the system's clocks in its own thread, the
+        # clock given to start_here (or the loop's timer) on a test's loop.
+        self._clock: TimeSource = SystemTime()
+        self._bound_port: int | None = None  # while serving
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._here: asyncio.AbstractEventLoop | None = None  # the test's loop, in-loop
+        self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> FeedServer:
-        if self._server is not None:
+        """Serve from an event loop of its own in a background thread, on the system's
+        clocks: for sync tests, other loops and bots in subprocesses."""
+        if self._bound_port is not None:
             raise RuntimeError("FeedServer already started")
-        server = _Server((self._host, self._port), _Handler)
-        server.owner = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"feed-server-{server.server_address[1]}",
+        sock = self._bind()
+        self._clock = SystemTime()
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failed: list[BaseException] = []
+        thread = threading.Thread(
+            target=self._run,
+            args=(loop, sock, ready, failed),
+            name=f"feed-server-{self._bound_port}",
             daemon=True,
         )
-        self._thread.start()
+        self._loop, self._thread = loop, thread
+        thread.start()
+        if not ready.wait(10) or failed:
+            self._loop = self._thread = None
+            self._bound_port = None
+            sock.close()
+            raise RuntimeError("FeedServer did not start") from (failed[0] if failed else None)
         return self
 
     def stop(self) -> None:
-        """Stop serving, end every open connection and join all threads. Idempotent."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
+        """Stop serving, end every open connection and join the thread. Idempotent."""
+        if self._here is not None:
+            raise RuntimeError("FeedServer serves on an event loop: await stop_here()")
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
             return
-        self._server = self._thread = None
-        server.stopping.set()  # wakes handlers sleeping in slow()/trickle
-        server.shutdown()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
         thread.join()
-        server.close_connections()
-        server.server_close()  # joins the handler threads
+        self._loop = self._thread = None
+        self._bound_port = None
 
     def __enter__(self) -> FeedServer:
         return self.start()
@@ -150,11 +193,62 @@ class FeedServer:
     ) -> None:
         self.stop()
 
+    async def start_here(self, clock: TimeSource | None = None) -> FeedServer:
+        """Serve on the running event loop, without a thread.
+
+        For tests on simulated time (tests/simtime.py): ``slow`` delays and trickles are
+        timers on this loop, and the server reads ``clock`` (normally the test's
+        SimClock): its ``monotonic()`` for `RequestRecord.at`, its ``time()`` for
+        Last-Modified stamps of `serve` and the Date header. Without a clock, monotonic
+        time is the loop's timer and wall time the system's. Clients must not block this
+        loop (a synchronous HTTP client here would wait for a server that cannot run).
+        """
+        if self._bound_port is not None:
+            raise RuntimeError("FeedServer already started")
+        loop = asyncio.get_running_loop()
+        sock = self._bind()
+        try:
+            self._server = await asyncio.start_server(self._connection, sock=sock)
+        except BaseException:
+            self._bound_port = None
+            sock.close()
+            raise
+        self._clock = clock if clock is not None else LoopTime(loop)
+        self._loop = self._here = loop
+        return self
+
+    async def stop_here(self) -> None:
+        """Stop what start_here started, ending every open connection. Idempotent."""
+        loop = self._here
+        if loop is None:
+            return
+        if asyncio.get_running_loop() is not loop:
+            raise RuntimeError("stop_here() must run on the loop the server serves on")
+        try:
+            await self._shutdown()
+        finally:
+            self._loop = self._here = None
+            self._bound_port = None
+
+    @contextlib.asynccontextmanager
+    async def here(self, clock: TimeSource | None = None) -> AsyncIterator[FeedServer]:
+        """``async with FeedServer().here(clock) as server``: start_here, then stop_here."""
+        await self.start_here(clock)
+        try:
+            yield self
+        finally:
+            await self.stop_here()
+
+    @property
+    def clock(self) -> TimeSource:
+        """What the server reads the time from (see `start_here`)."""
+        return self._clock
+
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._bound_port is None:
             raise RuntimeError("FeedServer not started")
-        return int(self._server.server_address[1])
+        return self._bound_port
 
     @property
     def url(self) -> str:
@@ -193,7 +287,7 @@ class FeedServer:
                 if old is not None and old.body == body and previous is not None:
                     stamp: float | None = previous
                 else:
-                    stamp = float(int(time.time()))
+                    stamp = float(int(self._clock.time()))
                     if previous is not None and stamp <= previous:
                         stamp = previous + 1
             elif last_modified is False:
@@ -456,116 +550,209 @@ class FeedServer:
         with self._lock:
             self._log.append(record)
 
+    # -- serving -------------------------------------------------------------------------
 
-class _Server(ThreadingHTTPServer):
-    # Handler threads are daemons, so a stuck one never blocks interpreter exit, but they
-    # are tracked here and joined by server_close() (socketserver only joins non-daemon
-    # threads), after close_connections() has unblocked them.
-    daemon_threads = True
-    # socketserver's default listen backlog is 5: a burst of new connections overflows it and
-    # the kernel drops SYNs, which clients retry only after a second.
-    request_queue_size = 128
-    owner: FeedServer
+    def _bind(self) -> socket.socket:
+        # socketserver's default listen backlog is 5: a burst of new connections overflows
+        # it and the kernel drops SYNs, which clients retry only after a second.
+        sock = socket.create_server((self._host, self._port), backlog=128)
+        self._bound_port = int(sock.getsockname()[1])
+        return sock
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._handler_threads: list[threading.Thread] = []
-        self._connections_lock = threading.Lock()
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        ready: threading.Event,
+        failed: list[BaseException],
+    ) -> None:
+        """The background thread of `start`: the server's own loop."""
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._connection, sock=sock)
+                )
+            except BaseException as exc:
+                failed.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"feed-server-{self.server_address[1]}-conn",
-            daemon=True,
+    async def _shutdown(self) -> None:
+        """End every connection (requests in progress with them) and close the server."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        current = asyncio.current_task()
+        tasks = [task for task in self._connections if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Let the transports run connection_lost() so their sockets are really closed.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if server is not None:
+            await server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection: its requests, answered in turn (keep-alive)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self._writers.add(writer)
+        peer = writer.get_extra_info("peername")
+        client_port = int(peer[1]) if isinstance(peer, tuple) else 0
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(_IDLE_TIMEOUT):
+                        request = await _read_request(reader)
+                except (TimeoutError, *_CONNECTION_ERRORS, asyncio.IncompleteReadError):
+                    return
+                if request is None:
+                    return
+                if isinstance(request, _BadRequest):
+                    await _Exchange.refuse(writer, request, self._clock)
+                    return
+                exchange = _Exchange(self, writer, request, client_port)
+                await exchange.answer()
+                if exchange.close_connection:
+                    return
+        except (*_CONNECTION_ERRORS, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # The server is stopping. End normally: asyncio's stream server (3.11) calls
+            # task.exception() on its handler, which raises for a cancelled task.
+            return
+        finally:
+            self._writers.discard(writer)
+            self._connections.discard(task)
+            writer.close()
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]  # lower-case names
+
+
+@dataclass(frozen=True)
+class _BadRequest:
+    status: int
+    reason: str
+
+
+async def _read_request(reader: asyncio.StreamReader) -> _Request | _BadRequest | None:
+    """The next request on a connection (its body read and dropped); None at its end."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.strip():
+            return _BadRequest(400, "incomplete request")
+        return None
+    except asyncio.LimitOverrunError:
+        return _BadRequest(431, "request header fields too large")
+    lines = head.decode("latin-1").split("\r\n")
+    while lines and not lines[0]:  # stray blank lines before a request are allowed
+        lines.pop(0)
+    words = lines[0].split() if lines else []
+    if len(words) != 3 or not words[2].startswith("HTTP/1."):
+        return _BadRequest(400, "bad request line")
+    method, target, version = words
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            return _BadRequest(400, "bad header line")
+        headers[name.strip().lower()] = value.strip()
+    if method not in ("GET", "HEAD"):
+        return _BadRequest(501, f"unsupported method ({method!r})")
+    length = headers.get("content-length")
+    if length and length.isdigit():
+        await reader.readexactly(int(length))
+    return _Request(method, target, version, headers)
+
+
+class _Exchange:
+    """One request and its answer, written on the connection's stream."""
+
+    def __init__(
+        self, owner: FeedServer, writer: asyncio.StreamWriter, request: _Request, client_port: int
+    ) -> None:
+        self._owner = owner
+        self._writer = writer
+        self._request = request
+        self._client_port = client_port
+        self._head_only = request.method == "HEAD"
+        self._path = urlsplit(request.target).path or "/"
+        self._pending = b""  # the status line and headers, sent with the first body bytes
+        connection = request.headers.get("connection", "").lower()
+        if request.version == "HTTP/1.0":
+            self.close_connection = "keep-alive" not in connection
+        else:
+            self.close_connection = "close" in connection
+
+    @staticmethod
+    async def refuse(writer: asyncio.StreamWriter, bad: _BadRequest, clock: TimeSource) -> None:
+        """Answer a request that cannot be served (not logged) and close the connection."""
+        body = f"error {bad.status}: {bad.reason}\n".encode()
+        head = _head(
+            bad.status,
+            {
+                "Content-Type": "text/plain; charset=utf-8",
+                "Content-Length": str(len(body)),
+                "Connection": "close",
+            },
+            clock,
         )
-        with self._connections_lock:
-            self._connections.add(request)
-            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
-            self._handler_threads.append(thread)
-        thread.start()
-
-    def server_close(self) -> None:
-        super().server_close()
-        with self._connections_lock:
-            threads, self._handler_threads = self._handler_threads, []
-        deadline = time.monotonic() + 5
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        # shutdown() (not close()) wakes a handler blocked in recv/send on that socket;
-        # the handler thread then closes it itself.
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError) or self.stopping.is_set():
-            return  # a client hung up or the server is stopping: expected in these tests
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, chunked encoding
-    server_version = "FakeFeedServer/1.0"
-    timeout = 30  # idle keep-alive connections end on their own
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._answer(head_only=False)
-
-    def do_HEAD(self) -> None:
-        self._answer(head_only=True)
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            writer.write(head + body)
+            await writer.drain()
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _answer(self, *, head_only: bool) -> None:
-        self._head_only = head_only
-        self._request_headers = {k.lower(): v for k, v in self.headers.items()}
-        length = self.headers.get("Content-Length")
-        if length and length.isdigit():
-            self.rfile.read(int(length))
-        self._path = urlsplit(self.path).path or "/"
-        route = self.server.owner._route(self._path)
+    async def answer(self) -> None:
+        route = self._owner._route(self._path)
+        headers = self._request.headers
         try:
             if route is None:
-                self._simple(404, b"not found\n", {})
+                await self._simple(404, b"not found\n", {})
                 return
-            if route.delay and route.trickle_bytes is None and not self._sleep(route.delay):
-                self.close_connection = True
-                return
-            if route.auth is not None and not _authorized(self._request_headers, route.auth):
+            if route.delay and route.trickle_bytes is None:
+                await asyncio.sleep(route.delay)
+            if route.auth is not None and not _authorized(headers, route.auth):
                 challenge = {"WWW-Authenticate": 'Basic realm="feeds", charset="UTF-8"'}
-                self._simple(401, b"credentials required\n", challenge)
+                await self._simple(401, b"credentials required\n", challenge)
             elif route.fault == "status":
-                self._simple(route.fault_status, route.fault_body, route.fault_headers, route)
+                await self._simple(route.fault_status, route.fault_body, route.fault_headers, route)
             elif route.fault == "redirect" and route.size:
-                self._huge(route, route.fault_status, {"Location": route.location})
+                await self._huge(route, route.fault_status, {"Location": route.location})
             elif route.fault == "redirect":
-                self._simple(route.fault_status, b"", {"Location": route.location})
+                await self._simple(route.fault_status, b"", {"Location": route.location})
             elif route.fault == "huge":
-                self._huge(route)
+                await self._huge(route)
             elif route.fault == "truncated":
-                self._truncated(route)
+                await self._truncated(route)
             else:
-                self._content(route)
+                await self._content(route)
+            await self._flush()
         except _CONNECTION_ERRORS:
             self.close_connection = True
 
-    def _content(self, route: _Route) -> None:
+    async def _content(self, route: _Route) -> None:
         body = route.body
         last_modified = route.last_modified
         if route.file_path is not None:
@@ -573,12 +760,12 @@ class _Handler(BaseHTTPRequestHandler):
                 body = route.file_path.read_bytes()
                 mtime = route.file_path.stat().st_mtime
             except OSError:
-                self._simple(404, b"file not found\n", {})
+                await self._simple(404, b"file not found\n", {})
                 return
             if last_modified is not None:
                 last_modified = float(int(mtime))
         if body is None:  # only faults/delays were ever set for this path
-            self._simple(404, b"not found\n", {})
+            await self._simple(404, b"not found\n", {})
             return
         headers = dict(route.headers)
         etag = None
@@ -587,18 +774,18 @@ class _Handler(BaseHTTPRequestHandler):
             headers["ETag"] = etag
         if last_modified is not None:
             headers["Last-Modified"] = email.utils.formatdate(last_modified, usegmt=True)
-        if _not_modified(self._request_headers, etag, last_modified):
-            self._send(304, headers, b"")
+        if _not_modified(self._request.headers, etag, last_modified):
+            await self._send(304, headers, b"")
             return
         headers["Content-Type"] = route.content_type
         if route.gzip:
             headers["Vary"] = "Accept-Encoding"
-            if _accepts_gzip(self._request_headers.get("accept-encoding", "")):
+            if _accepts_gzip(self._request.headers.get("accept-encoding", "")):
                 body = gzip_module.compress(body, mtime=0)
                 headers["Content-Encoding"] = "gzip"
-        self._send(200, headers, body, route)
+        await self._send(200, headers, body, route)
 
-    def _simple(
+    async def _simple(
         self,
         status: int,
         body: bytes,
@@ -606,9 +793,9 @@ class _Handler(BaseHTTPRequestHandler):
         route: _Route | None = None,
     ) -> None:
         headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
-        self._send(status, headers, body, route)
+        await self._send(status, headers, body, route)
 
-    def _huge(
+    async def _huge(
         self, route: _Route, status: int = 200, extra_headers: Mapping[str, str] | None = None
     ) -> None:
         headers = {"Content-Type": "application/rss+xml", **(extra_headers or {})}
@@ -618,47 +805,58 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Length"] = str(route.size)
         else:
             headers["Transfer-Encoding"] = "chunked"
-        self._start(status, headers)
+        await self._start(status, headers)
         if self._head_only:
             return
         chunked = not route.declare_length
         encoder = _Encoder(route.content_encoding)
+        if encoder.stages:
+            # Compressed junk may take long to produce a byte: the headers go out at once.
+            await self._flush()
+        trickle = route.delay > 0 and route.trickle_bytes is not None
         step = route.trickle_bytes if route.delay and route.trickle_bytes else _CHUNK
         sent = 0
-        while sent < route.size and not self.server.stopping.is_set():
-            piece = _JUNK[: min(step, route.size - sent)]
+        ended = not chunked
+        while sent < route.size:
+            piece = _junk(min(step, route.size - sent))
             sent += len(piece)
-            piece = encoder.encode(piece, final=sent >= route.size)
-            if piece:
-                self._write(piece, chunked)
-            if route.delay and route.trickle_bytes is not None and not self._sleep(route.delay):
-                break
-        if chunked and sent >= route.size:
-            self.wfile.write(b"0\r\n\r\n")
-        if sent < route.size:
-            self.close_connection = True
+            last = sent >= route.size
+            data = encoder.encode(piece, final=last)
+            if chunked and data:
+                data = b"%x\r\n%b\r\n" % (len(data), data)
+            if last and not ended and not trickle:
+                data += b"0\r\n\r\n"  # the end goes out with the last piece
+                ended = True
+            if data:
+                await self._write_raw(data)
+            elif not trickle:
+                await asyncio.sleep(0)  # compressing into nothing: let other clients run
+            if trickle:
+                await asyncio.sleep(route.delay)
+        if not ended:
+            await self._write_raw(b"0\r\n\r\n")
 
-    def _truncated(self, route: _Route) -> None:
+    async def _truncated(self, route: _Route) -> None:
         full = route.fault_body
         kept = full[: max(0, min(route.keep, len(full)))]
         headers = {"Content-Type": "application/rss+xml"}
         if route.truncate_mode == "document":
             headers["Content-Length"] = str(len(kept))
-            self._send(200, headers, kept, route)
+            await self._send(200, headers, kept, route)
             return
         if route.truncate_mode == "connection":
             headers["Content-Length"] = str(len(full))
         else:
             headers["Transfer-Encoding"] = "chunked"
         self.close_connection = True
-        self._start(200, headers)
+        await self._start(200, headers)
         if not self._head_only and kept:
-            self._write(kept, route.truncate_mode == "chunked")
-        # Returning closes the socket: the client sees EOF before the promised end.
+            await self._write(kept, route.truncate_mode == "chunked")
+        # Closing the connection now: the client sees EOF before the promised end.
 
     # -- writing -------------------------------------------------------------------------
 
-    def _send(
+    async def _send(
         self,
         status: int,
         headers: Mapping[str, str],
@@ -669,48 +867,81 @@ class _Handler(BaseHTTPRequestHandler):
         no_body = status in (204, 304) or 100 <= status < 200
         if not no_body:
             headers["Content-Length"] = str(len(body))
-        self._start(status, headers)
+        await self._start(status, headers)
         if self._head_only or no_body or not body:
             return
         if route is not None and route.delay and route.trickle_bytes:
             for offset in range(0, len(body), route.trickle_bytes):
-                self.wfile.write(body[offset : offset + route.trickle_bytes])
-                if not self._sleep(route.delay):
-                    self.close_connection = True
-                    return
+                await self._write_raw(body[offset : offset + route.trickle_bytes])
+                await asyncio.sleep(route.delay)
         else:
-            self.wfile.write(body)
+            await self._write_raw(body)
 
-    def _start(self, status: int, headers: Mapping[str, str]) -> None:
-        """Log the request, then send the status line and headers."""
-        self.server.owner._record(
+    async def _start(self, status: int, headers: Mapping[str, str]) -> None:
+        """Log the request; the status line and headers go out with the body's first bytes."""
+        owner = self._owner
+        owner._record(
             RequestRecord(
-                method=self.command,
+                method=self._request.method,
                 path=self._path,
-                target=self.path,
-                headers=self._request_headers,
+                target=self._request.target,
+                headers=self._request.headers,
                 status=status,
                 response_headers={k.lower(): v for k, v in headers.items()},
-                at=time.monotonic(),
-                client_port=int(self.client_address[1]),
+                at=owner._clock.monotonic(),
+                client_port=self._client_port,
             )
         )
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
+        headers = dict(headers)
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
+            headers["Connection"] = "close"
+        self._pending = _head(status, headers, owner._clock)
 
-    def _write(self, data: bytes, chunked: bool) -> None:
+    async def _write(self, data: bytes, chunked: bool) -> None:
         if chunked:
-            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+            await self._write_raw(b"%x\r\n%b\r\n" % (len(data), data))
         else:
-            self.wfile.write(data)
+            await self._write_raw(data)
 
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep, but wake at once when the server stops; False if it did."""
-        return not self.server.stopping.wait(seconds)
+    async def _flush(self) -> None:
+        if self._pending:
+            await self._write_raw(b"")
+
+    async def _write_raw(self, data: bytes) -> None:
+        # The headers wait for the first bytes of the body, so that an answer leaves in as
+        # few sends as it can: the kernel may hold a small send back for a moment while an
+        # earlier one is under way (Linux's autocorking), and a loop on simulated time
+        # that looks in between sees nothing to read and jumps to its next timer.
+        data, self._pending = self._pending + data, b""
+        writer = self._writer
+        if writer.is_closing():
+            raise ConnectionResetError("the client has gone")
+        writer.write(data)
+        # A client that stops reading (and does not hang up) holds the answer this long.
+        async with asyncio.timeout(_IDLE_TIMEOUT):
+            await writer.drain()
+
+
+def _head(status: int, headers: Mapping[str, str], clock: TimeSource) -> bytes:
+    """Status line and headers, with the Server and Date that http.server sends first."""
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        f"Server: {_SERVER}",
+        f"Date: {email.utils.formatdate(clock.time(), usegmt=True)}",
+    ]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _junk(size: int) -> bytes:
+    """``size`` bytes of junk (an XML comment, repeated)."""
+    if size <= _CHUNK:
+        return _JUNK[:size]
+    return (_JUNK * (size // _CHUNK + 1))[:size]
 
 
 def encode_body(body: bytes, content_encoding: str) -> bytes:
@@ -726,13 +957,13 @@ class _Encoder:
     """Streams bytes through the codings of a Content-Encoding value, innermost first."""
 
     def __init__(self, content_encoding: str) -> None:
-        self._stages = [
+        self.stages = [
             zlib.compressobj(9, zlib.DEFLATED, (16 if coding != "deflate" else 0) + zlib.MAX_WBITS)
             for coding in _codings(content_encoding)
         ]
 
     def encode(self, data: bytes, *, final: bool) -> bytes:
-        for stage in self._stages:
+        for stage in self.stages:
             data = stage.compress(data)
             if final:
                 data += stage.flush()

@@ -1,8 +1,23 @@
 """A fake Telegram Bot API server on 127.0.0.1 for tests and benchmarks.
 
-It is a real HTTP/1.1 server (keep-alive, Content-Length and chunked bodies) running on
-its own event loop in a background thread, so it serves clients from any event loop, from
-plain threads and from subprocesses alike. It speaks the Bot API wire format: requests are
+It is a real HTTP/1.1 server (keep-alive, Content-Length and chunked bodies) on asyncio,
+in one of two modes:
+
+* In its own thread (``start()``/``stop()``, ``with FakeTelegram() as tg``, and
+  ``async with FakeTelegram() as tg``): its own event loop in a background thread,
+  reading the system's clocks. It serves clients from any event loop, from plain threads
+  and from subprocesses alike (a bot started as a subprocess, a benchmark).
+* On the test's own event loop (``await tg.start_here(clock)``/``await tg.stop_here()``,
+  or ``async with FakeTelegram().here(clock) as tg``): no thread. Every wait of the fake
+  (delays, hangs, long polls, fault windows) is a timer on that loop and every time it
+  reads comes from ``clock`` (see :meth:`FakeTelegram.start_here`), so under the tests'
+  simulated time (tests/simtime.py) a ten-minute outage takes simulated minutes and
+  milliseconds of real time. A server in another thread cannot be used with simulated
+  time: the loop does not see its work and jumps its clock past it. The async waiters
+  (``await_for``, ``await_messages``, ``await_calls``) are then event-driven, and their
+  timeouts run on the loop's clock.
+
+It speaks the Bot API wire format: requests are
 ``POST /bot<TOKEN>/<method>`` with ``application/x-www-form-urlencoded`` bodies (values
 that are not plain strings are JSON-encoded, as python-telegram-bot sends them) or
 ``application/json`` bodies; answers are ``{"ok": true, "result": ...}`` or
@@ -32,6 +47,14 @@ Usage with python-telegram-bot::
         tg.age_message(42, reply["message_id"], 49 * 3600)  # edits: "message can't be edited"
         tg.set_outage("502")                        # or "reset", "hang"; None ends it
         tg.refused_connections, tg.hung_requests    # what "reset" and "hang" swallowed
+        tg.fail_method("sendMessage", 502, seconds=600)        # only sendMessage fails
+        tg.fail_method("sendMessage", mode="hang", seconds=70)  # or mode="reset"
+        tg.clear_faults("sendMessage")              # ends them early; clear_faults(): all
+
+On simulated time (the tests' ``clock`` fixture)::
+
+    async with FakeTelegram().here(clock) as tg:
+        ...                                         # the same API; waits are simulated
 
 Inline mode (``FakeTelegram(supports_inline_queries=True)``)::
 
@@ -55,7 +78,8 @@ Behaviour worth knowing:
 
 * Requests are executed when they are answered: with a delay (``set_delay``) a client
   that gives up and closes the connection before the delay ends has sent nothing. The
-  same holds for requests held by a "hang" outage.
+  same holds for requests held by a "hang" outage or a "hang" fault (``fail_method``):
+  when it ends, the requests whose client still waits are served, the others dropped.
 * ``parse_mode=HTML`` is parsed like Telegram's server does (tdlib's ``parse_html``): the
   returned Message carries the visible text and ``entities``. By default the fake is
   *stricter* than Telegram about one thing: a bare ``&`` that does not start a character
@@ -88,15 +112,18 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
+from tests.fakes.clocks import LoopTime, SystemTime, TimeSource
+
 __all__ = [
     "EDITING_METHODS",
     "EDIT_TIME_LIMIT",
+    "FAULT_MODES",
     "GENERAL_TOPIC_ID",
     "MAX_CAPTION_LENGTH",
     "MAX_INLINE_RESULTS",
@@ -198,6 +225,8 @@ _NGINX_502 = (
     b"</body>\r\n</html>\r\n"
 )
 OUTAGE_MODES = frozenset({"reset", "502", "hang"})
+# How a fault answers (see FakeTelegram.fail_method): an error, no answer, a TCP reset.
+FAULT_MODES = frozenset({"status", "hang", "reset"})
 
 
 # --------------------------------------------------------------------------- HTML entities
@@ -544,8 +573,8 @@ class RecordedCall:
     method: str
     params: dict[str, Any]
     chat_id: ChatKey | None
-    time: float
-    monotonic: float
+    time: float  # wall time, from the server's clock (see FakeTelegram.start_here)
+    monotonic: float  # the server's monotonic clock
     status: int
     response: dict[str, Any]
 
@@ -575,7 +604,7 @@ class Violation:
     kind: str  # "global" | "private_chat" | "group"
     method: str
     chat_id: ChatKey | None
-    time: float  # time.monotonic() on the server
+    time: float  # the server's monotonic clock (see FakeTelegram.start_here)
     detail: str
     paid: bool = False
 
@@ -588,7 +617,9 @@ class _Fault:
     remaining: int | None
     methods: frozenset[str] | None
     tag: str = ""
-    until: float | None = None  # time.monotonic() after which the fault is gone
+    until: float | None = None  # the server's monotonic time after which the fault is gone
+    mode: str = "status"  # see FAULT_MODES
+    ended: bool = False  # cleared: requests it holds are let go
 
 
 @dataclass(slots=True)
@@ -818,6 +849,13 @@ class _Request:
     keep_alive: bool
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _encode(payload: JSON) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -965,6 +1003,7 @@ class _Connection(asyncio.Protocol):
             task = loop.create_task(outcome)
             self._task = task
             self._request = request
+            self._server._track(task)
             task.add_done_callback(functools.partial(self._finished, keep_alive=request.keep_alive))
 
     def _finished(self, task: asyncio.Task[_Outcome], keep_alive: bool) -> None:
@@ -1163,11 +1202,22 @@ class FakeTelegram:
         self.refused_connections = 0
         self.hung_requests = 0
 
+        # What the fake reads the time from: the system's clocks in its own thread, the
+        # clock given to start_here (or the loop's timer) when it serves on a test's loop.
+        self._clock: TimeSource = SystemTime()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        # The test's loop while serving on it (start_here), else None.
+        self._here: asyncio.AbstractEventLoop | None = None
+        self._in_loop = False  # last started with start_here (and not start)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # requests being answered
         self._poll_waiters: set[asyncio.Event] = set()
+        self._hang_waiters: set[asyncio.Event] = set()  # requests held by a "hang" fault
+        # The async waiters (await_for) of a fake that does not run in its own thread,
+        # each with the loop it waits on; set whenever something they look at changes.
+        self._watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._active_poll: _Poll | None = None
         self._startup_error: BaseException | None = None
         # Exceptions raised inside the fake itself (answered with 500); tests may assert empty.
@@ -1219,16 +1269,29 @@ class FakeTelegram:
 
     @property
     def running(self) -> bool:
+        if self._here is not None:
+            return True
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def clock(self) -> TimeSource:
+        """What the fake reads the time from (see :meth:`start_here`)."""
+        return self._clock
 
     def bot_env(self) -> dict[str, str]:
         """Environment variables that point a newsbot subprocess at this server."""
         return {"NEWSBOT_TOKEN": self.token, "NEWSBOT_API_URL": self.api_url}
 
     def start(self) -> FakeTelegram:
-        """Start serving in a background thread; returns self once the port is bound."""
-        if self._thread is not None:
+        """Start serving in a background thread; returns self once the port is bound.
+
+        The fake then reads the system's clocks, and serves any client: other event loops,
+        plain threads, subprocesses.
+        """
+        if self._thread is not None or self._here is not None:
             raise RuntimeError("FakeTelegram is already running")
+        self._clock = SystemTime()
+        self._in_loop = False
         ready = threading.Event()
         self._startup_error = None
         thread = threading.Thread(
@@ -1246,6 +1309,8 @@ class FakeTelegram:
 
     def stop(self) -> None:
         """Close every connection, cancel pending long polls and join the thread."""
+        if self._here is not None:
+            raise RuntimeError("FakeTelegram serves on an event loop: await stop_here()")
         thread, loop = self._thread, self._loop
         if thread is None or loop is None:
             return
@@ -1266,6 +1331,61 @@ class FakeTelegram:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.to_thread(self.stop)
+
+    async def start_here(self, clock: TimeSource | None = None) -> FakeTelegram:
+        """Serve on the running event loop (no thread); returns self once the port is bound.
+
+        For tests on simulated time (tests/simtime.py): a server in another thread does
+        work the loop cannot see, so the loop would jump its clock past it. Here every
+        wait of the fake (delays, hangs, long polls, outages) is a timer on this loop, and
+        every time it reads (fault and flood windows, violation and call times, message
+        dates and edit_date, the edit time limit) comes from ``clock``: pass the test's
+        SimClock. Without one, monotonic time is the loop's own timer and wall time the
+        system's. Only clients on this loop (or in other threads) can be served: a
+        blocking call from this loop (``wait_for``, a synchronous HTTP client) would stall
+        the server it waits for.
+        """
+        if self._thread is not None or self._here is not None:
+            raise RuntimeError("FakeTelegram is already running")
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, backlog=1024
+        )
+        self._clock = clock if clock is not None else LoopTime(loop)
+        self._in_loop = True
+        self._server = server
+        self._loop = self._here = loop
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop_here(self) -> None:
+        """Stop what start_here started: close every connection, end requests in progress.
+
+        Idempotent. Must be awaited on the loop the fake serves on.
+        """
+        loop = self._here
+        if loop is None:
+            return
+        if asyncio.get_running_loop() is not loop:
+            raise RuntimeError("stop_here() must run on the loop the fake serves on")
+        try:
+            await self._shutdown(every_task=False)
+        finally:
+            self._here = None
+            self._loop = None
+
+    @contextlib.asynccontextmanager
+    async def here(self, clock: TimeSource | None = None) -> AsyncIterator[FakeTelegram]:
+        """``async with FakeTelegram().here(clock) as tg``: start_here, then stop_here."""
+        await self.start_here(clock)
+        try:
+            yield self
+        finally:
+            await self.stop_here()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -1290,7 +1410,8 @@ class FakeTelegram:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, *, every_task: bool = True) -> None:
+        """Close the server. On its own loop every task goes; on a test's loop only its own."""
         server = self._server
         self._server = None
         if server is not None:
@@ -1298,7 +1419,8 @@ class FakeTelegram:
         for connection in list(self._connections):
             connection.abort()
         current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        pool = asyncio.all_tasks() if every_task else set(self._tasks)
+        tasks = [task for task in pool if task is not current]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -1309,6 +1431,8 @@ class FakeTelegram:
             await server.wait_closed()
         self._active_poll = None
         self._poll_waiters.clear()
+        self._hang_waiters.clear()
+        self._tasks.clear()
         # The event belongs to this loop; a restarted server makes its own.
         self._outage_event = None
 
@@ -1406,6 +1530,7 @@ class FakeTelegram:
             self._paid_billed = 0
             self.refused_connections = 0
             self.hung_requests = 0
+        self._notify()
 
     def reset(self) -> None:
         """clear() plus faults, outages, delays, limits, queued updates, messages, topics,
@@ -1437,7 +1562,14 @@ class FakeTelegram:
     # ------------------------------------------------------------------ waiting
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
-        """Block until predicate() is truthy (re-checked on every server event)."""
+        """Block until predicate() is truthy (re-checked on every server event).
+
+        Not from the loop the fake serves on (start_here): that would stall the server.
+        """
+        if self._here is not None and _running_loop() is self._here:
+            raise RuntimeError(
+                "wait_for would block the loop this FakeTelegram serves on: use await_for"
+            )
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -1455,9 +1587,22 @@ class FakeTelegram:
         self,
         predicate: Callable[[], T],
         timeout: float = 5.0,  # noqa: ASYNC109
-        interval: float = 0.005,
+        interval: float | None = None,
     ) -> T:
-        """Async wait_for: polls with asyncio.sleep so the caller's loop keeps running."""
+        """Async wait_for: wait, letting the caller's loop run, until predicate() is truthy.
+
+        With the fake in its own thread (start) it polls every ``interval`` seconds
+        (default 5 ms) of real time. Started with start_here (and after stop_here) it is
+        event-driven: predicate() is checked again whenever the fake records a call,
+        stores a message, takes an update or counts a refused or hung request, and
+        ``timeout`` is measured on the running loop's clock, so that a wait that fails on
+        simulated time fails at once in real time. A predicate that looks at anything
+        else (another server's log) needs ``interval``: it is then also checked every
+        ``interval`` seconds of loop time.
+        """
+        if self._in_loop:
+            return await self._await_event(predicate, timeout, interval)
+        step = 0.005 if interval is None else interval
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -1466,7 +1611,58 @@ class FakeTelegram:
                 return value
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"condition not met within {timeout} s")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(step)
+
+    async def _await_event(
+        self, predicate: Callable[[], T], seconds: float, interval: float | None
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        changed = asyncio.Event()
+        watcher = (loop, changed)
+        self._watchers.add(watcher)
+        try:
+            while True:
+                changed.clear()
+                with self._lock:
+                    value = predicate()
+                if value:
+                    return value
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    hint = "" if interval is not None else self._EVENTS_HINT
+                    raise TimeoutError(f"condition not met within {seconds} s{hint}")
+                wait = remaining if interval is None else min(remaining, interval)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await changed.wait()
+        finally:
+            self._watchers.discard(watcher)
+
+    _EVENTS_HINT = (
+        " (checked when the fake recorded a call, stored a message or took an update;"
+        " pass interval= to also check a predicate on anything else)"
+    )
+
+    def _notify(self) -> None:
+        """Wake the async waiters: something they may be waiting for has changed."""
+        for loop, changed in list(self._watchers):
+            if _running_loop() is loop:
+                changed.set()
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(changed.set)
+
+    def _on_loop(self, callback: Callable[[], None]) -> None:
+        """Run callback on the serving loop: at once when called on it, else soon."""
+        loop = self._loop
+        if loop is None:
+            return
+        if self._here is not None and _running_loop() is loop:
+            callback()
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback)
 
     def wait_for_messages(
         self, chat_id: ChatKey | None = None, n: int = 1, timeout: float = 5.0
@@ -1528,10 +1724,8 @@ class FakeTelegram:
                 self._next_update_id += 1
             self._updates.append(item)
             self._cond.notify_all()
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake_pollers)
+        self._on_loop(self._wake_pollers)
+        self._notify()
         return item
 
     @property
@@ -1623,7 +1817,7 @@ class FakeTelegram:
                 "message_id": self._new_message_id(chat_id),
                 "from": sender,
                 "chat": chat,
-                "date": int(time.time()),
+                "date": int(self._clock.time()),
                 "text": text,
             }
             command = _COMMAND_RE.match(text)
@@ -1742,7 +1936,7 @@ class FakeTelegram:
                 "message_id": thread_id,
                 "from": self.user(user_id),
                 "chat": chat,
-                "date": int(time.time()),
+                "date": int(self._clock.time()),
                 "message_thread_id": thread_id,
                 "forum_topic_created": {"name": name, "icon_color": icon_color},
                 "is_topic_message": True,
@@ -1752,6 +1946,8 @@ class FakeTelegram:
             self._thread_messages[(key, thread_id)] = [thread_id]
         if push:
             self.push_update({"message": service})
+        else:
+            self._notify()
         return thread_id
 
     def delete_topic(self, chat_id: ChatKey, thread_id: int) -> None:
@@ -1841,7 +2037,7 @@ class FakeTelegram:
             event: JSON = {
                 "chat": chat,
                 "from": self.user(uid),
-                "date": int(time.time()),
+                "date": int(self._clock.time()),
                 "old_chat_member": _chat_member(self.bot_user, old_status),
                 "new_chat_member": _chat_member(self.bot_user, new_status),
             }
@@ -2011,15 +2207,75 @@ class FakeTelegram:
         *,
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
-        """Like fail_all, for a wall-clock window: from now on for ``seconds``, then never.
+        """Like fail_all, for a window of time: from now on for ``seconds``, then never.
 
         For a Telegram hiccup that heals by itself, e.g.
-        ``fail_for(5, 401, "Unauthorized", methods=["getUpdates"])``.
+        ``fail_for(5, 401, "Unauthorized", methods=["getUpdates"])``. The window is
+        measured on the fake's monotonic clock (simulated time under start_here(clock)).
+        See :meth:`fail_method` for hangs and resets of one method.
         """
         if seconds <= 0:
             raise ValueError("seconds must be > 0")
         fault = self._fault(status, description, None, parameters, methods)
-        fault.until = time.monotonic() + seconds
+        fault.until = self._clock.monotonic() + seconds
+        with self._lock:
+            self._global_faults.append(fault)
+
+    def fail_method(
+        self,
+        method: str | Iterable[str],
+        status: int = 502,
+        description: str | None = None,
+        *,
+        mode: str = "status",
+        seconds: float | None = None,
+        times: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Make one method (or a few) fail while every other method answers normally.
+
+        ``mode`` is how a request of that method fails:
+
+        * ``"status"``: answered with ``status`` and a Bot API error body,
+          ``{"ok": false, "error_code": status, "description": ...}`` (description
+          defaults to the status phrase, e.g. "Bad Gateway"); recorded like any answer.
+          Like the other fault switches it is applied when the request is executed, after
+          any delay.
+        * ``"hang"``: read and not answered until the fault ends (its window is over,
+          or :meth:`clear_faults`); then it is *answered*, served as if it had just
+          arrived, provided its client still waits. A client that gave up meanwhile has
+          sent nothing (as with delays). Counted in ``hung_requests``.
+        * ``"reset"``: the connection is dropped with a TCP reset, no answer and nothing
+          executed; counted in ``refused_connections``. Other requests pipelined on the
+          same keep-alive connection are lost with it, as with a real reset.
+
+        A hang or reset comes before everything else the fake does with the request
+        (delays, other faults). ``seconds`` limits the fault to a window from now on,
+        measured on the fake's monotonic clock (simulated time under start_here(clock));
+        ``times`` to that many requests; with neither it lasts until cleared. Faults
+        apply to requests that arrive while they last, e.g.::
+
+            tg.fail_method("sendMessage", 502, seconds=600)   # getMe, getUpdates answer
+            tg.fail_method("sendMessage", mode="hang", seconds=70)
+            tg.fail_method("sendMessage", mode="reset", seconds=35)
+            tg.clear_faults("sendMessage")                    # ends them early
+        """
+        if mode not in FAULT_MODES:
+            raise ValueError(f"fault mode must be one of {sorted(FAULT_MODES)}")
+        if seconds is not None and seconds <= 0:
+            raise ValueError("seconds must be None (until cleared) or > 0")
+        methods = [method] if isinstance(method, str) else list(method)
+        if not methods:
+            raise ValueError("name at least one method")
+        if description is None:
+            try:
+                description = HTTPStatus(status).phrase
+            except ValueError:
+                description = "Error"
+        fault = self._fault(status, description, times, parameters, methods)
+        fault.mode = mode
+        if seconds is not None:
+            fault.until = self._clock.monotonic() + seconds
         with self._lock:
             self._global_faults.append(fault)
 
@@ -2055,10 +2311,7 @@ class FakeTelegram:
             raise ValueError(f"outage mode must be one of {sorted(OUTAGE_MODES)} or None")
         with self._lock:
             self._outage = mode
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._apply_outage, mode)
+        self._on_loop(functools.partial(self._apply_outage, mode))
 
     @property
     def outage(self) -> str | None:
@@ -2078,6 +2331,7 @@ class FakeTelegram:
     def _count_refused(self) -> None:
         with self._lock:
             self.refused_connections += 1
+        self._notify()
 
     def set_delay(self, seconds: float, chat_id: ChatKey | None = None) -> None:
         """Answer after ``seconds``: requests for chat_id, or every request but getUpdates."""
@@ -2089,17 +2343,42 @@ class FakeTelegram:
             else:
                 self._chat_delays.pop(self._resolve_key(chat_id), None)
 
-    def clear_faults(self) -> None:
+    def clear_faults(self, method: str | None = None) -> None:
         """Remove every fault switch and delay (including membership-induced 403s), end
-        refuse_paid and any outage."""
+        refuse_paid and any outage; requests held by a "hang" fault are served.
+
+        With ``method``, only end the faults set for that method by name (fail_method, or
+        fail_all/fail_for with ``methods``): the method is taken out of them, and a fault
+        left without a method ends. Faults of every method, chat faults, delays and
+        outages stay.
+        """
         with self._lock:
-            self._chat_faults.clear()
-            self._global_faults.clear()
-            self._chat_delays.clear()
-            self._global_delay = 0.0
-            self._paid_refusal = None
-        if self._outage is not None:
+            if method is None:
+                for fault in self._global_faults:
+                    fault.ended = True
+                self._chat_faults.clear()
+                self._global_faults.clear()
+                self._chat_delays.clear()
+                self._global_delay = 0.0
+                self._paid_refusal = None
+            else:
+                lowered = method.lower()
+                kept: list[_Fault] = []
+                for fault in self._global_faults:
+                    if fault.methods is not None and lowered in fault.methods:
+                        fault.methods = fault.methods - {lowered}
+                        if not fault.methods:
+                            fault.ended = True
+                            continue
+                    kept.append(fault)
+                self._global_faults[:] = kept
+        self._on_loop(self._wake_hung)
+        if method is None and self._outage is not None:
             self.set_outage(None)
+
+    def _wake_hung(self) -> None:
+        for event in self._hang_waiters:
+            event.set()
 
     @staticmethod
     def _fault(
@@ -2114,7 +2393,13 @@ class FakeTelegram:
         wanted = None if methods is None else frozenset(m.lower() for m in methods)
         return _Fault(status, description, dict(parameters) if parameters else None, times, wanted)
 
-    def _take_fault(self, method: str, key: ChatKey | None) -> _Fault | None:
+    def _take_fault(
+        self, method: str, key: ChatKey | None, *, transport: bool = False
+    ) -> _Fault | None:
+        """The fault that answers this request, if any (and count it as used).
+
+        ``transport`` looks for a hang or reset (see fail_method) instead of an error.
+        """
         lowered = method.lower()
         sources: list[list[_Fault]] = []
         if key is not None and key in self._chat_faults:
@@ -2126,11 +2411,13 @@ class FakeTelegram:
             while i < len(faults):
                 fault = faults[i]
                 if fault.until is not None:
-                    now = time.monotonic() if now is None else now
+                    now = self._clock.monotonic() if now is None else now
                     if now >= fault.until:
                         del faults[i]
                         continue
-                if fault.methods is not None and lowered not in fault.methods:
+                if (fault.methods is not None and lowered not in fault.methods) or (
+                    fault.mode != "status"
+                ) != transport:
                     i += 1
                     continue
                 if fault.remaining is not None:
@@ -2220,7 +2507,7 @@ class FakeTelegram:
             return False
         if method not in SENDING_METHODS and not (limits.edits_count and method in EDITING_METHODS):
             return False
-        now = time.monotonic()
+        now = self._clock.monotonic()
         tol = limits.tolerance
         found: list[tuple[str, str, float]] = []
 
@@ -2330,6 +2617,7 @@ class FakeTelegram:
     async def _hold(self, request: _Request) -> _Outcome:
         with self._lock:
             self.hung_requests += 1
+        self._notify()
         while self._outage == "hang":
             if self._outage_event is None:
                 self._outage_event = asyncio.Event()
@@ -2349,6 +2637,12 @@ class FakeTelegram:
             if _TOKEN_RE.match(token):
                 return 401, _encode({"ok": False, "error_code": 401, "description": "Unauthorized"})
             return 404, _encode({"ok": False, "error_code": 404, "description": "Not Found"})
+        with self._lock:
+            fault = self._take_fault(method, None, transport=True)
+        if fault is not None:
+            if fault.mode == "reset":
+                return _RESET, b""
+            return self._hang(request, method, fault)
         try:
             params = self._decode_params(request, query)
         except _ApiError as exc:
@@ -2375,6 +2669,35 @@ class FakeTelegram:
         if delay > 0:
             return self._delayed(name, params, raw, key, delay)
         return self._execute(name, params, raw, key)
+
+    async def _hang(self, request: _Request, method: str, fault: _Fault) -> _Outcome:
+        """Hold a request until its "hang" fault ends, then serve it (see fail_method)."""
+        with self._lock:
+            self.hung_requests += 1
+        self._notify()
+        lowered = method.lower()
+        woken = asyncio.Event()
+        self._hang_waiters.add(woken)
+        try:
+            while True:
+                with self._lock:
+                    lasts = not fault.ended and (
+                        fault.methods is None or lowered in fault.methods
+                    )
+                    remaining = (
+                        None if fault.until is None else fault.until - self._clock.monotonic()
+                    )
+                if not lasts or (remaining is not None and remaining <= 0):
+                    break
+                woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await woken.wait()
+        finally:
+            self._hang_waiters.discard(woken)
+        # As if it had just arrived: an outage or another fault may still stop it.
+        outcome = self._serve(request)
+        return outcome if isinstance(outcome, tuple) else await outcome
 
     async def _delayed(
         self, name: str, params: JSON, raw: ChatKey | None, key: ChatKey | None, delay: float
@@ -2407,10 +2730,12 @@ class FakeTelegram:
         self, method: str, params: JSON, key: ChatKey | None, status: int, response: JSON
     ) -> None:
         with self._lock:
+            clock = self._clock
             self._calls.append(
-                RecordedCall(method, params, key, time.time(), time.monotonic(), status, response)
+                RecordedCall(method, params, key, clock.time(), clock.monotonic(), status, response)
             )
             self._cond.notify_all()
+        self._notify()
 
     def _decode_params(self, request: _Request, query: str) -> JSON:
         params: JSON = {}
@@ -2481,7 +2806,7 @@ class FakeTelegram:
         poll = _Poll(asyncio.Event())
         self._active_poll = poll
         self._poll_waiters.add(poll.event)
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         try:
             while True:
                 poll.event.clear()
@@ -2493,7 +2818,7 @@ class FakeTelegram:
                     )
                 with self._lock:
                     updates = self._collect_updates(limit)
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock.monotonic()
                 if updates or remaining <= 0:
                     return updates
                 with contextlib.suppress(TimeoutError):
@@ -2505,12 +2830,15 @@ class FakeTelegram:
                 self._active_poll = None
 
     def _confirm_updates(self, offset: int) -> None:
+        before = len(self._updates)
         if offset > 0:
             while self._updates and self._updates[0]["update_id"] < offset:
                 self._updates.popleft()
         elif offset < 0:
             while len(self._updates) > -offset:
                 self._updates.popleft()
+        if len(self._updates) != before:
+            self._notify()
 
     def _collect_updates(self, limit: int) -> list[JSON]:
         allowed = self._allowed_updates
@@ -2528,6 +2856,7 @@ class FakeTelegram:
                 collected.append(update)
         if len(kept) != len(self._updates):
             self._updates = kept
+            self._notify()
         return collected
 
     # ------------------------------------------------------------------ chats & messages
@@ -2721,12 +3050,13 @@ class FakeTelegram:
             "message_id": self._new_message_id(chat_key),
             "from": self.bot_user,
             "chat": chat,
-            "date": int(time.time()),
+            "date": int(self._clock.time()),
             **fields,
         }
         self._messages[(chat_key, message["message_id"])] = message
         if chat.get("is_forum"):
             self._index_thread(chat_key, message)
+        self._notify()
         return message
 
     def _edit_target(self, params: JSON, key: ChatKey | None, action: str) -> tuple[ChatKey, JSON]:
@@ -2743,7 +3073,7 @@ class FakeTelegram:
         if message.get("from", {}).get("id") != self.bot_id:
             raise _bad_request("message can't be edited")
         limit = self.edit_time_limit
-        if limit is not None and time.time() - message["date"] >= limit:
+        if limit is not None and self._clock.time() - message["date"] >= limit:
             raise _bad_request("message can't be edited")
         return chat_key, message
 
@@ -2910,7 +3240,7 @@ class FakeTelegram:
             k: v for k, v in message.items() if k not in {"entities", "reply_markup", "edit_date"}
         }
         edited["text"] = text
-        edited["edit_date"] = int(time.time())
+        edited["edit_date"] = int(self._clock.time())
         if entities:
             edited["entities"] = entities
         if inline is not None:
@@ -2928,7 +3258,7 @@ class FakeTelegram:
             raise _ApiError(400, _NOT_MODIFIED)
         self._check_limits("editMessageReplyMarkup", chat_key)
         edited = {k: v for k, v in message.items() if k not in {"reply_markup", "edit_date"}}
-        edited["edit_date"] = int(time.time())
+        edited["edit_date"] = int(self._clock.time())
         if inline is not None:
             edited["reply_markup"] = inline
         self._messages[(chat_key, message["message_id"])] = edited

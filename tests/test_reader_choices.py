@@ -25,7 +25,7 @@ from bot import briefings, localtime, readers
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
 from bot.pipeline.deliver import Dispatcher
-from storage import articles, broadcasts, chats, outbox
+from storage import articles, broadcasts, chats, due, outbox
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import bot_settings, store_sample
@@ -531,7 +531,7 @@ async def test_a_late_briefing_shows_the_readers_time_and_no_briefing_repeats_a_
     async with newsroom(tg, tmp_path, clock, sending=False) as room:
         assert await room.schedule() == 1
         # Composed (as a send would), then the bot stopped before the message went out.
-        (row,) = await outbox.due_messages(room.services.db, outbox.LANE_PERSONAL, clock.time(), 10)
+        (row,) = await due.due_messages(room.services.db, outbox.LANE_PERSONAL, clock.time(), 10)
         assert "Drones over Riga" in (await briefings.compose(room.services, row)).html
         clock.jump_to(at("2027-01-14 07:40"))
         await room.publish(room.story("Drones over Tallinn", ago=0))

@@ -24,6 +24,10 @@ Chats out of the audience (blocked the bot, left a group: "silenced") are taken 
 the chat sets while their subscriptions are remembered, so they get nothing until
 un-silenced and matching never has to filter them. Paused chats are matched as usual:
 their alerts are kept ('held') for /resume.
+
+Why one module: the index is one data structure — its entries, chats, pending changes and
+results share invariants (frozen sets handed out never change, silenced chats are never in a
+set) that every method keeps; split, each part would have to know the others' internals.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- newsbot schema, version 7: where each reader's briefings stopped, by story.
+-- newsbot schema, version 8: where each reader's briefings stopped, by story.
 -- A briefing carries the stories stored after the previous briefing's cut-off: the newest
 -- story (rowid) that briefing looked at when it was composed. The cut-off is recorded as
 -- pending when a briefing is composed and becomes the chat's cut-off when it is sent, so a

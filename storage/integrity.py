@@ -33,8 +33,9 @@ async def check_file(conn: aiosqlite.Connection, check: str = "quick_check", *, 
 
     quick_check walks every page of every b-tree (about 1.3 s a GB from the page cache, a
     whole read of the file from a cold disk), then checks every row (NOT NULL, index entry
-    counts): 98 % of its time on a big file goes to the outbox's rows. integrity_check also
-    compares each index with its table, about five times the cost.
+    counts): 98 % of its time on a big file (docs/operations.md: 8-19 s for 1.17 GB here) goes
+    to the outbox's rows. integrity_check also
+    compares each index with its table: two to five times the cost (45 s on that 1.17 GB file).
     """
     stop = threading.Event()
     if within is not None and within <= 0:

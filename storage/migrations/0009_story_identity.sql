@@ -1,4 +1,4 @@
--- newsbot schema, version 8: a story is identified within its feed, and what was seen is
+-- newsbot schema, version 9: a story is identified within its feed, and what was seen is
 -- remembered after the archive lets the story go (storage/identity.py).
 -- Every statement is instant whatever the archive's size: no row is rewritten, no index
 -- over the articles is built.

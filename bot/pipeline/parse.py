@@ -5,6 +5,9 @@ every entry into an `Article` with a stable id, plain-text title and summary, a
 section slug, tags, a UTC timestamp and an image. It raises `ParseError` only
 when the document is not a usable feed; anything feedparser merely complains
 about (`bozo`) is reported and otherwise ignored.
+
+Why one module: it is one stage with one entry point, and every helper reads the same
+feedparser entry into one field of the same `Article` (text, section, date, image).
 """
 
 from __future__ import annotations

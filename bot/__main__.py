@@ -29,8 +29,9 @@ from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
 from bot.pipeline.urls import redact_url
 from bot.render import plural
 from bot.runner import run_bot
-from storage import db as storage_db
-from storage.db import ProcessLock, StorageError
+from storage import backup as storage_backup
+from storage.db import StorageError
+from storage.lock import ProcessLock
 from storage.models import SectionRule
 
 log = logging.getLogger("newsbot")
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         "backup",
         help="copy the database while the bot runs (consistent)",
         description="Write a consistent copy of NEWSBOT_DB to PATH with SQLite's online backup "
-        "API; the bot may keep running. See docs/operations.md for restoring it.",
+        "API and check it (PRAGMA integrity_check); the bot may keep running. PATH may be any "
+        "file name but the live database's own. See docs/operations.md for restoring it.",
     )
     backup.add_argument("target", metavar="PATH")
     sub.add_parser(
@@ -154,8 +156,8 @@ async def check_feed(settings: Settings, source: str, clock: Clock) -> int:
 
 
 async def backup(settings: Settings, target: Path) -> int:
-    await storage_db.backup(Path(settings.db_path), target)
-    print(f"backup written: {target}")
+    await storage_backup.backup(Path(settings.db_path), target)
+    print(f"backup written and checked: {target}")
     return 0
 
 

@@ -23,7 +23,7 @@ from telegram.ext import (
 )
 
 from bot.clock import Clock
-from bot.commands import admin, feeds, reader
+from bot.commands import admin, choices, feeds, lists, reader, subscribe
 from bot.commands.inline import InlineSearch
 from bot.config import Settings
 from bot.context import CONTEXT_TYPES, NewsApp
@@ -113,24 +113,24 @@ def _register(app: NewsApp) -> None:
     new_messages = filters.UpdateType.MESSAGE
     app.add_handler(TypeHandler(Update, FloodGuard()), group=-1)
     commands = {
-        "start": reader.start,
+        "start": subscribe.start,
         "help": reader.help_command,
-        "sections": reader.sections_command,
-        ("follow", "subscribe"): reader.follow,
-        ("unfollow", "unsubscribe"): reader.unfollow,
-        "exclude": reader.exclude,
-        "include": reader.include,
-        "mysubs": reader.mysubs,
-        "latest": reader.latest,
-        "search": reader.search,
-        "related": reader.related,
-        "pause": reader.pause,
-        "resume": reader.resume,
-        "stop": reader.stop,
-        "settings": reader.settings_command,
-        "timezone": reader.timezone_command,
-        "quiet": reader.quiet_command,
-        "briefing": reader.briefing_command,
+        "sections": subscribe.sections_command,
+        ("follow", "subscribe"): subscribe.follow,
+        ("unfollow", "unsubscribe"): subscribe.unfollow,
+        "exclude": subscribe.exclude,
+        "include": subscribe.include,
+        "mysubs": subscribe.mysubs,
+        "latest": lists.latest,
+        "search": lists.search,
+        "related": lists.related,
+        "pause": choices.pause,
+        "resume": choices.resume,
+        "stop": choices.stop,
+        "settings": choices.settings_command,
+        "timezone": choices.timezone_command,
+        "quiet": choices.quiet_command,
+        "briefing": choices.briefing_command,
         "broadcast": admin.broadcast_command,
         "broadcasts": admin.broadcasts_command,
         "stats": admin.stats_command,
@@ -142,17 +142,17 @@ def _register(app: NewsApp) -> None:
         app.add_handler(CommandHandler(names, callback, filters=new_messages))
     private = filters.ChatType.PRIVATE & new_messages
     app.add_handler(MessageHandler(private & filters.COMMAND, reader.unknown_command))
-    app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, reader.plain_text))
+    app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, lists.plain_text))
     buttons = {
-        "sec": reader.section_button,
-        "unsub": reader.unsubscribe_button,
-        "mode": reader.mode_button,
-        "mute": reader.mute_button,
-        "rel": reader.related_button,
-        "set": reader.settings_button,
-        "tz": reader.timezone_button,
-        "quiet": reader.quiet_button,
-        "brief": reader.briefing_button,
+        "sec": subscribe.section_button,
+        "unsub": subscribe.unsubscribe_button,
+        "mode": subscribe.mode_button,
+        "mute": subscribe.mute_button,
+        "rel": lists.related_button,
+        "set": choices.settings_button,
+        "tz": choices.timezone_button,
+        "quiet": choices.quiet_button,
+        "brief": choices.briefing_button,
         "bc": admin.broadcast_button,
         "feed": feeds.feed_button,
     }

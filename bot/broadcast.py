@@ -1,7 +1,8 @@
 """Broadcasts: an admin's message, previewed, then fanned out to every active reader (or one
 section's) through the outbox, with a live progress message and a final report.
 
-The dispatcher does the sending (broadcast rows have a higher priority than alerts); this
+The dispatcher does the sending (broadcast rows have a lane of their own, with the largest
+share of the rate beside alerts: docs/delivery.md); this
 module only writes the rows and watches them. `Progress` reads the outbox counts of one
 broadcast on each tick of a repeating job and edits the admin's progress message at most every
 PROGRESS_EDIT_SECONDS; it is rebuilt after a restart for every broadcast still 'sending'.

@@ -25,6 +25,7 @@ from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 from bot.clock import Clock, RealClock
 from bot.config import FeedsConfig, Settings, load_feeds_file
 from bot.jobs import Jobs
+from bot.locks import ChatLocks
 from bot.metrics import Metrics
 from bot.pipeline.flapping import FlapWatch
 from bot.pipeline.match import Matcher
@@ -87,6 +88,8 @@ class Services:
     outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Section slug → the chat id of its channel (resolved at start).
     channels: dict[str, int] = field(default_factory=dict)
+    # Held by bot.readers while a chat's change goes to the database and the matcher.
+    chat_locks: ChatLocks = field(default_factory=ChatLocks)
     jobs: Jobs = field(init=False)
     flapping: FlapWatch = field(default_factory=FlapWatch)
     # Every feed on its own time (started by the runner; `newsbot ingest` uses its slots).

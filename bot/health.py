@@ -5,7 +5,8 @@ per connection, answered and closed. It starts before Telegram is reached, so a 
 cannot reach Telegram says so ("starting") instead of saying nothing.
 
 /healthz is 200 only when every check passes (docs/operations.md lists them): the database
-answers *and takes a write* and is still the file the bot opened; the dispatcher runs;
+answers *and takes a write*, the bot's own last write did not fail, and it is still the file
+the bot opened; the dispatcher runs;
 updates arrive (long polling: getUpdates answered within UPDATES_STALE seconds); Telegram
 answers sends; a feed was polled successfully within 3 poll intervals + 60 s.
 """
@@ -73,7 +74,9 @@ def stale_after(services: Services) -> float:
 
 
 async def _database_problem(services: Services) -> str | None:
-    """None when the database answers a read and commits a write in time."""
+    """None when the database answers a read and commits a write in time, and the bot's own
+    last write (a poll's store, the dispatcher's marks, a reader's change) did not fail: a
+    nearly full disk or a damaged table can refuse those while the check's one row goes in."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await stats.database_ok(services.db)
@@ -82,6 +85,9 @@ async def _database_problem(services: Services) -> str | None:
         return f"database: no answer within {CHECK_TIMEOUT:g} s"
     except Exception as exc:  # any failure to answer is the finding, not an error of ours
         return f"database: {exc}"
+    failed = services.db.last_write_error
+    if failed is not None:
+        return f"database: the last write failed: {failed}"
     return None
 
 

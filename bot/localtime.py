@@ -5,7 +5,7 @@ times on a given date)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 
 _HHMM = re.compile(r"^([01]?[0-9]|2[0-3])[:.h]?([0-5][0-9])$")
 DAY_MINUTES = 24 * 60
@@ -23,15 +23,11 @@ def hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _at(day: date, minutes: int, zone: tzinfo) -> datetime:
-    """The first instant the wall clock in `zone` shows `minutes` on `day`. In the hour that
-    a spring change skips, the time after it (02:30 → 03:30)."""
-    local = datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=zone)
-    # A skipped wall time does not round-trip through UTC; the instant it maps to does.
-    roundtrip = local.astimezone(UTC).astimezone(zone)
-    if roundtrip.replace(tzinfo=None) != local.replace(tzinfo=None):
-        return roundtrip
-    return local.replace(fold=0)
+def _at(day: date, minutes: int, zone: tzinfo) -> float:
+    """The first instant the wall clock in `zone` shows `minutes` on `day` (a UTC timestamp).
+    In the hour that a spring change skips, the time after it (02:30 → 03:30): fold 0 reads
+    a skipped time with the offset before the change, which is that instant."""
+    return datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=zone).timestamp()
 
 
 def local_minutes(now: float, zone: tzinfo) -> tuple[date, int]:
@@ -48,8 +44,8 @@ def quiet_until(start: int | None, end: int | None, zone: tzinfo, now: float) ->
     # Instants, not wall-clock minutes: on a day the clocks change, the wall clock skips or
     # repeats an hour, and only instants agree with the end this returns.
     for day in (today - timedelta(days=1), today):
-        begins = _at(day, start, zone).timestamp()
-        ends = _at(day + timedelta(days=1) if end < start else day, end, zone).timestamp()
+        begins = _at(day, start, zone)
+        ends = _at(day + timedelta(days=1) if end < start else day, end, zone)
         if begins <= now < ends:
             return ends
     return None
@@ -63,7 +59,7 @@ def next_slot(times: tuple[int, ...] | list[int], zone: tzinfo, after: float) ->
     for offset in range(3):
         day = today + timedelta(days=offset)
         for minutes in sorted(times):
-            at = _at(day, minutes, zone).timestamp()
+            at = _at(day, minutes, zone)
             if at > after:
                 return at
     return None

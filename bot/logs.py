@@ -64,9 +64,19 @@ def setup_logging(level: str, secrets: Sequence[str]) -> None:
     # The job scheduler logs two lines per run of every repeating job (the poll tick alone
     # makes about 34,000 a day); its warnings and errors still show.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("telegram.request.BaseRequest").addFilter(_drop_unparsable_answer)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_thread_uncaught
+
+
+def _drop_unparsable_answer(record: logging.LogRecord) -> bool:
+    """python-telegram-bot logs every answer that is not JSON (a proxy's "502 Bad Gateway"
+    page during an outage) as an error with its traceback, ~20 lines, and then raises it to
+    its caller as a NetworkError naming the status, which the caller logs in one line (the
+    getUpdates loop: "getUpdates failed attempt=N"). Only that record is dropped: PTB's other
+    errors, and tracebacks of our own bugs, still show."""
+    return not str(record.msg).startswith("Can not load invalid JSON data")
 
 
 def _log_uncaught(

@@ -6,19 +6,27 @@ Who is a reader: a chat joins the audience by /start (a deep link counts) or by 
 and leaves it by /stop (its data is deleted), by blocking the bot or by removing it from a
 group. Reading (/latest, /search, /related, inline queries) never makes anyone a reader.
 Settings changed by a chat that has not started the bot are kept, without making it one.
+
+Every change that reaches both the database and the matcher holds the chat's lock
+(`services.chat_locks`), so two commands of one chat never interleave between the two: a
+/follow racing a /stop leaves either a reader with that keyword or no trace of either.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass, field
 
 from bot import localtime
+from bot.broadcast import DRAIN_SECONDS
 from bot.context import Services
 from bot.keywords import KeywordError, normalise_keyword, parse_keywords
 from storage import chats, outbox, subscriptions
 from storage.models import Chat, Subscription, SubscriptionKind, SubscriptionMode
 from storage.subscriptions import AddResult
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
@@ -30,6 +38,7 @@ class Outcome(enum.Enum):
     MISSING = "missing"
     REPLACED = "replaced"
     MOVED = "moved"
+    GONE = "gone"  # the chat was deleted (/stop) while the change waited
 
 
 @dataclass
@@ -39,6 +48,8 @@ class FollowReport:
     refused: list[str] = field(default_factory=list)  # complete sentences for the reader
     over_limit: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)  # the opposite choice was dropped
+    moved: list[str] = field(default_factory=list)  # followed already, now in this topic
+    gone: bool = False  # the chat stopped the bot meanwhile: nothing was added
 
 
 @dataclass
@@ -49,8 +60,9 @@ class UnfollowReport:
 
 async def join(services: Services, chat_id: int, chat_type: str, title: str | None) -> Chat:
     """/start or a subscription: the chat is (again) a reader."""
-    chat = await chats.join(services.db, chat_id, chat_type, title, now=services.clock.time())
-    services.matcher.set_silenced(chat_id, False)
+    async with services.chat_locks.hold(chat_id):
+        chat = await chats.join(services.db, chat_id, chat_type, title, now=services.clock.time())
+        services.matcher.set_silenced(chat_id, False)
     return chat
 
 
@@ -71,15 +83,31 @@ async def come_back(services: Services, chat_id: int) -> bool:
 
 async def add(
     services: Services, chat_id: int, kind: SubscriptionKind, value: str, display: str, *,
-    mode: SubscriptionMode = "instant", thread_id: int | None = None,
+    mode: SubscriptionMode = "instant", thread_id: int | None = None, forum: bool = False,
 ) -> Outcome:
     """Add one subscription (or exclusion); a keyword replaces an exclusion of the same word
-    and the other way round."""
+    and the other way round. In a forum group (`forum`) a subscription's alerts go to the
+    topic it was made in (`thread_id`; None: the General topic), and one made again in
+    another topic moves there."""
+    async with services.chat_locks.hold(chat_id):
+        return await _add(services, chat_id, kind, value, display, mode=mode, thread_id=thread_id, forum=forum)
+
+
+async def _add(
+    services: Services, chat_id: int, kind: SubscriptionKind, value: str, display: str, *,
+    mode: SubscriptionMode, thread_id: int | None, forum: bool,
+) -> Outcome:
     limit = services.settings.max_subscriptions
     added = await subscriptions.add_subscription(
         services.db, chat_id, kind, value, display, limit=limit, now=services.clock.time(), mode=mode,
-        thread_id=thread_id,
+        thread_id=thread_id if kind != "exclude" else None,
     )
+    if added.result is AddResult.NO_CHAT:
+        return Outcome.GONE
+    moves = added.result is AddResult.EXISTS and forum and kind != "exclude"
+    if moves and await subscriptions.set_thread(services.db, chat_id, kind, value, thread_id):
+        services.matcher.set_thread(chat_id, value, thread_id, kind)
+        return Outcome.MOVED
     if added.subscription is None:
         return Outcome.EXISTS if added.result is AddResult.EXISTS else Outcome.LIMIT
     if added.result is AddResult.REPLACED:
@@ -89,14 +117,23 @@ async def add(
 
 
 async def remove(services: Services, chat_id: int, kind: SubscriptionKind, value: str) -> Outcome:
+    async with services.chat_locks.hold(chat_id):
+        return await _remove(services, chat_id, kind, value)
+
+
+async def _remove(services: Services, chat_id: int, kind: SubscriptionKind, value: str) -> Outcome:
     if await subscriptions.remove_subscription(services.db, chat_id, kind, value):
         services.matcher.remove(chat_id, kind, value)
         return Outcome.REMOVED
     return Outcome.MISSING
 
 
-async def follow(services: Services, chat_id: int, text: str, *, kind: SubscriptionKind = "keyword") -> FollowReport:
-    """/follow (or, with kind "exclude", /exclude) each keyword of `text`."""
+async def follow(
+    services: Services, chat_id: int, text: str, *, kind: SubscriptionKind = "keyword",
+    thread_id: int | None = None, forum: bool = False,
+) -> FollowReport:
+    """/follow (or, with kind "exclude", /exclude) each keyword of `text`; in a forum, into
+    the topic it was sent from (see `add`)."""
     report = FollowReport()
     # Once the limit is reached the rest are only sorted into "already followed" and "over
     # the limit": a pasted essay must not become thousands of writes.
@@ -110,7 +147,10 @@ async def follow(services: Services, chat_id: int, text: str, *, kind: Subscript
         if followed is not None:
             (report.existing if value in followed else report.over_limit).append(value)
             continue
-        outcome = await add(services, chat_id, kind, value, keyword)
+        outcome = await add(services, chat_id, kind, value, keyword, thread_id=thread_id, forum=forum)
+        if outcome is Outcome.GONE:
+            report.gone = True
+            return report
         if outcome is Outcome.LIMIT:
             followed = await _followed(services, chat_id, kind)
         {
@@ -118,6 +158,7 @@ async def follow(services: Services, chat_id: int, text: str, *, kind: Subscript
             Outcome.REPLACED: report.replaced,
             Outcome.EXISTS: report.existing,
             Outcome.LIMIT: report.over_limit,
+            Outcome.MOVED: report.moved,
         }[outcome].append(value)
     return report
 
@@ -156,23 +197,25 @@ async def _followed(services: Services, chat_id: int, kind: SubscriptionKind) ->
 async def toggle_section(services: Services, chat_id: int, slug: str, *, thread_id: int | None = None) -> Outcome:
     """Subscribe if not subscribed, else unsubscribe. In a forum topic (`thread_id`): a
     section already followed elsewhere in the group moves to this topic instead."""
-    current = next(
-        (s for s in await subscriptions.subscriptions_for_chat(services.db, chat_id)
-         if s.kind == "section" and s.value == slug),
-        None,
-    )  # fmt: skip
-    if current is not None and thread_id is not None and current.thread_id != thread_id:
-        await subscriptions.set_thread(services.db, chat_id, "section", slug, thread_id)
-        services.matcher.set_thread(chat_id, slug, thread_id)
-        return Outcome.MOVED
-    if current is not None:
-        return await remove(services, chat_id, "section", slug)
-    return await add(services, chat_id, "section", slug, slug, thread_id=thread_id)
+    async with services.chat_locks.hold(chat_id):
+        current = next(
+            (s for s in await subscriptions.subscriptions_for_chat(services.db, chat_id)
+             if s.kind == "section" and s.value == slug),
+            None,
+        )  # fmt: skip
+        if current is not None and thread_id is not None and current.thread_id != thread_id:
+            await subscriptions.set_thread(services.db, chat_id, "section", slug, thread_id)
+            services.matcher.set_thread(chat_id, slug, thread_id)
+            return Outcome.MOVED
+        if current is not None:
+            return await _remove(services, chat_id, "section", slug)
+        return await _add(services, chat_id, "section", slug, slug, mode="instant", thread_id=thread_id, forum=False)
 
 
 async def set_mode(services: Services, sub: Subscription, mode: SubscriptionMode) -> None:
-    await subscriptions.set_mode(services.db, sub.id, sub.chat_id, mode)
-    services.matcher.set_mode(sub.chat_id, sub.kind, sub.value, mode)
+    async with services.chat_locks.hold(sub.chat_id):
+        if await subscriptions.set_mode(services.db, sub.id, sub.chat_id, mode):
+            services.matcher.set_mode(sub.chat_id, sub.kind, sub.value, mode)
 
 
 async def pause(services: Services, chat_id: int) -> bool:
@@ -206,14 +249,27 @@ async def resume(services: Services, chat_id: int) -> Resumed:
 
 
 async def forget(services: Services, chat_id: int) -> bool:
-    """/stop: delete the chat, its subscriptions, settings and queue."""
-    services.matcher.remove_chat(chat_id)
-    return await chats.delete_chat(services.db, chat_id)
+    """/stop: delete the chat, its subscriptions, settings and queue. Returns once nothing
+    more can reach the chat: its messages already on their way to Telegram are waited for
+    (up to DRAIN_SECONDS, longer than the dispatcher's bound on one send), and none of the
+    rest can be sent."""
+    clock = services.clock
+    async with services.chat_locks.hold(chat_id):
+        services.matcher.remove_chat(chat_id)
+        deadline = clock.monotonic() + DRAIN_SECONDS
+        while (in_flight := await chats.stop_sending(services.db, chat_id, now=clock.time())) and (
+            clock.monotonic() < deadline
+        ):
+            await clock.sleep(0.05)
+        if in_flight:
+            log.warning("stop: messages still in flight may arrive chat_id=%d count=%d", chat_id, in_flight)
+        return await chats.delete_chat(services.db, chat_id)
 
 
 async def deactivate(services: Services, chat_id: int, reason: str) -> None:
-    services.matcher.set_silenced(chat_id, True)
-    await outbox.block_chat(services.db, chat_id, reason, now=services.clock.time())
+    async with services.chat_locks.hold(chat_id):
+        services.matcher.set_silenced(chat_id, True)
+        await outbox.block_chat(services.db, chat_id, reason, now=services.clock.time())
 
 
 async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
@@ -221,6 +277,24 @@ async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
     if not value or kind not in ("section", "keyword"):
         return Outcome.INVALID
     return await remove(services, chat_id, "section" if kind == "section" else "keyword", value)
+
+
+async def set_option(services: Services, chat: Chat, option: str, value: bool) -> None:
+    """Link previews or combining bursts (storage.chats.OPTIONS) on or off."""
+    await chats.set_option(services.db, chat.id, option, value, now=services.clock.time())
+
+
+async def set_quiet(services: Services, chat: Chat, what: str, span: tuple[int, int] | None) -> Chat | None:
+    """Quiet hours "off", their mode ("hold", "silent"), or new hours (`span`, minutes after
+    local midnight) in the current mode. Returns the chat as it is now."""
+    db, now = services.db, services.clock.time()
+    if what == "off":
+        await chats.set_quiet(db, chat.id, None, None, now=now)
+    elif what in ("hold", "silent"):
+        await chats.set_quiet(db, chat.id, chat.quiet_start, chat.quiet_end, what, now=now)
+    elif span is not None:
+        await chats.set_quiet(db, chat.id, span[0], span[1], now=now)
+    return await chats.get_chat(db, chat.id)
 
 
 async def set_briefings(services: Services, chat: Chat, times: list[int]) -> float | None:

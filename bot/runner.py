@@ -1,7 +1,7 @@
 """The bot's life: open, reach Telegram, run, stop — the same code for `newsbot run` and the
 tests.
 
-* One process per database: a lock is taken first (storage.db.ProcessLock).
+* One process per database: a lock is taken first (storage.lock.ProcessLock).
 * The database and the health endpoint come up before Telegram is reached, so /healthz
   answers "starting" while Telegram is unreachable; reaching it is retried with back-off,
   one log line per attempt.
@@ -45,7 +45,8 @@ from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.pipeline.ratelimit import RateLimits
 from storage import chats, feeds, maintenance
-from storage.db import ProcessLock, StorageError
+from storage.db import StorageError
+from storage.lock import ProcessLock
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +169,17 @@ class Runtime:
             log.info("channel ready section=%s channel=%s chat_id=%d", section.slug, section.channel, chat.id)
 
     async def _receive(self) -> None:
-        """Long polling that never gives up: every error is retried with back-off."""
-        app, status = self.app, self.services.status
+        """Long polling that never gives up: every error is retried with back-off, one line
+        per failed attempt (numbered) and one when getUpdates answers again."""
+        app, status, clock = self.app, self.services.status, self.clock
         offset = taken = 0
         delay = 1.0
+        failures = 0
+        failing_since = 0.0
+        # getMe has just answered and this long poll goes out now: healthy from here on, until
+        # it fails or stays silent past UPDATES_STALE (a long poll answers after LONG_POLL s
+        # when nothing happens, so waiting for its answer reported a healthy start as down).
+        status.updates_ok_at = clock.monotonic()
         while True:
             # Take no more from Telegram than the handlers keep up with: what is not fetched
             # waits there (a day at most), not in this process's memory, and a stop finds at
@@ -190,12 +198,19 @@ class Runtime:
                 status.updates_error = reason
                 if isinstance(exc, Conflict):
                     reason += " (another copy of this bot is polling: stop it)"
-                log.warning("getUpdates failed retry_in=%.0fs error=%s", delay, reason)
-                await self.clock.sleep(delay)
+                if not failures:
+                    failing_since = clock.monotonic()
+                failures += 1
+                log.warning("getUpdates failed attempt=%d retry_in=%.0fs error=%s", failures, delay, reason)
+                await clock.sleep(delay)
                 delay = min(delay * 2, UPDATES_MAX_DELAY)
                 continue
-            status.updates_ok_at = self.clock.monotonic()
+            status.updates_ok_at = clock.monotonic()
             status.updates_error = None
+            if failures:
+                log.info("getUpdates answering again after attempts=%d seconds=%.0f",
+                         failures, status.updates_ok_at - failing_since)
+                failures = 0
             delay = 1.0
             for update in updates:
                 offset = max(offset, update.update_id + 1)
@@ -232,7 +247,11 @@ class Runtime:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, InvalidToken):
         return "Telegram refused the token (401/404): check NEWSBOT_TOKEN"
-    return f"{type(exc).__name__}: {exc}"[:300]
+    # A proxy's error page instead of the Bot API's JSON: PTB quotes the whole page.
+    message = str(exc).split(". Parsing the server response", 1)[0]
+    if message != str(exc):
+        message += " (an answer that is not the Bot API's)"
+    return f"{type(exc).__name__}: {message}"[:300]
 
 
 async def _briefing_job(services: Services) -> None:

@@ -498,18 +498,22 @@ async def matching_since(
     sections: Sequence[str],
     keywords: Sequence[str],
     limit: int = 200,
+    after_rowid: int | None = None,
 ) -> tuple[list[tuple[Article, str]], int]:
-    """Stories stored after `since` in `sections` or with one of `keywords` (as
-    `normalise_keyword` stores them): (story, reason) pairs, keyword matches first, each
-    story once; and the newest rowid looked at."""
+    """Stories stored after story `after_rowid` (when given; otherwise those fetched after
+    `since`) in `sections` or with one of `keywords` (as `normalise_keyword` stores them):
+    (story, reason) pairs, keyword matches first, each story once; and the newest rowid
+    looked at. Stories stored later have larger rowids: there is one writer, and retention
+    removes the oldest stories, so an id could come back only after every story expired."""
     newest = int(await reader.scalar("SELECT coalesce(max(rowid), 0) FROM articles") or 0)
-    # The first story fetched after `since`, through the fetched_at index.
-    after_rowid = int(
-        await reader.scalar(
-            "SELECT coalesce(min(rowid), ?) - 1 FROM articles WHERE fetched_at > ?", (newest + 1, since)
+    if after_rowid is None:
+        # The first story fetched after `since`, through the fetched_at index.
+        after_rowid = int(
+            await reader.scalar(
+                "SELECT coalesce(min(rowid), ?) - 1 FROM articles WHERE fetched_at > ?", (newest + 1, since)
+            )
+            or 0
         )
-        or 0
-    )
     found: dict[int, tuple[Article, str]] = {}
     for keyword in keywords:
         stems = words.keyword_stems(keyword)

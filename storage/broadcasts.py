@@ -1,9 +1,11 @@
 """The broadcasts table: an admin's message to every active reader, or to one section's.
 
 A broadcast's messages are ordinary outbox rows (kind 'broadcast', lane 0, one per chat,
-UNIQUE(chat, key)), so the dispatcher sends them ahead of alerts and a restart resumes them.
-A paid broadcast's rows go with allow_paid_broadcast at the paid rate until Telegram refuses
-that (then `paid` is cleared and `paid_refused` says why); an urgent one ignores quiet hours. States: preview → sending → done | stopped, and preview → cancelled | expired.
+UNIQUE(chat, key)), so the dispatcher sends them in their own lane, with the largest share of
+the rate beside alerts (docs/delivery.md), and a restart resumes them. A paid broadcast's
+rows go with allow_paid_broadcast at the paid rate until Telegram refuses that (then `paid`
+is cleared and `paid_refused` says why); an urgent one ignores quiet hours. States: preview →
+sending → done | stopped, and preview → cancelled | expired.
 
 Final counts are kept as a snapshot in `broadcasts.final_counts` when a broadcast ends: a
 reader who later uses /stop deletes their outbox rows, and the record of what was sent must

@@ -144,8 +144,51 @@ async def schedule_briefing(db: Database, plans: Sequence[tuple[int, float | Non
     )
 
 
+async def briefing_cutoff(db: Database, chat_id: int) -> int | None:
+    """The newest story (rowid) the chat's last sent briefing looked at; None before its
+    first briefing."""
+    value = await db.scalar("SELECT briefed_up_to FROM chats WHERE id = ?", (chat_id,))
+    return None if value is None else int(value)
+
+
+async def note_briefing_looked_at(db: Database, chat_id: int, rowid: int) -> None:
+    """A briefing was composed with the stories up to `rowid`: its cut-off once it is sent
+    (`set_last_briefing`). One briefing of a chat is sent at a time, so the last one composed
+    is the one whose send is answered next."""
+    await db.execute("UPDATE chats SET briefing_looked_at = ? WHERE id = ?", (rowid, chat_id))
+
+
 async def set_last_briefing(db: Database, chat_id: int, at: float) -> None:
-    await db.execute("UPDATE chats SET last_briefing_at = ? WHERE id = ?", (at, chat_id))
+    """A briefing was sent (due at `at`): the stories it looked at are briefed."""
+    await db.execute(
+        "UPDATE chats SET last_briefing_at = ?, briefed_up_to = coalesce(briefing_looked_at, briefed_up_to), "
+        "briefing_looked_at = NULL WHERE id = ?",
+        (at, chat_id),
+    )
+
+
+STOPPED = "stopped"
+
+
+async def stop_sending(db: Database, chat_id: int, *, now: float) -> int:
+    """/stop, before the chat is deleted: it leaves the audience (nothing more is queued for
+    it) and its queued messages are dropped, so the dispatcher can claim none of them (a
+    claim takes only 'pending' rows). Returns how many of its messages are in flight; called
+    again until none is, it also drops a row put back to 'pending' by a 429 meanwhile."""
+    async with db.write() as conn:
+        await conn.execute(
+            "UPDATE chats SET active = 0, inactive_reason = ?, updated_at = ? WHERE id = ?",
+            (STOPPED, now, chat_id),
+        )
+        await conn.execute(
+            "DELETE FROM outbox WHERE chat_id = ? AND state IN ('held', 'pending')", (chat_id,)
+        )
+        cursor = await conn.execute(
+            "SELECT count(*) FROM outbox WHERE chat_id = ? AND state = 'sending'", (chat_id,)
+        )
+        row = await cursor.fetchone()
+        await cursor.close()
+    return int(row[0]) if row else 0
 
 
 async def delete_chat(db: Database, chat_id: int) -> bool:

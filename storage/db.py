@@ -7,30 +7,39 @@ connection for the hot paths (dispatcher, commands, health) and a second reader 
 thread, so a long report never holds up a reader's command or the dispatcher. In WAL mode
 readers never wait for the writer.
 
-Every `sqlite3` error reaches callers as `StorageError` with a one-line message.
+Every `sqlite3` error reaches callers as `StorageError` with a one-line message. A file is
+checked before it is used: one written by a newer newsbot (a schema this one does not know)
+or a damaged one (`PRAGMA quick_check`) is refused at open, and the last failed write is kept
+(`last_write_error`) for /healthz, so a pipeline that cannot write does not pass as healthy.
+The process lock is in storage/lock.py, backups in storage/backup.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from storage import words
+from storage.integrity import SQLITE_NOTADB, check_file, is_damage
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+# The start's quick_check stops after this long (it finishes for a file up to about 1 GB here,
+# docs/operations.md): short of STOP_SECONDS, so a SIGTERM during it still stops in time.
+CHECK_SECONDS = 10.0
+RESTORE_HINT = 'restore the last backup made with "newsbot backup" (docs/operations.md, "Restore")'
 T = TypeVar("T")
 Params = Sequence[Any] | dict[str, Any]
 
@@ -40,7 +49,16 @@ class StorageError(Exception):
 
 
 class LockedError(StorageError):
-    """Another process holds the database (see `ProcessLock`)."""
+    """Another process holds the database (see storage.lock.ProcessLock)."""
+
+
+class DamagedError(StorageError):
+    """The file is damaged: the message says so and how to restore it."""
+
+
+def newest_schema() -> int:
+    """The schema version this newsbot writes: its last migration's number."""
+    return max((version for version, _ in _migrations()), default=0)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -90,9 +108,20 @@ class Database:
         self.reports = Reader(path, reports)
         self._lock = asyncio.Lock()
         self._identity = _file_identity(path)
+        # Why the last write transaction failed, None once one commits. The pipeline's own
+        # writes (a poll's store, the dispatcher's marks) can fail where /healthz's small
+        # probe succeeds (a nearly full disk, a damaged table): this is how it learns of it.
+        self.last_write_error: str | None = None
 
     @classmethod
-    async def open(cls, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> Database:
+    async def open(
+        cls, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
+        check_seconds: float | None = CHECK_SECONDS,
+    ) -> Database:
+        """Open (creating) the file; refuse it when it is damaged or from a newer newsbot.
+
+        `check_seconds` bounds the start's quick_check (None: no bound): on a file too big to
+        check in that time the bot starts anyway, and says so in the log."""
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +130,7 @@ class Database:
         writer = await _connect(path, busy_timeout)
         opened = [writer]
         try:
-            await _prepare(writer, path)
+            await _prepare(writer, path, check_seconds)
             for _ in range(2):
                 opened.append(await _connect(path, busy_timeout))
         except BaseException:
@@ -117,22 +146,34 @@ class Database:
                     await conn.close()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+    async def write(self, *, record: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        `record=False` for a health check's own write: its outcome is reported by the check
+        itself and must not hide (or stand for) the outcome of the bot's real writes.
+        """
         async with self._lock:
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StorageError(f"storage: cannot write {self.path}: {exc}") from None
+                raise self._write_failed(exc, record) from None
             try:
                 yield self._writer
                 await self._writer.commit()
             except sqlite3.Error as exc:
                 await self._rollback()
-                raise StorageError(f"storage: cannot write {self.path}: {exc}") from None
+                raise self._write_failed(exc, record) from None
             except BaseException:
                 await self._rollback()
                 raise
+            if record:
+                self.last_write_error = None
+
+    def _write_failed(self, exc: sqlite3.Error, record: bool) -> StorageError:
+        error = StorageError(f"storage: cannot write {self.path}: {exc}")
+        if record:
+            self.last_write_error = str(error)
+        return error
 
     async def _rollback(self) -> None:
         # The connection may have rolled back already (e.g. after SQLITE_FULL).
@@ -194,37 +235,10 @@ class Database:
                 await self._writer.executescript(f"PRAGMA incremental_vacuum({int(free_pages):d});")
                 await self._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
-                raise StorageError(f"storage: cannot maintain {self.path}: {exc}") from None
-
-
-async def backup(path: Path, target: Path) -> None:
-    """A consistent copy of the database at `path` into `target`, while the bot runs.
-
-    SQLite's online backup API copies in one step inside a read transaction: in WAL mode that
-    is a snapshot, and the bot's writes go on meanwhile. The copy is written beside `target`
-    and renamed into place, so `target` is never a half-written file.
-    """
-    partial = target.with_name(target.name + ".partial")
-    if not await asyncio.to_thread(os.path.isfile, path):
-        raise StorageError(f"storage: no database at {path}")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        source = await _daemon(aiosqlite.connect(f"file:{path}?mode=ro", uri=True))
-        try:
-            dest = await _daemon(aiosqlite.connect(partial))
-            try:
-                await source.backup(dest)
-            finally:
-                await dest.close()
-        finally:
-            await source.close()
-        os.replace(partial, target)
-    except (sqlite3.Error, OSError) as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise StorageError(f"storage: cannot back up {path} to {target}: {reason}") from None
+                error = StorageError(f"storage: cannot maintain {self.path}: {exc}")
+                self.last_write_error = str(error)
+                raise error from None
+            self.last_write_error = None
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
@@ -233,49 +247,6 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (stat.st_dev, stat.st_ino)
-
-
-class ProcessLock:
-    """One newsbot process per database, held for the life of the process.
-
-    An exclusive `flock` on `<db>.lock`: the kernel drops it when the process dies, however
-    it dies, so a crashed bot never blocks its successor, while a second copy started by
-    mistake is refused before it can reset the first one's rows in flight or fight it for
-    Telegram's updates.
-    """
-
-    def __init__(self, db_path: Path) -> None:
-        self.path = Path(f"{db_path}.lock")
-        self._file: IO[str] | None = None
-
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
-        except OSError as exc:
-            raise StorageError(f"storage: cannot create {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise LockedError(
-                f"storage: another newsbot process (pid {holder}) is using {self.path.with_suffix('')}; "
-                "stop it first (one process per database)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
-
-    def release(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
 
 
 class GroupCommit:
@@ -318,7 +289,7 @@ class GroupCommit:
                         future.set_result(result)
 
 
-def _daemon(conn: aiosqlite.Connection) -> aiosqlite.Connection:
+def daemon_connection(conn: aiosqlite.Connection) -> aiosqlite.Connection:
     """aiosqlite runs each connection on a thread that, left as it is, keeps the process
     alive at exit until the connection is closed: a crash that skipped `close()` would leave
     a bot that neither runs nor exits (and is never restarted). As a daemon it ends with the
@@ -329,9 +300,9 @@ def _daemon(conn: aiosqlite.Connection) -> aiosqlite.Connection:
 
 async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
     try:
-        conn = await _daemon(aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout))
+        conn = await daemon_connection(aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout))
     except sqlite3.Error as exc:
-        raise StorageError(f"storage: cannot open {path}: {exc}") from None
+        raise _open_error("open", path, exc) from None
     conn.row_factory = sqlite3.Row
     try:
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
@@ -351,13 +322,49 @@ async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
         await conn.execute("PRAGMA journal_size_limit = 67108864")
     except sqlite3.Error as exc:
         await conn.close()
-        raise StorageError(f"storage: cannot use {path}: {exc}") from None
+        raise _open_error("use", path, exc) from None
     return conn
 
 
-async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
-    """Incremental vacuum on, then every migration not applied yet."""
+def _open_error(verb: str, path: Path, exc: sqlite3.Error) -> StorageError:
+    if is_damage(exc):
+        return DamagedError(f"storage: {path} is damaged ({exc}); {RESTORE_HINT}")
+    if getattr(exc, "sqlite_errorcode", 0) == SQLITE_NOTADB:
+        # NEWSBOT_DB naming some other file, or a database whose first page is gone.
+        return StorageError(f"storage: cannot use {path}: {exc} (check NEWSBOT_DB; if it is the "
+                            f"right file, it is damaged: {RESTORE_HINT})")
+    return StorageError(f"storage: cannot {verb} {path}: {exc}")
+
+
+def _megabytes(path: Path) -> float:
     try:
+        return os.stat(path).st_size / 1e6
+    except OSError:
+        return 0.0
+
+
+async def _prepare(conn: aiosqlite.Connection, path: Path, check_seconds: float | None) -> None:
+    """Refuse a file from a newer newsbot or a damaged one, turn incremental vacuum on, then
+    every migration not applied yet."""
+    try:
+        async with conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version, newest = (int(row[0]) if row else 0), newest_schema()
+        if version > newest:
+            # Its tables may have columns and rules this newsbot would not keep.
+            raise StorageError(
+                f"storage: {path} has schema version {version}, newer than this newsbot's {newest}: "
+                "it was written by a newer newsbot; run that one, or restore a backup made by this one"
+            )
+        started = time.perf_counter()
+        checked = await check_file(conn, within=check_seconds)
+        if checked.damage is not None:
+            raise DamagedError(f"storage: {path} is damaged ({checked.damage}); {RESTORE_HINT}")
+        if checked.finished:
+            log.info("database checked path=%s seconds=%.1f", path, time.perf_counter() - started)
+        else:
+            log.info("database check stopped at its limit path=%s seconds=%g size_mb=%.0f "
+                     "(every backup checks the whole file)", path, check_seconds, _megabytes(path))
         async with conn.execute("PRAGMA auto_vacuum") as cursor:
             row = await cursor.fetchone()
         if row is not None and int(row[0]) != 2:
@@ -372,7 +379,7 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
             await conn.execute("VACUUM")
         await _apply_migrations(conn)
     except sqlite3.Error as exc:
-        raise StorageError(f"storage: cannot prepare {path}: {exc}") from None
+        raise _open_error("prepare", path, exc) from None
 
 
 async def _apply_migrations(conn: aiosqlite.Connection) -> None:

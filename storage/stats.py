@@ -43,15 +43,17 @@ async def database_ok(db: Database) -> bool:
 
 async def database_writable(db: Database, *, now: float) -> None:
     """One small write, committed: raises StorageError when the disk is full, the file is
-    read-only, or it was deleted or replaced under us."""
+    read-only, or it was deleted or replaced under us. Not recorded as the bot's last write
+    (`Database.last_write_error`), which the health check reports on its own."""
     problem = db.file_problem()
     if problem is not None:
         raise StorageError(f"storage: {problem}")
-    await db.execute(
-        "INSERT INTO health (id, checked_at) VALUES (1, ?) "
-        "ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at",
-        (now,),
-    )
+    async with db.write(record=False) as conn:
+        await conn.execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, ?) "
+            "ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at",
+            (now,),
+        )
 
 
 async def feed_counts(db: Database) -> FeedCounts:

@@ -17,6 +17,7 @@ class AddResult(enum.Enum):
     EXISTS = "exists"
     LIMIT = "limit"
     REPLACED = "replaced"  # added, and the opposite choice for the same word removed
+    NO_CHAT = "no chat"  # the chat was deleted (/stop) meanwhile: nothing added
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +52,22 @@ async def add_subscription(
     """Add one subscription unless the chat already has it or is at its limit (checked
     atomically). Sections and keywords share `limit`; exclusions have a limit of their own.
     A keyword that was excluded (or an exclusion of a followed keyword) replaces the old
-    choice."""
+    choice. A chat without a row (deleted by /stop meanwhile) gets nothing."""
     opposite = _OPPOSITE.get(kind)
     counted = ("exclude",) if kind == "exclude" else ("section", "keyword")
     async with db.write() as conn:
         cursor = await conn.execute(
-            "SELECT count(*) FILTER (WHERE kind IN (?, ?)), "
-            "coalesce(sum(kind = ? AND value = ?), 0), coalesce(sum(kind = ? AND value = ?), 0) "
-            "FROM subscriptions WHERE chat_id = ?",
-            (counted[0], counted[-1], kind, value, opposite, value, chat_id),
+            "SELECT count(*) FILTER (WHERE kind IN (?2, ?3)), "
+            "coalesce(sum(kind = ?4 AND value = ?5), 0), coalesce(sum(kind = ?6 AND value = ?5), 0), "
+            "EXISTS (SELECT 1 FROM chats WHERE id = ?1) "
+            "FROM subscriptions WHERE chat_id = ?1",
+            (chat_id, counted[0], counted[-1], kind, value, opposite),
         )
         row = await cursor.fetchone()
         await cursor.close()
         assert row is not None
+        if not row[3]:
+            return Added(AddResult.NO_CHAT)
         if row[1]:
             return Added(AddResult.EXISTS)
         replaced = bool(row[2])
@@ -106,9 +110,12 @@ async def set_mode(db: Database, sub_id: int, chat_id: int, mode: SubscriptionMo
 
 
 async def set_thread(db: Database, chat_id: int, kind: SubscriptionKind, value: str, thread_id: int | None) -> bool:
+    """The forum topic a subscription's alerts go to; False when it had that one already
+    (or does not exist)."""
     return await db.execute(
-        "UPDATE subscriptions SET thread_id = ? WHERE chat_id = ? AND kind = ? AND value = ?",
-        (thread_id, chat_id, kind, value),
+        "UPDATE subscriptions SET thread_id = ? WHERE chat_id = ? AND kind = ? AND value = ? "
+        "AND thread_id IS NOT ?",
+        (thread_id, chat_id, kind, value, thread_id),
     ) > 0
 
 

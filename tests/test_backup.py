@@ -64,12 +64,12 @@ def test_backup_while_writing_then_restore(
         assert started.wait(120)
         out = newsbot(tmp_path, "backup", str(backup_path), env=env)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert out.stdout.strip() == f"backup written: {backup_path}"
+        assert out.stdout.strip() == f"backup written and checked: {backup_path}"
     finally:
         arriving.join()
     tg.wait_for_messages(READERS[-1], 1, timeout=120)  # every reader welcomed after all
 
-    assert not backup_path.with_name("newsbot.db.partial").exists()
+    assert sorted(p.name for p in backup_path.parent.iterdir()) == ["newsbot.db"]  # nothing partial left
     with sqlite3.connect(backup_path) as copy:
         assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     in_backup = chat_ids(backup_path)

@@ -140,3 +140,27 @@ async def test_a_one_day_outbox_keeps_the_48_hour_correction_window(
     for chat_id in readers:
         [alert] = tg.sent_messages(chat_id)
         assert first_line(tg.message(chat_id, alert["message_id"])) == "World · Ferry timetable changes from Monday (updated)"
+
+
+async def test_a_correction_after_48_hours_edits_nothing(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
+) -> None:
+    """Telegram refuses many edits of messages older than 48 hours: past the correction
+    window a correction is stored, and no message is touched or sent."""
+    tg, feeds = sim_tg, sim_feeds
+    readers = [83_000 + i for i in range(3)]
+    items = backlog("Old", 3)
+    settings = reading(feeds, tg, tmp_path, {"/news.xml": rss(items)})
+    await follow(settings.db_path, readers, "world")
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/news.xml", 1)
+        feeds.serve("/news.xml", rss([FeedItem("old-1", "Road works begin"), *items]))
+        await tg.await_for(lambda: len(tg.sent_messages()) >= 3, timeout=60)
+        await clock.run_for(5)
+        clock.step(49 * 3600)
+        feeds.serve("/news.xml", rss([FeedItem("old-1", "Road works begin on Monday"), *items]))
+        await polled(feeds, "/news.xml", 2)
+        await clock.run_for(30)
+
+    assert query(settings.db_path, "SELECT revision FROM articles WHERE title LIKE 'Road works%'") == [(1,)]
+    assert edits(tg) == [] and len(tg.sent_messages()) == 3

@@ -18,6 +18,7 @@ import pytest
 
 from bot.health import UPDATES_STALE
 from bot.metrics import COUNTERS, GAUGES
+from bot.pipeline.poll import poll_due_feeds
 from storage import outbox, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
@@ -238,7 +239,7 @@ def fill(path: Path) -> None:
 
 async def test_disk_full_is_unhealthy_and_readers_are_told(tg: FakeTelegram, tmp_path: Path) -> None:
     """With the disk full: /healthz 503 naming the database, a reader's /follow answered
-    "could not be saved" (and nothing pretends it was); room again: healthy, saved."""
+    "could not be saved" (and nothing pretends it was); room again: saved, then healthy."""
     port = free_port()
     with tiny_disk(tmp_path / "disk") as disk:
         settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_DB=str(disk / "newsbot.db"))
@@ -259,9 +260,89 @@ async def test_disk_full_is_unhealthy_and_readers_are_told(tg: FakeTelegram, tmp
             assert reply["text"] == NOT_SAVED
             assert await subscriptions.subscriptions_for_chat(services.db, 42) == []
 
+            # Room again: the failed /follow is still the last write, so still 503 (the
+            # check's own write going in says nothing about the bot's); a saved change ends it.
             os.unlink(disk / "filler")
-            healthy = await http.get("/healthz")
-            assert healthy.status_code == 200, healthy.json()
+            assert (await http.get("/healthz")).status_code == 503
             saved = await ask(tg, 42, "/follow drones")
             assert "drones" in str(saved["text"]) and saved["text"] != NOT_SAVED
             assert [s.value for s in await subscriptions.subscriptions_for_chat(services.db, 42)] == ["drones"]
+            healthy = await http.get("/healthz")
+            assert healthy.status_code == 200, healthy.json()
+
+
+def story_feed(first: int, count: int) -> bytes:
+    """An RSS document of `count` stories numbered from `first`, each with a long summary."""
+    items = "".join(
+        f'<item><title>Story {n} of a long day</title><link>https://t.example/{n}</link><guid>s-{n}</guid>'
+        f'<category domain="section">World</category><description>{f"Words of story {n}. " * 40}</description></item>'
+        for n in range(first, first + count)
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Day</title>{items}</channel></rss>'.encode()
+
+
+async def test_a_write_of_the_pipeline_that_fails_is_unhealthy(tg: FakeTelegram, tmp_path: Path) -> None:
+    """A nearly full disk: a poll's store of 200 new stories cannot be written, while the
+    health check's own one-row write still fits. /healthz is 503 naming the failed write (the
+    check's write alone said 200); once a store goes in, 200 again."""
+    port = free_port()
+    with FeedServer() as server, tiny_disk(tmp_path / "disk") as disk:
+        server.serve("/day.xml", story_feed(0, 20))
+        feeds_file = write_feeds_file(tmp_path, [server.url_for("/day.xml")])
+        db_path = disk / "newsbot.db"
+        settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_FEEDS=str(feeds_file),
+                                NEWSBOT_DB=str(db_path))
+        async with running_bot(settings) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            services = rt.services
+            await tg.await_for(lambda: services.metrics.last_poll_success is not None, timeout=10)  # primed
+            await updates_answered(tg)
+            assert (await http.get("/healthz")).status_code == 200
+            await services.db.maintain()  # the write-ahead log cut to nothing: writes need room
+            filler = disk / "filler"
+            fill(filler)
+            os.truncate(filler, filler.stat().st_size - 64 * 1024)  # room for a few pages
+
+            server.serve("/day.xml", story_feed(20, 200))
+            [failed] = (await poll_due_feeds(services, all_feeds=True)).outcomes
+            assert failed.result == "error" and "full" in str(failed.error), failed
+            answer = await http.get("/healthz")
+            assert answer.status_code == 503, answer.json()
+            body = answer.json()
+            assert body["database"] is False, body
+            assert body["reasons"] == [
+                f"database: the last write failed: storage: cannot write {db_path}: database or disk is full"
+            ], body
+            assert (await http.get("/healthz")).status_code == 503  # not forgotten after one look
+
+            os.unlink(filler)
+            [stored] = (await poll_due_feeds(services, all_feeds=True)).outcomes
+            assert stored.result == "new" and len(stored.new) == 200, stored
+            healthy = await http.get("/healthz")
+            assert healthy.status_code == 200, healthy.json()
+
+
+async def test_healthy_as_soon_as_telegram_answered(tg: FakeTelegram, tmp_path: Path) -> None:
+    """getMe answered and the first long poll is out: 200 at once, not only once that long
+    poll returns (up to 30 s later when nobody writes)."""
+    port = free_port()
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))), \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        answer = await http.get("/healthz")
+        assert tg.calls("getUpdates") == []  # the first long poll has not returned
+        assert answer.status_code == 200, answer.json()
+        assert answer.json()["updates"] is True
+
+
+async def test_get_updates_refused_from_the_start_is_unhealthy(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Healthy at start means getMe answered and getUpdates is not failing: a first long
+    poll refused (another copy of the bot polling) is 503 naming updates."""
+    tg.fail_all(409, "Conflict: terminated by other getUpdates request", methods=["getUpdates"])
+    port = free_port()
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))), \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        await tg.await_calls("getUpdates", 1, timeout=10)
+        answer = await http.get("/healthz")
+        assert answer.status_code == 503, answer.json()
+        body = answer.json()
+        assert body["updates"] is False, body
+        assert any(r.startswith("updates: getUpdates failing") and "Conflict" in r for r in body["reasons"]), body

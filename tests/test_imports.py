@@ -263,10 +263,12 @@ def test_the_any_check_sees_any() -> None:
 
 GONE = {
     "storage.models": ("Alert", "OutboxItem"),
-    "storage.outbox": ("claim", "mark_sent", "delivery_counts"),
+    "storage.outbox": ("claim", "mark_sent", "delivery_counts", "queued_for_chat"),
+    "storage.due": ("is_alert",),
     "storage.chats": ("active_chat_ids",),
     "bot.callbacks": ("unpack_int",),
     "bot.pipeline.deliver": ("last_loop_at",),
+    "bot.pipeline.poll": ("FUTURE_SKEW",),
 }
 
 

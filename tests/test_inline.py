@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from bot.flood import FLOOD_UPDATES, SLOW_DOWN
 from bot.runner import Runtime
 from storage import articles, chats
 from tests.fakes.telegram_api import MAX_INLINE_RESULTS, FakeTelegram
 from tests.harness import ask, bot_settings, running_bot, store_sample
 
 PASSER_BY = 777  # never started the bot
+GROUP = -1001234567890
 BOT_LINK = "https://t.me/newsbot_test_bot"
 
 
@@ -107,3 +109,44 @@ async def test_without_inline_mode_the_bot_works_unchanged(tmp_path: Path) -> No
                 tg.inline_query(PASSER_BY, "ukraine")
         assert tg.calls("answerInlineQuery") == []
         assert [c for c in tg.calls() if not c.ok and c.method != "getUpdates"] == []
+
+
+async def unanswered(tg: FakeTelegram, query: str, user_id: int) -> str:
+    """An inline query the bot leaves unanswered: its id, once the bot has moved on (a later
+    query from someone else is answered)."""
+    ignored = tg.inline_query(user_id, query)["inline_query"]["id"]
+    await inline(tg, "marker", user_id=PASSER_BY + 1)
+    return str(ignored)
+
+
+async def test_inline_queries_and_commands_share_one_flood_count(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Ten inline queries and two commands are answered; the thirteenth update in ten seconds
+    gets "Slow down", and the user's inline queries then get no answer at all."""
+    async with sample_bot(tg, tmp_path):
+        for n in range(FLOOD_UPDATES - 2):
+            assert (await inline(tg, f"ukraine {n}"))["results"] is not None
+        assert (await ask(tg, PASSER_BY, "/help"))["text"].startswith("newsbot sends you")
+        assert (await ask(tg, PASSER_BY, "/help"))["text"].startswith("newsbot sends you")
+        assert (await ask(tg, PASSER_BY, "/help"))["text"] == SLOW_DOWN
+        ignored = await unanswered(tg, "ukraine again", PASSER_BY)
+        assert tg.inline_answers(ignored) == []
+        assert len(tg.inline_answers()) == FLOOD_UPDATES - 2 + 1  # and the marker's
+
+
+async def test_an_inline_flooder_is_told_once_on_their_next_command(tg: FakeTelegram, tmp_path: Path) -> None:
+    async with sample_bot(tg, tmp_path):
+        for n in range(FLOOD_UPDATES):
+            await inline(tg, f"drones {n}")
+        ignored = await unanswered(tg, "drones over the harbour", PASSER_BY)  # the 13th
+        assert tg.inline_answers(ignored) == []
+        # The warning an inline answer cannot carry comes with the next command, once.
+        assert (await ask(tg, PASSER_BY, "/help"))["text"] == SLOW_DOWN
+        before = len(tg.sent_messages(PASSER_BY))
+        tg.user_message(PASSER_BY, "/help")
+        tg.user_message(GROUP, "/latest", user_id=PASSER_BY, chat_type="supergroup")  # any chat
+        await inline(tg, "marker", user_id=PASSER_BY + 1)
+        await tg.await_for(lambda: tg.pending_update_count == 0, timeout=10)
+        assert len(tg.sent_messages(PASSER_BY)) == before
+        assert tg.sent_messages(GROUP) == []
+        # Another user is not affected.
+        assert (await ask(tg, PASSER_BY + 2, "/help"))["text"].startswith("newsbot sends you")

@@ -218,9 +218,9 @@ def test_get_updates_refused_for_a_while_is_retried_reported_and_recovered(
     assert body["database"] is True and body["telegram"] is True, body
     tg.user_message(57, "/help")  # waits in Telegram until getUpdates is answered again
 
-    failures = bot.wait_for_lines(r"getUpdates failed retry_in=\d+s", 3, timeout=30)
-    delays = [int(re.search(r"retry_in=(\d+)s", line).group(1)) for line in failures]  # type: ignore[union-attr]
-    assert delays[:3] == [1, 2, 4], failures
+    failures = bot.wait_for_lines(r"getUpdates failed attempt=\d+ retry_in=\d+s", 3, timeout=30)
+    found = [re.search(r"attempt=(\d+) retry_in=(\d+)s", line) for line in failures]
+    assert [(int(m.group(1)), int(m.group(2))) for m in found if m][:3] == [(1, 1), (2, 2), (3, 4)], failures
 
     [answer] = tg.wait_for_messages(57, 1, timeout=90)
     assert "/follow" in answer["text"]
@@ -231,9 +231,35 @@ def test_get_updates_refused_for_a_while_is_retried_reported_and_recovered(
     tg.fail_for(600, 404, "Not Found", methods=["getUpdates"])
     tg.user_message(58, "/help")
     tg.wait_for_messages(58, 1, timeout=30)
-    bot.wait_for_lines(r"getUpdates failed retry_in=\d+s error=.*404|getUpdates failed .*Not Found", 1, timeout=30)
+    bot.wait_for_lines(r"getUpdates failed attempt=1 retry_in=\d+s error=.*(404|Not Found)", 1, timeout=30)
     stopped_cleanly(bot)
     assert len(bot.lines("Traceback")) == 0
+
+
+def test_a_proxy_error_page_on_get_updates_is_one_line_per_attempt(
+    tg: FakeTelegram, tmp_path: Path, bots: list[BotProcess]
+) -> None:
+    """Telegram behind its proxy answering nginx's "502 Bad Gateway" page instead of JSON:
+    each failed getUpdates is one line, numbered, naming the status (no traceback, no page);
+    one line when getUpdates answers again; nothing else meanwhile."""
+    bot = start(bots, tmp_path, run_env(tg, tmp_path))
+    running_and_healthy(tg, bot)
+    before = len(bot.text.splitlines())
+    tg.set_outage("502")  # the long poll in progress gets the page at once
+    bot.wait_for_lines(r"getUpdates failed attempt=2 ", 1, timeout=30)
+    tg.set_outage(None)
+    tg.user_message(56, "/help")  # the next long poll answers at once, with this update
+    [recovered] = bot.wait_for_lines(r"getUpdates answering again", 1, timeout=30)
+    outage = bot.text.splitlines()[before:]
+    outage = outage[: outage.index(recovered) + 1]
+    attempts = len(outage) - 1
+    assert attempts >= 2, outage
+    for n, line in enumerate(outage[:-1], start=1):
+        assert re.search(rf" WARNING bot\.runner: getUpdates failed attempt={n} retry_in=\d+s "
+                         r"error=NetworkError: Bad Gateway \(502\) \(an answer that is not the Bot API's\)$", line), line
+    assert re.search(rf" INFO bot\.runner: getUpdates answering again after attempts={attempts} seconds=\d+$", recovered)
+    tg.wait_for_messages(56, 1, timeout=30)
+    stopped_cleanly(bot)  # also: no traceback anywhere
 
 
 # --- 3. one process per database ------------------------------------------------------------

@@ -25,7 +25,7 @@ from bot import briefings, localtime, readers
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
 from bot.pipeline.deliver import Dispatcher
-from storage import articles, broadcasts, chats, outbox
+from storage import articles, broadcasts, chats, due, outbox
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import bot_settings, store_sample
@@ -513,3 +513,38 @@ async def test_every_setting_is_shown_and_reachable_by_buttons(bot: Driver) -> N
     assert "Sections: World" in subs["text"]
     labels = [label for label, _ in buttons(bot.tg.message(READER, message_id) or {})]
     assert {"Pause alerts", "Choose sections", "My subscriptions", "Quiet off", "Briefings off"} <= set(labels)
+
+
+async def test_a_late_briefing_shows_the_readers_time_and_no_briefing_repeats_a_story(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Briefings at 07:30 and 08:00. The bot is down at 07:30 and starts at 07:35 unable to
+    send; it composes the 07:30 briefing once, then stops. The briefing goes out at 07:45
+    with what came until then, saying 07:30; the 08:00 one carries only what came after it."""
+    clock = TestClock(at("2027-01-14 06:00"))
+    async with newsroom(tg, tmp_path, clock, sending=False) as room:
+        await room.reader(READER, briefing_only=("drones",))
+        await room.briefings(READER, "07:30", "08:00")
+        clock.jump_to(at("2027-01-14 07:00"))
+        await room.publish(room.story("Drones over Riga", ago=0))
+    clock.jump_to(at("2027-01-14 07:35"))
+    async with newsroom(tg, tmp_path, clock, sending=False) as room:
+        assert await room.schedule() == 1
+        # Composed (as a send would), then the bot stopped before the message went out.
+        (row,) = await due.due_messages(room.services.db, outbox.LANE_PERSONAL, clock.time(), 10)
+        assert "Drones over Riga" in (await briefings.compose(room.services, row)).html
+        clock.jump_to(at("2027-01-14 07:40"))
+        await room.publish(room.story("Drones over Tallinn", ago=0))
+    clock.jump_to(at("2027-01-14 07:45"))
+    async with newsroom(tg, tmp_path, clock) as room:
+        late = (await room.await_sent(READER, 1))[0]["text"]
+        await tg.await_for(lambda: room.rows("SELECT state FROM outbox") == [("sent",)], timeout=10)
+        clock.jump_to(at("2027-01-14 07:50"))
+        await room.publish(room.story("Drones over Vilnius", ago=0))
+        clock.jump_to(at("2027-01-14 08:00"))
+        assert await room.schedule() == 1
+        second = (await room.await_sent(READER, 2))[1]["text"]
+    assert late.startswith("Your briefing, 07:30: 2 stories")
+    assert "Drones over Riga" in late and "Drones over Tallinn" in late
+    assert second.startswith("Your briefing, 08:00: 1 story")
+    assert "Drones over Vilnius" in second and "Riga" not in second and "Tallinn" not in second

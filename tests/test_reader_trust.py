@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.commands.reader import COMBINE_RULE
+from bot.commands.choices import COMBINE_RULE
 from storage import articles, broadcasts, chats, words
 from storage.articles import STOPWORDS
 from storage.models import Article

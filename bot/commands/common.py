@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 
 from telegram import CallbackQuery, Chat, InlineKeyboardMarkup, LinkPreviewOptions, Message, Update
 from telegram.constants import ChatMemberStatus, ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 
 from bot.callbacks import unpack
 from bot.context import NewsContext
 from bot.tgerrors import not_modified
 from storage.models import Section
 
+log = logging.getLogger(__name__)
+
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 STALE_BUTTON = "This button is no longer valid."
+NOT_GROUP_ADMIN = "Only this group's admins can change its subscriptions."
+RIGHTS_UNKNOWN = "Could not check your rights — try again"
 # Ids in callback data are SQLite rowids; anything larger is not ours (and would not bind).
 MAX_ROWID = 2**63 - 1
 
@@ -75,7 +81,8 @@ def is_admin(update: Update, context: NewsContext) -> bool:
 
 
 async def may_manage(update: Update, context: NewsContext) -> bool:
-    """In groups only the group's admins change what the group follows."""
+    """In groups only the group's admins (and its creator) change what the group follows.
+    Raises TelegramError when Telegram cannot say who the sender is (getChatMember)."""
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     if chat is None or chat.type == Chat.PRIVATE:
         return True
@@ -88,15 +95,33 @@ async def may_manage(update: Update, context: NewsContext) -> bool:
 
 
 async def refuse_non_admin(update: Update, context: NewsContext) -> bool:
-    """True (and the member told so) when a group member who is not its admin tries a change."""
-    if await may_manage(update, context):
+    """True (and the sender told why) when the sender may not change this chat: a group
+    member who is not its admin, or anyone while Telegram cannot tell (then nothing changes
+    and the sender is asked to try again, rather than left with a spinning button)."""
+    try:
+        allowed = await may_manage(update, context)
+    except TelegramError as exc:
+        chat = update.effective_chat
+        user = update.effective_user
+        log.warning(
+            "rights not checked chat_id=%s user_id=%s error=%s",
+            chat.id if chat else None, user.id if user else None, exc,
+        )
+        # Telegram may be failing for the answer too: the line above already says what happened.
+        with contextlib.suppress(TelegramError):
+            await _tell(update, RIGHTS_UNKNOWN)
+        return True
+    if allowed:
         return False
-    text = "Only this group's admins can change its subscriptions."
+    await _tell(update, NOT_GROUP_ADMIN)
+    return True
+
+
+async def _tell(update: Update, text: str) -> None:
     if update.callback_query is not None:
         await update.callback_query.answer(text, show_alert=True)
     else:
         await reply(update, text)
-    return True
 
 
 def topic_of(update: Update) -> int | None:
@@ -105,3 +130,9 @@ def topic_of(update: Update) -> int | None:
     if message is None or not message.is_topic_message:
         return None
     return message.message_thread_id
+
+
+def in_forum(update: Update) -> bool:
+    """A forum group, where subscriptions go to the topic they were made in."""
+    chat = update.effective_chat
+    return bool(chat is not None and chat.is_forum)

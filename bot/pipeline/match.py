@@ -24,6 +24,10 @@ Chats out of the audience (blocked the bot, left a group: "silenced") are taken 
 the chat sets while their subscriptions are remembered, so they get nothing until
 un-silenced and matching never has to filter them. Paused chats are matched as usual:
 their alerts are kept ('held') for /resume.
+
+Why one module: the index is one data structure — its entries, chats, pending changes and
+results share invariants (frozen sets handed out never change, silenced chats are never in a
+set) that every method keeps; split, each part would have to know the others' internals.
 """
 
 from __future__ import annotations
@@ -109,7 +113,8 @@ class _Chat:
     """Everything one chat follows; its id object is shared by every chat set.
 
     `quiet`: entries it follows for the briefing only (never in their live set).
-    `threads`: section slug → the forum topic its alerts go to.
+    `threads`: reason ("section:sports", "keyword:drones") → the forum topic its alerts go
+    to (a subscription made inside a topic); reasons not in it go to the General topic.
     """
 
     __slots__ = ("entries", "id", "quiet", "threads")
@@ -338,8 +343,8 @@ class Matcher:
         self._count(entry, +1)
         if sub.mode == "briefing" and sub.kind != "exclude":
             chat.quiet = (chat.quiet or set()) | {entry}
-        if sub.thread_id is not None and sub.kind == "section":
-            chat.threads = {**(chat.threads or {}), sub.value: sub.thread_id}
+        if sub.thread_id is not None and sub.kind != "exclude":
+            chat.threads = {**(chat.threads or {}), entry.reason: sub.thread_id}
         if chat.id not in self._silenced:
             self._activate(entry, +1)
             if chat.live(entry) and entry.include(chat.id):
@@ -355,7 +360,7 @@ class Matcher:
         if chat.quiet:
             chat.quiet.discard(entry)
         if chat.threads:
-            chat.threads.pop(value, None)
+            chat.threads.pop(entry.reason, None)
         if not chat.entries:
             del self._chats[chat_id]
         self._drop(entry, chat.id, silenced=chat_id in self._silenced)
@@ -404,16 +409,20 @@ class Matcher:
             if chat.id not in self._silenced and entry.include(chat.id):
                 self._dirty.add(entry)
 
-    def set_thread(self, chat_id: int, section: str, thread_id: int | None) -> None:
-        """The forum topic a group's section alerts go to (None: the general topic)."""
+    def set_thread(
+        self, chat_id: int, value: str, thread_id: int | None, kind: SubscriptionKind = "section"
+    ) -> None:
+        """The forum topic a group's section (or keyword) alerts go to (None: the general
+        topic)."""
         chat = self._chats.get(chat_id)
-        if chat is None:
+        if chat is None or kind == "exclude":
             return
+        reason = f"{kind}:{value}"
         threads = dict(chat.threads or {})
         if thread_id is None:
-            threads.pop(section, None)
+            threads.pop(reason, None)
         else:
-            threads[section] = thread_id
+            threads[reason] = thread_id
         chat.threads = threads or None
 
     def clear_thread(self, chat_id: int, thread_id: int) -> None:
@@ -423,14 +432,16 @@ class Matcher:
             chat.threads = {s: t for s, t in chat.threads.items() if t != thread_id} or None
 
     def thread_for(self, chat_id: int, reasons: Iterable[str]) -> int | None:
-        """The topic for an alert with these reasons: the first section bound to one."""
+        """The topic for an alert with these reasons (sections first, then keywords): that
+        of the first one subscribed inside a topic; None (the General topic) if none was."""
         chat = self._chats.get(chat_id)
-        if chat is None or not chat.threads:
+        threads = chat.threads if chat is not None else None
+        if not threads:
             return None
         for reason in reasons:
-            kind, _, value = reason.partition(":")
-            if kind == "section" and value in chat.threads:
-                return chat.threads[value]
+            thread = threads.get(reason)
+            if thread is not None:
+                return thread
         return None
 
     def excludes(self, chat_id: int, article: Article) -> bool:
@@ -474,7 +485,7 @@ class Matcher:
             Subscription(
                 chat_id=new_id, kind=entry.kind, value=entry.value, display="",
                 mode="instant" if old.live(entry) else "briefing",
-                thread_id=(old.threads or {}).get(entry.value) if entry.kind == "section" else None,
+                thread_id=(old.threads or {}).get(entry.reason),
             )
             for entry in old.entries
         ]

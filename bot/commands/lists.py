@@ -1,0 +1,158 @@
+"""Reader commands that list stories: /latest, /search, /related, words sent in a private
+chat (a search), and the Related button. Reading registers nobody.
+"""
+
+from __future__ import annotations
+
+import re
+
+from telegram import Update
+
+from bot.commands import sender
+from bot.commands.common import arg_text, callback_ids, reply, sections_text
+from bot.context import NewsContext, find_section
+from bot.keywords import parse_keywords
+from bot.pipeline.parse import canonical_url
+from bot.render import Rendered, article_list, echo, esc
+from bot.text import plain_line
+from storage import articles, subscriptions
+from storage.models import Article, Chat, Section
+
+LATEST_DEFAULT = 5
+LATEST_MAX = 20
+SEARCH_MAX = 10
+RELATED_MAX = 5
+
+USAGE = {
+    "latest": "Usage: /latest [section] [number]\nExample: /latest sports 10 (at most {max})",
+    "search": "Usage: /search <words>\nExample: /search ukraine ceasefire",
+    "related": "Usage: /related <words, a headline or a story's link>\nExample: /related drones russia",
+}
+
+
+# --- /latest, /search, /related, plain text ----------------------------------------------------
+
+
+async def latest(update: Update, context: NewsContext) -> None:
+    services = context.services
+    chat_id = update.effective_chat.id if update.effective_chat else None
+    if chat_id is None:
+        return
+    usage = esc(USAGE["latest"].format(max=LATEST_MAX))
+    args = context.args or []
+    numbers = [w for w in args if re.fullmatch(r"[+-]?[0-9]+", w)]
+    words = [w for w in args if w not in numbers]
+    # At most one section and one number, in either order.
+    if len(numbers) > 1 or len(words) > 1:
+        await reply(update, usage)
+        return
+    count = LATEST_DEFAULT
+    if numbers:
+        # Compared as text first: a thousand-digit "number" is not worth converting.
+        count = int(numbers[0]) if len(numbers[0]) <= 4 else 0
+        if not 1 <= count <= LATEST_MAX:
+            await reply(update, esc(f"Give a number from 1 to {LATEST_MAX}.\n") + usage)
+            return
+    section: Section | None = None
+    if words:
+        section = find_section(services.sections, words[0])
+        if section is None:
+            await reply(update, f"Unknown section “{echo(words[0], 40)}”. "
+                                f"Sections: {esc(sections_text(services.sections))}.\n{usage}")
+            return
+    if section is not None:
+        wanted: list[str] | None = [section.slug]
+        title = f"<b>Latest in {esc(section.name)}</b>"
+    else:
+        mine = [s.value for s in await subscriptions.subscriptions_for_chat(services.db, chat_id) if s.kind == "section"]
+        wanted = mine or None
+        title = "<b>Latest in your sections</b>" if mine else "<b>Latest news</b>"
+    chat = await sender.existing(update, context)
+    found = await articles.latest(
+        services.db, wanted, limit=count, excluded=services.matcher.exclusions_of(chat_id)
+    )
+    await _list(update, context, chat, title, found, "No stories yet.")
+
+
+async def _list(
+    update: Update, context: NewsContext, chat: Chat | None, title: str, found: list[Article], empty: str
+) -> None:
+    services = context.services
+    zone = services.chat_zone(chat.timezone if chat else None)
+    rendered: Rendered = article_list(title, found, services.section_names, zone, empty=empty)
+    await reply(update, rendered.html, rendered.keyboard)
+
+
+def _has_words(text: str) -> bool:
+    return re.search(r"[^\W_]", text) is not None
+
+
+async def search(update: Update, context: NewsContext) -> None:
+    text = arg_text(update)
+    if not _has_words(text):
+        await reply(update, esc(USAGE["search"]))
+        return
+    await _search(update, context, text, f"<b>Search: {echo(text)}</b>")
+
+
+async def _search(update: Update, context: NewsContext, text: str, title: str) -> None:
+    found = await articles.search(context.services.db, text[:200], limit=SEARCH_MAX)
+    await _list(update, context, await sender.existing(update, context), title, found,
+                "Nothing found. Try fewer or other words.")
+
+
+async def plain_text(update: Update, context: NewsContext) -> None:
+    """Words sent to the bot in a private chat are a search, and the answer says so."""
+    message = update.effective_message
+    text = plain_line(message.text or "") if message else ""
+    if not _has_words(text):
+        await reply(update, "Send me a few words to search for, or see /help.")
+        return
+    await _search(update, context, text, f"<b>Searching for “{echo(text)}”</b>")
+
+
+async def related(update: Update, context: NewsContext) -> None:
+    text = arg_text(update)
+    if not _has_words(text):
+        await reply(update, esc(USAGE["related"]))
+        return
+    services = context.services
+    story: Article | None = None
+    if re.match(r"^https?://\S+$", text):
+        story = await articles.find_by_url(services.db, canonical_url(text)) or await articles.find_by_url(services.db, text)
+        if story is None:
+            await reply(update, esc("I don't have that story. Try /related with a few words instead."))
+            return
+    else:
+        # A pasted headline means that story: the same answer as its Related button.
+        story = await articles.find_by_title(services.db, text[:500])
+    await _related(update, context, story, text)
+
+
+async def _related(update: Update, context: NewsContext, story: Article | None, words: str) -> None:
+    services = context.services
+    if story is not None:
+        found = await articles.related(
+            services.db, story.title, limit=RELATED_MAX, exclude_id=story.id, phrases=story.tags
+        )
+        title = f"<b>Related to: {echo(story.title, 200)}</b>"
+    else:
+        # As with /follow, "quoted words" (or a comma-separated part) are one phrase.
+        parts = parse_keywords(words[:200])
+        phrases = [p for p in parts if len(p.split()) > 1]
+        single = " ".join(p for p in parts if len(p.split()) == 1)
+        found = await articles.related(services.db, single, limit=RELATED_MAX, phrases=phrases)
+        title = f"<b>Related: {echo(words)}</b>"
+    await _list(update, context, await sender.existing(update, context), title, found, "No related stories yet.")
+
+
+async def related_button(update: Update, context: NewsContext) -> None:
+    query = update.callback_query
+    assert query is not None
+    ids = callback_ids(query.data, "rel", 1)
+    story = await articles.get_article_by_rowid(context.services.db, ids[0]) if ids else None
+    if story is None:
+        await query.answer("This story is no longer available.")
+        return
+    await query.answer()
+    await _related(update, context, story, "")

@@ -1,0 +1,59 @@
+"""The chat a reader command comes from, as each command needs it: made a reader (/start,
+subscribing), only remembered (a setting changed before /start), or just looked up (reading
+registers nobody). And the argument of a command that changes something, once the sender
+may change it."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot import readers
+from bot.commands.common import arg_text, refuse_non_admin, reply
+from bot.context import NewsContext, Services
+from bot.render import esc
+from storage import chats
+from storage.models import Chat
+
+NOT_A_READER = "You are not getting alerts yet — /start to begin."
+
+
+def title_of(update: Update) -> str | None:
+    chat = update.effective_chat
+    return (chat.title or chat.username or chat.first_name) if chat else None
+
+
+async def join(update: Update, context: NewsContext) -> Chat | None:
+    """/start or a subscription: the chat is (again) a reader."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    return await readers.join(context.services, chat.id, chat.type, title_of(update))
+
+
+async def known(update: Update, context: NewsContext) -> Chat | None:
+    """The chat's row for a settings change, made if needed (not a reader by that)."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    return await readers.known_chat(context.services, chat.id, chat.type, title_of(update))
+
+
+async def existing(update: Update, context: NewsContext) -> Chat | None:
+    chat = update.effective_chat
+    return await chats.get_chat(context.services.db, chat.id) if chat else None
+
+
+def zone_of(services: Services, chat: Chat | None) -> str:
+    return (chat.timezone if chat else None) or services.settings.timezone
+
+
+async def change_argument(update: Update, context: NewsContext, usage: str) -> str | None:
+    """The argument of a command that changes this chat's settings, when it has one and the
+    sender may change them; otherwise the usage or the refusal is the answer (None)."""
+    text = arg_text(update)
+    if not text:
+        await reply(update, esc(usage))
+        return None
+    if await refuse_non_admin(update, context):
+        return None
+    return text

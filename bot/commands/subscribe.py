@@ -1,0 +1,377 @@
+"""Reader commands that choose what a chat follows: /start (and its deep links), /sections,
+/follow, /unfollow, /exclude, /include, /mysubs, and their buttons (sections, remove,
+instant or briefing-only, Mute under an alert).
+
+Each handler guards, parses, makes one call to bot.readers, renders and replies. Subscribing
+makes a chat a reader; in a group only its admins may (bot.commands.common.refuse_non_admin).
+"""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+
+from bot import readers
+from bot.callbacks import pack, unpack
+from bot.commands import sender
+from bot.commands.common import (
+    STALE_BUTTON,
+    callback_ids,
+    edit_markup,
+    edit_text,
+    in_forum,
+    refuse_non_admin,
+    reply,
+    sections_text,
+    topic_of,
+)
+from bot.context import NewsContext, find_section
+from bot.readers import Outcome
+from bot.render import echo, esc, fit_lines, join_names, reason_name, rows_of, subscription_name
+from storage import chats, outbox, subscriptions
+from storage.models import Section, Subscription, SubscriptionMode
+
+USAGE = {
+    "follow": "Usage: /follow <keyword>[, <keyword>…]\nExample: /follow drones, \"north korea\"",
+    "unfollow": "Usage: /unfollow <keyword>\nExample: /unfollow drones",
+    "exclude": "Usage: /exclude <word>[, <word>…] — no alert, briefing entry or /latest story about it\nExample: /exclude football",
+    "include": "Usage: /include <word> — undo /exclude\nExample: /include football",
+}
+# A change that waited for this chat's /stop to finish (bot.readers.Outcome.GONE).
+STOPPED_MEANWHILE = "Not saved: this chat stopped newsbot meanwhile. /start to begin again."
+
+
+# --- /start, /sections --------------------------------------------------------------
+
+
+def _channel_lines(sections: tuple[Section, ...]) -> str:
+    with_channel = [s for s in sections if s.channel and s.channel.startswith("@")]
+    if not with_channel:
+        return ""
+    return "\n" + "\n".join(f"{esc(s.name)} — or join {esc(s.channel or '')}" for s in with_channel)
+
+
+async def section_keyboard(context: NewsContext, chat_id: int) -> InlineKeyboardMarkup:
+    services = context.services
+    subscribed = {
+        s.value for s in await subscriptions.subscriptions_for_chat(services.db, chat_id) if s.kind == "section"
+    }
+    buttons = [
+        InlineKeyboardButton(("✅ " if s.slug in subscribed else "") + s.name, callback_data=pack("sec", s.slug))
+        for s in services.sections
+    ]
+    return InlineKeyboardMarkup(rows_of(buttons))
+
+
+async def start(update: Update, context: NewsContext) -> None:
+    """/start makes the chat a reader: in a group, only when one of its admins sends it."""
+    if await refuse_non_admin(update, context):
+        return
+    chat = await sender.join(update, context)
+    if chat is None:
+        return
+    payload = context.args[0] if context.args else ""
+    if payload:
+        await _deep_link(update, context, chat.id, payload)
+        return
+    services = context.services
+    text = (
+        "Welcome to <b>newsbot</b>! Pick the sections you want alerts from — tap again to remove. "
+        "Follow words with /follow, e.g. <code>/follow drones</code>. /help lists everything."
+        + _channel_lines(services.sections)
+    )
+    await reply(update, text, await section_keyboard(context, chat.id))
+
+
+async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload: str) -> None:
+    services = context.services
+    keyboard = await section_keyboard(context, chat_id)
+    topic, forum = topic_of(update), in_forum(update)
+    if payload.startswith("kw-"):
+        keyword = payload[3:].replace("_", " ")
+        report = await readers.follow(services, chat_id, f'"{keyword}"', thread_id=topic, forum=forum)
+        body = follow_text(report, services.settings.max_subscriptions, topic)
+        await reply(update, f"Welcome to <b>newsbot</b>! {body}\nPick sections too, if you like:", keyboard)
+        return
+    section = find_section(services.sections, payload)
+    if section is None:
+        await reply(update, f"Welcome to <b>newsbot</b>! Unknown section “{echo(payload, 40)}”. "
+                            f"Sections: {esc(sections_text(services.sections))}.", keyboard)
+        return
+    outcome = await readers.add(
+        services, chat_id, "section", section.slug, section.slug, thread_id=topic, forum=forum
+    )
+    text = {
+        Outcome.ADDED: f"Welcome to <b>newsbot</b>! You now get alerts from <b>{esc(section.name)}</b>.",
+        Outcome.EXISTS: f"Welcome back! You already follow <b>{esc(section.name)}</b>.",
+        Outcome.MOVED: f"Welcome back! <b>{esc(section.name)}</b> alerts now come to {_where(topic)}.",
+        Outcome.LIMIT: esc(limit_text(services.settings.max_subscriptions)),
+    }.get(outcome, STOPPED_MEANWHILE)
+    await reply(update, text, await section_keyboard(context, chat_id))
+
+
+async def sections_command(update: Update, context: NewsContext) -> None:
+    chat = update.effective_chat
+    if chat is None:
+        return
+    services = context.services
+    if not services.sections:
+        await reply(update, "No sections are configured yet. Follow words with /follow meanwhile.")
+        return
+    where = (
+        "Tap a section to send its alerts to <b>this topic</b> (tap again to stop it):"
+        if topic_of(update) is not None
+        else "Your sections — tap to add or remove:"
+    )
+    await reply(update, where + _channel_lines(services.sections), await section_keyboard(context, chat.id))
+
+
+async def section_button(update: Update, context: NewsContext) -> None:
+    query = update.callback_query
+    assert query is not None
+    parts = unpack(query.data, "sec", 1)
+    section = find_section(context.services.sections, parts[0]) if parts else None
+    if section is None or update.effective_chat is None:
+        await query.answer(STALE_BUTTON)
+        return
+    if await refuse_non_admin(update, context):
+        return
+    chat = await sender.join(update, context)
+    assert chat is not None
+    topic = topic_of(update)
+    outcome = await readers.toggle_section(context.services, chat.id, section.slug, thread_id=topic)
+    here = " in this topic" if topic is not None else ""
+    notice = {
+        Outcome.ADDED: f"Added {section.name}{here}",
+        Outcome.REMOVED: f"Removed {section.name}",
+        Outcome.MOVED: f"{section.name} alerts now come to this topic",
+        Outcome.EXISTS: f"You already follow {section.name}",
+        Outcome.LIMIT: f"Limit reached: at most {context.services.settings.max_subscriptions} subscriptions",
+    }.get(outcome, STOPPED_MEANWHILE)
+    # The message changes before the spinner stops: once the reader sees the notice, the
+    # keyboard shows the new state.
+    if outcome in (Outcome.ADDED, Outcome.REMOVED):
+        await edit_markup(query, await section_keyboard(context, chat.id))
+    await query.answer(notice[:200])
+
+
+# --- /follow, /unfollow, /exclude, /include, /mysubs -----------------------------------------
+
+
+def limit_text(limit: int) -> str:
+    return (f"You have reached the limit of {limit} subscriptions (sections and keywords together). "
+            "Remove one with /mysubs first.")
+
+
+def _where(topic: int | None) -> str:
+    return "this topic" if topic is not None else "the General topic"
+
+
+def follow_text(report: readers.FollowReport, limit: int, topic: int | None = None) -> str:
+    """What /follow did; `topic`: the forum topic it was sent from."""
+    if report.gone:
+        return esc(STOPPED_MEANWHILE)
+    here = " here" if topic is not None else ""
+    lines = []
+    if report.added:
+        lines.append("Following " + join_names(report.added) + f". You will get an alert{here} for every new story "
+                     "that mentions them.")
+    if report.replaced:
+        lines.append("Following " + join_names(report.replaced) + " — you had excluded it before; that exclusion is removed.")
+    if report.moved:
+        lines.append(join_names(report.moved) + f": alerts now come to {_where(topic)}.")
+    if report.existing:
+        lines.append("Already following " + join_names(report.existing) + ".")
+    if report.over_limit:
+        lines.append("Not added: " + join_names(report.over_limit) + ". " + esc(limit_text(limit)))
+    # Refusals last: there can be many, and the cut ("…and N more") should fall on them.
+    lines.extend(esc(r) for r in report.refused)
+    return fit_lines(lines) if lines else esc(USAGE["follow"])
+
+
+def exclude_text(report: readers.FollowReport, limit: int) -> str:
+    if report.gone:
+        return esc(STOPPED_MEANWHILE)
+    lines = []
+    if report.added:
+        lines.append("Excluded " + join_names(report.added) + ": no alert, briefing entry or /latest story about it, "
+                     "even from your sections. /include undoes it.")
+    if report.replaced:
+        lines.append("Excluded " + join_names(report.replaced) + " — you followed it before; that keyword is removed.")
+    if report.existing:
+        lines.append("Already excluded: " + join_names(report.existing) + ".")
+    if report.over_limit:
+        lines.append("Not excluded: " + join_names(report.over_limit) + f". At most {limit} excluded words.")
+    lines.extend(esc(r) for r in report.refused)
+    return fit_lines(lines) if lines else esc(USAGE["exclude"])
+
+
+async def _subscribe(update: Update, context: NewsContext, usage: str) -> tuple[int, str] | None:
+    text = await sender.change_argument(update, context, usage)
+    if text is None:
+        return None
+    chat = await sender.join(update, context)
+    return (chat.id, text) if chat else None
+
+
+async def follow(update: Update, context: NewsContext) -> None:
+    found = await _subscribe(update, context, USAGE["follow"])
+    if found is not None:
+        topic = topic_of(update)
+        report = await readers.follow(
+            context.services, found[0], found[1], thread_id=topic, forum=in_forum(update)
+        )
+        await reply(update, follow_text(report, context.services.settings.max_subscriptions, topic))
+
+
+async def exclude(update: Update, context: NewsContext) -> None:
+    text = await sender.change_argument(update, context, USAGE["exclude"])
+    if text is None:
+        return
+    chat = await sender.known(update, context)
+    if chat is not None:
+        report = await readers.follow(context.services, chat.id, text, kind="exclude")
+        await reply(update, exclude_text(report, context.services.settings.max_subscriptions))
+
+
+async def _remove(update: Update, context: NewsContext, kind: str, usage: str) -> None:
+    text = await sender.change_argument(update, context, usage)
+    if text is None:
+        return
+    chat = update.effective_chat
+    if chat is None:
+        return
+    report = await readers.unfollow(context.services, chat.id, text, kind="exclude" if kind == "exclude" else "keyword")
+    lines = []
+    if report.removed:
+        verb = "No longer excluded" if kind == "exclude" else "Stopped"
+        lines.append(f"{verb}: " + join_names(report.removed) + ".")
+    if report.missing:
+        what = "You do not exclude" if kind == "exclude" else "You do not follow"
+        lines.append(f"{what}: " + join_names(report.missing) + ". See /mysubs.")
+    # Text with no keyword in it at all (only quotes or commas) gets the usage.
+    await reply(update, "\n".join(lines) or esc(usage))
+
+
+async def unfollow(update: Update, context: NewsContext) -> None:
+    await _remove(update, context, "keyword", USAGE["unfollow"])
+
+
+async def include(update: Update, context: NewsContext) -> None:
+    await _remove(update, context, "exclude", USAGE["include"])
+
+
+async def mysubs_message(context: NewsContext, chat_id: int) -> tuple[str, InlineKeyboardMarkup | None]:
+    services = context.services
+    subs = await subscriptions.subscriptions_for_chat(services.db, chat_id)
+    names = services.section_names
+    chat = await chats.get_chat(services.db, chat_id)
+    if not subs:
+        return "You follow nothing yet. Pick sections with /sections or follow a word with /follow.", None
+    followed = [s for s in subs if s.kind != "exclude"]
+    lines = [f"<b>Your subscriptions</b> ({len(followed)} of {services.settings.max_subscriptions})"]
+    for kind, label in (("section", "Sections"), ("keyword", "Keywords"), ("exclude", "Never about")):
+        items = [s for s in subs if s.kind == kind]
+        if items:
+            shown = ", ".join(
+                esc(subscription_name(s.kind, s.value, names)) + (" (briefing only)" if s.mode == "briefing" else "")
+                for s in items
+            )
+            lines.append(f"{label}: {shown}")
+    if chat is not None and chat.paused:
+        lines.append("<i>Alerts are paused — /resume to get them again.</i>")
+    lines.append("✖ removes one; ⚡/📰 switches between instant alerts and your briefing only.")
+    buttons: list[list[InlineKeyboardButton]] = []
+    for s in subs:
+        name = subscription_name(s.kind, s.value, names)
+        row = [InlineKeyboardButton(f"✖ {'not ' if s.kind == 'exclude' else ''}{name}"[:60], callback_data=pack("unsub", s.id))]
+        if s.kind != "exclude":
+            label = "📰 Briefing only" if s.mode == "briefing" else "⚡ Instant"
+            row.append(InlineKeyboardButton(label, callback_data=pack("mode", s.id)))
+        buttons.append(row)
+    return fit_lines(lines), InlineKeyboardMarkup(buttons[:90])
+
+
+async def mysubs(update: Update, context: NewsContext) -> None:
+    chat = update.effective_chat
+    if chat is None:
+        return
+    text, keyboard = await mysubs_message(context, chat.id)
+    await reply(update, text, keyboard)
+
+
+async def _own_subscription(update: Update, context: NewsContext, prefix: str) -> Subscription | None:
+    query = update.callback_query
+    assert query is not None
+    ids = callback_ids(query.data, prefix, 1)
+    chat = update.effective_chat
+    if ids is None or chat is None:
+        await query.answer(STALE_BUTTON)
+        return None
+    if await refuse_non_admin(update, context):
+        return None
+    sub = await subscriptions.get_subscription(context.services.db, ids[0])
+    if sub is None or sub.chat_id != chat.id:
+        # The list on screen is out of date: show what is there now.
+        text, keyboard = await mysubs_message(context, chat.id)
+        await edit_text(query, text, keyboard)
+        await query.answer("Already removed.")
+        return None
+    return sub
+
+
+async def unsubscribe_button(update: Update, context: NewsContext) -> None:
+    query = update.callback_query
+    assert query is not None
+    sub = await _own_subscription(update, context, "unsub")
+    if sub is None:
+        return
+    services = context.services
+    await readers.remove(services, sub.chat_id, sub.kind, sub.value)
+    name = subscription_name(sub.kind, sub.value, services.section_names)
+    # The list is redrawn before the notice, so what the reader sees next is current.
+    text, keyboard = await mysubs_message(context, sub.chat_id)
+    await edit_text(query, text, keyboard)
+    await query.answer(f"Removed {'exclusion of ' if sub.kind == 'exclude' else ''}{name}"[:200])
+
+
+async def mode_button(update: Update, context: NewsContext) -> None:
+    query = update.callback_query
+    assert query is not None
+    sub = await _own_subscription(update, context, "mode")
+    if sub is None or sub.kind == "exclude":
+        return
+    services = context.services
+    mode: SubscriptionMode = "instant" if sub.mode == "briefing" else "briefing"
+    await readers.set_mode(services, sub, mode)
+    text, keyboard = await mysubs_message(context, sub.chat_id)
+    await edit_text(query, text, keyboard)
+    name = subscription_name(sub.kind, sub.value, services.section_names)
+    chat = await chats.get_chat(services.db, sub.chat_id)
+    hint = "" if mode == "instant" or (chat and chat.briefings) else " Set a time with /briefing 07:30."
+    await query.answer(f"{name}: {'instant alerts' if mode == 'instant' else 'in your briefing only'}.{hint}"[:200])
+
+
+async def mute_button(update: Update, context: NewsContext) -> None:
+    """Mute under an alert: stop the keyword or section that made it."""
+    query = update.callback_query
+    assert query is not None
+    ids = callback_ids(query.data, "mute", 2)
+    chat = update.effective_chat
+    if ids is None or chat is None:
+        await query.answer(STALE_BUTTON)
+        return
+    if await refuse_non_admin(update, context):
+        return
+    services = context.services
+    outbox_id, index = ids
+    reasons = await outbox.get_reasons(services.db, outbox_id, chat.id)
+    if reasons is None or index >= len(reasons):
+        await query.answer(STALE_BUTTON)
+        return
+    reason = reasons[index]
+    name = reason_name(reason, services.section_names)
+    outcome = await readers.mute_reason(services, chat.id, reason)
+    if outcome is Outcome.REMOVED:
+        await query.answer(f"Muted {name}. /mysubs shows what is left."[:200])
+    else:
+        await query.answer(f"{name} was already muted."[:200])

@@ -53,12 +53,12 @@ SMOKE_ARGS: dict[str, list[str]] = {
     ],
     "queries": ["--articles", "3000", "--queries", "30", "--baseline-queries", "2"],
     "memory": ["--readers", "300", "--subscriptions", "1500", "--sample-seconds", "0.3"],
-    "newsday": ["--readers", "300", "--stories", "30"],
+    "newsday": ["--readers", "100", "--stories", "30"],
     "year": [
-        "--readers", "300", "--subscriptions", "1500", "--articles", "3000", "--rate", "0.2",
-        "--days", "8",
+        "--readers", "300", "--subscriptions", "1500", "--articles", "3000", "--rate", "0.05",
+        "--days", "8", "--runs", "20",
     ],
-    "briefing": ["--readers", "600", "--keyword-alerts", "5"],
+    "briefing": ["--readers", "200", "--keyword-alerts", "5"],
 }
 
 

@@ -7,7 +7,8 @@ tests.
   one log line per attempt.
 * Updates come from our own getUpdates loop (long polling): it retries every error with
   back-off (python-telegram-bot's own loop gives up for good after a 401/404), and /healthz
-  reports when getUpdates stops answering. In webhook mode PTB's webhook server runs.
+  reports when getUpdates stops answering. An update python-telegram-bot cannot read is
+  logged, counted and skipped, not fatal. In webhook mode PTB's webhook server runs.
 * SIGTERM/SIGINT stop everything within STOP_SECONDS: the update loop at once, sends in
   flight for up to 10 s (docs/delivery.md), the rest is left queued.
 """
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, TelegramError
+from telegram.request import HTTPXRequest
 
 from bot import briefings
 from bot.app import (
@@ -80,6 +84,12 @@ class Runtime:
             settings.api_url, settings.require_token(),
             connections=settings.send_concurrency + settings.paid_concurrency,
             timeout=20.0,
+        )
+        # The long poll's own connection, as python-telegram-bot keeps one for getUpdates; its
+        # answer is read here update by update (`_take_updates`).
+        self._polling = HTTPXRequest(
+            connection_pool_size=1, connect_timeout=10, read_timeout=LONG_POLL + 10, write_timeout=20,
+            pool_timeout=10,
         )
         self._updates: asyncio.Task[None] | None = None
         self._started = False
@@ -140,6 +150,7 @@ class Runtime:
             assert app.updater is not None
             await app.updater.start_webhook(**webhook_options(self.settings))
         elif polling:
+            await self._polling.initialize()
             self._updates = asyncio.create_task(self._receive(), name="updates")
         services.status.phase = "running"
         feeds_count = len(polled)
@@ -187,10 +198,7 @@ class Runtime:
             while taken - self.updates.finished >= UPDATES_BACKLOG:
                 await self.clock.sleep(0.1)
             try:
-                updates = await app.bot.get_updates(
-                    offset=offset, timeout=LONG_POLL, allowed_updates=Update.ALL_TYPES, limit=UPDATES_BACKLOG,
-                    read_timeout=LONG_POLL + 10,
-                )
+                updates, offset = await self._take_updates(offset)
             except asyncio.CancelledError:
                 raise
             except (TelegramError, OSError) as exc:
@@ -213,9 +221,39 @@ class Runtime:
                 failures = 0
             delay = 1.0
             for update in updates:
-                offset = max(offset, update.update_id + 1)
                 taken += 1
                 await app.update_queue.put(update)
+
+    async def _take_updates(self, offset: int) -> tuple[list[Update], int]:
+        """One long poll: the updates python-telegram-bot can read, and the next offset.
+
+        Read one by one rather than by `Bot.get_updates`, which refuses the whole answer when
+        one update cannot be read (a field python-telegram-bot requires missing, as when
+        Telegram changes an object): that update is logged with its id, counted and skipped,
+        and the offset moves past it, instead of the same answer failing again for ever."""
+        bot = self.app.bot
+        query = urlencode({
+            "offset": offset, "timeout": LONG_POLL, "limit": UPDATES_BACKLOG,
+            "allowed_updates": json.dumps(Update.ALL_TYPES),
+        })
+        answer = await self._polling.post(f"{bot.base_url}/getUpdates?{query}")
+        if not isinstance(answer, list):
+            raise TelegramError(f"getUpdates answered {type(answer).__name__}, not a list of updates")
+        updates: list[Update] = []
+        for item in answer:
+            update_id = item.get("update_id") if isinstance(item, dict) else None
+            if isinstance(update_id, int):
+                offset = max(offset, update_id + 1)
+            try:
+                update = Update.de_json(item, bot)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                self.services.metrics.inc("newsbot_errors_total", stage="updates")
+                log.warning("update cannot be read, skipped update_id=%s error=%s",
+                            update_id, f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            bot.insert_callback_data(update)
+            updates.append(update)
+        return updates, offset
 
     async def close(self) -> None:
         """Stop in reverse order, each part bounded in time."""
@@ -225,6 +263,7 @@ class Runtime:
             self._updates.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._updates
+            await self._polling.shutdown()
         if self.app.bot_data.opened:
             await self.services.feed_schedule.stop()
             await self.services.jobs.stop()

@@ -7,7 +7,6 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, validate_telegram_html
 from tests.harness import SAMPLE_RULE, ask, bot_settings, running_bot, write_feeds_file
+from tests.simtime import SimClock
 
 ADMIN = 9001
 STRANGER = 555
@@ -35,12 +35,6 @@ TINY_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Tiny wir
 </channel></rss>"""
 
 
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
 def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_path) as conn:
         return conn.execute(sql).fetchall()
@@ -49,10 +43,11 @@ def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
 # --- who is an admin ------------------------------------------------------------------------
 
 
-async def test_non_admins_are_refused_and_nothing_changes(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_non_admins_are_refused_and_nothing_changes(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     feeds_file = write_feeds_file(tmp_path, ["http://127.0.0.1:9/feed.xml"])
     settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(feeds_file))
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         for command in ("/broadcast Hello everyone", "/stats", "/addfeed https://example.com/rss sports",
                         "/removefeed 1", "/feeds", "/broadcasts"):
             answer = await ask(tg, STRANGER, command)
@@ -128,14 +123,15 @@ def recorded_as_sent(db_path: Path, chat_id: int) -> bool:
         return bool(conn.execute("SELECT 1 FROM outbox WHERE chat_id = ? AND state = 'sent'", (chat_id,)).fetchall())
 
 
-async def test_stats_command(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_stats_command(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     settings = bot_settings(tg, tmp_path)
     await seed_newsroom(settings.db_path)
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         # The alert due now goes out: there is a send rate to estimate the backlog with. Telegram
         # has it a moment before the bot has recorded it as sent (and counted it).
         await tg.await_messages(11, 1, timeout=10)
-        await tg.await_for(lambda: recorded_as_sent(settings.db_path, 11), timeout=10)
+        await tg.await_for(lambda: recorded_as_sent(settings.db_path, 11), timeout=10, interval=0.05)
         text = (await ask(tg, ADMIN, "/stats"))["text"]
     assert "Readers: 5 active, 2 paused, 1 inactive" in text
     assert "Sports 3" in text and "World 2" in text and "Business 0" in text
@@ -149,9 +145,10 @@ async def test_stats_command(tg: FakeTelegram, tmp_path: Path) -> None:
     assert re.search(r"Database: [0-9.,]+ (KB|MB)", text), text
 
 
-async def test_stats_of_a_quiet_newsroom(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_stats_of_a_quiet_newsroom(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     settings = bot_settings(tg, tmp_path)
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         text = (await ask(tg, ADMIN, "/stats"))["text"]
     assert "Readers: 0 active, 0 paused, 0 inactive" in text
     assert "0 articles stored, 0 alerts sent" in text and "0 corrections sent" in text
@@ -162,62 +159,62 @@ async def test_stats_of_a_quiet_newsroom(tg: FakeTelegram, tmp_path: Path) -> No
 # --- /feeds, /addfeed, /removefeed ------------------------------------------------------------
 
 
-async def test_feed_commands_and_removal_surviving_a_restart(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_feed_commands_and_removal_surviving_a_restart(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    tg, server = sim_tg, sim_feeds
     reader = 100
-    with FeedServer() as server:
-        server.serve("/wire.xml", TINY_FEED)
-        server.serve("/sports/rss.xml", SAMPLE_FEED.read_bytes())
-        server.html("/sports/", [server.url_for("/sports/rss.xml")], title="Sports")
-        feeds_file = write_feeds_file(tmp_path, [server.url_for("/wire.xml")])
-        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1")
-        async with running_bot(settings):
-            await ask(tg, reader, "/start")
-            tg.callback_query(reader, tg.sent_messages(reader)[0]["message_id"], "sec:sports")
-            await tg.await_calls("answerCallbackQuery", 1, timeout=10)
+    server.serve("/wire.xml", TINY_FEED)
+    server.serve("/sports/rss.xml", SAMPLE_FEED.read_bytes())
+    server.html("/sports/", [server.url_for("/sports/rss.xml")], title="Sports")
+    feeds_file = write_feeds_file(tmp_path, [server.url_for("/wire.xml")])
+    settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1")
+    async with running_bot(settings, clock=clock):
+        await ask(tg, reader, "/start")
+        tg.callback_query(reader, tg.sent_messages(reader)[0]["message_id"], "sec:sports")
+        await tg.await_calls("answerCallbackQuery", 1, timeout=10)
 
-            listing = (await ask(tg, ADMIN, "/feeds"))["text"]
-            assert listing.startswith("Feeds: 1 polled, 0 failing")
-            assert f"#1 {server.url_for('/wire.xml')}" in listing
-            assert "section from the category (domain “section”), else World" in listing
+        listing = (await ask(tg, ADMIN, "/feeds"))["text"]
+        assert listing.startswith("Feeds: 1 polled, 0 failing")
+        assert f"#1 {server.url_for('/wire.xml')}" in listing
+        assert "section from the category (domain “section”), else World" in listing
 
-            for command, expected in [
-                ("/addfeed", "Usage: /addfeed"),
-                ("/addfeed notaurl sports", "is not an http(s) URL"),
-                (f"/addfeed {server.url_for('/sports/')} cooking", "Unknown section “cooking”"),
-                (f"/addfeed {server.url_for('/missing.xml')} sports", "Could not add that feed — fetch:"),
-                (f"/addfeed {server.url_for('/')} sports", "Could not add that feed"),
-            ]:
-                answer = (await ask(tg, ADMIN, command))["text"]
-                assert expected in answer, (command, answer)
-                assert "Usage: /addfeed" in answer
+        for command, expected in [
+            ("/addfeed", "Usage: /addfeed"),
+            ("/addfeed notaurl sports", "is not an http(s) URL"),
+            (f"/addfeed {server.url_for('/sports/')} cooking", "Unknown section “cooking”"),
+            (f"/addfeed {server.url_for('/missing.xml')} sports", "Could not add that feed — fetch:"),
+            (f"/addfeed {server.url_for('/')} sports", "Could not add that feed"),
+        ]:
+            answer = (await ask(tg, ADMIN, command))["text"]
+            assert expected in answer, (command, answer)
+            assert "Usage: /addfeed" in answer
 
-            # A section page: its feed is found through <link rel="alternate">.
-            added = (await ask(tg, ADMIN, f"/addfeed {server.url_for('/sports/')} sports"))["text"]
-            assert added.startswith("Added feed #2: Sweden Herald (sample) — 50 items, section Sports.")
-            assert server.url_for("/sports/rss.xml") in added
-            listing = (await ask(tg, ADMIN, "/feeds"))["text"]
-            assert f"#2 {server.url_for('/sports/rss.xml')}" in listing and "section Sports" in listing
+        # A section page: its feed is found through <link rel="alternate">.
+        added = (await ask(tg, ADMIN, f"/addfeed {server.url_for('/sports/')} sports"))["text"]
+        assert added.startswith("Added feed #2: Sweden Herald (sample) — 50 items, section Sports.")
+        assert server.url_for("/sports/rss.xml") in added
+        listing = (await ask(tg, ADMIN, "/feeds"))["text"]
+        assert f"#2 {server.url_for('/sports/rss.xml')}" in listing and "section Sports" in listing
 
-            # Its first poll stores its 50 stories as seen: the sports reader gets no flood.
-            await tg.await_for(lambda: len(server.requests("/sports/rss.xml")) >= 2, timeout=15)
-            await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds WHERE id = 2") == [(1,)], timeout=10)
-            assert len(tg.sent_messages(reader)) == 1
+        # Its first poll stores its 50 stories as seen: the sports reader gets no flood.
+        await tg.await_for(lambda: len(server.requests("/sports/rss.xml")) >= 2, timeout=15, interval=0.05)
+        await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds WHERE id = 2") == [(1,)], timeout=10, interval=0.05)
+        assert len(tg.sent_messages(reader)) == 1
 
-            for command, expected in [
-                ("/removefeed 2", f"Removed feed #2 {server.url_for('/sports/rss.xml')}."),
-                ("/removefeed 2", "Feed #2 was already removed."),
-                ("/removefeed 99", "There is no feed #99."),
-                ("/removefeed two", "Usage: /removefeed"),
-                ("/removefeed 1", "Removed feed #1"),
-            ]:
-                answer = (await ask(tg, ADMIN, command))["text"]
-                assert answer.startswith(expected), (command, answer)
+        for command, expected in [
+            ("/removefeed 2", f"Removed feed #2 {server.url_for('/sports/rss.xml')}."),
+            ("/removefeed 2", "Feed #2 was already removed."),
+            ("/removefeed 99", "There is no feed #99."),
+            ("/removefeed two", "Usage: /removefeed"),
+            ("/removefeed 1", "Removed feed #1"),
+        ]:
+            answer = (await ask(tg, ADMIN, command))["text"]
+            assert answer.startswith(expected), (command, answer)
 
-        # The feeds file still lists feed 1: a restart does not bring it back.
-        async with running_bot(settings):
-            listing = (await ask(tg, ADMIN, "/feeds"))["text"]
-            assert listing.startswith("Feeds: 0 polled")
-            assert f"#1 {server.url_for('/wire.xml')}" in listing and "(removed)" in listing
+    # The feeds file still lists feed 1: a restart does not bring it back.
+    async with running_bot(settings, clock=clock):
+        listing = (await ask(tg, ADMIN, "/feeds"))["text"]
+        assert listing.startswith("Feeds: 0 polled")
+        assert f"#1 {server.url_for('/wire.xml')}" in listing and "(removed)" in listing
     assert rows(settings.db_path, "SELECT id, enabled, source FROM feeds ORDER BY id") == [(1, 0, "file"), (2, 0, "command")]
     assert all(c.ok for c in tg.calls("sendMessage"))
 
@@ -281,8 +278,9 @@ def test_broadcast_input_falls_back_to_plain_text_when_formatting_spans_the_comm
 # --- feeds: edge cases and secrets ---------------------------------------------------------------
 
 
-async def test_no_feeds_is_said_plainly(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with running_bot(bot_settings(tg, tmp_path)):
+async def test_no_feeds_is_said_plainly(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock):
         listing = (await ask(tg, ADMIN, "/feeds"))["text"]
         assert listing.startswith("No feeds are configured: nothing is polled.")
         assert "/addfeed" in listing
@@ -291,57 +289,58 @@ async def test_no_feeds_is_said_plainly(tg: FakeTelegram, tmp_path: Path) -> Non
             assert answer.startswith("Usage: /removefeed"), (number, answer)
 
 
-async def test_a_10_kb_feed_url_breaks_nothing(tg: FakeTelegram, tmp_path: Path) -> None:
-    with FeedServer() as server:
-        path = "/" + "long-" * 2048 + ".xml"
-        server.serve(path, TINY_FEED)
-        long_url = server.url_for(path)
-        assert len(long_url) > 10_000
-        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [long_url])))
-        async with running_bot(settings):
-            listing = await ask(tg, ADMIN, "/feeds")
-            assert listing["text"].startswith("Feeds: 1 polled") and len(listing["text"]) < 1000
-            added = await ask(tg, ADMIN, f"/addfeed {long_url}?again=1 sports")
-            assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section Sports.")
-            assert len(added["text"]) < 1000
-            listing = await ask(tg, ADMIN, "/feeds")
-            assert "#1 " in listing["text"] and "#2 " in listing["text"] and len(listing["text"]) < 2000
-            removed = await ask(tg, ADMIN, "/removefeed 2")
-            assert removed["text"].startswith("Removed feed #2 ") and len(removed["text"]) < 1000
-        assert all(c.ok for c in tg.calls("sendMessage"))
+async def test_a_10_kb_feed_url_breaks_nothing(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    tg, server = sim_tg, sim_feeds
+    path = "/" + "long-" * 2048 + ".xml"
+    server.serve(path, TINY_FEED)
+    long_url = server.url_for(path)
+    assert len(long_url) > 10_000
+    settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [long_url])))
+    async with running_bot(settings, clock=clock):
+        listing = await ask(tg, ADMIN, "/feeds")
+        assert listing["text"].startswith("Feeds: 1 polled") and len(listing["text"]) < 1000
+        added = await ask(tg, ADMIN, f"/addfeed {long_url}?again=1 sports")
+        assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section Sports.")
+        assert len(added["text"]) < 1000
+        listing = await ask(tg, ADMIN, "/feeds")
+        assert "#1 " in listing["text"] and "#2 " in listing["text"] and len(listing["text"]) < 2000
+        removed = await ask(tg, ADMIN, "/removefeed 2")
+        assert removed["text"].startswith("Removed feed #2 ") and len(removed["text"]) < 1000
+    assert all(c.ok for c in tg.calls("sendMessage"))
     assert rows(settings.db_path, "SELECT length(url) > 10000 FROM feeds ORDER BY id") == [(1,), (1,)]
 
 
-async def test_feed_credentials_and_secrets_never_appear_in_replies(tg: FakeTelegram, tmp_path: Path) -> None:
-    with FeedServer() as server:
-        server.serve("/private.xml", TINY_FEED)
-        server.require_auth("/private.xml", "newsroom", "hunter2pass")
-        server.serve("/keyed.xml", TINY_FEED)
-        keyed = server.url_for("/keyed.xml") + "?api_key=sekritvalue&lang=en"
-        settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [keyed])))
-        private = server.url_for("/private.xml").replace("http://", "http://newsroom:hunter2pass@")
-        async with running_bot(settings):
-            refused = await ask(tg, ADMIN, f"/addfeed {private.replace('hunter2pass', 'wrongpass99')} world")
-            assert "Could not add that feed" in refused["text"]
-            added = await ask(tg, ADMIN, f"/addfeed {private} world")
-            assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section World.")
-            listing = await ask(tg, ADMIN, "/feeds")
-            assert "lang=en" in listing["text"]
-            removed = await ask(tg, ADMIN, "/removefeed 2")
-            assert removed["text"].startswith("Removed feed #2")
-            for message in tg.sent_messages(ADMIN):
-                for secret in ("hunter2pass", "wrongpass99", "sekritvalue"):
-                    assert secret not in message["text"], message["text"]
-        # The stored URL keeps the credentials, and the fetch used them.
-        assert rows(settings.db_path, "SELECT url FROM feeds WHERE id = 2") == [(private,)]
-        statuses = [r.status for r in server.requests("/private.xml")]
-        assert 401 in statuses and 200 in statuses
+async def test_feed_credentials_and_secrets_never_appear_in_replies(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    tg, server = sim_tg, sim_feeds
+    server.serve("/private.xml", TINY_FEED)
+    server.require_auth("/private.xml", "newsroom", "hunter2pass")
+    server.serve("/keyed.xml", TINY_FEED)
+    keyed = server.url_for("/keyed.xml") + "?api_key=sekritvalue&lang=en"
+    settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [keyed])))
+    private = server.url_for("/private.xml").replace("http://", "http://newsroom:hunter2pass@")
+    async with running_bot(settings, clock=clock):
+        refused = await ask(tg, ADMIN, f"/addfeed {private.replace('hunter2pass', 'wrongpass99')} world")
+        assert "Could not add that feed" in refused["text"]
+        added = await ask(tg, ADMIN, f"/addfeed {private} world")
+        assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section World.")
+        listing = await ask(tg, ADMIN, "/feeds")
+        assert "lang=en" in listing["text"]
+        removed = await ask(tg, ADMIN, "/removefeed 2")
+        assert removed["text"].startswith("Removed feed #2")
+        for message in tg.sent_messages(ADMIN):
+            for secret in ("hunter2pass", "wrongpass99", "sekritvalue"):
+                assert secret not in message["text"], message["text"]
+    # The stored URL keeps the credentials, and the fetch used them.
+    assert rows(settings.db_path, "SELECT url FROM feeds WHERE id = 2") == [(private,)]
+    statuses = [r.status for r in server.requests("/private.xml")]
+    assert 401 in statuses and 200 in statuses
 
 
 # --- reader input that is odd, seen from the newsroom ---------------------------------------------
 
 
-async def test_negative_latest_is_a_bad_number_and_bidi_controls_are_removed(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_negative_latest_is_a_bad_number_and_bidi_controls_are_removed(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     settings = bot_settings(tg, tmp_path)
     feed = TINY_FEED.replace(b"One story", "Election \u202eresults\u202c are \u2066in\u2069".encode())
     parsed = parse_feed(feed, url="https://wire.example/rss", rule=SAMPLE_RULE, fetched_at=NOW)
@@ -351,7 +350,7 @@ async def test_negative_latest_is_a_bad_number_and_bidi_controls_are_removed(tg:
             await articles.store_articles(conn, parsed.articles, seen=True, now=time.time())
     finally:
         await db.close()
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         for command in ("/latest -1", "/latest sports -1", "/latest +0"):
             answer = (await ask(tg, 100, command))["text"]
             assert answer.startswith("Give a number from 1 to 20."), (command, answer)

@@ -7,7 +7,6 @@ topics) and the loopback feed server; a story is published by changing the feed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall
 from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
+from tests.simtime import SimClock
 from tests.test_admin_broadcast import button
 from tests.test_delivery import FeedItem, backlog, polled, query, rss
 
@@ -28,12 +28,6 @@ SPORTS_CHANNEL, BUSINESS_CHANNEL = -1_000_000_000_777, -1_000_000_000_778
 FAN = 50_001
 
 
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
 def posts(tg: FakeTelegram, channel: int) -> list[RecordedCall]:
     return [c for c in tg.calls("sendMessage") if c.chat_id in (channel, "@herald_sports", "@herald_business")]
 
@@ -43,8 +37,9 @@ def titles(tg: FakeTelegram, chat_id: int) -> list[str]:
 
 
 async def test_a_sections_channel_gets_each_new_story_once_as_a_group_and_survives_a_restart(
-    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     caplog.set_level(logging.INFO)
     tg.add_chat(SPORTS_CHANNEL, "channel", title="Herald Sports", username="herald_sports")
     tg.set_channel_admin("@herald_sports", True)
@@ -53,36 +48,35 @@ async def test_a_sections_channel_gets_each_new_story_once_as_a_group_and_surviv
     # Two posts a minute, for the bot and the fake alike: the third waits for the window.
     tg.enforce_limits(group_per_minute=2)
     items = backlog("Old", 5)
-    with FeedServer() as feeds:
+    feeds.serve("/news.xml", rss(items))
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_POLL_SECONDS="2", NEWSBOT_RATE_GROUP_PER_MINUTE="2",
+        NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")], sections=SECTIONS)),
+    )
+    async with running_bot(settings, clock=clock):
+        welcome = await ask(tg, FAN, "/start")
+        await press(tg, FAN, welcome["message_id"], "sec:sports")
+        await polled(feeds, "/news.xml", 1)
+        read = len(tg.sent_messages(FAN))
+        items[:0] = [
+            FeedItem("match-1", "Sweden wins the opener", section="Sports"),
+            FeedItem("match-2", "Norway draws in Oslo", section="Sports"),
+            FeedItem("match-3", "Denmark loses at home", section="Sports"),
+            FeedItem("rates-1", "The central bank holds its rate", section="Business"),
+            FeedItem("world-1", "Talks resume in Geneva", section="World"),
+        ]
         feeds.serve("/news.xml", rss(items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2", NEWSBOT_RATE_GROUP_PER_MINUTE="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")], sections=SECTIONS)),
-        )
-        async with running_bot(settings):
-            welcome = await ask(tg, FAN, "/start")
-            await press(tg, FAN, welcome["message_id"], "sec:sports")
-            await polled(feeds, "/news.xml", 1)
-            read = len(tg.sent_messages(FAN))
-            items[:0] = [
-                FeedItem("match-1", "Sweden wins the opener", section="Sports"),
-                FeedItem("match-2", "Norway draws in Oslo", section="Sports"),
-                FeedItem("match-3", "Denmark loses at home", section="Sports"),
-                FeedItem("rates-1", "The central bank holds its rate", section="Business"),
-                FeedItem("world-1", "Talks resume in Geneva", section="World"),
-            ]
-            feeds.serve("/news.xml", rss(items))
-            await tg.await_for(lambda: len(posts(tg, SPORTS_CHANNEL)) >= 3, timeout=90)
-            await polled(feeds, "/news.xml", 2)
+        await tg.await_for(lambda: len(posts(tg, SPORTS_CHANNEL)) >= 3, timeout=90)
+        await polled(feeds, "/news.xml", 2)
 
-        # A restart, and the feed read again: nothing is posted twice; a new story once.
-        async with running_bot(settings):
-            await polled(feeds, "/news.xml", 2)
-            assert len(posts(tg, SPORTS_CHANNEL)) == 3
-            items.insert(0, FeedItem("match-4", "Finland qualifies", section="Sports"))
-            feeds.serve("/news.xml", rss(items))
-            await tg.await_for(lambda: len(posts(tg, SPORTS_CHANNEL)) >= 4, timeout=30)
-            await polled(feeds, "/news.xml", 2)
+    # A restart, and the feed read again: nothing is posted twice; a new story once.
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/news.xml", 2)
+        assert len(posts(tg, SPORTS_CHANNEL)) == 3
+        items.insert(0, FeedItem("match-4", "Finland qualifies", section="Sports"))
+        feeds.serve("/news.xml", rss(items))
+        await tg.await_for(lambda: len(posts(tg, SPORTS_CHANNEL)) >= 4, timeout=30)
+        await polled(feeds, "/news.xml", 2)
 
     sent = posts(tg, SPORTS_CHANNEL)
     assert all(c.ok for c in sent)
@@ -121,45 +115,45 @@ def in_topic(tg: FakeTelegram, thread: int | None) -> list[str]:
 
 
 async def test_a_forum_gets_a_sections_alerts_in_its_topic_and_the_general_topic_when_it_is_deleted(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     tg.add_chat(FORUM, "supergroup", title="Newsroom fans", is_forum=True)
     sport = tg.create_topic(FORUM, "Sport")
     items = backlog("Old", 5)
-    with FeedServer() as feeds:
+    feeds.serve("/news.xml", rss(items))
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
+        NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")])),
+    )
+    async with running_bot(settings, clock=clock):
+        # World from the General topic; Sports from inside the Sport topic.
+        welcome = await ask(tg, FORUM, "/start", user_id=MEMBER, chat_type="supergroup")
+        await press(tg, FORUM, welcome["message_id"], button(welcome, "World"), user_id=MEMBER)
+        picker = await ask(tg, FORUM, "/sections", user_id=MEMBER, thread_id=sport)
+        assert picker.get("message_thread_id") == sport
+        bound = await press(tg, FORUM, picker["message_id"], button(picker, "Sports"), user_id=MEMBER)
+        assert bound["text"] == "Added Sports in this topic"
+        await polled(feeds, "/news.xml", 1)
+
+        items[:0] = [
+            FeedItem("match-1", "Sweden wins the opener", section="Sports"),
+            FeedItem("world-1", "Talks resume in Geneva", section="World"),
+        ]
         feeds.serve("/news.xml", rss(items))
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_POLL_SECONDS="2",
-            NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/news.xml")])),
-        )
-        async with running_bot(settings):
-            # World from the General topic; Sports from inside the Sport topic.
-            welcome = await ask(tg, FORUM, "/start", user_id=MEMBER, chat_type="supergroup")
-            await press(tg, FORUM, welcome["message_id"], button(welcome, "World"), user_id=MEMBER)
-            picker = await ask(tg, FORUM, "/sections", user_id=MEMBER, thread_id=sport)
-            assert picker.get("message_thread_id") == sport
-            bound = await press(tg, FORUM, picker["message_id"], button(picker, "Sports"), user_id=MEMBER)
-            assert bound["text"] == "Added Sports in this topic"
-            await polled(feeds, "/news.xml", 1)
+        await tg.await_for(lambda: len(in_topic(tg, sport)) + len(in_topic(tg, None)) >= 2, timeout=30)
+        assert in_topic(tg, sport) == ["Sports · Sweden wins the opener"]
+        assert in_topic(tg, None) == ["World · Talks resume in Geneva"]
 
-            items[:0] = [
-                FeedItem("match-1", "Sweden wins the opener", section="Sports"),
-                FeedItem("world-1", "Talks resume in Geneva", section="World"),
-            ]
-            feeds.serve("/news.xml", rss(items))
-            await tg.await_for(lambda: len(in_topic(tg, sport)) + len(in_topic(tg, None)) >= 2, timeout=30)
-            assert in_topic(tg, sport) == ["Sports · Sweden wins the opener"]
-            assert in_topic(tg, None) == ["World · Talks resume in Geneva"]
-
-            # The topic is deleted: the next Sports alert falls back to the General topic, once.
-            tg.delete_topic(FORUM, sport)
-            items.insert(0, FeedItem("match-2", "Norway draws in Oslo", section="Sports"))
-            feeds.serve("/news.xml", rss(items))
-            await tg.await_for(lambda: len(in_topic(tg, None)) >= 2, timeout=30)
-            items.insert(0, FeedItem("match-3", "Denmark loses at home", section="Sports"))
-            feeds.serve("/news.xml", rss(items))
-            await tg.await_for(lambda: len(in_topic(tg, None)) >= 3, timeout=30)
-            await polled(feeds, "/news.xml", 2)
+        # The topic is deleted: the next Sports alert falls back to the General topic, once.
+        tg.delete_topic(FORUM, sport)
+        items.insert(0, FeedItem("match-2", "Norway draws in Oslo", section="Sports"))
+        feeds.serve("/news.xml", rss(items))
+        await tg.await_for(lambda: len(in_topic(tg, None)) >= 2, timeout=30)
+        items.insert(0, FeedItem("match-3", "Denmark loses at home", section="Sports"))
+        feeds.serve("/news.xml", rss(items))
+        await tg.await_for(lambda: len(in_topic(tg, None)) >= 3, timeout=30)
+        await polled(feeds, "/news.xml", 2)
 
     assert in_topic(tg, None) == [
         "World · Talks resume in Geneva", "Sports · Norway draws in Oslo", "Sports · Denmark loses at home"

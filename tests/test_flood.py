@@ -4,10 +4,7 @@ one global budget with the alerts."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +18,16 @@ from storage.db import Database
 from tests.conftest import SAMPLE_FEED
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import SAMPLE_RULE, bot_settings, running_bot, store_sample
+from tests.simtime import SimClock
 
 READER = 4242
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        fake.enforce_limits()
-        yield fake
+def tg(sim_tg: FakeTelegram) -> FakeTelegram:
+    """The fake Bot API on the test's simulated clock, enforcing Telegram's flood limits."""
+    sim_tg.enforce_limits()
+    return sim_tg
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -37,22 +35,22 @@ def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 async def test_three_hundred_commands_in_ten_seconds(
-    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clock: SimClock, tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """300 /latest in 10 s from one reader: at most FLOOD_UPDATES answers and exactly one
     "Slow down", no flood limit broken, no traceback."""
     await store_sample(tmp_path / "newsbot.db")
     caplog.set_level(logging.INFO)
-    async with running_bot(bot_settings(tg, tmp_path)):
-        started = time.monotonic()
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock):
+        started = clock.monotonic()
         for i in range(300):
             tg.user_message(READER, "/latest")
             # 30 a second, as a script would send them.
-            await asyncio.sleep(max(0.0, started + (i + 1) / 30 - time.monotonic()))
+            await clock.sleep_until(started + (i + 1) / 30)
         await tg.await_for(lambda: tg.pending_update_count == 0, timeout=30)
         answers = await tg.await_messages(READER, FLOOD_UPDATES + 1, timeout=60)
         # Whatever was still on its way has arrived by now (replies go out once a second).
-        await asyncio.sleep(3)
+        await clock.run_for(3)
         answers = tg.sent_messages(READER)
     texts = [str(m["text"]) for m in answers]
     assert texts.count(SLOW_DOWN) == 1, texts
@@ -64,28 +62,28 @@ async def test_three_hundred_commands_in_ten_seconds(
 
 
 async def test_error_notice_at_most_once_a_minute(
-    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clock: SimClock, tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A button whose answer keeps failing: every failure is logged, the reader is told once."""
     tg.fail_all(500, "Internal Server Error", methods=["answerCallbackQuery"])
-    async with running_bot(bot_settings(tg, tmp_path)):
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock):
         tg.user_message(READER, "/help")
         [message] = await tg.await_messages(READER, 1, timeout=30)
         for _ in range(5):  # under the flood limit
             tg.callback_query(READER, message["message_id"], "gone:1")
             await tg.await_for(lambda: tg.pending_update_count == 0, timeout=10)
-            await asyncio.sleep(0.3)
+            await clock.run_for(0.3)
         await tg.await_for(
             lambda: len([c for c in tg.calls("answerCallbackQuery") if not c.ok]) >= 5, timeout=30
         )
         await tg.await_messages(READER, 2, timeout=10)
-        await asyncio.sleep(1.5)
+        await clock.run_for(1.5)
     assert [m["text"] for m in tg.sent_messages(READER)][1:] == [NOTICE]
     failures = [r for r in caplog.records if r.getMessage().startswith("handler failed")]
     assert len(failures) == 5
 
 
-async def test_replies_and_alerts_share_the_global_budget(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_replies_and_alerts_share_the_global_budget(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> None:
     """100 alerts going out while 40 readers ask for /latest: every message delivered, and
     the global 30 a second never exceeded (replies wait for the same slots as alerts)."""
     db_path = tmp_path / "newsbot.db"
@@ -95,8 +93,8 @@ async def test_replies_and_alerts_share_the_global_budget(tg: FakeTelegram, tmp_
     db = await Database.open(db_path)
     try:
         for chat_id in alert_readers:
-            await chats.join(db, chat_id, "private", now=time.time())
-            await subscriptions.add_subscription(db, chat_id, "keyword", "drones", "drones", limit=50, now=time.time())
+            await chats.join(db, chat_id, "private", now=clock.time())
+            await subscriptions.add_subscription(db, chat_id, "keyword", "drones", "drones", limit=50, now=clock.time())
     finally:
         await db.close()
     story = SAMPLE_FEED.read_text().replace(
@@ -106,11 +104,11 @@ async def test_replies_and_alerts_share_the_global_budget(tg: FakeTelegram, tmp_
         "<description>Drones seen</description></item>\n<item>",
         1,
     )
-    parsed = parse_feed(story.encode(), url="https://swedenherald.com/rss", rule=SAMPLE_RULE, fetched_at=time.time())
-    async with running_bot(bot_settings(tg, tmp_path)) as rt:
+    parsed = parse_feed(story.encode(), url="https://swedenherald.com/rss", rule=SAMPLE_RULE, fetched_at=clock.time())
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock) as rt:
         services = rt.services
         async with services.db.write() as conn:
-            stored = await articles.store_articles(conn, parsed.articles, seen=False, now=time.time())
+            stored = await articles.store_articles(conn, parsed.articles, seen=False, now=clock.time())
         [drones] = [a for a in stored.new if a.id == "sh-drones"]
         queued = await enqueue_alerts(services, [drones])
         assert queued.queued == len(alert_readers)

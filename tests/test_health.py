@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import re
 import sqlite3
@@ -23,18 +24,13 @@ from storage import outbox, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, running_bot, write_feeds_file
+from tests.simtime import SimClock
 from tests.test_operator import free_port
 
 TINY_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Tiny</title>
 <item><title>One</title><link>https://t.example/1</link><guid>t-1</guid></item></channel></rss>"""
 NOT_SAVED = "Sorry, that could not be saved — please try again later"
 HEALTH_FIELDS = {"status", "database", "dispatcher", "updates", "telegram", "last_poll_age_seconds"}
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 def samples(text: str) -> dict[str, str]:
@@ -53,73 +49,74 @@ async def updates_answered(tg: FakeTelegram, chat_id: int = 55) -> None:
     await tg.await_messages(chat_id, 1, timeout=30)
 
 
-async def test_healthz_and_metrics(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_healthz_and_metrics(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    tg, server = sim_tg, sim_feeds
     port = free_port()
-    with FeedServer() as server:
-        server.serve("/tiny.xml", TINY_FEED)
-        server.status("/broken.xml", 500)
-        feeds_file = write_feeds_file(tmp_path, [server.url_for("/tiny.xml"), server.url_for("/broken.xml")])
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1"
-        )
-        async with running_bot(settings) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            services = rt.services
-            await updates_answered(tg)
-            await tg.await_for(lambda: len(server.requests("/broken.xml")) >= 1, timeout=10)
-            await tg.await_for(lambda: services.metrics.last_poll_success is not None, timeout=10)
+    server.serve("/tiny.xml", TINY_FEED)
+    server.status("/broken.xml", 500)
+    feeds_file = write_feeds_file(tmp_path, [server.url_for("/tiny.xml"), server.url_for("/broken.xml")])
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1"
+    )
+    async with running_bot(settings, clock=clock) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        services = rt.services
+        await updates_answered(tg)
+        await tg.await_for(lambda: len(server.requests("/broken.xml")) >= 1, timeout=10, interval=0.05)
+        await tg.await_for(lambda: services.metrics.last_poll_success is not None, timeout=10, interval=0.05)
 
-            health = await http.get("/healthz")
-            assert health.status_code == 200
-            assert health.headers["content-type"] == "application/json"
-            body = health.json()
-            assert set(body) == HEALTH_FIELDS, body
-            assert body["status"] == "ok" and body["database"] is True and body["dispatcher"] is True
-            assert body["updates"] is True and body["telegram"] is True
-            assert 0 <= body["last_poll_age_seconds"] < 10
+        health = await http.get("/healthz")
+        assert health.status_code == 200
+        assert health.headers["content-type"] == "application/json"
+        body = health.json()
+        assert set(body) == HEALTH_FIELDS, body
+        assert body["status"] == "ok" and body["database"] is True and body["dispatcher"] is True
+        assert body["updates"] is True and body["telegram"] is True
+        assert 0 <= body["last_poll_age_seconds"] < 10
 
-            metrics = await http.get("/metrics")
-            assert metrics.status_code == 200
-            assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-            lines = samples(metrics.text)
-            assert float(lines['newsbot_outbox_backlog{lane="personal"}']) == 0
-            assert float(lines["newsbot_feeds_enabled"]) == 2 and float(lines["newsbot_feeds_failing"]) == 1
-            assert float(lines["newsbot_readers_active"]) == 1 and float(lines["newsbot_dispatcher_up"]) == 1
-            assert float(lines["newsbot_last_poll_age_seconds"]) < 10
-            assert float(lines['newsbot_polls_total{result="error"}']) >= 1
-            assert "# TYPE newsbot_polls_total counter" in metrics.text
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+        lines = samples(metrics.text)
+        assert float(lines['newsbot_outbox_backlog{lane="personal"}']) == 0
+        assert float(lines["newsbot_feeds_enabled"]) == 2 and float(lines["newsbot_feeds_failing"]) == 1
+        assert float(lines["newsbot_readers_active"]) == 1 and float(lines["newsbot_dispatcher_up"]) == 1
+        assert float(lines["newsbot_last_poll_age_seconds"]) < 10
+        assert float(lines['newsbot_polls_total{result="error"}']) >= 1
+        assert "# TYPE newsbot_polls_total counter" in metrics.text
 
-            assert (await http.get("/")).status_code == 404
-            assert (await http.get("/healthz/extra")).status_code == 404
-            assert (await http.post("/healthz")).status_code == 404
+        assert (await http.get("/")).status_code == 404
+        assert (await http.get("/healthz/extra")).status_code == 404
+        assert (await http.post("/healthz")).status_code == 404
 
-            # A poll that has not succeeded for more than 3 intervals + 60 s: unhealthy.
-            server.status("/tiny.xml", 500)
-            failed = len([r for r in server.requests("/tiny.xml") if r.status == 500])
-            await tg.await_for(lambda: len([r for r in server.requests("/tiny.xml") if r.status == 500]) > failed, timeout=10)
-            services.metrics.last_poll_success = services.clock.monotonic() - 1000
-            stale = await http.get("/healthz")
-            assert stale.status_code == 503
-            assert stale.json()["status"] == "unhealthy"
-            assert any(r.startswith("poll: last success") for r in stale.json()["reasons"])
+        # A poll that has not succeeded for more than 3 intervals + 60 s: unhealthy.
+        server.status("/tiny.xml", 500)
+        failed = len([r for r in server.requests("/tiny.xml") if r.status == 500])
+        await tg.await_for(lambda: len([r for r in server.requests("/tiny.xml") if r.status == 500]) > failed, timeout=10, interval=0.05)
+        services.metrics.last_poll_success = services.clock.monotonic() - 1000
+        stale = await http.get("/healthz")
+        assert stale.status_code == 503
+        assert stale.json()["status"] == "unhealthy"
+        assert any(r.startswith("poll: last success") for r in stale.json()["reasons"])
 
-            # The dispatcher stopped: unhealthy, and the failing field says which.
-            assert rt.dispatcher is not None
-            await rt.dispatcher.stop(timeout=1)
-            dead = await http.get("/healthz")
-            assert dead.status_code == 503
-            assert dead.json()["dispatcher"] is False and dead.json()["database"] is True
-            assert "dispatcher: not running" in dead.json()["reasons"]
+        # The dispatcher stopped: unhealthy, and the failing field says which.
+        assert rt.dispatcher is not None
+        await rt.dispatcher.stop(timeout=1)
+        dead = await http.get("/healthz")
+        assert dead.status_code == 503
+        assert dead.json()["dispatcher"] is False and dead.json()["database"] is True
+        assert "dispatcher: not running" in dead.json()["reasons"]
 
     # Stopped with the bot.
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
 
 
-async def test_metrics_come_from_prometheus_client_in_full(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_metrics_come_from_prometheus_client_in_full(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
     """Every metric has HELP and TYPE; numbers keep every digit; the backlog has one sample
     per lane, labelled."""
+    tg = sim_tg
     port = free_port()
-    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))) as rt:
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port)), clock=clock) as rt:
         await updates_answered(tg)
         rt.services.metrics.inc("newsbot_articles_new_total", 1234567)
         rt.services.metrics.inc("newsbot_errors_total", 987654321, stage="poll")
@@ -145,14 +142,16 @@ async def test_metrics_come_from_prometheus_client_in_full(tg: FakeTelegram, tmp
     assert lanes == sorted(outbox.LANE_NAMES.values()), lanes
 
 
-async def test_no_endpoint_without_a_port(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with running_bot(bot_settings(tg, tmp_path)) as rt:
+async def test_no_endpoint_without_a_port(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock) as rt:
         assert rt.health is None
 
 
-async def test_a_slow_client_does_not_block_others(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_slow_client_does_not_block_others(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     port = free_port()
-    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))):
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port)), clock=clock):
         await updates_answered(tg)
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /healthz HTTP/1.1\r\n")  # never finishes its request
@@ -164,10 +163,11 @@ async def test_a_slow_client_does_not_block_others(tg: FakeTelegram, tmp_path: P
         await writer.wait_closed()
 
 
-async def test_updates_never_answered_is_unhealthy_after_the_grace(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_updates_never_answered_is_unhealthy_after_the_grace(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
     """getUpdates that stops answering (a hang, not an error) shows after UPDATES_STALE."""
+    tg = sim_tg
     port = free_port()
-    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))) as rt:
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port)), clock=clock) as rt:
         await updates_answered(tg)
         status = rt.services.status
         assert status.updates_ok_at is not None
@@ -179,17 +179,43 @@ async def test_updates_never_answered_is_unhealthy_after_the_grace(tg: FakeTeleg
         assert any(r.startswith("updates: no answer from getUpdates for") for r in answer.json()["reasons"])
 
 
+async def test_an_update_python_telegram_bot_cannot_read_is_logged_counted_and_skipped(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A poll without the fields python-telegram-bot requires (as when Telegram adds one):
+    one line naming its update id, counted, and the next getUpdates confirms it; the updates
+    around it are answered and the bot keeps polling."""
+    tg = sim_tg
+    caplog.set_level(logging.INFO)
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock) as rt:
+        await updates_answered(tg)
+        tg.user_message(56, "/help")
+        unreadable = tg.push_update({"poll": {"id": "p-1", "question": "Which one?"}})
+        await tg.await_messages(56, 1, timeout=30)
+        # The last update taken: only the offset past it confirms it.
+        await tg.await_for(lambda: tg.pending_update_count == 0, timeout=60)
+        tg.user_message(57, "/help")
+        await tg.await_messages(57, 1, timeout=30)
+        assert rt.services.metrics.value("newsbot_errors_total", stage="updates") == 1
+    skipped = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(skipped) == 1, [r.getMessage() for r in caplog.records]
+    assert f"update_id={unreadable['update_id']} " in skipped[0].getMessage()
+    assert "Poll" in skipped[0].getMessage() and "Which one?" not in skipped[0].getMessage()
+    assert [r for r in caplog.records if r.exc_info is not None or r.levelno >= logging.ERROR] == []
+
+
 # --- the database file gone or replaced -----------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
-async def test_database_file_deleted_or_replaced_is_unhealthy(tg: FakeTelegram, tmp_path: Path, how: str) -> None:
+async def test_database_file_deleted_or_replaced_is_unhealthy(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path, how: str) -> None:
     """Writes to a deleted (or replaced) file vanish at the next start: /healthz says 503
     and names the database, and /metrics reports it down."""
+    tg = sim_tg
     port = free_port()
     settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))
     db_path = tmp_path / "newsbot.db"
-    async with running_bot(settings), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+    async with running_bot(settings, clock=clock), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         await updates_answered(tg)
         assert (await http.get("/healthz")).status_code == 200
         if how == "deleted":
@@ -237,21 +263,25 @@ def fill(path: Path) -> None:
                 filler.write(b"\0" * 512)
 
 
-async def test_disk_full_is_unhealthy_and_readers_are_told(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_disk_full_is_unhealthy_and_readers_are_told(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
     """With the disk full: /healthz 503 naming the database, a reader's /follow answered
     "could not be saved" (and nothing pretends it was); room again: saved, then healthy."""
+    tg = sim_tg
     port = free_port()
     with tiny_disk(tmp_path / "disk") as disk:
         settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_DB=str(disk / "newsbot.db"))
-        async with running_bot(settings) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with running_bot(settings, clock=clock) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             services = rt.services
             await updates_answered(tg, 42)
             assert (await http.get("/healthz")).status_code == 200
             await services.db.maintain()  # the write-ahead log cut to nothing: the next write needs room
             fill(disk / "filler")
+            # The check writes the time it ran: a second later, so that its write changes a
+            # row (an update to the very same value needs no room on the disk).
+            await clock.run_for(1)
 
             answer = await http.get("/healthz")
-            assert answer.status_code == 503
+            assert answer.status_code == 503, answer.json()
             body = answer.json()
             assert body["database"] is False, body
             assert any(r.startswith("database: storage: cannot write") and "full" in r for r in body["reasons"]), body
@@ -281,20 +311,23 @@ def story_feed(first: int, count: int) -> bytes:
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Day</title>{items}</channel></rss>'.encode()
 
 
-async def test_a_write_of_the_pipeline_that_fails_is_unhealthy(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_write_of_the_pipeline_that_fails_is_unhealthy(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
+) -> None:
     """A nearly full disk: a poll's store of 200 new stories cannot be written, while the
     health check's own one-row write still fits. /healthz is 503 naming the failed write (the
     check's write alone said 200); once a store goes in, 200 again."""
+    tg, server = sim_tg, sim_feeds
     port = free_port()
-    with FeedServer() as server, tiny_disk(tmp_path / "disk") as disk:
+    with tiny_disk(tmp_path / "disk") as disk:
         server.serve("/day.xml", story_feed(0, 20))
         feeds_file = write_feeds_file(tmp_path, [server.url_for("/day.xml")])
         db_path = disk / "newsbot.db"
         settings = bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port), NEWSBOT_FEEDS=str(feeds_file),
                                 NEWSBOT_DB=str(db_path))
-        async with running_bot(settings) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with running_bot(settings, clock=clock) as rt, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             services = rt.services
-            await tg.await_for(lambda: services.metrics.last_poll_success is not None, timeout=10)  # primed
+            await tg.await_for(lambda: services.metrics.last_poll_success is not None, timeout=10, interval=0.05)  # primed
             await updates_answered(tg)
             assert (await http.get("/healthz")).status_code == 200
             await services.db.maintain()  # the write-ahead log cut to nothing: writes need room
@@ -321,11 +354,12 @@ async def test_a_write_of_the_pipeline_that_fails_is_unhealthy(tg: FakeTelegram,
             assert healthy.status_code == 200, healthy.json()
 
 
-async def test_healthy_as_soon_as_telegram_answered(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_healthy_as_soon_as_telegram_answered(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
     """getMe answered and the first long poll is out: 200 at once, not only once that long
     poll returns (up to 30 s later when nobody writes)."""
+    tg = sim_tg
     port = free_port()
-    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))), \
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port)), clock=clock), \
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         answer = await http.get("/healthz")
         assert tg.calls("getUpdates") == []  # the first long poll has not returned
@@ -333,12 +367,13 @@ async def test_healthy_as_soon_as_telegram_answered(tg: FakeTelegram, tmp_path: 
         assert answer.json()["updates"] is True
 
 
-async def test_get_updates_refused_from_the_start_is_unhealthy(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_get_updates_refused_from_the_start_is_unhealthy(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
     """Healthy at start means getMe answered and getUpdates is not failing: a first long
     poll refused (another copy of the bot polling) is 503 naming updates."""
+    tg = sim_tg
     tg.fail_all(409, "Conflict: terminated by other getUpdates request", methods=["getUpdates"])
     port = free_port()
-    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port))), \
+    async with running_bot(bot_settings(tg, tmp_path, NEWSBOT_HTTP_PORT=str(port)), clock=clock), \
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         await tg.await_calls("getUpdates", 1, timeout=10)
         answer = await http.get("/healthz")

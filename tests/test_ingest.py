@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from storage import articles, chats, feeds, subscriptions
 from tests.conftest import REPO, SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.harness import write_feeds_file
+from tests.simtime import SimClock
 
 
 def newsbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -119,7 +119,9 @@ def test_unwritable_database_is_one_clear_line(tmp_path: Path, server: FeedServe
 
 
 @pytest.fixture
-async def services(tmp_path: Path, server: FeedServer) -> AsyncIterator[Services]:
+async def services(clock: SimClock, sim_feeds: FeedServer, tmp_path: Path) -> AsyncIterator[Services]:
+    """The bot's services on the test's simulated clock, its feeds on the loopback server."""
+    server = sim_feeds
     paths = ["/good.xml", "/slow.xml", "/500.xml", "/huge.xml", "/page.html", "/loop-a", "/cut.xml"]
     settings = load_settings(
         {
@@ -131,14 +133,15 @@ async def services(tmp_path: Path, server: FeedServer) -> AsyncIterator[Services
         },
         env_file=None,
     )
-    svc = await open_services(settings)
+    svc = await open_services(settings, clock=clock)
     yield svc
     await svc.close()
 
 
 async def test_bad_feeds_fail_with_backoff_and_the_others_go_on(
-    services: Services, server: FeedServer
+    clock: SimClock, services: Services, sim_feeds: FeedServer
 ) -> None:
+    server = sim_feeds
     sample = SAMPLE_FEED.read_bytes()
     server.serve("/good.xml", sample)
     server.serve("/slow.xml", sample)
@@ -150,9 +153,9 @@ async def test_bad_feeds_fail_with_backoff_and_the_others_go_on(
     server.redirect("/loop-b", "/loop-a")
     server.truncated("/cut.xml", sample[: len(sample) // 3], mode="document")
 
-    started = time.monotonic()
+    started = clock.monotonic()
     summary = await poll_due_feeds(services, all_feeds=True)
-    assert time.monotonic() - started < 20  # the slow feed did not hold up the round
+    assert clock.monotonic() - started < 20  # the slow feed did not hold up the round
 
     by_url = {o.feed.url.rsplit("/", 1)[1]: o for o in summary.outcomes}
     assert by_url["good.xml"].result == "primed" and by_url["good.xml"].items == 50
@@ -162,7 +165,7 @@ async def test_bad_feeds_fail_with_backoff_and_the_others_go_on(
     assert "larger than" in (by_url["huge.xml"].error or "")
     assert "redirect" in (by_url["loop-a"].error or "")
 
-    now = time.time()
+    now = clock.time()
     for feed in await feeds.list_feeds(services.db):
         name = feed.url.rsplit("/", 1)[1]
         if name == "good.xml":
@@ -186,12 +189,13 @@ async def test_bad_feeds_fail_with_backoff_and_the_others_go_on(
 
 
 async def test_only_articles_after_the_first_poll_become_alerts(
-    services: Services, server: FeedServer
+    clock: SimClock, services: Services, sim_feeds: FeedServer
 ) -> None:
+    server = sim_feeds
     sample = SAMPLE_FEED.read_text()
     server.serve("/good.xml", sample.encode())
-    await chats.join(services.db, 42, "private", now=time.time())
-    await subscriptions.add_subscription(services.db, 42, "section", "sports", "sports", limit=50, now=time.time())
+    await chats.join(services.db, 42, "private", now=clock.time())
+    await subscriptions.add_subscription(services.db, 42, "section", "sports", "sports", limit=50, now=clock.time())
     await load_matcher_index(services.db, services.matcher)
     for path in ("/slow.xml", "/500.xml", "/huge.xml", "/page.html", "/loop-a", "/cut.xml"):
         server.status(path, 404)

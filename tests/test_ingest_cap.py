@@ -20,6 +20,7 @@ from storage import articles, chats, feeds, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, running_bot, write_feeds_file
+from tests.simtime import SimClock
 
 READER = 42
 CAP = 5
@@ -228,27 +229,34 @@ async def test_alerts_not_queued_are_queued_at_the_next_tick(one_feed: Services,
     assert await alerted(services) == ["s-1"]
 
 
-async def test_feeds_command_says_stories_went_without_alerts(tmp_path: Path, server: FeedServer) -> None:
+async def test_feeds_command_says_stories_went_without_alerts(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
+) -> None:
     """The running bot polls a feed that dumps 9 new stories with a cap of 5: the reader
     gets 5 alerts, and an admin's /feeds says 4 were stored without alerts."""
-    now = time.time()
+    tg, server = sim_tg, sim_feeds
+    now = clock.time()
     server.serve("/feed.xml", rss([item(0, now - HOUR)]))
-    with FakeTelegram() as tg:
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [server.url_for("/feed.xml")])),
-            NEWSBOT_POLL_SECONDS="1", NEWSBOT_ALERTS_PER_POLL=str(CAP),
-        )
-        async with running_bot(settings) as rt:
-            await tg.await_for(lambda: server.requests("/feed.xml"), timeout=30)
-            await ask(tg, READER, "/start")
-            await subscriptions.add_subscription(rt.services.db, READER, "section", "world", "World", limit=50, now=time.time())
-            await load_matcher_index(rt.services.db, rt.services.matcher)
-            server.serve("/feed.xml", rss([item(0, now - HOUR), *(item(n, now - 600 + n) for n in range(1, 10))]))
-            [_, alerts] = await tg.await_messages(READER, 2, timeout=60)  # combined into one
-            reply = await ask(tg, 9001, "/feeds")
-            sent = await rt.services.db.fetchall(
-                "SELECT article_id FROM outbox WHERE chat_id = ? AND state = 'sent'", (READER,)
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [server.url_for("/feed.xml")])),
+        NEWSBOT_POLL_SECONDS="1", NEWSBOT_ALERTS_PER_POLL=str(CAP),
+    )
+    sent_sql = "SELECT article_id FROM outbox WHERE chat_id = ? AND state = 'sent'"
+    async with running_bot(settings, clock=clock) as rt:
+        db = rt.services.db
+        await tg.await_for(lambda: server.requests("/feed.xml"), timeout=30, interval=0.05)
+        await ask(tg, READER, "/start")
+        await subscriptions.add_subscription(db, READER, "section", "world", "World", limit=50, now=clock.time())
+        await load_matcher_index(db, rt.services.matcher)
+        server.serve("/feed.xml", rss([item(0, now - HOUR), *(item(n, now - 600 + n) for n in range(1, 10))]))
+        [_, alerts] = await tg.await_messages(READER, 2, timeout=60)  # combined into one
+        # Telegram has the message a moment before the bot has recorded its rows as sent.
+        with sqlite3.connect(tmp_path / "newsbot.db") as conn:
+            await tg.await_for(
+                lambda: len(conn.execute(sent_sql, (READER,)).fetchall()) >= CAP, timeout=30, interval=0.05
             )
-        assert "last poll: 4 new stories stored without alerts" in str(reply["text"]), reply["text"]
-        assert sorted(r[0] for r in sent) == [f"s-{n}" for n in range(5, 10)]
-        assert [f"harbour{n}" in str(alerts["text"]) for n in range(1, 10)] == [False] * 4 + [True] * 5
+        reply = await ask(tg, 9001, "/feeds")
+        sent = await db.fetchall(sent_sql, (READER,))
+    assert "last poll: 4 new stories stored without alerts" in str(reply["text"]), reply["text"]
+    assert sorted(r[0] for r in sent) == [f"s-{n}" for n in range(5, 10)]
+    assert [f"harbour{n}" in str(alerts["text"]) for n in range(1, 10)] == [False] * 4 + [True] * 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from bot.runner import Runtime
 from storage import articles, chats
 from tests.fakes.telegram_api import MAX_INLINE_RESULTS, FakeTelegram
 from tests.harness import ask, bot_settings, running_bot, store_sample
+from tests.simtime import SimClock
 
 PASSER_BY = 777  # never started the bot
 GROUP = -1001234567890
@@ -24,15 +25,16 @@ BOT_LINK = "https://t.me/newsbot_test_bot"
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(supports_inline_queries=True) as fake:
+async def tg(clock: SimClock) -> AsyncIterator[FakeTelegram]:
+    """The fake Bot API with inline mode on, on the test's loop and simulated clock."""
+    async with FakeTelegram(supports_inline_queries=True).here(clock) as fake:
         yield fake
 
 
 @asynccontextmanager
-async def sample_bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Runtime]:
+async def sample_bot(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Runtime]:
     await store_sample(tmp_path / "newsbot.db")
-    async with running_bot(bot_settings(tg, tmp_path)) as rt:
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock) as rt:
         yield rt
 
 
@@ -44,8 +46,8 @@ async def inline(tg: FakeTelegram, query: str, user_id: int = PASSER_BY) -> dict
     return answers[0]
 
 
-async def test_an_inline_search_ranks_like_search_and_links_back(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with sample_bot(tg, tmp_path) as rt:
+async def test_an_inline_search_ranks_like_search_and_links_back(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> None:
+    async with sample_bot(clock, tg, tmp_path) as rt:
         answer = await inline(tg, "ukraine")
         results = answer["results"]
         assert 1 <= len(results) <= 20 <= MAX_INLINE_RESULTS
@@ -73,8 +75,8 @@ async def test_an_inline_search_ranks_like_search_and_links_back(tg: FakeTelegra
         assert (await chats.chat_counts(rt.services.db))["total"] == 0  # reading registers nobody
 
 
-async def test_an_empty_query_lists_the_latest(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with sample_bot(tg, tmp_path) as rt:
+async def test_an_empty_query_lists_the_latest(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> None:
+    async with sample_bot(clock, tg, tmp_path) as rt:
         answer = await inline(tg, "")
         newest = await articles.latest(rt.services.db, None, limit=50)
         assert len(newest) == 50
@@ -91,24 +93,26 @@ async def test_an_empty_query_lists_the_latest(tg: FakeTelegram, tmp_path: Path)
         assert chat is not None and chat.active
 
 
-async def test_nothing_found_is_an_empty_answer(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with sample_bot(tg, tmp_path):
+async def test_nothing_found_is_an_empty_answer(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> None:
+    async with sample_bot(clock, tg, tmp_path):
         answer = await inline(tg, "zyxwvu qwxz")
         assert answer["results"] == []
         assert answer["cache_time"] > 0
 
 
-async def test_without_inline_mode_the_bot_works_unchanged(tmp_path: Path) -> None:
+async def test_without_inline_mode_the_bot_works_unchanged(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    tg = sim_tg
     await store_sample(tmp_path / "newsbot.db")
-    with FakeTelegram() as tg:
-        async with running_bot(bot_settings(tg, tmp_path)):
-            found = await ask(tg, 4242, "/search ukraine")
-            assert found["text"].startswith("Search: ukraine")
-            assert "Welcome" in (await ask(tg, 4242, "/start"))["text"]
-            with pytest.raises(RuntimeError, match="inline mode is off"):
-                tg.inline_query(PASSER_BY, "ukraine")
-        assert tg.calls("answerInlineQuery") == []
-        assert [c for c in tg.calls() if not c.ok and c.method != "getUpdates"] == []
+    async with running_bot(bot_settings(tg, tmp_path), clock=clock):
+        found = await ask(tg, 4242, "/search ukraine")
+        assert found["text"].startswith("Search: ukraine")
+        assert "Welcome" in (await ask(tg, 4242, "/start"))["text"]
+        with pytest.raises(RuntimeError, match="inline mode is off"):
+            tg.inline_query(PASSER_BY, "ukraine")
+    assert tg.calls("answerInlineQuery") == []
+    assert [c for c in tg.calls() if not c.ok and c.method != "getUpdates"] == []
 
 
 async def unanswered(tg: FakeTelegram, query: str, user_id: int) -> str:
@@ -119,10 +123,10 @@ async def unanswered(tg: FakeTelegram, query: str, user_id: int) -> str:
     return str(ignored)
 
 
-async def test_inline_queries_and_commands_share_one_flood_count(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_inline_queries_and_commands_share_one_flood_count(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> None:
     """Ten inline queries and two commands are answered; the thirteenth update in ten seconds
     gets "Slow down", and the user's inline queries then get no answer at all."""
-    async with sample_bot(tg, tmp_path):
+    async with sample_bot(clock, tg, tmp_path):
         for n in range(FLOOD_UPDATES - 2):
             assert (await inline(tg, f"ukraine {n}"))["results"] is not None
         assert (await ask(tg, PASSER_BY, "/help"))["text"].startswith("newsbot sends you")
@@ -133,8 +137,8 @@ async def test_inline_queries_and_commands_share_one_flood_count(tg: FakeTelegra
         assert len(tg.inline_answers()) == FLOOD_UPDATES - 2 + 1  # and the marker's
 
 
-async def test_an_inline_flooder_is_told_once_on_their_next_command(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with sample_bot(tg, tmp_path):
+async def test_an_inline_flooder_is_told_once_on_their_next_command(clock: SimClock, tg: FakeTelegram, tmp_path: Path) -> None:
+    async with sample_bot(clock, tg, tmp_path):
         for n in range(FLOOD_UPDATES):
             await inline(tg, f"drones {n}")
         ignored = await unanswered(tg, "drones over the harbour", PASSER_BY)  # the 13th

@@ -7,7 +7,10 @@ with its stdout and stderr in one file, so nothing it prints can be missed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import math
 import os
 import re
@@ -16,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,11 +29,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bot.config import Settings
+from bot.logs import setup_logging
 from bot.runner import STOP_SECONDS
 from tests.conftest import REPO, SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
-from tests.harness import SECTIONS_TOML, write_feeds_file
+from tests.harness import SECTIONS_TOML, ask, bot_settings, running_bot, write_feeds_file
+from tests.simtime import SimClock
 
 T = TypeVar("T")
 
@@ -203,13 +210,14 @@ def running_and_healthy(tg: FakeTelegram, bot: BotProcess) -> None:
 def test_get_updates_refused_for_a_while_is_retried_reported_and_recovered(
     tg: FakeTelegram, tmp_path: Path, bots: list[BotProcess]
 ) -> None:
-    """15 s of 401 on getUpdates: retried with back-off (one line each), /healthz unhealthy
-    naming updates meanwhile, healthy again after; a command sent meanwhile is answered
-    after recovery; then a 404 period, and SIGTERM in the middle of it stops the bot in time."""
+    """5 s of 401 on getUpdates: retried with back-off (one line each: the attempts at 0, 1
+    and 3 s fail, the one at 7 s is answered), /healthz unhealthy naming updates meanwhile,
+    healthy again after; a command sent meanwhile is answered after recovery; then a 404
+    period, and SIGTERM in the middle of it stops the bot in time."""
     bot = start(bots, tmp_path, run_env(tg, tmp_path))
     running_and_healthy(tg, bot)
 
-    tg.fail_for(15, 401, "Unauthorized", methods=["getUpdates"])
+    tg.fail_for(5, 401, "Unauthorized", methods=["getUpdates"])
     tg.user_message(56, "/help")  # ends the long poll in progress; the next one is refused
     tg.wait_for_messages(56, 1, timeout=30)
     _, body = bot.wait_for_health(lambda s, b: s == 503, timeout=30)
@@ -298,50 +306,85 @@ STORY = """<item><title>{title}</title><link>https://swedenherald.com/article/{s
 <description>New story</description></item>"""
 
 
-def test_logs_at_the_default_level_say_what_happened_and_nothing_per_tick(
-    tg: FakeTelegram, tmp_path: Path, feed_server: FeedServer, bots: list[BotProcess]
+@contextlib.contextmanager
+def newsbot_logging(settings: Settings) -> Iterator[io.StringIO]:
+    """The logging `newsbot run` sets up (bot.logs.setup_logging, at the settings' level),
+    writing into the buffer returned instead of stderr; every logger, hook and the warnings
+    capture are put back as they were afterwards."""
+    manager = logging.Logger.manager
+    before = {logging.getLogger(), *(x for x in manager.loggerDict.values() if isinstance(x, logging.Logger))}
+    saved = [(logger, logger.level, logger.handlers[:], logger.filters[:]) for logger in before]
+    hooks = sys.excepthook, threading.excepthook
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        setup_logging(settings.log_level, [settings.require_token()])
+    try:
+        yield out
+    finally:
+        logging.captureWarnings(False)
+        sys.excepthook, threading.excepthook = hooks
+        for logger, level, handlers, filters in saved:
+            logger.setLevel(level)
+            logger.handlers[:], logger.filters[:] = handlers, filters
+        for logger in manager.loggerDict.values():
+            if isinstance(logger, logging.Logger) and logger not in before:
+                logger.setLevel(logging.NOTSET)
+                logger.filters.clear()
+
+
+async def test_logs_at_the_default_level_say_what_happened_and_nothing_per_tick(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
-    """About 20 s of one-second poll ticks at the default level: no scheduler line per job
-    run, no line per unchanged poll; a poll that found a story says so in one line; a
-    broadcast logs its start and its end."""
+    """Twenty seconds of one-second poll ticks at the default level, logged as `newsbot run`
+    logs: no scheduler line per job run, no line per unchanged poll; a poll that found a story
+    says so in one line; a broadcast logs its start and its end. In-process on simulated
+    time, so that the twenty seconds (and the jobs' ticks in them) take no time."""
+    tg, feed_server = sim_tg, sim_feeds
     sample = SAMPLE_FEED.read_text()
     feed_server.serve("/rss.xml", sample.encode())
     feeds_file = write_feeds_file(tmp_path, [feed_server.url_for("/rss.xml")])
-    env = run_env(tg, tmp_path, NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1")
-    env.pop("NEWSBOT_LOG_LEVEL", None)
-    bot = start(bots, tmp_path, env)
-    bot.wait_for_lines("newsbot running")
-    tg.user_message(70, "/start")
-    tg.wait_for_messages(70, 1, timeout=60)
-    tg.user_message(70, "/follow drones")
-    tg.wait_for_messages(70, 2, timeout=60)
-    wait_until(lambda: len(feed_server.requests("/rss.xml")) >= 3, 30, "three polls")
-    lines_before = len(bot.text.splitlines())
-    polls_before = len(feed_server.requests("/rss.xml"))
-    time.sleep(20)
-    polls = len(feed_server.requests("/rss.xml")) - polls_before
-    assert polls >= 10, polls  # the ticks did run
-    quiet = bot.text.splitlines()[lines_before:]
-    assert quiet == [], quiet
+    settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_POLL_SECONDS="1")
+    assert settings.log_level == "INFO"  # the default: NEWSBOT_LOG_LEVEL is not set
 
-    item = STORY.format(title="Drones over the harbour", slug="drones", guid="sh-new-1")
-    feed_server.serve("/rss.xml", sample.replace("<item>", item + "\n<item>", 1).encode())
-    [found] = bot.wait_for_lines(r"feed=\d+ new=\d+ alerts_queued=\d+", 1, timeout=30)
-    assert re.search(r"feed=1 new=1 alerts_queued=1\b", found), found
-    tg.wait_for_messages(70, 3, timeout=60)
+    with newsbot_logging(settings) as out:
 
-    tg.user_message(9001, "/broadcast Road closures tonight")
-    [preview] = tg.wait_for_messages(9001, 1, timeout=60)
-    assert "reply_markup" in preview, preview["text"]
-    data = next(b["callback_data"] for row in preview["reply_markup"]["inline_keyboard"] for b in row
-                if b["text"].startswith("Send"))
-    tg.callback_query(9001, preview["message_id"], data)
-    [started] = bot.wait_for_lines(r"broadcast started broadcast_id=\d+", 1, timeout=60)
-    [ended] = bot.wait_for_lines(r"broadcast (done|finished|sent|completed) broadcast_id=\d+", 1, timeout=60)
+        async def wait_for_lines(pattern: str) -> list[str]:
+            def found() -> list[str]:
+                return [line for line in out.getvalue().splitlines() if re.search(pattern, line)]
+
+            return await tg.await_for(found, timeout=60, interval=0.05)
+
+        async with running_bot(settings, clock=clock):
+            await ask(tg, 70, "/start")
+            await ask(tg, 70, "/follow drones")
+            await tg.await_for(lambda: len(feed_server.requests("/rss.xml")) >= 3, timeout=30, interval=0.05)
+            lines_before = len(out.getvalue().splitlines())
+            polls_before = len(feed_server.requests("/rss.xml"))
+            await clock.run_for(20)
+            polls = len(feed_server.requests("/rss.xml")) - polls_before
+            assert polls >= 10, polls  # the ticks did run
+            quiet = out.getvalue().splitlines()[lines_before:]
+            assert quiet == [], quiet
+
+            item = STORY.format(title="Drones over the harbour", slug="drones", guid="sh-new-1")
+            feed_server.serve("/rss.xml", sample.replace("<item>", item + "\n<item>", 1).encode())
+            [found] = await wait_for_lines(r"feed=\d+ new=\d+ alerts_queued=\d+")
+            assert re.search(r"feed=1 new=1 alerts_queued=1\b", found), found
+            await tg.await_messages(70, 3, timeout=60)
+
+            tg.user_message(9001, "/broadcast Road closures tonight")
+            [preview] = await tg.await_messages(9001, 1, timeout=60)
+            assert "reply_markup" in preview, preview["text"]
+            data = next(b["callback_data"] for row in preview["reply_markup"]["inline_keyboard"] for b in row
+                        if b["text"].startswith("Send"))
+            tg.callback_query(9001, preview["message_id"], data)
+            [started] = await wait_for_lines(r"broadcast started broadcast_id=\d+")
+            [ended] = await wait_for_lines(r"broadcast (done|finished|sent|completed) broadcast_id=\d+")
+        text = out.getvalue()
     assert "total=1" in started, started
     assert "sent=1" in ended, ended
-    stopped_cleanly(bot)
-    assert not bot.lines(r"INFO apscheduler|Running job|executed successfully"), bot.text
+    assert "Traceback" not in text, text
+    assert not re.search(r"INFO apscheduler|Running job|executed successfully", text), text
 
 
 # --- 7. configuration mistakes refused ------------------------------------------------------

@@ -1,17 +1,16 @@
 """Readers' choices: time zones, quiet hours, briefings, exclusions and /settings.
 
-Quiet hours and briefings run on a clock the test controls: the real Dispatcher, with a
-`TestClock`, sends to the fake Bot API server; hours pass by jumping the clock, never by
-sleeping. Commands go through `application.process_update` (tests.test_reader_handlers).
+Quiet hours and briefings run on the test's simulated clock: the real Dispatcher sends to
+the fake Bot API server on the same loop; the wall clock starts on a chosen day and hours
+pass by stepping it (`jump_to`), never by sleeping. Commands go through
+`application.process_update` (tests.test_reader_handlers).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,11 +23,12 @@ import pytest
 from bot import briefings, localtime, readers
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
-from bot.pipeline.deliver import Dispatcher
+from bot.pipeline.deliver import RELOAD_SECONDS, Dispatcher
 from storage import articles, broadcasts, chats, due, outbox
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import bot_settings, store_sample
+from tests.simtime import SimClock
 from tests.test_reader_handlers import READER, Driver, buttons, driven_bot
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -41,58 +41,33 @@ def at(local: str, zone: ZoneInfo = STOCKHOLM) -> float:
     return datetime.fromisoformat(local).replace(tzinfo=zone).timestamp()
 
 
-class TestClock:
-    """Time from a chosen instant, running at the real pace, and jumping ahead on demand.
+def jump_to(clock: SimClock, when: float) -> None:
+    """The wall clock set forward to `when`, as if the hours between had passed at once.
 
-    Waits end early when the clock jumps (and at least every half second), so the
-    dispatcher looks again at once; nothing waits for real hours.
+    The bot's waits run on the monotonic clock, which does not jump: the dispatcher finds
+    what came due when it next reads the queue (within RELOAD_SECONDS), so waits for a
+    message that comes due allow for that (`DUE`).
     """
+    assert when >= clock.time(), "the clock only goes forward"
+    clock.step(when - clock.time())
 
-    __test__ = False
 
-    def __init__(self, start: float) -> None:
-        self._start = start
-        self._real = time.monotonic()
-        self._offset = 0.0
-        self._jumped = asyncio.Event()
+def starting_at(clock: SimClock, when: float) -> None:
+    """The wall clock set to `when` before anything runs on it."""
+    clock.step(when - clock.time())
 
-    def monotonic(self) -> float:
-        return time.monotonic() + self._offset
 
-    def time(self) -> float:
-        return self._start + (time.monotonic() - self._real) + self._offset
-
-    def jump_to(self, when: float) -> None:
-        assert when >= self.time(), "the clock only goes forward"
-        self._offset += when - self.time()
-        jumped, self._jumped = self._jumped, asyncio.Event()
-        jumped.set()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(min(max(seconds, 0.0), 0.05))
-
-    async def sleep_until(self, deadline: float) -> None:
-        await self.sleep(deadline - self.monotonic())
-
-    async def wait(self, seconds: float, *events: asyncio.Event) -> None:
-        if seconds <= 0 or any(e.is_set() for e in events):
-            await asyncio.sleep(0)
-            return
-        waiters = [asyncio.ensure_future(e.wait()) for e in (*events, self._jumped)]
-        try:
-            await asyncio.wait(waiters, timeout=min(seconds, 0.5), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+# Simulated seconds within which a message that came due by a step of the wall clock is sent.
+DUE = 2 * RELOAD_SECONDS
 
 
 @dataclass
 class Newsroom:
-    """The bot's storage, matcher and dispatcher, built by hand around a TestClock."""
+    """The bot's storage, matcher and dispatcher, built by hand around the test's clock."""
 
     tg: FakeTelegram
     services: Services
-    clock: TestClock
+    clock: SimClock
 
     async def reader(
         self, chat_id: int, *, zone: str | None = None, sections: tuple[str, ...] = (),
@@ -112,7 +87,7 @@ class Newsroom:
             await readers.add(services, chat_id, "exclude", word, word)
 
     async def quiet(self, chat_id: int, start: str, end: str, mode: str = "hold") -> None:
-        await chats.set_quiet(self.services.db, chat_id, localtime.parse_hhmm(start), localtime.parse_hhmm(end), mode, now=time.time())
+        await chats.set_quiet(self.services.db, chat_id, localtime.parse_hhmm(start), localtime.parse_hhmm(end), mode, now=self.clock.time())
 
     async def briefings(self, chat_id: int, *times: str) -> None:
         """Briefings at these local times, from now on (as /briefing sets them)."""
@@ -121,7 +96,7 @@ class Newsroom:
         minutes = [m for m in (localtime.parse_hhmm(t) for t in times) if m is not None]
         now = self.clock.time()
         next_at = localtime.next_slot(minutes, self.services.chat_zone(chat.timezone), now)
-        await chats.set_briefings(self.services.db, chat_id, minutes, next_at, last_at=now, now=time.time())
+        await chats.set_briefings(self.services.db, chat_id, minutes, next_at, last_at=now, now=now)
 
     def story(self, title: str, *, section: str = "world", ago: float = 60.0, summary: str = "") -> Article:
         moment = self.clock.time() - ago
@@ -134,7 +109,7 @@ class Newsroom:
         """Stored, matched and queued now (by the test clock), as a poll does."""
         services = self.services
         async with services.db.write() as conn:
-            stored = await articles.store_articles(conn, stories, now=time.time())
+            stored = await articles.store_articles(conn, stories, now=self.clock.time())
         matches = {
             a.id: {chat_id: outbox.Match(reasons) for chat_id, reasons in services.matcher.match(a).items()}
             for a in stored.new
@@ -153,17 +128,17 @@ class Newsroom:
     async def held_until(self, chat_id: int, until: float, count: int) -> None:
         """Wait until `count` of the chat's rows wait for exactly `until` (quiet hours)."""
         sql = "SELECT count(*) FROM outbox WHERE chat_id = ? AND state = 'pending' AND next_attempt_at = ?"
-        await self.tg.await_for(lambda: self.rows(sql, chat_id, until) == [(count,)], timeout=10)
+        await self.tg.await_for(lambda: self.rows(sql, chat_id, until) == [(count,)], timeout=10, interval=0.05)
 
     def sent(self, chat_id: int) -> list[dict[str, Any]]:
         return self.tg.sent_messages(chat_id)
 
     async def await_sent(self, chat_id: int, n: int) -> list[dict[str, Any]]:
-        return await self.tg.await_messages(chat_id, n, timeout=10)
+        return await self.tg.await_messages(chat_id, n, timeout=DUE)
 
 
 @asynccontextmanager
-async def newsroom(tg: FakeTelegram, tmp_path: Path, clock: TestClock, *, sending: bool = True) -> AsyncIterator[Newsroom]:
+async def newsroom(tg: FakeTelegram, tmp_path: Path, clock: SimClock, *, sending: bool = True) -> AsyncIterator[Newsroom]:
     settings = bot_settings(tg, tmp_path)
     services = await open_services(settings, clock=clock)
     api = BotApi(settings.api_url, settings.require_token(), connections=4, timeout=10.0)
@@ -180,17 +155,12 @@ async def newsroom(tg: FakeTelegram, tmp_path: Path, clock: TestClock, *, sendin
         await services.close()
 
 
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
 # --- 14. quiet hours -------------------------------------------------------------------------------
 
 
-async def test_quiet_hours_hold_alerts_for_one_overnight_message(tg: FakeTelegram, tmp_path: Path) -> None:
-    clock = TestClock(at("2027-01-14 21:30"))
+async def test_quiet_hours_hold_alerts_for_one_overnight_message(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 21:30"))
     async with newsroom(tg, tmp_path, clock) as room:
         await room.reader(READER, sections=("world",))
         await room.quiet(READER, "22:00", "07:00")
@@ -199,15 +169,15 @@ async def test_quiet_hours_hold_alerts_for_one_overnight_message(tg: FakeTelegra
         assert "Evening story" in evening["text"]
 
         morning = at("2027-01-15 07:00")
-        clock.jump_to(at("2027-01-14 23:50"))
+        jump_to(clock, at("2027-01-14 23:50"))
         await room.publish(room.story("Late story"))
         await room.held_until(READER, morning, 1)
-        clock.jump_to(at("2027-01-15 00:30"))  # past midnight, still quiet
+        jump_to(clock, at("2027-01-15 00:30"))  # past midnight, still quiet
         await room.publish(room.story("After midnight story"))
         await room.held_until(READER, morning, 2)
         assert len(room.sent(READER)) == 1
 
-        clock.jump_to(morning + 5)
+        jump_to(clock, morning + 5)
         overnight = (await room.await_sent(READER, 2))[1]
         assert overnight["text"].startswith("Overnight: 2 stories")
         assert "Late story" in overnight["text"] and "After midnight story" in overnight["text"]
@@ -227,22 +197,24 @@ async def test_quiet_hours_hold_alerts_for_one_overnight_message(tg: FakeTelegra
     ],
 )
 async def test_quiet_hours_end_at_local_seven_across_a_dst_change(
-    tg: FakeTelegram, tmp_path: Path, evening: str, end_utc: str
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path, evening: str, end_utc: str
 ) -> None:
-    clock = TestClock(at(evening))
+    tg = sim_tg
+    starting_at(clock, at(evening))
     async with newsroom(tg, tmp_path, clock) as room:
         await room.reader(READER, sections=("world",))
         await room.quiet(READER, "22:00", "07:00")
         await room.publish(room.story("Night story"))
         end = at(end_utc, ZoneInfo("UTC"))
         await room.held_until(READER, end, 1)
-        clock.jump_to(end + 5)
+        jump_to(clock, end + 5)
         (overnight,) = await room.await_sent(READER, 1)
         assert overnight["text"].startswith("Overnight: 1 story") and "Night story" in overnight["text"]
 
 
-async def test_silent_quiet_hours_deliver_without_sound(tg: FakeTelegram, tmp_path: Path) -> None:
-    clock = TestClock(at("2027-01-14 23:00"))
+async def test_silent_quiet_hours_deliver_without_sound(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 23:00"))
     async with newsroom(tg, tmp_path, clock) as room:
         await room.reader(READER, sections=("world",))
         await room.quiet(READER, "22:00", "07:00", "silent")
@@ -251,14 +223,15 @@ async def test_silent_quiet_hours_deliver_without_sound(tg: FakeTelegram, tmp_pa
         assert "Night story" in night["text"]
         assert tg.calls("sendMessage")[-1].params.get("disable_notification") is True
 
-        clock.jump_to(at("2027-01-15 08:00"))
+        jump_to(clock, at("2027-01-15 08:00"))
         await room.publish(room.story("Day story"))
         await room.await_sent(READER, 2)
         assert "disable_notification" not in tg.calls("sendMessage")[-1].params
 
 
-async def test_urgent_broadcasts_ignore_quiet_hours_ordinary_ones_wait(tg: FakeTelegram, tmp_path: Path) -> None:
-    clock = TestClock(at("2027-01-14 23:00"))
+async def test_urgent_broadcasts_ignore_quiet_hours_ordinary_ones_wait(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 23:00"))
     async with newsroom(tg, tmp_path, clock) as room:
         await room.reader(READER, sections=("world",))
         await room.quiet(READER, "22:00", "07:00")
@@ -271,35 +244,36 @@ async def test_urgent_broadcasts_ignore_quiet_hours_ordinary_ones_wait(tg: FakeT
         assert urgent_message["text"] == "Urgent: storm warning"
         morning = at("2027-01-15 07:00")
         await room.held_until(READER, morning, 1)
-        clock.jump_to(morning + 5)
+        jump_to(clock, morning + 5)
         assert (await room.await_sent(READER, 2))[1]["text"] == "Ordinary notice"
 
 
 # --- 15. briefings -----------------------------------------------------------------------------------
 
 
-async def test_each_reader_gets_one_briefing_at_their_own_time(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_each_reader_gets_one_briefing_at_their_own_time(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
     new_york = ZoneInfo("America/New_York")
-    clock = TestClock(at("2027-01-14 06:00"))
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 06:00"))
     async with newsroom(tg, tmp_path, clock) as room:
         await room.reader(READER, sections=("world",))
         await room.reader(OTHER, zone="America/New_York", sections=("world",))
         await room.briefings(READER, "07:30")
         await room.briefings(OTHER, "07:30")
-        clock.jump_to(at("2027-01-14 06:10"))
+        jump_to(clock, at("2027-01-14 06:10"))
         await room.publish(room.story("Budget vote tonight"))
         await room.await_sent(READER, 1)
         await room.await_sent(OTHER, 1)  # the instant alerts
         assert await room.schedule() == 0
 
-        clock.jump_to(at("2027-01-14 07:30"))
+        jump_to(clock, at("2027-01-14 07:30"))
         assert await room.schedule() == 1
         brief = (await room.await_sent(READER, 2))[1]
         assert brief["text"].startswith("Your briefing, 07:30: 1 story") and "Budget vote tonight" in brief["text"]
         assert len(room.sent(OTHER)) == 1
         assert await room.schedule() == 0  # once per slot
 
-        clock.jump_to(at("2027-01-14 07:30", new_york))
+        jump_to(clock, at("2027-01-14 07:30", new_york))
         assert await room.schedule() == 1
         other = (await room.await_sent(OTHER, 2))[1]
         assert other["text"].startswith("Your briefing, 07:30: 1 story")
@@ -312,12 +286,13 @@ async def test_each_reader_gets_one_briefing_at_their_own_time(tg: FakeTelegram,
         ]
 
 
-async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_more(tg: FakeTelegram, tmp_path: Path) -> None:
-    clock = TestClock(at("2027-01-14 06:00"))
+async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_more(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 06:00"))
     async with newsroom(tg, tmp_path, clock) as room:
         await room.reader(READER, sections=("world", "sports"), briefing_only=("drones",), excluded=("football",))
         await room.briefings(READER, "07:30")
-        clock.jump_to(at("2027-01-14 06:05"))
+        jump_to(clock, at("2027-01-14 06:05"))
         await room.publish(
             room.story("Drones over the arena", section="business", ago=50),  # the keyword alone
             room.story("Drones over Riga", ago=40),  # keyword and section: listed once
@@ -326,10 +301,10 @@ async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_mor
         )
         # The section stories go at once; the story only the briefing-only keyword matched waits.
         await tg.await_for(lambda: any("Drones over Riga" in m["text"] for m in room.sent(READER)), timeout=10)
-        clock.jump_to(at("2027-01-14 07:30"))
+        jump_to(clock, at("2027-01-14 07:30"))
         assert await room.schedule() == 1
         brief = await tg.await_for(
-            lambda: next((m for m in room.sent(READER) if m["text"].startswith("Your briefing")), None), timeout=10
+            lambda: next((m for m in room.sent(READER) if m["text"].startswith("Your briefing")), None), timeout=DUE
         )
         alerts = [m for m in room.sent(READER) if not m["text"].startswith("Your briefing")]
     text = brief["text"]
@@ -346,23 +321,24 @@ async def test_briefing_lists_keywords_first_each_story_once_and_the_rest_as_mor
     assert not any("Drones over the arena" in m["text"] or "Football" in m["text"] for m in alerts)
 
 
-async def test_a_restart_between_story_and_briefing_delivers_it_once(tg: FakeTelegram, tmp_path: Path) -> None:
-    clock = TestClock(at("2027-01-14 06:00"))
+async def test_a_restart_between_story_and_briefing_delivers_it_once(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 06:00"))
     async with newsroom(tg, tmp_path, clock, sending=False) as room:
         await room.reader(READER, briefing_only=("drones",))
         await room.briefings(READER, "07:30")
-        clock.jump_to(at("2027-01-14 06:05"))
+        jump_to(clock, at("2027-01-14 06:05"))
         await room.publish(room.story("Drones over Riga"))
         assert room.rows("SELECT count(*) FROM outbox") == [(0,)]  # briefing only
-        clock.jump_to(at("2027-01-14 07:30"))
+        jump_to(clock, at("2027-01-14 07:30"))
         assert await room.schedule() == 1
     # Stopped before it was sent; started again within the same minute.
     async with newsroom(tg, tmp_path, clock) as room:
         assert await room.schedule() == 0
         (brief,) = await room.await_sent(READER, 1)
         assert brief["text"].startswith("Your briefing, 07:30: 1 story") and "Drones over Riga" in brief["text"]
-        await tg.await_for(lambda: room.rows("SELECT state FROM outbox") == [("sent",)], timeout=10)
-        clock.jump_to(at("2027-01-14 07:31"))
+        await tg.await_for(lambda: room.rows("SELECT state FROM outbox") == [("sent",)], timeout=10, interval=0.05)
+        jump_to(clock, at("2027-01-14 07:31"))
         assert await room.schedule() == 0
     assert len(tg.sent_messages(READER)) == 1
 
@@ -371,9 +347,9 @@ async def test_a_restart_between_story_and_briefing_delivers_it_once(tg: FakeTel
 
 
 @pytest.fixture
-async def bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
+async def bot(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
     await store_sample(tmp_path / "newsbot.db")
-    async with driven_bot(tg, tmp_path) as driver:
+    async with driven_bot(clock, sim_tg, tmp_path) as driver:
         yield driver
 
 
@@ -393,7 +369,7 @@ async def test_a_readers_zone_is_used_for_every_time_shown(bot: Driver) -> None:
     assert "(Europe/London)" in briefing["text"] and re.search(r"The next at 07:30 (GMT|BST)", briefing["text"])
 
     await bot.reply(READER, "/start sports")
-    published = time.time() - 60
+    published = bot.services.clock.time() - 60
     await bot.publish(Article(
         id="zone-story", url="https://news.example/zone", title="Zone story", summary="", section="sports",
         tags=(), published_at=published, fetched_at=published,
@@ -421,7 +397,7 @@ async def test_exclusions_remove_stories_everywhere_and_trade_places_with_keywor
     excluded = await bot.reply(READER, "/exclude football")
     assert excluded["text"].startswith("Excluded football")
     await bot.reply(OTHER, "/start sports")
-    now = time.time()
+    now = bot.services.clock.time()
     await bot.publish(
         Article(id="fb", url="https://news.example/fb", title="Football final tonight", summary="", section="sports",
                 tags=(), published_at=now - 60, fetched_at=now - 60),
@@ -516,32 +492,33 @@ async def test_every_setting_is_shown_and_reachable_by_buttons(bot: Driver) -> N
 
 
 async def test_a_late_briefing_shows_the_readers_time_and_no_briefing_repeats_a_story(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
     """Briefings at 07:30 and 08:00. The bot is down at 07:30 and starts at 07:35 unable to
     send; it composes the 07:30 briefing once, then stops. The briefing goes out at 07:45
     with what came until then, saying 07:30; the 08:00 one carries only what came after it."""
-    clock = TestClock(at("2027-01-14 06:00"))
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 06:00"))
     async with newsroom(tg, tmp_path, clock, sending=False) as room:
         await room.reader(READER, briefing_only=("drones",))
         await room.briefings(READER, "07:30", "08:00")
-        clock.jump_to(at("2027-01-14 07:00"))
+        jump_to(clock, at("2027-01-14 07:00"))
         await room.publish(room.story("Drones over Riga", ago=0))
-    clock.jump_to(at("2027-01-14 07:35"))
+    jump_to(clock, at("2027-01-14 07:35"))
     async with newsroom(tg, tmp_path, clock, sending=False) as room:
         assert await room.schedule() == 1
         # Composed (as a send would), then the bot stopped before the message went out.
         (row,) = await due.due_messages(room.services.db, outbox.LANE_PERSONAL, clock.time(), 10)
         assert "Drones over Riga" in (await briefings.compose(room.services, row)).html
-        clock.jump_to(at("2027-01-14 07:40"))
+        jump_to(clock, at("2027-01-14 07:40"))
         await room.publish(room.story("Drones over Tallinn", ago=0))
-    clock.jump_to(at("2027-01-14 07:45"))
+    jump_to(clock, at("2027-01-14 07:45"))
     async with newsroom(tg, tmp_path, clock) as room:
         late = (await room.await_sent(READER, 1))[0]["text"]
-        await tg.await_for(lambda: room.rows("SELECT state FROM outbox") == [("sent",)], timeout=10)
-        clock.jump_to(at("2027-01-14 07:50"))
+        await tg.await_for(lambda: room.rows("SELECT state FROM outbox") == [("sent",)], timeout=10, interval=0.05)
+        jump_to(clock, at("2027-01-14 07:50"))
         await room.publish(room.story("Drones over Vilnius", ago=0))
-        clock.jump_to(at("2027-01-14 08:00"))
+        jump_to(clock, at("2027-01-14 08:00"))
         assert await room.schedule() == 1
         second = (await room.await_sent(READER, 2))[1]["text"]
     assert late.startswith("Your briefing, 07:30: 2 stories")

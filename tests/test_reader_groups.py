@@ -9,8 +9,7 @@ real dispatcher sends alerts to the fake Bot API server, which files them by top
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from bot.commands.common import NOT_GROUP_ADMIN, RIGHTS_UNKNOWN
 from storage import broadcasts, chats
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram
+from tests.simtime import SimClock
 from tests.test_reader_handlers import READER, Driver, buttons, driven_bot
 from tests.test_reader_trust import broadcast, message_with
 
@@ -30,19 +30,13 @@ IN_GROUP = {"chat_type": "supergroup"}
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
-    async with driven_bot(tg, tmp_path) as driver:
+async def bot(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
+    async with driven_bot(clock, sim_tg, tmp_path) as driver:
         yield driver
 
 
-def fresh(title: str, *, section: str = "world") -> Article:
-    at = time.time() - 30
+def fresh(bot: Driver, title: str, *, section: str = "world") -> Article:
+    at = bot.services.clock.time() - 30
     return Article(
         id=f"g-{title}", url="https://news.example/" + title.replace(" ", "-"), title=title, summary="",
         section=section, tags=(), published_at=at, fetched_at=at,
@@ -137,8 +131,8 @@ async def test_keywords_deliver_into_the_topic_they_were_followed_in(bot: Driver
     sports = next(data for label, data in buttons(picker) if label == "Sports")
     assert (await bot.press(FORUM, picker["message_id"], sports, user_id=GROUP_ADMIN))["text"] == "Added Sports in this topic"
 
-    await bot.publish(fresh("Drones seen over the harbour"), fresh("NATO ministers meet in Brussels"),
-                      fresh("Derby ends in a draw", section="sports"))
+    await bot.publish(fresh(bot, "Drones seen over the harbour"), fresh(bot, "NATO ministers meet in Brussels"),
+                      fresh(bot, "Derby ends in a draw", section="sports"))
     await tg.await_for(lambda: sum(len(topic_alerts(tg, t)) for t in (drones, sport, None)) >= 3, timeout=10)
     assert topic_alerts(tg, drones) == ["World · Drones seen over the harbour"]
     assert topic_alerts(tg, None) == ["World · NATO ministers meet in Brussels"]
@@ -147,7 +141,7 @@ async def test_keywords_deliver_into_the_topic_they_were_followed_in(bot: Driver
     # Followed again from another topic (here the General one): it moves there.
     moved = await bot.reply(FORUM, "/follow drones", user_id=GROUP_ADMIN)
     assert moved["text"] == "drones: alerts now come to the General topic."
-    await bot.publish(fresh("Drones ground flights at Arlanda"))
+    await bot.publish(fresh(bot, "Drones ground flights at Arlanda"))
     await tg.await_for(lambda: len(topic_alerts(tg, None)) >= 2, timeout=10)
     assert topic_alerts(tg, None)[-1] == "World · Drones ground flights at Arlanda"
     assert topic_alerts(tg, drones) == ["World · Drones seen over the harbour"]
@@ -155,7 +149,7 @@ async def test_keywords_deliver_into_the_topic_they_were_followed_in(bot: Driver
     # A story for a keyword in one topic and a section bound to another goes once, to the
     # topic of its section (sections come first).
     await bot.reply(FORUM, "/follow derby", user_id=GROUP_ADMIN, thread_id=drones)
-    await bot.publish(fresh("Derby tickets sold out", section="sports"))
+    await bot.publish(fresh(bot, "Derby tickets sold out", section="sports"))
     await tg.await_for(lambda: len(topic_alerts(tg, sport)) >= 2, timeout=10)
     assert topic_alerts(tg, sport)[-1] == "Sports · Derby tickets sold out"
     assert topic_alerts(tg, drones) == ["World · Drones seen over the harbour"]

@@ -2,7 +2,8 @@
 
 Each update goes through `application.process_update` of the app `build_app` makes,
 initialised against the fake Bot API server, with a real SQLite file: the handler has
-finished (and its replies reached the fake) when the call returns.
+finished (and its replies reached the fake) when the call returns. The bot and the fake run
+on the test's simulated clock, so the pause between two replies to one chat takes no time.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from storage import articles, chats, subscriptions
 from storage.models import Article, Subscription
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall, validate_telegram_html
 from tests.harness import bot_settings, running_bot, store_sample
+from tests.simtime import SimClock
 
 READER = 4242
 GROUP = -1001234567890
@@ -97,7 +98,7 @@ class Driver:
         """New stories stored and matched as a poll does; the running dispatcher sends
         their alerts. Returns the stories as stored (with their rowids)."""
         async with self.services.db.write() as conn:
-            stored = await articles.store_articles(conn, stories, now=time.time())
+            stored = await articles.store_articles(conn, stories, now=self.services.clock.time())
         await poll.enqueue_alerts(self.services, stored.new)
         return stored.new
 
@@ -142,9 +143,10 @@ def assert_clean(driver: Driver) -> None:
 
 
 @asynccontextmanager
-async def driven_bot(tg: FakeTelegram, tmp_path: Path, **env: str) -> AsyncIterator[Driver]:
+async def driven_bot(clock: SimClock, tg: FakeTelegram, tmp_path: Path, **env: str) -> AsyncIterator[Driver]:
+    """The bot on `clock`, against `tg` (the fake on the same loop and clock: `sim_tg`)."""
     settings = bot_settings(tg, tmp_path, **env)
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         app = rt.app
         driver = Driver(app, tg)
 
@@ -158,15 +160,9 @@ async def driven_bot(tg: FakeTelegram, tmp_path: Path, **env: str) -> AsyncItera
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
+async def bot(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
     await store_sample(tmp_path / "newsbot.db")
-    async with driven_bot(tg, tmp_path) as driver:
+    async with driven_bot(clock, sim_tg, tmp_path) as driver:
         yield driver
 
 
@@ -215,8 +211,8 @@ async def test_keyword_length_is_checked_after_trimming(bot: Driver) -> None:
     assert await bot.keywords(READER) == {"ab", "y" * 64}
 
 
-async def test_subscription_limit_is_stated(tg: FakeTelegram, tmp_path: Path) -> None:
-    async with driven_bot(tg, tmp_path, NEWSBOT_MAX_SUBSCRIPTIONS="3") as bot:
+async def test_subscription_limit_is_stated(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    async with driven_bot(clock, sim_tg, tmp_path, NEWSBOT_MAX_SUBSCRIPTIONS="3") as bot:
         answer = await bot.reply(READER, "/follow one, two, three, four")
         assert "Following one, two, three." in answer["text"]
         assert "Not added: four." in answer["text"]
@@ -413,8 +409,8 @@ async def test_pause_holds_alerts_but_not_commands(bot: Driver) -> None:
     assert chat is not None and chat.paused
 
     # Matched while paused: kept, not sent.
-    await bot.publish(story("Drones over the Baltic", published_at=time.time()))
-    await bot.tg.await_for(lambda: held_rows(bot) == 1, timeout=10)
+    await bot.publish(story("Drones over the Baltic", published_at=bot.services.clock.time()))
+    await bot.tg.await_for(lambda: held_rows(bot) == 1, timeout=10, interval=0.05)
     sent = len(bot.tg.sent_messages(READER))
 
     resumed = await bot.reply(READER, "/resume")

@@ -4,7 +4,7 @@ Telegram HTML of at most 4096 characters; whatever callback data arrives, it is 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from tests.fakes.telegram_api import (
     validate_telegram_html,
 )
 from tests.harness import store_sample
+from tests.simtime import SimClock
 from tests.test_reader_handlers import SORRY, Driver, driven_bot
 
 COMMANDS = [name for name, _ in READER_COMMANDS] + ["subscribe", "unsubscribe"]
@@ -53,17 +54,10 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
 @pytest.fixture
-async def bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
-    tg.reset()
+async def bot(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
     await store_sample(tmp_path / "newsbot.db")
-    async with driven_bot(tg, tmp_path) as driver:
+    async with driven_bot(clock, sim_tg, tmp_path) as driver:
         yield driver
 
 

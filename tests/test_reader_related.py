@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from storage.db import Database
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import store_sample
+from tests.simtime import SimClock
 from tests.test_reader_handlers import READER, Driver, driven_bot, html_of
 
 KIM = "Reports: Kim and Putin Bet on New Drones"
@@ -27,12 +28,6 @@ def on_topic(article: Article) -> bool:
 
 def linked_titles(message_html: str) -> list[str]:
     return [html.unescape(t) for t in re.findall(r'<a href="[^"]*">(.*?)</a>', message_html)]
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -79,9 +74,10 @@ async def test_related_words_and_plurals(sample_db: Database) -> None:
     assert KIM in titles and "Ukraine: The massive attack is meant to intimidate Putin" in titles
 
 
-async def test_related_command_and_button_agree(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_related_command_and_button_agree(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     await store_sample(tmp_path / "newsbot.db")
-    async with driven_bot(tg, tmp_path) as bot:
+    async with driven_bot(clock, tg, tmp_path) as bot:
         by_title = await bot.reply(READER, f"/related {KIM}")
         assert by_title["text"].startswith(f"Related to: {KIM}")
         titles = linked_titles(html_of(by_title, tg))

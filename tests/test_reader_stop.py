@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +23,8 @@ from bot.readers import Outcome
 from storage import chats, subscriptions
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram
-from tests.test_reader_choices import TestClock, at, newsroom
+from tests.simtime import SimClock
+from tests.test_reader_choices import newsroom
 from tests.test_reader_handlers import READER, driven_bot
 
 T = TypeVar("T")
@@ -32,12 +32,6 @@ DRONES = Article(
     id="drones", url="https://news.example/drones", title="Drones over Gotland", summary="",
     section="world", tags=(), published_at=0.0, fetched_at=0.0,
 )
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 async def started(coro: Awaitable[T]) -> asyncio.Task[T]:
@@ -49,13 +43,14 @@ async def started(coro: Awaitable[T]) -> asyncio.Task[T]:
 
 
 @pytest.mark.parametrize("first", ["follow", "stop"])
-async def test_a_follow_racing_a_stop_leaves_no_ghost(tg: FakeTelegram, tmp_path: Path, first: str) -> None:
+async def test_a_follow_racing_a_stop_leaves_no_ghost(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path, first: str
+) -> None:
     """Whichever comes first, the matcher ends up agreeing with the database: a stopped chat
     matches no story. (Before the chat's lock: /follow written, /stop's matcher step, the
     delete, then /follow's matcher step — a subscription whose row is gone, alerting a
     chat that has no row; or /follow after the delete failing on the missing chat.)"""
-    clock = TestClock(at("2027-01-14 06:00"))
-    async with newsroom(tg, tmp_path, clock, sending=False) as room:
+    async with newsroom(sim_tg, tmp_path, clock, sending=False) as room:
         services = room.services
         await room.reader(READER, sections=("world",))
         async with services.db.write():
@@ -81,17 +76,20 @@ def outbox_rows(db_path: Path, chat_id: int) -> list[tuple[Any, ...]]:
         return conn.execute("SELECT state FROM outbox WHERE chat_id = ?", (chat_id,)).fetchall()
 
 
-async def test_nothing_reaches_a_reader_after_their_stop_is_answered(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_nothing_reaches_a_reader_after_their_stop_is_answered(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
     """One alert on its way to Telegram and one waiting in the dispatcher's view when the
     reader sends /stop: the answer comes once the first is delivered, and the second never
     goes, even with no wait between two messages to one chat."""
-    async with driven_bot(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0") as bot:
+    tg = sim_tg
+    async with driven_bot(clock, tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0") as bot:
         db_path = bot.services.settings.db_path
         await bot.reply(READER, "/follow drones")
         tg.set_delay(0.6, READER)  # Telegram takes its time with the next message
-        now = time.time()
+        now = clock.time()
         await bot.publish(replace(DRONES, published_at=now - 60, fetched_at=now - 60))
-        await tg.await_for(lambda: outbox_rows(db_path, READER) == [("sending",)], timeout=10)
+        await tg.await_for(lambda: outbox_rows(db_path, READER) == [("sending",)], timeout=10, interval=0.05)
         await asyncio.sleep(0.1)  # the request crosses the loopback to the fake
         tg.set_delay(0, READER)
         await bot.publish(Article(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.conftest import SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot, store_sample, write_feeds_file
+from tests.simtime import SimClock
 from tests.test_reader_handlers import READER, Driver, buttons, driven_bot, html_of
 
 ADMIN = 9001
@@ -36,21 +36,17 @@ GROUP = -1009876543210
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
+async def bot(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]:
     await store_sample(tmp_path / "newsbot.db")
-    async with driven_bot(tg, tmp_path) as driver:
+    async with driven_bot(clock, sim_tg, tmp_path) as driver:
         yield driver
 
 
-def fresh(title: str, *, ago: float = 60.0, section: str = "world", summary: str = "", tags: tuple[str, ...] = ()) -> Article:
-    """A story published `ago` seconds ago."""
-    at = time.time() - ago
+def fresh(
+    bot: Driver, title: str, *, ago: float = 60.0, section: str = "world", summary: str = "", tags: tuple[str, ...] = ()
+) -> Article:
+    """A story published `ago` seconds ago (by the bot's clock)."""
+    at = bot.services.clock.time() - ago
     return Article(
         id=f"fresh-{title}", url="https://news.example/" + re.sub(r"\W+", "-", title), title=title,
         summary=summary, section=section, tags=tags, published_at=at, fetched_at=at,
@@ -65,7 +61,7 @@ def rows(bot: Driver, sql: str, *params: object) -> list[tuple[Any, ...]]:
 async def settled(bot: Driver) -> None:
     """Every queued message sent and marked so (the mark follows Telegram's answer)."""
     unfinished = "SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')"
-    await bot.tg.await_for(lambda: rows(bot, unfinished) == [(0,)], timeout=10)
+    await bot.tg.await_for(lambda: rows(bot, unfinished) == [(0,)], timeout=10, interval=0.05)
 
 
 def texts(tg: FakeTelegram, chat_id: int) -> list[str]:
@@ -112,7 +108,7 @@ async def test_stop_means_no_alert_no_broadcast_until_start(bot: Driver) -> None
     await bot.reply(READER, "/stop")
     assert (await chats.chat_counts(bot.services.db))["active"] == 2 - 1
 
-    await bot.publish(fresh("Drones over Gotland"))
+    await bot.publish(fresh(bot, "Drones over Gotland"))
     await message_with(tg, OTHER, "Drones over Gotland")
     assert await broadcast(bot, "Storm warning for tonight") == 1
     await message_with(tg, OTHER, "Storm warning")
@@ -124,7 +120,7 @@ async def test_stop_means_no_alert_no_broadcast_until_start(bot: Driver) -> None
     assert "You now get alerts from Sports" in welcome["text"]
     assert await broadcast(bot, "Roads are open again") == 2
     await message_with(tg, READER, "Roads are open again")
-    await bot.publish(fresh("Derby ends in a draw", section="sports"))
+    await bot.publish(fresh(bot, "Derby ends in a draw", section="sports"))
     await message_with(tg, READER, "Derby ends in a draw")
 
 
@@ -134,7 +130,7 @@ async def test_subscribing_after_stop_makes_a_reader_again(bot: Driver) -> None:
     assert await broadcasts.audience_size(bot.services.db, None) == 0
     await bot.reply(READER, "/follow drones")
     assert await broadcasts.audience_size(bot.services.db, None) == 1
-    await bot.publish(fresh("Drones seen over Malmö"))
+    await bot.publish(fresh(bot, "Drones seen over Malmö"))
     await message_with(bot.tg, READER, "Drones seen over Malmö")
 
 
@@ -167,7 +163,7 @@ def tg_last(bot: Driver, chat_id: int) -> dict[str, Any]:
 
 async def test_stats_keep_what_was_sent_after_stop(bot: Driver) -> None:
     await bot.reply(READER, "/follow drones")
-    await bot.publish(fresh("Drones over the Baltic", ago=10))
+    await bot.publish(fresh(bot, "Drones over the Baltic", ago=10))
     await message_with(bot.tg, READER, "Drones over the Baltic")
     await settled(bot)
     before = (await bot.reply(ADMIN, "/stats"))["text"]
@@ -180,7 +176,7 @@ async def test_stats_keep_what_was_sent_after_stop(bot: Driver) -> None:
     assert "1 alert sent" in after and "half within 30 s" in after
 
     await bot.reply(OTHER, "/follow nato")
-    await bot.publish(fresh("NATO meets in Brussels", ago=10))
+    await bot.publish(fresh(bot, "NATO meets in Brussels", ago=10))
     await message_with(bot.tg, OTHER, "NATO meets in Brussels")
     await settled(bot)
     assert "2 alerts sent" in (await bot.reply(ADMIN, "/stats"))["text"]
@@ -197,9 +193,9 @@ async def test_resume_sends_what_was_held_as_one_message(bot: Driver) -> None:
     assert "Nothing came for you while you were away" in nothing["text"]
 
     await bot.reply(READER, "/pause")
-    await bot.publish(fresh("Drones over Kiruna", ago=300), fresh("Drones over Luleå", ago=200),
-                      fresh("Drones over Umeå", ago=100), fresh("Drones long ago", ago=400))
-    await bot.tg.await_for(lambda: rows(bot, "SELECT count(*) FROM outbox WHERE state = 'held'") == [(4,)], timeout=10)
+    await bot.publish(fresh(bot, "Drones over Kiruna", ago=300), fresh(bot, "Drones over Luleå", ago=200),
+                      fresh(bot, "Drones over Umeå", ago=100), fresh(bot, "Drones long ago", ago=400))
+    await bot.tg.await_for(lambda: rows(bot, "SELECT count(*) FROM outbox WHERE state = 'held'") == [(4,)], timeout=10, interval=0.05)
     # One of them was held more than 48 hours ago: it is left out.
     rows(bot, "UPDATE outbox SET created_at = created_at - 49 * 3600 WHERE article_id = 'fresh-Drones long ago'")
     sent = len(bot.tg.sent_messages(READER))
@@ -222,31 +218,35 @@ def burst_item(n: int, published_at: float) -> str:
 <description>Story {n} of a burst.</description></item>"""
 
 
-async def test_a_burst_arrives_in_publication_order(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_burst_arrives_in_publication_order(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
+) -> None:
     """Five new stories in one poll, in scrambled order: a reader who combines bursts gets
     one message listing them oldest first; one who does not gets five, oldest first."""
+    tg, server = sim_tg, sim_feeds
     combining, separate = 201, 202
     sample = SAMPLE_FEED.read_text()
-    with FeedServer() as server:
-        server.serve("/rss.xml", sample.encode())
-        settings = bot_settings(
-            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [server.url_for("/rss.xml")])),
-            NEWSBOT_POLL_SECONDS="1",
-        )
-        async with running_bot(settings):
-            for chat_id in (combining, separate):
-                await ask(tg, chat_id, "/start world")
-            shown = await ask(tg, separate, "/settings")
-            await press(tg, separate, shown["message_id"], "set:combine")
-            with sqlite3.connect(settings.db_path) as conn:
-                await tg.await_for(lambda: conn.execute("SELECT primed FROM feeds").fetchall() == [(1,)], timeout=10)
+    server.serve("/rss.xml", sample.encode())
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [server.url_for("/rss.xml")])),
+        NEWSBOT_POLL_SECONDS="1",
+    )
+    async with running_bot(settings, clock=clock):
+        for chat_id in (combining, separate):
+            await ask(tg, chat_id, "/start world")
+        shown = await ask(tg, separate, "/settings")
+        await press(tg, separate, shown["message_id"], "set:combine")
+        with sqlite3.connect(settings.db_path) as conn:
+            await tg.await_for(
+                lambda: conn.execute("SELECT primed FROM feeds").fetchall() == [(1,)], timeout=10, interval=0.05
+            )
 
-            now = time.time()
-            order = [3, 1, 5, 2, 4]  # story n was published n minutes ago; the feed lists them scrambled
-            burst = "\n".join(burst_item(n, now - 60 * n) for n in order)
-            server.serve("/rss.xml", sample.replace("<item>", burst + "\n<item>", 1).encode())
-            (combined,) = (await tg.await_messages(combining, 2, timeout=15))[1:]
-            singles = (await tg.await_messages(separate, 7, timeout=15))[2:]
+        now = clock.time()
+        order = [3, 1, 5, 2, 4]  # story n was published n minutes ago; the feed lists them scrambled
+        burst = "\n".join(burst_item(n, now - 60 * n) for n in order)
+        server.serve("/rss.xml", sample.replace("<item>", burst + "\n<item>", 1).encode())
+        (combined,) = (await tg.await_messages(combining, 2, timeout=15))[1:]
+        singles = (await tg.await_messages(separate, 7, timeout=15))[2:]
 
     assert combined["text"].startswith("5 new stories for you")
     listed = [int(n) for n in re.findall(r"Burst story number (\d)", combined["text"])]
@@ -258,9 +258,9 @@ async def test_held_alerts_come_oldest_first_whatever_order_they_were_matched(bo
     await bot.reply(READER, "/follow drones")
     await bot.reply(READER, "/pause")
     # Matched in two polls, the newer story first: the queue's order is not the news' order.
-    await bot.publish(fresh("Drones newer story", ago=60))
-    await bot.publish(fresh("Drones older story", ago=600))
-    await bot.tg.await_for(lambda: rows(bot, "SELECT count(*) FROM outbox WHERE state = 'held'") == [(2,)], timeout=10)
+    await bot.publish(fresh(bot, "Drones newer story", ago=60))
+    await bot.publish(fresh(bot, "Drones older story", ago=600))
+    await bot.tg.await_for(lambda: rows(bot, "SELECT count(*) FROM outbox WHERE state = 'held'") == [(2,)], timeout=10, interval=0.05)
     await bot.reply(READER, "/resume")
     away = await message_with(bot.tg, READER, "While you were away: 2 stories\n")
     assert away["text"].index("older story") < away["text"].index("newer story")
@@ -272,9 +272,9 @@ async def test_held_alerts_come_oldest_first_whatever_order_they_were_matched(bo
 async def test_combined_message_says_why_once_and_has_buttons(bot: Driver) -> None:
     await bot.reply(READER, "/start world")
     await bot.reply(READER, "/follow drones")
-    stories = [fresh("Budget vote in parliament", ago=500), fresh("Drones over the arena", ago=400, section="sports"),
-               fresh("Drones and jets over Riga", ago=300), fresh("Floods in the south", ago=200),
-               fresh("Election date is set", ago=100)]
+    stories = [fresh(bot, "Budget vote in parliament", ago=500), fresh(bot, "Drones over the arena", ago=400, section="sports"),
+               fresh(bot, "Drones and jets over Riga", ago=300), fresh(bot, "Floods in the south", ago=200),
+               fresh(bot, "Election date is set", ago=100)]
     stored = await bot.publish(*stories)
     combined = await message_with(bot.tg, READER, "5 new stories for you")
     text = combined["text"]
@@ -297,7 +297,7 @@ async def test_combined_message_says_why_once_and_has_buttons(bot: Driver) -> No
 
 async def test_a_single_reason_alert_names_it_on_its_mute_button(bot: Driver) -> None:
     await bot.reply(READER, "/start sports")
-    await bot.publish(fresh("Sweden wins the relay", section="sports"))
+    await bot.publish(fresh(bot, "Sweden wins the relay", section="sports"))
     alert = await message_with(bot.tg, READER, "Sweden wins the relay")
     assert [label for label, _ in buttons(alert)] == ["Related", "Mute Sports"]
     assert "because you follow Sports" in alert["text"]
@@ -312,7 +312,7 @@ async def test_every_keyboard_fits_a_phone_and_admin_buttons_refuse_readers(bot:
     await bot.reply(READER, "/latest 20")
     await bot.reply(READER, "/search ukraine")
     await bot.reply(READER, "/sections")
-    await bot.publish(*(fresh(f"word{i} story", ago=100 - i) for i in range(8)))
+    await bot.publish(*(fresh(bot, f"word{i} story", ago=100 - i) for i in range(8)))
     await message_with(bot.tg, READER, "8 new stories for you")
     assert keyboard_rows(bot.tg) and all(1 <= len(row) <= 3 for row in keyboard_rows(bot.tg))
 
@@ -361,7 +361,7 @@ async def test_lists_carry_numbered_related_buttons_that_follow_up(bot: Driver) 
 
 
 async def test_a_story_with_nothing_related_says_so(bot: Driver) -> None:
-    (lonely,) = await bot.publish(fresh("Quokkas photographed on Zyxwv"))
+    (lonely,) = await bot.publish(fresh(bot, "Quokkas photographed on Zyxwv"))
     mine = await bot.reply(READER, "/help")
     await bot.press(READER, mine["message_id"], f"rel:{lonely.rowid}")
     assert "No related stories yet." in bot.tg.sent_messages(READER)[-1]["text"]
@@ -395,9 +395,11 @@ async def test_plain_text_is_a_search_and_unknown_commands_point_to_help(bot: Dr
     [("Europe/Stockholm", "12 Mar 2025 18:20 CET"), ("America/New_York", "12 Mar 2025 13:20 EDT"),
      ("Asia/Tokyo", "13 Mar 2025 02:20 JST")],
 )
-async def test_times_are_in_the_newsrooms_zone(tg: FakeTelegram, tmp_path: Path, zone: str, shown: str) -> None:
+async def test_times_are_in_the_newsrooms_zone(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path, zone: str, shown: str
+) -> None:
     await store_sample(tmp_path / "newsbot.db")
-    async with driven_bot(tg, tmp_path, NEWSBOT_TIMEZONE=zone) as bot:
+    async with driven_bot(clock, sim_tg, tmp_path, NEWSBOT_TIMEZONE=zone) as bot:
         latest = await bot.reply(READER, "/latest sports 1")
         # "Sweden beats Norway in the handball qualifier", stored as published 17:20 UTC.
         assert "Sweden beats Norway" in latest["text"] and shown in latest["text"]

@@ -24,6 +24,7 @@ from bot.app import webhook_options
 from tests.conftest import REPO
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import bot_settings, running_bot
+from tests.simtime import SimClock
 
 SECRET = "s3cret_Token-42"
 PUBLIC_URL = "https://bot.example/telegram/hook"
@@ -66,10 +67,11 @@ def test_options_come_from_the_settings(tg: FakeTelegram, tmp_path: Path) -> Non
         webhook_options(bot_settings(tg, tmp_path))
 
 
-async def test_updates_need_the_secret_token(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_updates_need_the_secret_token(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     port = free_port()
     settings = bot_settings(tg, tmp_path, **webhook_env(port))
-    async with running_bot(settings) as rt:
+    async with running_bot(settings, clock=clock) as rt:
         app = rt.app
         assert app.updater is not None and app.updater.running  # the runner started it
         assert rt.services.status.webhook

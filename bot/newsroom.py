@@ -14,7 +14,7 @@ from bot.pipeline.discover import find_feed
 from bot.pipeline.lanes import WEIGHTS
 from bot.pipeline.parse import parse_feed_async
 from bot.pipeline.urls import redact_url
-from storage import audit, feeds, stats
+from storage import audit, feeds, stats, websub
 from storage.models import Feed, SectionRule
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,27 @@ async def add_checked_feed(services: Services, admin_id: int, url: str, section:
 class FeedState:
     feed: Feed
     next_in: float | None  # seconds until its next fetch (0: under way); None when not polled
+    interval: float | None = None  # the wait its last poll chose (adaptive polling)
+    push: str = "none"  # how push works for it now (bot.pipeline.cadence)
+    websub: websub.Subscription | None = None
+    requests: int = 0  # requests to its site in the last hour
 
 
 async def list_feeds(services: Services) -> list[FeedState]:
-    """Every feed, removed ones included, with when the schedule fetches it next, for /feeds."""
+    """Every feed, removed ones included, with when the schedule fetches it next, its pace
+    and push state, for /feeds."""
     schedule = services.feed_schedule
+    pacing = services.pacing
     now = services.clock.time()
+    subscriptions = {s.feed_id: s for s in await websub.all_subscriptions(services.db)}
     found = []
     for feed in await feeds.list_feeds(services.db, enabled_only=False):
         next_in = schedule.due_in(feed.id) if schedule.running else max(0.0, feed.next_poll_at - now)
-        found.append(FeedState(feed, next_in if feed.enabled else None))
+        found.append(FeedState(
+            feed, next_in if feed.enabled else None, interval=pacing.pace(feed.id).interval,
+            push=pacing.push_state(feed.id), websub=subscriptions.get(feed.id),
+            requests=pacing.requests_last_hour(feed.id),
+        ))
     return found
 
 

@@ -72,6 +72,8 @@ async def requested(
             # hub verifies again or the lease ends.
             "state = CASE WHEN websub.state = 'active' AND websub.token = excluded.token "
             "AND websub.expires_at > excluded.requested_at THEN 'active' ELSE 'pending' END, "
+            "expires_at = CASE WHEN websub.state = 'active' AND websub.token = excluded.token "
+            "AND websub.expires_at > excluded.requested_at THEN websub.expires_at END, "
             "requested_at = excluded.requested_at",
             (feed_id, hub, topic, token, secret, now),
         )

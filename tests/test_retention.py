@@ -36,19 +36,16 @@ async def queue(db: Database, stories: list[Article], at: float, chat_ids: tuple
 
 
 async def send_all(db: Database, at: float) -> int:
-    """Every pending row claimed and marked sent at `at`, as the dispatcher records a send:
-    each chat's rows as one combined message."""
-    rows = await db.fetchall("SELECT o.id, o.chat_id, a.published_at FROM outbox o LEFT JOIN articles a "
+    """Every pending row claimed and marked sent at `at`, as the dispatcher records a send."""
+    rows = await db.fetchall("SELECT o.id, a.published_at FROM outbox o LEFT JOIN articles a "
                              "ON a.id = o.article_id WHERE o.state = 'pending' ORDER BY o.id")  # fmt: skip
     async with db.write() as conn:
-        claimed = set(await outbox.claim_in(conn, [r[0] for r in rows]))
-        by_chat: dict[int, list[tuple[int, float]]] = {}
-        for row_id, chat_id, published in rows:
-            if row_id in claimed:
-                by_chat.setdefault(chat_id, []).append((row_id, published))
-        for number, sent in enumerate(by_chat.values()):
-            ids, published = zip(*sent, strict=True)
-            await outbox.mark_sent_in(conn, SentBatch(ids, 1000 + number, "alert", published), at)
+        claimed = await outbox.claim_in(conn, [r[0] for r in rows])
+        published = {r[0]: r[1] for r in rows}
+        for number, row_id in enumerate(claimed):
+            await outbox.mark_sent_in(
+                conn, SentBatch((row_id,), 1000 + number, "alert", (published[row_id],)), at
+            )
     return len(claimed)
 
 

@@ -17,6 +17,7 @@ from bot.commands.common import reply
 from bot.context import NewsContext, Services, find_section
 from bot.pipeline.fetch import FetchError
 from bot.pipeline.parse import ParseError
+from bot.pipeline.sources import KIND_NAMES
 from bot.pipeline.urls import redact_url
 from bot.render import esc, fit_blocks, format_time, plural, short
 from storage.models import SectionRule
@@ -65,7 +66,7 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> st
         poll = "being fetched" if feed.error_count == 0 else "being tried now"
     else:
         poll = f"{'next poll' if feed.error_count == 0 else 'next try'} in {broadcast.duration_text(state.next_in)}"
-    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}")]
+    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}"), esc(_pace_text(state, services, now))]
     if feed.capped:
         lines.append(esc(f"last poll: {plural(feed.capped, 'new story', 'new stories')} stored without alerts "
                          f"(more than {services.settings.alerts_per_poll} at once, too old, or dated ahead)"))
@@ -78,6 +79,34 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> st
     elif feed.last_error:
         lines.append(esc(f"last error (since recovered): {short(feed.last_error, 200)}"))
     return "\n".join(lines)
+
+
+def _pace_text(state: newsroom.FeedState, services: Services, now: float) -> str:
+    """Kind, interval, push state and cost: `RSS/Atom feed · every 45 s (adaptive) · push:
+    WebSub until 12 Mar 14:00 · 80 requests in the last hour`."""
+    feed = state.feed
+    settings = services.settings
+    kind = KIND_NAMES.get(feed.found_kind or "", "kind not known yet")
+    if feed.kind != "auto":
+        kind += f" (kind = {feed.kind})"
+    if feed.selector:
+        kind += f", selector “{short(feed.selector, 60)}”"
+    if settings.poll_fixed:
+        every = f"every {broadcast.duration_text(settings.poll_seconds)} (NEWSBOT_POLL_SECONDS)"
+    elif state.interval is not None:
+        every = f"every {broadcast.duration_text(state.interval)} (adaptive)"
+    else:
+        every = "interval: after its first poll"
+    push = f"push: {state.push}"
+    sub = state.websub
+    if sub is not None:
+        if sub.active(now) and sub.expires_at is not None:
+            push += f" (WebSub lease until {format_time(sub.expires_at, services.zone)})"
+        elif sub.state == "pending":
+            push += " (WebSub: waiting for the hub to verify)"
+        else:
+            push += f" (WebSub {sub.state}: {short(sub.last_error or '', 120)})"
+    return f"{kind} · {every} · {push} · {plural(state.requests, 'request')} in the last hour"
 
 
 def _try_keyboard(failing: list[int]) -> InlineKeyboardMarkup | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
@@ -74,6 +74,7 @@ def sniff(body: bytes, content_type: str | None = None) -> str:
 
 
 Counter = Callable[[], None]
+Enrich = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 async def read_document(
@@ -90,9 +91,11 @@ async def read_document(
     total_timeout: float = 60.0,
     safe_params: Collection[str] = (),
     count_request: Counter | None = None,
+    enrich: Enrich | None = None,
 ) -> ParsedFeed:
     """A fetched document read as its kind; raises ParseError (not a source of that kind,
-    or nothing found in it) or FetchError (a sitemap an index names could not be fetched)."""
+    or nothing found in it) or FetchError (a sitemap an index names could not be fetched).
+    `enrich` fills in what sitemap and listing items lack (bot.pipeline.enrich)."""
     body = fetched.body
     if is_gzip(body) and kind in ("auto", "sitemap"):
         try:
@@ -101,10 +104,25 @@ async def read_document(
             raise ParseError(f"sitemap: {exc}") from None
     found = sniff(body, fetched.headers.get("content-type"))
     if kind == "sitemap" or (kind == "auto" and found == "sitemap"):
-        return await _sitemap(client, body, fetched, rule, fetched_at, feed_id, sections, max_bytes,
-                              total_timeout, safe_params, count_request)
-    if kind == "html" or (kind == "auto" and found == "html"):
-        return await asyncio.to_thread(_listing, body, fetched, selector, rule, fetched_at, feed_id, sections)
+        entries, notes = await _sitemap(client, body, fetched, max_bytes, total_timeout, safe_params, count_request)
+        kind_found = "sitemap"
+    elif kind == "html" or (kind == "auto" and found == "html"):
+        entries, notes = await asyncio.to_thread(_listing, body, fetched, selector)
+        kind_found = "html"
+    else:
+        return await _feed(body, fetched, found, rule, fetched_at, feed_id, sections)
+    if enrich is not None:
+        entries = await enrich(entries)
+    parsed = articles_from_entries(
+        entries, title=None, base=fetched.url, rule=rule, fetched_at=fetched_at, feed_id=feed_id, sections=sections,
+    )
+    return replace(parsed, kind=kind_found, note="; ".join(notes) or None)
+
+
+async def _feed(
+    body: bytes, fetched: FetchResult, found: str, rule: SectionRule, fetched_at: float, feed_id: int | None,
+    sections: Mapping[str, str] | None,
+) -> ParsedFeed:
     if found == "json":
         return await asyncio.to_thread(_json, body, fetched, rule, fetched_at, feed_id, sections)
     parsed = await asyncio.to_thread(
@@ -130,10 +148,7 @@ def _json(
     return replace(parsed, kind="json", note=note)
 
 
-def _listing(
-    body: bytes, fetched: FetchResult, selector: str | None, rule: SectionRule, fetched_at: float,
-    feed_id: int | None, sections: Mapping[str, str] | None,
-) -> ParsedFeed:
+def _listing(body: bytes, fetched: FetchResult, selector: str | None) -> tuple[list[dict[str, Any]], list[str]]:
     listing = read_listing(body, fetched.url, selector=selector, content_type=fetched.headers.get("content-type"))
     if not listing.entries:
         how = f"nothing matches the selector {selector!r}" if selector else (
@@ -143,18 +158,13 @@ def _listing(
             f"listing: no stories found on the page ({how}, {listing.links:,} links looked at); "
             "its markup may have changed"
         )
-    parsed = articles_from_entries(
-        listing.entries, title=None, base=fetched.url, rule=rule, fetched_at=fetched_at, feed_id=feed_id,
-        sections=sections,
-    )
-    return replace(parsed, kind="html", note=listing.note)
+    return listing.entries, [listing.note] if listing.note else []
 
 
 async def _sitemap(
-    client: httpx.AsyncClient, body: bytes, fetched: FetchResult, rule: SectionRule, fetched_at: float,
-    feed_id: int | None, sections: Mapping[str, str] | None, max_bytes: int, total_timeout: float,
+    client: httpx.AsyncClient, body: bytes, fetched: FetchResult, max_bytes: int, total_timeout: float,
     safe_params: Collection[str], count_request: Counter | None,
-) -> ParsedFeed:
+) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         top = await asyncio.to_thread(read_sitemap, body)
     except NotASitemap as exc:
@@ -209,11 +219,7 @@ async def _sitemap(
             "sitemap: no <news:news> entries (a news sitemap names each story's title and publication date)"
         )
     entries.sort(key=_entry_time, reverse=True)
-    parsed = articles_from_entries(
-        entries[:KEEP], title=None, base=fetched.url, rule=rule, fetched_at=fetched_at, feed_id=feed_id,
-        sections=sections,
-    )
-    return replace(parsed, kind="sitemap", note="; ".join(notes) or None)
+    return entries[:KEEP], notes
 
 
 def _entry_time(entry: dict[str, Any]) -> float:

@@ -15,6 +15,7 @@ from bot.callbacks import pack, unpack
 from bot.commands.admin import admin_only, slugs
 from bot.commands.common import reply
 from bot.context import NewsContext, Services, find_section
+from bot.pipeline.discover import Offer
 from bot.pipeline.fetch import FetchError
 from bot.pipeline.parse import ParseError
 from bot.pipeline.sources import KIND_NAMES
@@ -189,11 +190,22 @@ async def addfeed_command(update: Update, context: NewsContext) -> None:
     verb = "Added back" if added.existed else "Added"
     await reply(update, (
         f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or shown_url(feed.url, services.settings.url_safe_params), 200))}</b> — "
-        f"{plural(added.items, 'item')}, section {esc(section.name)}.\n"
+        f"{esc(KIND_NAMES.get(added.kind, added.kind))}, {plural(added.items, 'item')}, section {esc(section.name)}.\n"
         f"<code>{esc(shown_url(feed.url, services.settings.url_safe_params))}</code>\n"
         "Its current items are stored as seen on its first poll; only stories that appear "
         "after that are pushed."
+        + _offers_text(added.offers, feed.url, services.settings.url_safe_params)
     ))
+
+
+def _offers_text(offers: tuple[Offer, ...], taken: str, safe: frozenset[str]) -> str:
+    """What else the page offered, to add with /addfeed."""
+    others = [o for o in offers if o.url != taken][:8]
+    if not others:
+        return ""
+    lines = [f"• {esc(KIND_NAMES.get(o.kind, o.kind))} ({esc(o.how)}): <code>{esc(shown_url(o.url, safe))}</code>"
+             for o in others]
+    return "\n\nThe page also offers (add one with /addfeed URL section):\n" + "\n".join(lines)
 
 
 async def removefeed_command(update: Update, context: NewsContext) -> None:

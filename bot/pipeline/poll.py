@@ -49,6 +49,7 @@ class PollOutcome:
     not_alerted: int = 0  # new stories stored without alerts (cap, age, future date)
     error: str | None = None
     next_in: float = 0.0  # seconds from the end of this poll to the feed's next one
+    interval: float | None = None  # seconds from the start of this poll to the next, as stored
     parsed: ParsedFeed | None = field(default=None, repr=False)  # the document read, if any
 
 
@@ -118,9 +119,9 @@ async def poll_feed(
             return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
         try:
             if fetched.not_modified:
-                interval = _next_interval(services, feed, fetched)
-                await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + interval)
-                outcome = PollOutcome(feed, "not_modified")
+                unchanged = _next_interval(services, feed, fetched)
+                await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + unchanged)
+                outcome = PollOutcome(feed, "not_modified", interval=unchanged)
             else:
                 outcome = await store_document(services, feed, fetched, now=started)
         except StorageError as exc:
@@ -132,10 +133,15 @@ async def poll_feed(
             return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
         except ParseError as exc:
             return await _record_failure(services, feed, str(exc), services.clock.time())
+    trusted = services.pacing.push_works(feed.id)
     services.pacing.polled(feed.id, pushed=pushed, new=len(outcome.new) if outcome.result == "new" else 0)
     # The interval counts from the start of this poll: a slow fetch or store does not
-    # stretch it.
-    interval = _next_interval(services, feed, fetched)
+    # stretch it. It is the one stored, unless push just turned out to miss stories.
+    stored = outcome.interval
+    interval = (
+        stored if stored is not None and trusted == services.pacing.push_works(feed.id)
+        else _next_interval(services, feed, fetched)
+    )
     parsed = outcome.parsed
     hub, topic = (None, None)
     if parsed is not None and fetched is not None:
@@ -230,8 +236,8 @@ async def store_document(
     parsed = await read_for_store(services, feed, fetched, now=now)
     if need_items and not parsed.articles:
         raise ParseError("parse: no stories in the document")
-    if next_poll_at is None:
-        next_poll_at = now + _next_interval(services, feed, fetched)
+    interval = _next_interval(services, feed, fetched) if next_poll_at is None else next_poll_at - now
+    next_poll_at = now + interval
     priming = not feed.primed
     async with services.db.write() as conn:
         stored = await articles.store_articles(conn, parsed.articles, now=now, seen=priming)
@@ -246,7 +252,7 @@ async def store_document(
         )
     if priming:
         result = "primed" if parsed.articles else "new"
-        return PollOutcome(feed, result, items=len(parsed.articles), parsed=parsed)
+        return PollOutcome(feed, result, items=len(parsed.articles), parsed=parsed, interval=interval)
     quiet_ids = {a.id for a in quiet}
     alerting = [a for a in stored.new if a.id not in quiet_ids] + stored.gained + [
         c.article for c in stored.corrected
@@ -264,7 +270,7 @@ async def store_document(
         )
     return PollOutcome(
         feed, "new", items=len(parsed.articles), new=tuple(stored.new),
-        queued=enqueued.queued + enqueued.held, not_alerted=len(quiet), parsed=parsed,
+        queued=enqueued.queued + enqueued.held, not_alerted=len(quiet), parsed=parsed, interval=interval,
     )
 
 

@@ -7,7 +7,7 @@
 | sitemap | a news sitemap, or a sitemap index leading to some | bot.pipeline.sitemap |
 | html | a listing page (a section page, a "More news" list) | bot.pipeline.listing |
 
-A feed's kind is "auto" (found out from each answer: `sniff`, the body deciding over the
+A feed's kind is "auto" (found out from each answer: discover.sniff, the body deciding over the
 Content-Type) unless the feeds file forces one (``kind = "rss" | "sitemap" | "html"``).
 All of them end as entries in feedparser's shape, which `parse.articles_from_entries` turns
 into stories, so the rules for ids, text, sections and dates are the same for all.
@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
 import httpx
 
-from bot.pipeline.discover import looks_like_html
+from bot.pipeline.discover import sniff
 from bot.pipeline.fetch import FetchError, FetchResult, fetch_feed
 from bot.pipeline.jsonfeed import NotJsonFeed, read_json_feed
 from bot.pipeline.listing import read_listing
@@ -37,7 +36,7 @@ from bot.pipeline.sitemap import KEEP, NotASitemap, Sitemap, gunzip, is_gzip, re
 from bot.pipeline.urls import redact_url
 from storage.models import SectionRule
 
-__all__ = ["KIND_NAMES", "MAX_CHILDREN", "MAX_DEPTH", "MAX_FETCHES", "read_document", "sniff"]
+__all__ = ["KIND_NAMES", "MAX_CHILDREN", "MAX_DEPTH", "MAX_FETCHES", "read_document"]
 
 MAX_CHILDREN: Final = 3
 MAX_DEPTH: Final = 2
@@ -49,29 +48,6 @@ KIND_NAMES: Final = {
     "sitemap": "news sitemap",
     "html": "HTML listing page",
 }
-
-_FIRST_TAG: Final = re.compile(rb"<([A-Za-z][A-Za-z0-9:._-]*)")
-_PROLOG: Final = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>|\xef\xbb\xbf", re.IGNORECASE | re.DOTALL)
-
-
-def sniff(body: bytes, content_type: str | None = None) -> str:
-    """What a body is: "json", "sitemap", "html" or "rss" (anything else feedparser tries)."""
-    head = body[:4096]
-    pos = 0
-    while (match := _PROLOG.match(head, pos)) is not None and match.end() > pos:
-        pos = match.end()
-    rest = head[pos:]
-    if rest[:1] in (b"{", b"["):
-        return "json"
-    tag = _FIRST_TAG.match(rest)
-    if tag is not None:
-        name = tag.group(1).lower().rsplit(b":", 1)[-1]
-        if name in (b"urlset", b"sitemapindex"):
-            return "sitemap"
-    if looks_like_html(body, content_type):
-        return "html"
-    return "rss"
-
 
 Counter = Callable[[], None]
 Enrich = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, load_settings
-from bot.pipeline.cadence import Pacing, cadence_interval, max_age
+from bot.pipeline.cadence import REQUEST_WORTH, Pacing, cadence_interval, max_age
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, running_bot, write_feeds_file
@@ -24,14 +24,18 @@ ADMIN = 9001
 HOUR = 3600.0
 
 
+def rule(gap: float) -> float:
+    return math.sqrt(2 * REQUEST_WORTH * gap)
+
+
 def test_the_interval_is_the_square_root_of_the_expected_gap() -> None:
     # Just after a story, the feed's own pace; the longer it is quiet, the rarer.
-    assert cadence_interval([3600.0] * 5, 0.0, default_gap=3600) == pytest.approx(60)
-    assert cadence_interval([600.0] * 5, 10.0, default_gap=3600) == pytest.approx(math.sqrt(600))
-    assert cadence_interval([600.0] * 5, 4 * HOUR, default_gap=3600) == pytest.approx(120)
+    assert cadence_interval([3600.0] * 5, 0.0, default_gap=3600) == pytest.approx(rule(3600)) == pytest.approx(32.9, abs=0.1)
+    assert cadence_interval([600.0] * 5, 10.0, default_gap=3600) == pytest.approx(rule(600))
+    assert cadence_interval([600.0] * 5, 4 * HOUR, default_gap=3600) == pytest.approx(rule(4 * HOUR))
     # A night's gap does not drown a busy feed's pace (a geometric mean).
-    assert cadence_interval([60.0, 60.0, 60.0, 60.0, 8 * HOUR], 30.0, default_gap=3600) < 20
-    assert cadence_interval([], None, default_gap=3600) == pytest.approx(60)
+    assert cadence_interval([60.0, 60.0, 60.0, 60.0, 8 * HOUR], 30.0, default_gap=3600) < 15
+    assert cadence_interval([], None, default_gap=3600) == pytest.approx(rule(3600))
 
 
 def test_max_age_less_age() -> None:
@@ -77,9 +81,9 @@ def test_pacing_follows_the_feed_and_its_push() -> None:
     pacing = Pacing(load_settings({}, env_file=None), clock)  # type: ignore[arg-type]
     assert pacing.interval(1, jitter=False) == pytest.approx(60)  # nothing known: the usual minute
     pacing.saw(1, [clock.wall - 600 * n for n in range(6)])  # every ten minutes, the last just now
-    assert pacing.interval(1, jitter=False) == pytest.approx(math.sqrt(600))
+    assert pacing.interval(1, jitter=False) == pytest.approx(max(10, rule(600)))
     clock.wall += 6 * HOUR  # quiet since
-    assert pacing.interval(1, jitter=False) == pytest.approx(math.sqrt(6 * HOUR))
+    assert pacing.interval(1, jitter=False) == pytest.approx(rule(6 * HOUR))
     pacing.saw(2, [clock.wall - 10 * n for n in range(6)])  # a burst
     assert pacing.interval(2, jitter=False) == 10  # NEWSBOT_POLL_MIN
     assert pacing.interval(2, jitter=False, fresh_for=300) == 300  # max-age
@@ -116,7 +120,7 @@ async def test_a_busy_feed_is_polled_often_a_quiet_one_rarely_and_servers_are_he
     tg, site = sim_tg, sim_feeds
     now = clock.time()
     site.serve("/busy.xml", rss([(n, now - 120 * n) for n in range(6)]))  # every two minutes
-    site.serve("/quiet.xml", rss([(n, now - 7 * 86400 * (n + 1)) for n in range(6)]))  # weekly, none this week
+    site.serve("/quiet.xml", rss([(n, now - 30 * 86400 * (n + 1)) for n in range(6)]))  # monthly
     site.serve("/cached.xml", rss([(n, now - 120 * n) for n in range(6)]), headers={"Cache-Control": "max-age=300"})
     site.serve("/later.xml", rss([(n, now - 120 * n) for n in range(6)]), headers={"Retry-After": "1800"})
     urls = [site.url_for(p) for p in ("/busy.xml", "/quiet.xml", "/cached.xml", "/later.xml")]
@@ -124,8 +128,8 @@ async def test_a_busy_feed_is_polled_often_a_quiet_one_rarely_and_servers_are_he
     async with running_bot(settings, clock=clock):
         await clock.run_for(HOUR)
         counts = {p: len(site.requests(p)) for p in ("/busy.xml", "/quiet.xml", "/cached.xml", "/later.xml")}
-        # Busy: about every √120 ≈ 11 s at first, slower as it stays quiet; quiet: its
-        # √(a week) > 10 min, so every NEWSBOT_POLL_MAX.
+        # Busy: every NEWSBOT_POLL_MIN at first, slower as it stays quiet; quiet: its
+        # √(2w · a month) > 10 min, so every NEWSBOT_POLL_MAX.
         assert counts["/busy.xml"] > 40, counts
         assert 5 <= counts["/quiet.xml"] <= 7, counts
         assert counts["/cached.xml"] <= 13, counts  # not sooner than max-age = 5 min

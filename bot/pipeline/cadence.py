@@ -7,11 +7,13 @@ The rule (`interval`), for a feed not pushed and without NEWSBOT_POLL_SECONDS:
 
 where g is the feed's expected gap between stories and w = REQUEST_WORTH the seconds of
 readers' waiting one request is worth. A story waits T/2 on average, a feed costs 1/T
-requests a second; T above minimises (g⁻¹ · T/2 · readers' time + w / T), which gives
-busy feeds short intervals and quiet ones long ones, and spends a fixed number of requests
-where they find the most stories (twice as busy: 1/√2 of the interval, not half). With
-w = 0.5 s a feed publishing hourly is polled every minute, one publishing every ten minutes
-every 24 s, one publishing daily every 5 minutes.
+requests a second; T above minimises (g⁻¹ · T/2 + w / T), which gives busy feeds short
+intervals and quiet ones long ones, and spends requests where they find the most stories
+(twice as busy: 1/√2 of the interval, not half). w = 0.15 s is chosen so that a newsroom's
+mix of busy and quiet feeds, busier by day than by night, costs no more requests than
+polling every feed once a minute (bench/publish.py measures both on the same day): a feed
+publishing hourly is polled every 33 s, one publishing every ten minutes every 13 s, one
+publishing daily every 2 min 41 s, one publishing weekly every 7 minutes.
 
 g = max(the geometric mean of the feed's last gaps between stories, the time since its last
 story): just after a story, the feed's own pace (a geometric mean follows bursts, where one
@@ -43,7 +45,7 @@ from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
-REQUEST_WORTH: Final = 0.5
+REQUEST_WORTH: Final = 0.15
 RECENT: Final = 6  # publication times kept per feed: five gaps
 PING_TRUST: Final = 24 * 3600.0
 HOUR: Final = 3600.0

@@ -138,6 +138,13 @@ class Hub:
             statuses.append(answer.status_code)
         return statuses
 
+    async def fetch_and_publish(self, topic: str) -> list[int]:
+        """What a hub does when a publisher pings it: fetch the topic (one request to the
+        publisher's site), then deliver what it got."""
+        assert self._client is not None
+        answer = await self._client.get(topic)
+        return await self.publish(topic, answer.content, answer.headers.get("content-type", "application/rss+xml"))
+
     async def deny(self, topic: str, callback: str, reason: str = "no") -> int:
         assert self._client is not None
         query = urlencode({"hub.mode": "denied", "hub.topic": topic, "hub.reason": reason})

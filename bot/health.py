@@ -6,7 +6,9 @@ so ("starting") instead of saying nothing.
 answers *and takes a write*, the bot's own last write did not fail, and it is still the file
 the bot opened; the dispatcher runs;
 updates arrive (long polling: getUpdates answered within UPDATES_STALE seconds); Telegram
-answers sends; a feed was polled successfully within 3 poll intervals + 60 s.
+answers sends; a feed was polled successfully within 3 of its longest intervals + 60 s
+(NEWSBOT_POLL_SECONDS when set, else NEWSBOT_POLL_MAX: adaptive polling and pushed feeds may
+wait that long between polls).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def _utc(wall: float) -> str:
 
 
 def stale_after(services: Services) -> float:
-    return 3 * services.settings.poll_seconds + 60
+    settings = services.settings
+    return 3 * (settings.poll_seconds if settings.poll_fixed else settings.poll_max) + 60
 
 
 async def _database_problem(services: Services) -> str | None:

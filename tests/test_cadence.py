@@ -153,3 +153,17 @@ async def test_poll_seconds_keeps_a_fixed_interval(
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert all(108 - 1 <= g <= 120 + 1 for g in gaps), gaps  # 120 s less at most 10 % jitter
         assert "every 2 min (NEWSBOT_POLL_SECONDS)" in str((await ask(tg, ADMIN, "/feeds"))["text"])
+
+
+async def test_health_waits_for_the_longest_interval_before_calling_polls_stale(tmp_path: Path) -> None:
+    """Under adaptive polling a quiet or pushed feed waits NEWSBOT_POLL_MAX between polls:
+    /healthz must not call that stale after three minutes."""
+    from bot.context import open_services
+    from bot.health import stale_after
+
+    for env, expected in (({"NEWSBOT_POLL_SECONDS": "60"}, 240), ({"NEWSBOT_POLL_MAX": "15m"}, 3 * 900 + 60)):
+        services = await open_services(load_settings({"NEWSBOT_DB": str(tmp_path / "h.db"), **env}, env_file=None))
+        try:
+            assert stale_after(services) == expected
+        finally:
+            await services.close()

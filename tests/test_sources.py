@@ -346,3 +346,25 @@ async def test_addfeed_of_a_home_page_offers_its_feeds_sitemaps_and_listing(
         assert "news sitemap, 1 item, section World" in reply
         assert "The page also offers" in reply and "this page as a listing page: 3 stories" in reply
         assert rows(settings.db_path, "SELECT url, kind FROM feeds") == [(site.url_for("/news.xml"), "auto")]
+
+
+async def test_article_pages_inside_the_network_are_refused_by_default(
+    sim_feeds: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An article page's URL comes from the listing page: with the default address policy
+    a loopback page gets no request, and its story keeps what it had."""
+    from bot.pipeline.enrich import PageCache, enrich_entries
+
+    caplog.set_level(logging.INFO, logger="bot")
+    sim_feeds.serve("/world/a-story-here", article_page(1, 1_700_000_000.0), "text/html")
+    entry = {"link": sim_feeds.url_for("/world/a-story-here"), "title": "A story here"}
+
+    async def nothing_known(urls: list[str]) -> set[str]:
+        return set()
+
+    async with make_client() as client:
+        [after] = await enrich_entries([dict(entry)], client=client, cache=PageCache(), known=nothing_known,
+                                       max_bytes=1 << 20, page_timeout=5)
+    assert after == entry
+    assert sim_feeds.requests() == []
+    assert "article page not read" in caplog.text and "NEWSBOT_FEED_ALLOW_PRIVATE" in caplog.text

@@ -178,6 +178,7 @@ async def test_pinged_feed_is_polled_at_the_slow_end_until_a_poll_finds_what_no_
     clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tg, site = sim_tg, sim_feeds
+    caplog.set_level(logging.INFO, logger="bot")
     port = free_port()
     site.serve("/wire.xml", rss(1))
     url = site.url_for("/wire.xml")
@@ -333,6 +334,7 @@ async def test_websub_callbacks_tell_strangers_nothing(
 async def test_a_hub_that_never_verifies_or_refuses_falls_back_to_polling_with_one_line(
     clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
     async with Hub(verify=False).here(clock) as hub:
         settings, _, _ = await websub_bot(sim_tg, sim_feeds, hub, tmp_path)
         async with running_bot(settings, clock=clock) as runtime:
@@ -359,6 +361,7 @@ async def test_a_hub_inside_the_network_is_refused_by_default(
     from bot.pipeline import websub as websub_stage
     from storage import feeds
 
+    caplog.set_level(logging.INFO, logger="bot")
     async with Hub().here(clock) as hub:
         settings = bot_settings(
             sim_tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, ["https://wire.example/rss"])),

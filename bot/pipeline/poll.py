@@ -146,11 +146,12 @@ async def poll_feed(
     hub, topic = (None, None)
     if parsed is not None and fetched is not None:
         hub, topic = websub.hub_and_topic(fetched.headers, parsed.hubs, parsed.self_url, feed.url)
-    try:
-        lease_due = await websub.maintain(services, feed, hub, topic)
-    except StorageError as exc:
-        log.error("websub state not kept feed_id=%d error=%s", feed.id, exc)
-        lease_due = None
+    lease_due = None
+    if services.feed_schedule.running:  # not from `newsbot ingest`: nobody would answer the hub
+        try:
+            lease_due = await websub.maintain(services, feed, hub, topic)
+        except StorageError as exc:
+            log.error("websub state not kept feed_id=%d error=%s", feed.id, exc)
     if lease_due is not None:
         interval = min(interval, lease_due)
     outcome = dataclasses.replace(outcome, next_in=max(0.0, began + interval - services.clock.monotonic()))

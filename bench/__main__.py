@@ -34,7 +34,7 @@ from bench.common import (
     result_text,
 )
 
-BENCHES = ("match", "deliver", "ingest", "queries", "memory", "newsday", "year", "briefing")
+BENCHES = ("match", "deliver", "ingest", "queries", "memory", "newsday", "year", "briefing", "publish")
 DOCS = REPO / "docs" / "benchmarks.md"
 # The year at full size writes tens of millions of rows (and 0.1's week beside them).
 CHILD_TIMEOUT_S = 3 * 3_600
@@ -59,6 +59,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "--days", "8", "--runs", "20",
     ],
     "briefing": ["--readers", "200", "--keyword-alerts", "5"],
+    "publish": ["--feeds", "6", "--hours", "2"],
 }
 
 

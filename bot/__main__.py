@@ -24,8 +24,9 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.context import feed_client, open_services, read_feeds_config
 from bot.logs import setup_logging
 from bot.pipeline import fetch, parse
-from bot.pipeline.discover import find_feed
+from bot.pipeline.discover import Offer, find_source
 from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
+from bot.pipeline.sources import KIND_NAMES, read_document
 from bot.pipeline.urls import redact_url
 from bot.render import plural
 from bot.runner import run_bot
@@ -55,9 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-feed",
         help="fetch or read one feed and print its stories (no token needed)",
-        description="Print every story of a feed (URL or file path): id, section, published time, "
-        "title and link, then a count. A site or section page URL is accepted too: its feed is "
-        "found through <link rel=\"alternate\">. Nothing is stored.",
+        description="Print what kind of source a URL or file is (RSS/Atom, JSON Feed, news sitemap, HTML "
+        "listing page), then every story: id, section, published time, title and link, and a count. "
+        "Given a site's or section's page, it lists what the page offers (its feeds, the sitemaps in "
+        "its site's robots.txt, the page itself as a listing page) and reads the first. Nothing is stored.",
     )
     check.add_argument("source", metavar="URL|PATH")
     sub.add_parser(
@@ -127,25 +129,39 @@ def _read_local(source: str) -> tuple[bytes, str, dict[str, str]] | None:
 async def check_feed(settings: Settings, source: str, clock: Clock) -> int:
     config = read_feeds_config(settings)
     sections = config.section_names() if config else None
-    rule = next((f.rule for f in config.feeds if f.url == source), CHECK_RULE) if config else CHECK_RULE
+    spec = next((f for f in config.feeds if f.url == source), None) if config else None
+    rule = spec.rule if spec is not None else CHECK_RULE
     zone = zoneinfo.ZoneInfo(settings.timezone)
     now = clock.time()
+    safe = settings.url_safe_params
+    offers: tuple[Offer, ...] = ()
     try:
         local = _read_local(source)
-        if local is not None:
-            body, url, headers = local
-        else:
-            async with feed_client(settings) as client:
-                result = await find_feed(client, source, max_bytes=settings.fetch_max_bytes,
-                                         total_timeout=settings.fetch_timeout * 3,
-                                         safe_params=settings.url_safe_params)
-            body, url, headers = result.body, result.url, result.headers
-            if url != source:
-                print(f"feed: {redact_url(url, settings.url_safe_params)}")
-        parsed = parse.parse_feed(body, url=url, rule=rule, fetched_at=now, headers=headers, sections=sections)
+        async with feed_client(settings) as client:
+            if local is not None:
+                body, url, headers = local
+                fetched = fetch.FetchResult(url=url, status=200, not_modified=False, body=body, headers=headers,
+                                            etag=None, last_modified=None, elapsed=0.0, store_url=url)
+            else:
+                found = await find_source(client, source, max_bytes=settings.fetch_max_bytes,
+                                          total_timeout=settings.fetch_timeout * 3, safe_params=safe)
+                fetched, offers = found.fetched, found.offers
+            parsed = await read_document(
+                client, fetched, kind=spec.kind if spec else "auto", selector=spec.selector if spec else None,
+                rule=rule, fetched_at=now, sections=sections, max_bytes=settings.fetch_max_bytes,
+                total_timeout=settings.fetch_timeout * 3, safe_params=safe,
+            )
     except (fetch.FetchError, parse.ParseError, OSError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 1
+    print(f"kind: {KIND_NAMES.get(parsed.kind, parsed.kind)}")
+    if local is None and fetched.url != source:
+        print(f"feed: {redact_url(fetched.url, safe)}")
+    for offer in offers:
+        taken = " (taken)" if offer.url in (fetched.url, fetched.store_url) else ""
+        print(f"offered: {KIND_NAMES.get(offer.kind, offer.kind)}, {offer.how}: {redact_url(offer.url, safe)}{taken}")
+    if parsed.note:
+        print(f"note: {parsed.note}")
     print(f"id\tsection\tpublished ({settings.timezone})\ttitle\tlink")
     for article in parsed.articles:
         section = (sections or {}).get(article.section or "", article.section or "-")

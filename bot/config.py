@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.pipeline.listing import css_problem
 from bot.pipeline.urls import redact_url
 from storage.models import Section, SectionRule
 
@@ -34,10 +35,16 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message is one line for the operator."""
 
 
+# What a feed URL serves: "auto" is found out from the answer (bot.pipeline.sources).
+SOURCE_KINDS = ("auto", "rss", "sitemap", "html")
+
+
 @dataclass(frozen=True, slots=True)
 class FeedSpec:
     url: str
     rule: SectionRule
+    kind: str = "auto"  # one of SOURCE_KINDS: "rss" covers RSS, Atom, RDF and JSON Feed
+    selector: str | None = None  # an HTML listing page's CSS selector for its stories
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,13 @@ class Settings:
     feeds_path: Path | None = None
     api_url: str = DEFAULT_API_URL
     poll_seconds: float = 60.0
+    # NEWSBOT_POLL_SECONDS set: every feed at that fixed interval; else each feed's interval
+    # follows its publishing between poll_min and poll_max (bot.pipeline.cadence).
+    poll_fixed: bool = False
+    poll_min: float = 10.0
+    poll_max: float = 600.0
+    public_url: str | None = None
+    ping_secret: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     http_port: int | None = None
     http_host: str = "127.0.0.1"
@@ -152,6 +166,28 @@ def load_settings(
     if not valid_timezone(timezone):
         raise ConfigError(f"NEWSBOT_TIMEZONE: {timezone!r} is not an IANA time zone (e.g. Europe/Stockholm)")
 
+    poll_min = _duration(get, "NEWSBOT_POLL_MIN", 10.0, minimum=1.0, maximum=86400.0)
+    poll_max = _duration(get, "NEWSBOT_POLL_MAX", 600.0, minimum=1.0, maximum=86400.0)
+    if poll_max < poll_min:
+        raise ConfigError(f"NEWSBOT_POLL_MAX: must not be below NEWSBOT_POLL_MIN ({poll_min:g} s)")
+
+    public_url = get("NEWSBOT_PUBLIC_URL")
+    if public_url is not None:
+        if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", public_url):
+            raise ConfigError(
+                "NEWSBOT_PUBLIC_URL: must be the http(s) URL where newsbot's HTTP port is reached "
+                "from outside, without query or fragment (e.g. https://news.example/newsbot)"
+            )
+        if get("NEWSBOT_HTTP_PORT") is None:
+            raise ConfigError("NEWSBOT_HTTP_PORT: required with NEWSBOT_PUBLIC_URL (WebSub callbacks are served there)")
+        public_url = public_url.rstrip("/")
+    ping_secret = get("NEWSBOT_PING_SECRET")
+    if ping_secret is not None:
+        if len(ping_secret) < 16 or not re.fullmatch(r"[\x21-\x7e]{16,256}", ping_secret):
+            raise ConfigError("NEWSBOT_PING_SECRET: use 16-256 printable characters without spaces")
+        if get("NEWSBOT_HTTP_PORT") is None:
+            raise ConfigError("NEWSBOT_HTTP_PORT: required with NEWSBOT_PING_SECRET (POST /ping is served there)")
+
     feeds = get("NEWSBOT_FEEDS")
     return Settings(
         token=token,
@@ -160,6 +196,11 @@ def load_settings(
         feeds_path=Path(feeds) if feeds else None,
         api_url=api_url.rstrip("/"),
         poll_seconds=_number(get, "NEWSBOT_POLL_SECONDS", 60.0, minimum=1.0, maximum=86400.0),
+        poll_fixed=get("NEWSBOT_POLL_SECONDS") is not None,
+        poll_min=poll_min,
+        poll_max=poll_max,
+        public_url=public_url,
+        ping_secret=ping_secret,
         log_level=log_level,
         http_port=_port(get, "NEWSBOT_HTTP_PORT"),
         http_host=get("NEWSBOT_HTTP_HOST") or "127.0.0.1",
@@ -300,7 +341,9 @@ def load_feeds_file(path: Path) -> FeedsConfig:
 
 
 _TOP_KEYS = ("sections", "feeds")
-_FEED_KEYS = ("url", "section", "section_from", "category_domain", "path_segment", "mapping")
+_FEED_KEYS = (
+    "url", "section", "section_from", "category_domain", "path_segment", "mapping", "kind", "selector",
+)
 _SECTION_KEYS = ("name", "channel")
 # A public channel's @username, or a channel's numeric id (-100…).
 _CHANNEL_RE = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{3,31}|-100[0-9]{6,16})$")
@@ -392,4 +435,17 @@ def parse_feed_spec(raw: Mapping[str, object], slugs: set[str], place: str) -> F
         rule = SectionRule(kind="path", section=section, segment=segment, mapping=mapping)
     else:
         raise ConfigError(f"{place}: section_from must be \"fixed\", \"category\" or \"path\"")
-    return FeedSpec(url=url, rule=rule)
+    source = raw.get("kind", "auto")
+    if source not in SOURCE_KINDS:
+        raise ConfigError(f"{place}: kind must be one of {', '.join(repr(k) for k in SOURCE_KINDS)} (got {str(source)[:40]!r})")
+    selector = raw.get("selector")
+    if selector is not None:
+        if not isinstance(selector, str) or not selector.strip() or len(selector) > 500:
+            raise ConfigError(f"{place}: selector must be a CSS selector (text, at most 500 characters)")
+        if source not in ("auto", "html"):
+            raise ConfigError(f"{place}: selector is for HTML listing pages (kind = \"html\"), not kind = {source!r}")
+        problem = css_problem(selector)
+        if problem is not None:
+            raise ConfigError(f"{place}: selector {selector[:80]!r} is not a CSS selector newsbot understands: {problem}")
+        source = "html"
+    return FeedSpec(url=url, rule=rule, kind=str(source), selector=selector.strip() if selector else None)

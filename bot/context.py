@@ -27,6 +27,8 @@ from bot.config import FeedsConfig, Settings, load_feeds_file
 from bot.jobs import Jobs
 from bot.locks import ChatLocks
 from bot.metrics import Metrics
+from bot.pipeline.cadence import Delivery, Pacing
+from bot.pipeline.enrich import PageCache
 from bot.pipeline.flapping import FlapWatch
 from bot.pipeline.match import Matcher
 from bot.pipeline.schedule import FeedSchedule
@@ -94,10 +96,17 @@ class Services:
     flapping: FlapWatch = field(default_factory=FlapWatch)
     # Every feed on its own time (started by the runner; `newsbot ingest` uses its slots).
     feed_schedule: FeedSchedule = field(init=False)
+    # Each feed's pace: its cadence, push state and requests in the last hour.
+    pacing: Pacing = field(init=False)
+    # What article pages said (bot.pipeline.enrich).
+    pages: PageCache = field(default_factory=PageCache)
+    # WebSub deliveries waiting for their feed's poll, the latest per feed.
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.jobs = Jobs(self.clock, self.metrics)
         self.feed_schedule = FeedSchedule(self.clock)
+        self.pacing = Pacing(self.settings, self.clock)
 
     @property
     def section_names(self) -> dict[str, str]:
@@ -150,7 +159,9 @@ async def open_services(settings: Settings, *, clock: Clock | None = None, load_
     db = await Database.open(Path(settings.db_path))
     try:
         if feeds_config is not None:
-            added = await feeds.seed_feeds(db, [(f.url, f.rule) for f in feeds_config.feeds], now=clock.time())
+            added = await feeds.seed_feeds(
+                db, [(f.url, f.rule, f.kind, f.selector) for f in feeds_config.feeds], now=clock.time()
+            )
             if added:
                 log.info("feeds seeded count=%d", added)
         repaired = await feeds.repair_schedule(db)

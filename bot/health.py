@@ -1,25 +1,23 @@
-"""The operator's HTTP endpoint: GET /healthz (JSON) and GET /metrics (Prometheus text).
-
-A few lines of HTTP/1.1 on asyncio.start_server rather than another dependency: one request
-per connection, answered and closed. It starts before Telegram is reached, so a bot that
-cannot reach Telegram says so ("starting") instead of saying nothing.
+"""What the operator's endpoints say: /healthz (JSON) and /metrics (Prometheus text), served
+by bot.web. It starts before Telegram is reached, so a bot that cannot reach Telegram says
+so ("starting") instead of saying nothing.
 
 /healthz is 200 only when every check passes (docs/operations.md lists them): the database
 answers *and takes a write*, the bot's own last write did not fail, and it is still the file
 the bot opened; the dispatcher runs;
 updates arrive (long polling: getUpdates answered within UPDATES_STALE seconds); Telegram
-answers sends; a feed was polled successfully within 3 poll intervals + 60 s.
+answers sends; a feed was polled successfully within 3 of its longest intervals + 60 s
+(NEWSBOT_POLL_SECONDS when set, else NEWSBOT_POLL_MAX: adaptive polling and pushed feeds may
+wait that long between polls).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 
 from bot.context import Services
@@ -28,10 +26,8 @@ from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 5.0  # a client must send its request within this
 CHECK_TIMEOUT = 2.0  # a database check slower than this counts as a failure
 UPDATES_STALE = 90.0  # long polls last 30 s: three missed in a row is deafness
-MAX_HEAD = 16 * 1024
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -70,7 +66,8 @@ def _utc(wall: float) -> str:
 
 
 def stale_after(services: Services) -> float:
-    return 3 * services.settings.poll_seconds + 60
+    settings = services.settings
+    return 3 * (settings.poll_seconds if settings.poll_fixed else settings.poll_max) + 60
 
 
 async def _database_problem(services: Services) -> str | None:
@@ -195,6 +192,13 @@ async def metrics_text(services: Services, now: float) -> bytes:
                 "newsbot_feeds_failing": float(feed_counts.failing),
                 "newsbot_feed_failing": {str(f.id): float(f.error_count > 0) for f in polled},
                 "newsbot_feed_errors": {str(f.id): float(f.error_count) for f in polled},
+                "newsbot_feed_interval_seconds": {
+                    str(f.id): float(services.pacing.pace(f.id).interval or 0.0) for f in polled
+                },
+                "newsbot_feed_requests_last_hour": {
+                    str(f.id): float(services.pacing.requests_last_hour(f.id)) for f in polled
+                },
+                "newsbot_feed_pushed": {str(f.id): float(services.pacing.push_works(f.id)) for f in polled},
                 "newsbot_broadcasts_sending": float(await broadcasts.count_sending(services.db)),
                 "newsbot_database_bytes": float(await services.db.size()),
             })  # fmt: skip
@@ -204,79 +208,3 @@ async def metrics_text(services: Services, now: float) -> bytes:
     if age is not None:
         gauges["newsbot_last_poll_age_seconds"] = age
     return services.metrics.render(gauges)
-
-
-class HealthServer:
-    """GET /healthz and GET /metrics on `host:port`; anything else is 404."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None and self._server.sockets
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD)
-        log.info("health endpoint listening host=%s port=%d", host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.wait(set(self._clients), timeout=1.0)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._clients.add(task)
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-            status, content_type, body = await self._answer(head)
-            writer.write(_response(status, content_type, body, head_only=head.startswith(b"HEAD ")))
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # a client that went away or never finished its request gets nothing
-        except Exception:
-            log.exception("health endpoint failed")
-        finally:
-            if task is not None:
-                self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _answer(self, head: bytes) -> tuple[HTTPStatus, str, bytes]:
-        parts = head.split(b"\r\n", 1)[0].split()
-        method = parts[0].decode("latin-1") if parts else ""
-        path = parts[1].decode("latin-1").split("?", 1)[0] if len(parts) > 1 else ""
-        if method not in ("GET", "HEAD") or path not in ("/healthz", "/metrics"):
-            return HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n"
-        now = self.services.clock.time()
-        if path == "/healthz":
-            health = await check_health(self.services, now)
-            status = HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE
-            if not health.ok:
-                log.warning("health: %s reasons=%s", health.status, "; ".join(health.reasons))
-            return status, "application/json", json.dumps(health.to_json()).encode() + b"\n"
-        return HTTPStatus.OK, METRICS_TYPE, await metrics_text(self.services, now)
-
-
-def _response(status: HTTPStatus, content_type: str, body: bytes, *, head_only: bool) -> bytes:
-    head = (
-        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + (b"" if head_only else body)

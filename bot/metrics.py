@@ -33,6 +33,9 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "newsbot_flood_refusals_total": ("Commands ignored from chats sending too many.", ()),
     "newsbot_delivery_errors_total": ("Messages our own code failed to prepare or send (kept and tried again).", ()),
     "newsbot_stories_flapping_total": ("Stories whose headline changed more than 5 times in an hour.", ()),
+    "newsbot_pushes_total": ("Pushes accepted: signed WebSub deliveries and authorised pings (per feed).", ("via",)),
+    "newsbot_push_refused_total": ("Pushes refused, by channel and why (signature, secret, flood, unknown, inactive, bad_request).", ("via", "why")),
+    "newsbot_source_bounds_total": ("Documents read only in part because they passed a bound (huge sitemaps, pages of links).", ("kind",)),
 }
 
 # The label of the gauges given as values by label (see `Metrics.render`); "kind" otherwise.
@@ -40,6 +43,9 @@ GAUGE_LABELS: dict[str, str] = {
     "newsbot_outbox_backlog": "lane",
     "newsbot_feed_failing": "feed",
     "newsbot_feed_errors": "feed",
+    "newsbot_feed_interval_seconds": "feed",
+    "newsbot_feed_requests_last_hour": "feed",
+    "newsbot_feed_pushed": "feed",
 }
 
 # Gauges read from the database and the process at each scrape: name → help.
@@ -53,6 +59,9 @@ GAUGES: dict[str, str] = {
     "newsbot_feeds_failing": "Feeds whose last poll failed.",
     "newsbot_feed_failing": "1 while the feed (by id) is failing: its last try failed.",
     "newsbot_feed_errors": "Tries in a row that failed, per feed (0 when its last try succeeded).",
+    "newsbot_feed_interval_seconds": "The wait the feed's last poll chose before its next one (adaptive polling).",
+    "newsbot_feed_requests_last_hour": "Requests newsbot made to the feed's site in the last hour (feed, sitemaps, article pages).",
+    "newsbot_feed_pushed": "1 while push works for the feed (an active WebSub lease, or pings), polling being the safety net.",
     "newsbot_broadcasts_sending": "Broadcasts being sent.",
     "newsbot_last_poll_age_seconds": "Seconds since a feed was last polled successfully.",
     "newsbot_dispatcher_up": "1 while the dispatcher runs.",

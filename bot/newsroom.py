@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bot.context import Services
-from bot.pipeline.discover import find_feed
+from bot.pipeline.discover import Offer, find_source
 from bot.pipeline.lanes import WEIGHTS
-from bot.pipeline.parse import parse_feed_async
+from bot.pipeline.sources import read_document
 from bot.pipeline.urls import redact_url
-from storage import audit, feeds, stats
+from storage import audit, feeds, stats, websub
 from storage.models import Feed, SectionRule
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,14 @@ class AddedFeed:
     items: int
     existed: bool  # the URL was known: a removed feed added back (it primes again)
     already: bool = False  # the feed is polled already: nothing was changed
+    kind: str = "rss"  # what the source turned out to be (rss, json, sitemap, html)
+    offers: tuple[Offer, ...] = ()  # what else the page offered
 
 
 async def add_checked_feed(services: Services, admin_id: int, url: str, section: str) -> AddedFeed:
-    """Fetch and parse before storing: a page URL leads to the feed it advertises. Raises
-    FetchError or ParseError, and then nothing is stored. The URL is stored as given (with
+    """Fetch and read before storing: a page URL leads to what it offers (its feed, its
+    site's sitemap, or the page itself as a listing page). Raises FetchError or ParseError,
+    and then nothing is stored. The URL is stored as given (with
     any user:password in it, which the fetch uses and no reply or log ever shows). The
     feed's first poll marks its present items as seen, so adding one never floods readers.
     A feed polled already is left as it is: adding it again would make its next poll a
@@ -40,39 +43,56 @@ async def add_checked_feed(services: Services, admin_id: int, url: str, section:
     known = await feeds.get_feed_by_url(services.db, url)
     if known is not None and known.enabled:
         return AddedFeed(known, 0, existed=True, already=True)
-    fetched = await find_feed(
+    found = await find_source(
         services.http, url, max_bytes=settings.fetch_max_bytes, total_timeout=settings.fetch_timeout * 3,
         safe_params=settings.url_safe_params,
     )
+    fetched = found.fetched
     known = await feeds.get_feed_by_url(services.db, fetched.store_url)
     if known is not None and known.enabled:
-        return AddedFeed(known, 0, existed=True, already=True)
-    parsed = await parse_feed_async(
-        fetched.body, url=fetched.url, rule=rule, fetched_at=services.clock.time(), headers=fetched.headers,
-        sections=services.section_names,
+        return AddedFeed(known, 0, existed=True, already=True, offers=found.offers)
+    parsed = await read_document(
+        services.http, fetched, rule=rule, fetched_at=services.clock.time(), sections=services.section_names,
+        max_bytes=settings.fetch_max_bytes, total_timeout=settings.fetch_timeout * 3,
+        safe_params=settings.url_safe_params,
     )
-    feed = await feeds.add_feed(services.db, fetched.store_url, rule, now=services.clock.time(), title=parsed.title)
+    # A listing page is kept as one, so a later answer is never taken for something else.
+    kind = "html" if parsed.kind == "html" else "auto"
+    feed = await feeds.add_feed(services.db, fetched.store_url, rule, now=services.clock.time(), title=parsed.title,
+                                kind=kind)
     services.feed_schedule.add(feed.id)
     shown = redact_url(feed.url, settings.url_safe_params)
-    log.info("feed added by command feed_id=%d url=%s items=%d", feed.id, shown, len(parsed.articles))
+    log.info("feed added by command feed_id=%d url=%s kind=%s items=%d", feed.id, shown, parsed.kind,
+             len(parsed.articles))
     await audit.record(services.db, admin_id, "addfeed", f"#{feed.id} {shown} {section}", now=services.clock.time())
-    return AddedFeed(feed, len(parsed.articles), known is not None)
+    return AddedFeed(feed, len(parsed.articles), known is not None, kind=parsed.kind, offers=found.offers)
 
 
 @dataclass(frozen=True, slots=True)
 class FeedState:
     feed: Feed
     next_in: float | None  # seconds until its next fetch (0: under way); None when not polled
+    interval: float | None = None  # the wait its last poll chose (adaptive polling)
+    push: str = "none"  # how push works for it now (bot.pipeline.cadence)
+    websub: websub.Subscription | None = None
+    requests: int = 0  # requests to its site in the last hour
 
 
 async def list_feeds(services: Services) -> list[FeedState]:
-    """Every feed, removed ones included, with when the schedule fetches it next, for /feeds."""
+    """Every feed, removed ones included, with when the schedule fetches it next, its pace
+    and push state, for /feeds."""
     schedule = services.feed_schedule
+    pacing = services.pacing
     now = services.clock.time()
+    subscriptions = {s.feed_id: s for s in await websub.all_subscriptions(services.db)}
     found = []
     for feed in await feeds.list_feeds(services.db, enabled_only=False):
         next_in = schedule.due_in(feed.id) if schedule.running else max(0.0, feed.next_poll_at - now)
-        found.append(FeedState(feed, next_in if feed.enabled else None))
+        found.append(FeedState(
+            feed, next_in if feed.enabled else None, interval=pacing.pace(feed.id).interval,
+            push=pacing.push_state(feed.id), websub=subscriptions.get(feed.id),
+            requests=pacing.requests_last_hour(feed.id),
+        ))
     return found
 
 

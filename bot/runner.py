@@ -42,12 +42,13 @@ from bot.clock import Clock, RealClock
 from bot.commands.admin import resume_broadcasts
 from bot.config import Settings
 from bot.context import NewsApp, Services, open_services
-from bot.health import HealthServer
 from bot.logs import log_loop_errors
+from bot.pipeline import websub
 from bot.pipeline.botapi import BotApi
 from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.pipeline.ratelimit import RateLimits
+from bot.web import WebServer
 from storage import chats, feeds, maintenance
 from storage.db import StorageError
 from storage.lock import ProcessLock
@@ -78,7 +79,7 @@ class Runtime:
         )
         self.updates = CountingUpdateProcessor(UPDATE_CONCURRENCY)
         self.app: NewsApp = build_app(settings, self.limits, self.clock, self.updates)
-        self.health: HealthServer | None = None
+        self.health: WebServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.api = BotApi(
             settings.api_url, settings.require_token(),
@@ -103,7 +104,7 @@ class Runtime:
         services = await open_services(self.settings, clock=self.clock)
         self.app.bot_data.services = services
         if self.settings.http_port is not None:
-            self.health = HealthServer(services)
+            self.health = WebServer(services)
             await self.health.start(self.settings.http_host, self.settings.http_port)
 
     async def connect(self, stop: asyncio.Event) -> bool:
@@ -141,6 +142,7 @@ class Runtime:
         self._started = True
         jobs = services.jobs
         polled = await feeds.list_feeds(services.db)
+        await websub.load(services)
         start_schedule(services, polled)
         jobs.every("alerts", CATCH_UP_SECONDS, lambda: catch_up_alerts(services), first=CATCH_UP_SECONDS)
         jobs.every("briefings", BRIEFING_TICK_SECONDS, lambda: _briefing_job(services), first=2.0)

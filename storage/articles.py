@@ -540,3 +540,26 @@ async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: in
     # index stays flat instead of swelling by 40 % between FTS5's own level merges.
     await conn.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('merge', -500)")
     return len(rows)
+
+
+async def known_urls(db: Database, urls: Sequence[str]) -> set[str]:
+    """Which of these (canonical) links a stored story has."""
+    found: set[str] = set()
+    unique = sorted(set(urls))
+    for start in range(0, len(unique), 500):
+        batch = unique[start : start + 500]
+        rows = await db.fetchall(
+            f"SELECT url FROM articles WHERE url IN ({','.join('?' * len(batch))})", batch  # noqa: S608
+        )
+        found.update(row[0] for row in rows)
+    return found
+
+
+async def recent_publication_times(db: Database, feed_id: int, *, since: float, limit: int = 6) -> list[float]:
+    """When the feed's newest stored stories were published (its cadence after a start)."""
+    rows = await db.fetchall(
+        "SELECT published_at FROM articles WHERE feed_id = ? AND published_at >= ? "
+        "ORDER BY published_at DESC LIMIT ?",
+        (feed_id, since, limit),
+    )
+    return [float(row[0]) for row in rows]

@@ -53,37 +53,53 @@ def _row_to_feed(row: sqlite3.Row) -> Feed:
         source=row["source"],
         capped=row["capped"],
         failing_since=row["failing_since"],
+        kind=row["kind"],
+        selector=row["selector"],
+        found_kind=row["found_kind"],
     )
 
 
-async def seed_feeds(db: Database, feeds: Iterable[tuple[str, SectionRule]], *, now: float) -> int:
+async def seed_feeds(
+    db: Database, feeds: Iterable[tuple[str, SectionRule] | tuple[str, SectionRule, str, str | None]], *, now: float
+) -> int:
     """Add the feeds file's feeds that the table does not know yet; return how many.
+    Each is (url, rule) or (url, rule, kind, selector).
 
     A feed removed by command stays removed (disabled), and one changed by command keeps its
-    change: the file only seeds.
+    change: the file only seeds. Only a file feed's kind and selector follow the file: a
+    listing page whose markup changed is fixed by editing its selector and restarting.
     """
     added = 0
     async with db.write() as conn:
-        for url, rule in feeds:
+        for url, rule, *rest in feeds:
+            kind, selector = (rest[0], rest[1]) if rest else ("auto", None)
             cursor = await conn.execute(
-                "INSERT INTO feeds (url, rule, source, created_at) VALUES (?, ?, 'file', ?) "
+                "INSERT INTO feeds (url, rule, source, created_at, kind, selector) VALUES (?, ?, 'file', ?, ?, ?) "
                 "ON CONFLICT(url) DO NOTHING",
-                (url, rule_to_json(rule), now),
+                (url, rule_to_json(rule), now, kind, selector),
             )
             added += cursor.rowcount
+            if not cursor.rowcount:
+                await conn.execute(
+                    "UPDATE feeds SET kind = ?, selector = ? WHERE url = ? AND source = 'file' "
+                    "AND (kind IS NOT ? OR selector IS NOT ?)",
+                    (kind, selector, url, kind, selector),
+                )
     return added
 
 
-async def add_feed(db: Database, url: str, rule: SectionRule, *, now: float, title: str | None = None) -> Feed:
-    """Add (or re-enable) a feed by command."""
+async def add_feed(
+    db: Database, url: str, rule: SectionRule, *, now: float, title: str | None = None, kind: str = "auto",
+) -> Feed:
+    """Add (or re-enable) a feed by command; `kind` as found (rss, sitemap, html)."""
     async with db.write() as conn:
         await conn.execute(
-            "INSERT INTO feeds (url, rule, title, source, created_at) VALUES (?, ?, ?, 'command', ?) "
+            "INSERT INTO feeds (url, rule, title, source, created_at, kind) VALUES (?, ?, ?, 'command', ?, ?) "
             # Re-adding a removed feed primes it again: what it published while it was off
             # is history, not news.
-            "ON CONFLICT(url) DO UPDATE SET enabled = 1, rule = excluded.rule, "
+            "ON CONFLICT(url) DO UPDATE SET enabled = 1, rule = excluded.rule, kind = excluded.kind, "
             "source = 'command', next_poll_at = 0, primed = 0, etag = NULL, last_modified = NULL",
-            (url, rule_to_json(rule), title, now),
+            (url, rule_to_json(rule), title, now, kind),
         )
     feed = await get_feed_by_url(db, url)
     assert feed is not None
@@ -128,6 +144,7 @@ async def record_success(
     title: str | None,
     primed: bool,
     capped: int = 0,
+    found_kind: str | None = None,
 ) -> None:
     """Inside the transaction that stored the feed's articles, so both land or neither.
 
@@ -138,9 +155,9 @@ async def record_success(
     await conn.execute(
         "UPDATE feeds SET last_success_at = ?, parsed_at = ?, error_count = 0, failing_since = NULL, "
         "next_poll_at = ?, etag = ?, last_modified = ?, title = coalesce(?, title), primed = max(primed, ?), "
-        "capped = ? "
+        "capped = ?, found_kind = coalesce(?, found_kind) "
         "WHERE id = ?",
-        (now, now, next_poll_at, etag, last_modified, title, int(primed), capped, feed_id),
+        (now, now, next_poll_at, etag, last_modified, title, int(primed), capped, found_kind, feed_id),
     )
 
 

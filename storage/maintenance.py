@@ -10,6 +10,7 @@
 | counters | 400 days of hourly figures | `prune` |
 | chats, subscriptions | until /stop (deleted at once) | — |
 | feeds, broadcasts, audit | for good (a few rows a day at most) | — |
+| websub | one row per feed that declares a hub (replaced when it subscribes anew) | — |
 
 Each call does bounded work (a few thousand rows per table), so it can run on a timer beside
 the dispatcher without holding the writer for long; freed pages go back to the file system

@@ -82,6 +82,9 @@ class Feed:
     source: str
     capped: int = 0  # new stories the last poll stored without alerting (the per-poll cap)
     failing_since: float | None = None  # when its current run of errors began (wall time)
+    kind: str = "auto"  # what the URL serves: auto (found out), rss, sitemap or html
+    selector: str | None = None  # a listing page's CSS selector for its stories
+    found_kind: str | None = None  # what the last answer turned out to be
 
 
 @dataclass(frozen=True, slots=True)

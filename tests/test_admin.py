@@ -190,7 +190,7 @@ async def test_feed_commands_and_removal_surviving_a_restart(clock: SimClock, si
 
         # A section page: its feed is found through <link rel="alternate">.
         added = (await ask(tg, ADMIN, f"/addfeed {server.url_for('/sports/')} sports"))["text"]
-        assert added.startswith("Added feed #2: Sweden Herald (sample) — 50 items, section Sports.")
+        assert added.startswith("Added feed #2: Sweden Herald (sample) — RSS/Atom feed, 50 items, section Sports.")
         assert server.url_for("/sports/rss.xml") in added
         listing = (await ask(tg, ADMIN, "/feeds"))["text"]
         assert f"#2 {server.url_for('/sports/rss.xml')}" in listing and "section Sports" in listing
@@ -300,7 +300,7 @@ async def test_a_10_kb_feed_url_breaks_nothing(clock: SimClock, sim_tg: FakeTele
         listing = await ask(tg, ADMIN, "/feeds")
         assert listing["text"].startswith("Feeds: 1 polled") and len(listing["text"]) < 1000
         added = await ask(tg, ADMIN, f"/addfeed {long_url}?again=1 sports")
-        assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section Sports.")
+        assert added["text"].startswith("Added feed #2: Tiny wire — RSS/Atom feed, 1 item, section Sports.")
         assert len(added["text"]) < 1000
         listing = await ask(tg, ADMIN, "/feeds")
         assert "#1 " in listing["text"] and "#2 " in listing["text"] and len(listing["text"]) < 2000
@@ -322,7 +322,7 @@ async def test_feed_credentials_and_secrets_never_appear_in_replies(clock: SimCl
         refused = await ask(tg, ADMIN, f"/addfeed {private.replace('hunter2pass', 'wrongpass99')} world")
         assert "Could not add that feed" in refused["text"]
         added = await ask(tg, ADMIN, f"/addfeed {private} world")
-        assert added["text"].startswith("Added feed #2: Tiny wire — 1 item, section World.")
+        assert added["text"].startswith("Added feed #2: Tiny wire — RSS/Atom feed, 1 item, section World.")
         listing = await ask(tg, ADMIN, "/feeds")
         assert "lang=en" in listing["text"]
         removed = await ask(tg, ADMIN, "/removefeed 2")

@@ -120,7 +120,7 @@ async def test_addfeed_on_a_feed_already_polled_changes_nothing(
         await ask(tg, ADMIN, "/removefeed 1")
         server.serve("/wire.xml", feed_xml(1, 2, 3))
         back = str((await ask(tg, ADMIN, f"/addfeed {url} world"))["text"])
-        assert back.startswith("Added back feed #1: Tiny wire — 3 items, section World.")
+        assert back.startswith("Added back feed #1: Tiny wire — RSS/Atom feed, 3 items, section World.")
         await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds") == [(1,)], timeout=10, interval=0.05)
         assert rows(settings.db_path, "SELECT count(*) FROM articles WHERE id = 'wire-3'") == [(1,)]
     assert len(tg.sent_messages(READER)) == 2  # story 3 came while the feed was removed: no alert

@@ -42,7 +42,8 @@ def test_check_feed_prints_all_fifty_stories_with_sections(tmp_path: Path) -> No
     feeds_file = write_feeds_file(tmp_path, [])
     out = newsbot("check-feed", str(SAMPLE_FEED), env={"NEWSBOT_FEEDS": str(feeds_file)}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
+    kind, *lines = out.stdout.strip().splitlines()
+    assert kind == "kind: RSS/Atom feed"
     assert lines[0] == "id\tsection\tpublished (Europe/Stockholm)\ttitle\tlink"
     assert lines[-1] == "50 stories"
     rows = [line.split("\t") for line in lines[1:-1]]
@@ -55,8 +56,8 @@ def test_check_feed_prints_all_fifty_stories_with_sections(tmp_path: Path) -> No
         "check-feed", str(SAMPLE_FEED), env={"NEWSBOT_FEEDS": str(feeds_file), "NEWSBOT_TIMEZONE": "UTC"},
         cwd=tmp_path,
     )
-    assert utc.stdout.splitlines()[0].startswith("id\tsection\tpublished (UTC)\t")
-    assert utc.stdout.splitlines()[1].split("\t")[2] == "2025-03-12 20:00 UTC"
+    assert utc.stdout.splitlines()[1].startswith("id\tsection\tpublished (UTC)\t")
+    assert utc.stdout.splitlines()[2].split("\t")[2] == "2025-03-12 20:00 UTC"
     assert first[3] == "Sweden beats Norway in the handball qualifier"
     assert first[4].startswith("https://swedenherald.com/article/")
     assert not (tmp_path / "data").exists()  # nothing stored

@@ -15,8 +15,10 @@ from bot.callbacks import pack, unpack
 from bot.commands.admin import admin_only, slugs
 from bot.commands.common import reply
 from bot.context import NewsContext, Services, find_section
+from bot.pipeline.discover import Offer
 from bot.pipeline.fetch import FetchError
 from bot.pipeline.parse import ParseError
+from bot.pipeline.sources import KIND_NAMES
 from bot.pipeline.urls import redact_url
 from bot.render import esc, fit_blocks, format_time, plural, short
 from storage.models import SectionRule
@@ -65,7 +67,7 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> st
         poll = "being fetched" if feed.error_count == 0 else "being tried now"
     else:
         poll = f"{'next poll' if feed.error_count == 0 else 'next try'} in {broadcast.duration_text(state.next_in)}"
-    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}")]
+    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}"), esc(_pace_text(state, services, now))]
     if feed.capped:
         lines.append(esc(f"last poll: {plural(feed.capped, 'new story', 'new stories')} stored without alerts "
                          f"(more than {services.settings.alerts_per_poll} at once, too old, or dated ahead)"))
@@ -78,6 +80,34 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> st
     elif feed.last_error:
         lines.append(esc(f"last error (since recovered): {short(feed.last_error, 200)}"))
     return "\n".join(lines)
+
+
+def _pace_text(state: newsroom.FeedState, services: Services, now: float) -> str:
+    """Kind, interval, push state and cost: `RSS/Atom feed · every 45 s (adaptive) · push:
+    WebSub until 12 Mar 14:00 · 80 requests in the last hour`."""
+    feed = state.feed
+    settings = services.settings
+    kind = KIND_NAMES.get(feed.found_kind or "", "kind not known yet")
+    if feed.kind != "auto":
+        kind += f" (kind = {feed.kind})"
+    if feed.selector:
+        kind += f", selector “{short(feed.selector, 60)}”"
+    if settings.poll_fixed:
+        every = f"every {broadcast.duration_text(settings.poll_seconds)} (NEWSBOT_POLL_SECONDS)"
+    elif state.interval is not None:
+        every = f"every {broadcast.duration_text(state.interval)} (adaptive)"
+    else:
+        every = "interval: after its first poll"
+    push = f"push: {state.push}"
+    sub = state.websub
+    if sub is not None:
+        if sub.active(now) and sub.expires_at is not None:
+            push += f" (WebSub lease until {format_time(sub.expires_at, services.zone)})"
+        elif sub.state == "pending":
+            push += " (WebSub: waiting for the hub to verify)"
+        else:
+            push += f" (WebSub {sub.state}: {short(sub.last_error or '', 120)})"
+    return f"{kind} · {every} · {push} · {plural(state.requests, 'request')} in the last hour"
 
 
 def _try_keyboard(failing: list[int]) -> InlineKeyboardMarkup | None:
@@ -160,11 +190,22 @@ async def addfeed_command(update: Update, context: NewsContext) -> None:
     verb = "Added back" if added.existed else "Added"
     await reply(update, (
         f"{verb} feed <b>#{feed.id}</b>: <b>{esc(short(feed.title or shown_url(feed.url, services.settings.url_safe_params), 200))}</b> — "
-        f"{plural(added.items, 'item')}, section {esc(section.name)}.\n"
+        f"{esc(KIND_NAMES.get(added.kind, added.kind))}, {plural(added.items, 'item')}, section {esc(section.name)}.\n"
         f"<code>{esc(shown_url(feed.url, services.settings.url_safe_params))}</code>\n"
         "Its current items are stored as seen on its first poll; only stories that appear "
         "after that are pushed."
+        + _offers_text(added.offers, feed.url, services.settings.url_safe_params)
     ))
+
+
+def _offers_text(offers: tuple[Offer, ...], taken: str, safe: frozenset[str]) -> str:
+    """What else the page offered, to add with /addfeed."""
+    others = [o for o in offers if o.url != taken][:8]
+    if not others:
+        return ""
+    lines = [f"• {esc(KIND_NAMES.get(o.kind, o.kind))} ({esc(o.how)}): <code>{esc(shown_url(o.url, safe))}</code>"
+             for o in others]
+    return "\n\nThe page also offers (add one with /addfeed URL section):\n" + "\n".join(lines)
 
 
 async def removefeed_command(update: Update, context: NewsContext) -> None:

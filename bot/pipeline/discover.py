@@ -1,7 +1,11 @@
-"""Feed discovery: a site or section page URL leads to its feed via <link rel="alternate">.
+"""Discovery: what a URL serves (`sniff`), and what a site's page offers.
 
 `find_feed` fetches a URL and, when it is a web page (`looks_like_html`), the first feed the
-page announces (`discover_feed_links`).
+page announces (`discover_feed_links`). `find_source` goes further for `/addfeed` and
+`newsbot check-feed`: a page's feeds (``<link rel="alternate">``), its site's sitemaps
+(``Sitemap:`` lines of /robots.txt, for a site's home page) and the page itself as a
+listing page when stories are found in its markup — all offered, the first that reads
+taken.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Final
 from urllib.parse import urljoin, urlsplit
@@ -16,9 +21,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from bot.pipeline.fetch import DEFAULT_MAX_BYTES, FetchError, FetchResult, fetch_feed
+from bot.pipeline.listing import decode_html, read_listing
 from bot.pipeline.urls import carry_credentials, redact_url
 
-__all__ = ["FEED_LINK_TYPES", "discover_feed_links", "find_feed", "looks_like_html"]
+__all__ = [
+    "FEED_LINK_TYPES", "Found", "Offer", "discover_feed_links", "find_feed", "find_source", "looks_like_html", "sniff",
+]
+ROBOTS_MAX_BYTES: Final = 64 * 1024
+MIN_LISTING: Final = 3  # stories a page must show to be offered as a listing page
 
 # `type` values of <link rel="alternate"> that announce a feed. Plain application/json is
 # left out on purpose: WordPress uses it for REST API links on every page.
@@ -133,14 +143,7 @@ class _FeedLinkParser(HTMLParser):
 
 
 def _decode_html(body: bytes) -> str:
-    match = re.search(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", body[:4096], re.I)
-    if match:
-        try:
-            return body.decode(match.group(1).decode("ascii"), errors="replace")
-        except LookupError:
-            pass
-    # URLs are ASCII in practice; replacement characters elsewhere do not matter here.
-    return body.decode("utf-8", errors="replace")
+    return decode_html(body, None)
 
 
 _PROLOG = re.compile(
@@ -182,3 +185,115 @@ def looks_like_html(body: bytes, content_type: str | None) -> bool:
             return True
     mime = (content_type or "").split(";")[0].strip().lower()
     return mime in ("text/html", "application/xhtml+xml")
+
+
+_FIRST_TAG_ANY = re.compile(rb"<([A-Za-z][A-Za-z0-9:._-]*)")
+
+
+def sniff(body: bytes, content_type: str | None = None) -> str:
+    """What a body is: "json" (JSON Feed), "sitemap", "html" (a page) or "rss" (anything
+    else, which feedparser tries). The body decides over the Content-Type."""
+    head = body[:4096]
+    pos = 0
+    while (match := _PROLOG.match(head, pos)) is not None and match.end() > pos:
+        pos = match.end()
+    rest = head[pos:]
+    if rest[:1] in (b"{", b"["):
+        return "json"
+    tag = _FIRST_TAG_ANY.match(rest)
+    if tag is not None and tag.group(1).lower().rsplit(b":", 1)[-1] in (b"urlset", b"sitemapindex"):
+        return "sitemap"
+    if looks_like_html(body, content_type):
+        return "html"
+    return "rss"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    url: str
+    kind: str  # rss, json, sitemap, html
+    how: str  # where it was found, for the reply
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The source taken (its document and kind) and everything the page offered."""
+
+    fetched: FetchResult
+    kind: str
+    offers: tuple[Offer, ...] = ()
+
+
+async def find_source(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    total_timeout: float = 60,
+    safe_params: Collection[str] = (),
+) -> Found:
+    """Fetch `url`; a feed or sitemap is taken as it is, a web page's offers are collected
+    and the first that can be fetched is taken (its feeds first, then its sitemaps, then the
+    page itself as a listing page). Raises FetchError ("not_a_feed" for a page that offers
+    nothing). Everything shares one `total_timeout` and goes through `client`."""
+    shown = redact_url(url, safe_params)
+    try:
+        async with asyncio.timeout(total_timeout):
+            page = await fetch_feed(client, url, max_bytes=max_bytes, total_timeout=total_timeout, safe_params=safe_params)
+            kind = sniff(page.body, page.headers.get("content-type"))
+            if kind != "html":
+                return Found(page, kind)
+            offers = await _offers(client, page, max_bytes, total_timeout, safe_params)
+            for offer in offers:
+                if offer.url == page.url and offer.kind == "html":
+                    return Found(page, "html", tuple(offers))
+                try:
+                    fetched = await fetch_feed(
+                        client, offer.url, max_bytes=max_bytes, total_timeout=total_timeout, safe_params=safe_params,
+                    )
+                except FetchError:
+                    continue
+                return Found(fetched, sniff(fetched.body, fetched.headers.get("content-type")), tuple(offers))
+    except TimeoutError:
+        raise FetchError("timeout", f"timed out after {total_timeout:g} s finding a source at {shown}", url=shown) from None
+    raise FetchError(
+        "not_a_feed",
+        f"{redact_url(page.url, safe_params)} is a web page that offers no feed (no <link rel=\"alternate\">), "
+        "no sitemap in its site's robots.txt, and no stories found in its markup",
+        url=shown,
+    )
+
+
+async def _offers(
+    client: httpx.AsyncClient, page: FetchResult, max_bytes: int, total_timeout: float, safe_params: Collection[str]
+) -> list[Offer]:
+    offers = []
+    for link in discover_feed_links(page.body, page.url):
+        offers.append(Offer(carry_credentials(page.store_url, link), "rss", 'announced by <link rel="alternate">'))
+    if urlsplit(page.url).path in ("", "/"):
+        offers += await _robots_sitemaps(client, page, total_timeout, safe_params)
+    listing = await asyncio.to_thread(read_listing, page.body, page.url, selector=None,
+                                      content_type=page.headers.get("content-type"))
+    if len(listing.entries) >= MIN_LISTING:
+        how = {"articles": "<article> elements", "links": "links to its stories"}.get(listing.how, listing.how)
+        offers.append(Offer(page.store_url if page.store_url == page.url else page.url, "html",
+                            f"this page as a listing page: {len(listing.entries)} stories found by its {how}"))
+    return offers
+
+
+async def _robots_sitemaps(
+    client: httpx.AsyncClient, page: FetchResult, total_timeout: float, safe_params: Collection[str]
+) -> list[Offer]:
+    robots = urljoin(page.url, "/robots.txt")
+    try:
+        answer = await fetch_feed(client, robots, max_bytes=ROBOTS_MAX_BYTES, total_timeout=total_timeout,
+                                  safe_params=safe_params)
+    except FetchError:
+        return []
+    found = []
+    for line in answer.body.decode("utf-8", errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        value = value.strip()
+        if key.strip().lower() == "sitemap" and value.lower().startswith(("http://", "https://")):
+            found.append(Offer(value, "sitemap", "listed in the site's robots.txt"))
+    return found[:10]

@@ -127,6 +127,8 @@ class FetchResult:
     last_modified: str | None
     elapsed: float
     store_url: str
+    # The server's Retry-After on a success or 304, as seconds (0 to a day); None without one.
+    retry_after: float | None = None
 
 
 async def fetch_feed(
@@ -288,6 +290,7 @@ async def _read_response(response: httpx.Response, job: _Job) -> FetchResult:
             last_modified=new_last_modified or job.last_modified,
             elapsed=time.perf_counter() - job.started,
             store_url=stored,
+            retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")),
         )
     if not 200 <= status < 300:
         # The error body is never read: a 500 page can be as large as any feed.
@@ -316,6 +319,7 @@ async def _read_response(response: httpx.Response, job: _Job) -> FetchResult:
         last_modified=new_last_modified,
         elapsed=time.perf_counter() - job.started,
         store_url=stored,
+        retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")),
     )
 
 

@@ -17,7 +17,7 @@ import calendar
 import io
 import re
 import xml.sax
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -33,6 +33,7 @@ __all__ = [
     "ID_MAX",
     "ParseError",
     "ParsedFeed",
+    "articles_from_entries",
     "canonical_url",
     "parse_feed",
     "parse_feed_async",
@@ -95,6 +96,13 @@ class ParsedFeed:
     is_feed: bool
     skipped: int = 0
     dated_ahead: frozenset[str] = frozenset()
+    # WebSub: the hubs the document declares (rel="hub") and its own URL (rel="self").
+    hubs: tuple[str, ...] = ()
+    self_url: str | None = None
+    # What the document was: rss (RSS, Atom, RDF), json (JSON Feed), sitemap or html.
+    kind: str = "rss"
+    # A bound the reader hit (a huge sitemap, a page of thousands of links), for the log.
+    note: str | None = None
 
 
 def canonical_url(url: str) -> str:
@@ -249,6 +257,33 @@ def _parse(
             )
             raise ParseError(_not_a_feed_reason(result, body, version), result=result)
 
+    links = [_dict(link) for link in _list(feed_info.get("links"))]
+    return articles_from_entries(
+        entries, title=title, base=base, rule=rule, fetched_at=fetched_at, feed_id=feed_id, sections=sections,
+        bozo=bozo, bozo_reason=bozo_reason,
+        hubs=tuple(_str(link.get("href")) for link in links if _str(link.get("rel")) == "hub" and link.get("href")),
+        self_url=next((_str(link.get("href")) for link in links if _str(link.get("rel")) == "self" and link.get("href")), None),
+    )
+
+
+def articles_from_entries(
+    entries: Iterable[dict[str, Any]],
+    *,
+    title: str | None,
+    base: str,
+    rule: SectionRule,
+    fetched_at: float,
+    feed_id: int | None = None,
+    sections: Mapping[str, str] | None = None,
+    bozo: bool = False,
+    bozo_reason: str | None = None,
+    hubs: tuple[str, ...] = (),
+    self_url: str | None = None,
+) -> ParsedFeed:
+    """Entries in feedparser's shape (`link`, `title`, `summary` with their `*_detail`
+    types, `id`, `published_parsed`, `tags`, `media_thumbnail`) turned into articles: the one
+    way every kind of source (RSS and Atom through feedparser, JSON Feed, news sitemaps,
+    listing pages) becomes stories."""
     ctx = _Context(
         base=base,
         rule=rule,
@@ -280,6 +315,8 @@ def _parse(
         is_feed=True,
         skipped=skipped,
         dated_ahead=frozenset(ahead),
+        hubs=hubs,
+        self_url=self_url,
     )
 
 
@@ -296,6 +333,11 @@ def _cut_short(exc: object, body: bytes) -> bool:
     # Only at the very end: the same words in the middle mean another kind of breakage.
     line = exc.getLineNumber()
     return line is not None and line >= body.rstrip().count(b"\n") + 1
+
+
+def base_url(url: str, headers: Mapping[str, str] | None) -> str:
+    """The base for a document's relative links: its Content-Location, else its URL."""
+    return _base_url(url, headers)
 
 
 def _not_a_feed() -> ParsedFeed:

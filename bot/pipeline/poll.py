@@ -1,9 +1,12 @@
-"""The poll: fetch → parse → store what is new → match → enqueue, one function per stage.
+"""The poll: fetch → read (any kind of source) → store what is new → match → enqueue, one
+function per stage.
 
 Each feed is polled on its own time (bot.pipeline.schedule) and finished on its own: its
 alerts are queued as soon as its stories are stored, whatever any other feed is doing. Only
 the fetch is bounded by the feed's fetch budget (3 × NEWSBOT_FETCH_TIMEOUT, waiting for a
-fetch slot included); parsing runs in a thread, and storing is never cut short.
+fetch slot included); parsing runs in a thread, and storing is never cut short. How long
+until the next poll is bot.pipeline.cadence's rule; a WebSub delivery's document is stored
+through the same path as a fetched one (bot.pipeline.websub).
 
 A failing feed is tried again after its back-off (`backoff_seconds`: the poll interval,
 doubling, at most NEWSBOT_FEED_BACKOFF_MAX) or when its server's Retry-After says, whichever
@@ -15,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.context import Services
+from bot.pipeline import websub
+from bot.pipeline.cadence import Delivery, max_age
+from bot.pipeline.enrich import enrich_entries
 from bot.pipeline.fetch import FetchError, FetchResult, fetch_feed
-from bot.pipeline.parse import ParsedFeed, ParseError, parse_feed_async
+from bot.pipeline.parse import ParsedFeed, ParseError
 from bot.pipeline.schedule import backoff_seconds
+from bot.pipeline.sources import read_document
 from bot.pipeline.urls import redact_url
 from storage import articles, feeds, outbox
 from storage.articles import Stored
@@ -42,6 +49,8 @@ class PollOutcome:
     not_alerted: int = 0  # new stories stored without alerts (cap, age, future date)
     error: str | None = None
     next_in: float = 0.0  # seconds from the end of this poll to the feed's next one
+    interval: float | None = None  # seconds from the start of this poll to the next, as stored
+    parsed: ParsedFeed | None = field(default=None, repr=False)  # the document read, if any
 
 
 @dataclass
@@ -62,13 +71,6 @@ def fetch_budget(services: Services) -> float:
     return services.settings.fetch_timeout * 3
 
 
-def _interval(services: Services) -> float:
-    """The wait before a healthy feed's next poll. A little jitter keeps feeds that were
-    added together (a feeds file) from being fetched in lock-step forever; it only shortens
-    the interval, so a story is picked up within one interval."""
-    return services.settings.poll_seconds * random.uniform(0.9, 1.0)
-
-
 async def fetch_for_poll(services: Services, feed: Feed) -> FetchResult:
     """The feed's document, within its fetch budget: waiting for a fetch slot counts, so
     feeds that hang can hold a slot for their budget at most, and the feed waiting is told
@@ -85,6 +87,7 @@ async def fetch_for_poll(services: Services, feed: Feed) -> FetchResult:
             "timeout", f"no free fetch slot within {budget:g} s (other feeds are slow)",
             url=redact_url(feed.url, settings.url_safe_params),
         ) from None
+    services.pacing.request(feed.id)
     try:
         return await fetch_feed(
             services.http, feed.url, etag=feed.etag, last_modified=feed.last_modified,
@@ -96,32 +99,61 @@ async def fetch_for_poll(services: Services, feed: Feed) -> FetchResult:
         services.feed_schedule.slots.release()
 
 
-async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
-    """Fetch one feed, store what is new and queue its alerts; failures are recorded, never
-    raised. The outcome says when the feed is due again."""
+async def poll_feed(
+    services: Services, feed: Feed, *, pushed: bool = False, delivery: Delivery | None = None
+) -> PollOutcome:
+    """Fetch one feed (or take the document a WebSub delivery brought), store what is new and
+    queue its alerts; failures are recorded, never raised. The outcome says when the feed
+    is due again. `pushed`: a push asked for this poll."""
     started = services.clock.time()
     began = services.clock.monotonic()
-    try:
-        fetched = await fetch_for_poll(services, feed)
-    except FetchError as exc:
-        # The back-off counts from now: a fetch that took its whole budget is not retried at once.
-        return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
+    outcome: PollOutcome | None = None
+    fetched: FetchResult | None = None
+    if delivery is not None:
+        outcome = await _store_delivery(services, feed, delivery, now=started)
+    if outcome is None:
+        try:
+            fetched = await fetch_for_poll(services, feed)
+        except FetchError as exc:
+            # The back-off counts from now: a fetch that took its whole budget is not retried at once.
+            return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
+        try:
+            if fetched.not_modified:
+                unchanged = _next_interval(services, feed, fetched)
+                await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + unchanged)
+                outcome = PollOutcome(feed, "not_modified", interval=unchanged)
+            else:
+                outcome = await store_document(services, feed, fetched, now=started)
+        except StorageError as exc:
+            # The database is the problem, not the feed: nothing to record, try again later.
+            services.metrics.inc("newsbot_errors_total", stage="storage")
+            log.error("feed not stored feed_id=%d error=%s", feed.id, exc)
+            return PollOutcome(feed, "error", error=str(exc), next_in=services.settings.poll_seconds)
+        except FetchError as exc:  # a sitemap an index leads to
+            return await _record_failure(services, feed, str(exc), services.clock.time(), retry_after=exc.retry_after)
+        except ParseError as exc:
+            return await _record_failure(services, feed, str(exc), services.clock.time())
+    trusted = services.pacing.push_works(feed.id)
+    services.pacing.polled(feed.id, pushed=pushed, new=len(outcome.new) if outcome.result == "new" else 0)
     # The interval counts from the start of this poll: a slow fetch or store does not
-    # stretch it.
-    interval = _interval(services)
-    try:
-        if fetched.not_modified:
-            await feeds.record_not_modified(services.db, feed.id, now=started, next_poll_at=started + interval)
-            outcome = PollOutcome(feed, "not_modified")
-        else:
-            outcome = await store_document(services, feed, fetched, now=started, next_poll_at=started + interval)
-    except StorageError as exc:
-        # The database is the problem, not the feed: nothing to record, try again later.
-        services.metrics.inc("newsbot_errors_total", stage="storage")
-        log.error("feed not stored feed_id=%d error=%s", feed.id, exc)
-        return PollOutcome(feed, "error", error=str(exc), next_in=services.settings.poll_seconds)
-    except ParseError as exc:
-        return await _record_failure(services, feed, str(exc), services.clock.time())
+    # stretch it. It is the one stored, unless push just turned out to miss stories.
+    stored = outcome.interval
+    interval = (
+        stored if stored is not None and trusted == services.pacing.push_works(feed.id)
+        else _next_interval(services, feed, fetched)
+    )
+    parsed = outcome.parsed
+    hub, topic = (None, None)
+    if parsed is not None and fetched is not None:
+        hub, topic = websub.hub_and_topic(fetched.headers, parsed.hubs, parsed.self_url, feed.url)
+    lease_due = None
+    if services.feed_schedule.running:  # not from `newsbot ingest`: nobody would answer the hub
+        try:
+            lease_due = await websub.maintain(services, feed, hub, topic)
+        except StorageError as exc:
+            log.error("websub state not kept feed_id=%d error=%s", feed.id, exc)
+    if lease_due is not None:
+        interval = min(interval, lease_due)
     outcome = dataclasses.replace(outcome, next_in=max(0.0, began + interval - services.clock.monotonic()))
     if feed.error_count:
         log.info(
@@ -132,18 +164,81 @@ async def poll_feed(services: Services, feed: Feed) -> PollOutcome:
     return outcome
 
 
+def _next_interval(services: Services, feed: Feed, fetched: FetchResult | None) -> float:
+    """Seconds from a poll's start to the feed's next poll (bot.pipeline.cadence)."""
+    if fetched is None:
+        return services.pacing.interval(feed.id)
+    return services.pacing.interval(
+        feed.id, fresh_for=max_age(fetched.headers), retry_after=fetched.retry_after,
+    )
+
+
+async def _store_delivery(services: Services, feed: Feed, delivery: Delivery, *, now: float) -> PollOutcome | None:
+    """A WebSub delivery's body stored as the feed's document; None when it is not one
+    with stories (a "thin" ping, an empty body): the feed is fetched instead."""
+    headers = {"content-type": delivery.content_type} if delivery.content_type else {}
+    document = FetchResult(
+        url=feed.url, status=200, not_modified=False, body=delivery.body, headers=headers,
+        # The site's validators still describe what it last sent us.
+        etag=feed.etag, last_modified=feed.last_modified, elapsed=0.0, store_url=feed.url,
+    )
+    try:
+        outcome = await store_document(services, feed, document, now=now, need_items=True)
+    except (ParseError, FetchError) as exc:
+        log.info("websub delivery is not the feed's document feed_id=%d (%s): fetching it", feed.id, exc)
+        return None
+    except StorageError as exc:
+        services.metrics.inc("newsbot_errors_total", stage="storage")
+        log.error("feed not stored feed_id=%d error=%s", feed.id, exc)
+        return None
+    return outcome
+
+
+async def read_for_store(services: Services, feed: Feed, fetched: FetchResult, *, now: float) -> ParsedFeed:
+    """The fetched document read as the feed's kind, sitemap and listing items completed
+    from their article pages (not on a feed's first poll, which only marks what it holds)."""
+    settings = services.settings
+
+    async def known(urls: list[str]) -> set[str]:
+        return await articles.known_urls(services.db, urls)
+
+    async def enrich(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not feed.primed:
+            return entries
+        return await enrich_entries(
+            entries, client=services.http, cache=services.pages, known=known, max_bytes=settings.fetch_max_bytes,
+            page_timeout=settings.fetch_timeout, safe_params=settings.url_safe_params,
+            count_request=lambda: services.pacing.request(feed.id),
+        )
+
+    parsed = await read_document(
+        services.http, fetched, kind=feed.kind, selector=feed.selector, rule=feed.rule, fetched_at=now,
+        feed_id=feed.id, sections=services.section_names, max_bytes=settings.fetch_max_bytes,
+        total_timeout=fetch_budget(services), safe_params=settings.url_safe_params,
+        count_request=lambda: services.pacing.request(feed.id), enrich=enrich,
+    )
+    if parsed.note:
+        services.metrics.inc("newsbot_source_bounds_total", kind=parsed.kind)
+        log.warning("feed=%d %s read within bounds: %s", feed.id, parsed.kind, parsed.note)
+    services.pacing.saw(feed.id, [a.published_at for a in parsed.articles if a.id not in parsed.dated_ahead])
+    return parsed
+
+
 async def store_document(
-    services: Services, feed: Feed, fetched: FetchResult, *, now: float, next_poll_at: float | None = None
+    services: Services, feed: Feed, fetched: FetchResult, *, now: float, next_poll_at: float | None = None,
+    need_items: bool = False,
 ) -> PollOutcome:
-    """Parse a fetched document, store its stories (with the feed's status, in one
+    """Read a fetched document, store its stories (with the feed's status, in one
     transaction) and queue the alerts of the new ones: the poller's whole path after the
     fetch, which `newsbot check-feed` and /addfeed share up to the store. `next_poll_at`:
-    when the feed is due again (wall time; default: one interval from `now`)."""
-    next_poll_at = now + _interval(services) if next_poll_at is None else next_poll_at
-    parsed = await parse_feed_async(
-        fetched.body, url=fetched.url, rule=feed.rule, fetched_at=now, headers=fetched.headers,
-        feed_id=feed.id, sections=services.section_names,
-    )
+    when the feed is due again (wall time; default: the feed's interval from `now`).
+    `need_items`: a document without stories is a ParseError (a pushed body)."""
+    await _load_pace(services, feed, now)
+    parsed = await read_for_store(services, feed, fetched, now=now)
+    if need_items and not parsed.articles:
+        raise ParseError("parse: no stories in the document")
+    interval = _next_interval(services, feed, fetched) if next_poll_at is None else next_poll_at - now
+    next_poll_at = now + interval
     priming = not feed.primed
     async with services.db.write() as conn:
         stored = await articles.store_articles(conn, parsed.articles, now=now, seen=priming)
@@ -154,11 +249,11 @@ async def store_document(
             etag=fetched.etag, last_modified=fetched.last_modified, title=parsed.title,
             # A first poll that finds nothing primes nothing: the first one with stories
             # holds the backlog, which is history, not news.
-            primed=bool(parsed.articles), capped=len(quiet),
+            primed=bool(parsed.articles), capped=len(quiet), found_kind=parsed.kind,
         )
     if priming:
         result = "primed" if parsed.articles else "new"
-        return PollOutcome(feed, result, items=len(parsed.articles))
+        return PollOutcome(feed, result, items=len(parsed.articles), parsed=parsed, interval=interval)
     quiet_ids = {a.id for a in quiet}
     alerting = [a for a in stored.new if a.id not in quiet_ids] + stored.gained + [
         c.article for c in stored.corrected
@@ -176,8 +271,15 @@ async def store_document(
         )
     return PollOutcome(
         feed, "new", items=len(parsed.articles), new=tuple(stored.new),
-        queued=enqueued.queued + enqueued.held, not_alerted=len(quiet),
+        queued=enqueued.queued + enqueued.held, not_alerted=len(quiet), parsed=parsed, interval=interval,
     )
+
+
+async def _load_pace(services: Services, feed: Feed, now: float) -> None:
+    """After a start, a feed's cadence from its stored stories of the last week."""
+    pace = services.pacing.pace(feed.id)
+    if not pace.loaded:
+        services.pacing.saw(feed.id, await articles.recent_publication_times(services.db, feed.id, since=now - 7 * 86400))
 
 
 def _not_alerted(services: Services, parsed: ParsedFeed, stored: Stored, now: float) -> list[Article]:
@@ -269,10 +371,12 @@ async def enqueue_unmatched(services: Services) -> int:
     return total
 
 
-async def _poll_guarded(services: Services, feed: Feed) -> PollOutcome:
+async def _poll_guarded(
+    services: Services, feed: Feed, *, pushed: bool = False, delivery: Delivery | None = None
+) -> PollOutcome:
     """`poll_feed`, with a bug for one feed recorded as that feed's failure."""
     try:
-        outcome = await poll_feed(services, feed)
+        outcome = await poll_feed(services, feed, pushed=pushed, delivery=delivery)
     except Exception as exc:  # a bug for one feed must not cost the others anything
         services.metrics.inc("newsbot_errors_total", stage="poll")
         log.exception("feed poll failed unexpectedly feed_id=%d", feed.id)
@@ -285,7 +389,7 @@ async def _poll_guarded(services: Services, feed: Feed) -> PollOutcome:
     return outcome
 
 
-async def poll_scheduled(services: Services, feed_id: int) -> float | None:
+async def poll_scheduled(services: Services, feed_id: int, pushed: bool = False) -> float | None:
     """The schedule's poll of one feed (bot.pipeline.schedule.PollFeed): its row read afresh
     (validators, errors, whether it is still enabled), polled, and the seconds until its
     next poll returned; None once the feed is removed."""
@@ -295,8 +399,10 @@ async def poll_scheduled(services: Services, feed_id: int) -> float | None:
         log.error("feed not read feed_id=%d error=%s", feed_id, exc)
         return services.settings.poll_seconds
     if feed is None or not feed.enabled:
+        services.deliveries.pop(feed_id, None)
         return None
-    return (await _poll_guarded(services, feed)).next_in
+    delivery = services.deliveries.pop(feed_id, None)
+    return (await _poll_guarded(services, feed, pushed=pushed, delivery=delivery)).next_in
 
 
 def start_schedule(services: Services, polled: list[Feed]) -> None:
@@ -307,7 +413,7 @@ def start_schedule(services: Services, polled: list[Feed]) -> None:
     now = services.clock.time()
     longest = max(settings.feed_backoff_max, settings.poll_seconds)
     services.feed_schedule.start(
-        lambda feed_id: poll_scheduled(services, feed_id),
+        lambda feed_id, pushed: poll_scheduled(services, feed_id, pushed),
         [(f.id, min(longest, max(0.0, f.next_poll_at - now))) for f in polled],
         retry=settings.poll_seconds,
     )

@@ -10,7 +10,11 @@ open a hundred connections); a feed waits for a slot within its own fetch budget
 that hang can delay a slot, never take it for longer than their budget.
 
 /addfeed and /removefeed add and remove a feed's task at once; an admin's "Try now" makes a
-feed due now. The database keeps each feed's next poll time as wall time, for a restart.
+feed due now, and so does a push (a WebSub delivery, a publish ping: `push`), at most once a
+second per feed (PUSH_SPACING): pushes that come faster are merged into one poll, and one
+that comes while the feed is being fetched makes it fetched once more right after (the
+change it announces may be newer than the fetch under way). The database keeps each feed's
+next poll time as wall time, for a restart.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from bot.clock import Clock
 log = logging.getLogger(__name__)
 
 FETCH_CONCURRENCY = 8
+PUSH_SPACING = 1.0
 
-PollFeed = Callable[[int], Awaitable[float | None]]
-"""Poll the feed with this id; return the seconds until its next poll, or None when it is no
-longer polled (removed). It records its outcome itself and should not raise."""
+PollFeed = Callable[[int, bool], Awaitable[float | None]]
+"""Poll the feed with this id (the flag: a push asked for this poll); return the seconds
+until its next poll, or None when it is no longer polled (removed). It records its outcome
+itself and should not raise."""
 
 
 def backoff_seconds(error_count: int, base: float, cap: float) -> float:
@@ -55,6 +61,8 @@ class _Entry:
     fetching: bool = False
     removed: bool = False
     task: asyncio.Task[None] | None = None
+    last_start: float = -math.inf  # monotonic time the last poll began
+    pushed: bool = False  # a push is waiting for the next poll
 
 
 class FeedSchedule:
@@ -112,6 +120,23 @@ class FeedSchedule:
         entry.wake.set()
         return True
 
+    def push(self, feed_id: int) -> bool:
+        """A push says the feed changed: poll it now, or PUSH_SPACING after its last poll
+        began, whichever is later; False when it is not scheduled."""
+        entry = self._entries.get(feed_id)
+        if entry is None:
+            return False
+        entry.pushed = True
+        if not entry.fetching:
+            self._push_due(entry)
+        return True
+
+    def _push_due(self, entry: _Entry) -> None:
+        due = max(self.clock.monotonic(), entry.last_start + PUSH_SPACING)
+        if due < entry.due:
+            entry.due = due
+            entry.wake.set()
+
     def due_in(self, feed_id: int) -> float | None:
         """Seconds until the feed's next poll (0 while it is being fetched); None when it is
         not scheduled."""
@@ -146,8 +171,10 @@ class FeedSchedule:
             if clock.monotonic() < entry.due:
                 continue  # woken early (a Try now of another time, a spurious wake)
             entry.fetching = True
+            entry.last_start = clock.monotonic()
+            pushed, entry.pushed = entry.pushed, False
             try:
-                delay = await self._poll(entry.feed_id)
+                delay = await self._poll(entry.feed_id, pushed)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -160,3 +187,5 @@ class FeedSchedule:
                     del self._entries[entry.feed_id]
                 return
             entry.due = clock.monotonic() + max(0.0, delay)
+            if entry.pushed:  # pushed while it was being fetched: once more, right after
+                self._push_due(entry)

@@ -55,8 +55,8 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "memory": ["--readers", "300", "--subscriptions", "1500", "--sample-seconds", "0.3"],
     "newsday": ["--readers", "300", "--stories", "30"],
     "year": [
-        "--readers", "300", "--subscriptions", "1500", "--articles", "3000", "--rate", "0.2",
-        "--days", "8",
+        "--readers", "300", "--subscriptions", "1500", "--articles", "3000", "--rate", "0.05",
+        "--days", "8", "--runs", "20",
     ],
     "briefing": ["--readers", "600", "--keyword-alerts", "5"],
 }

@@ -1,7 +1,7 @@
 """A year at 100,000 readers: the database after a long run, its size and its hot queries.
 
     python -m bench.year [--readers 100000] [--subscriptions 1000000] [--articles 1000000]
-                         [--rate 30] [--days 30] [--outbox-days 7]
+                         [--rate 30] [--days 30] [--outbox-days 7] [--runs 200]
 
 Built in compressed time: the readers, subscriptions and a million archived stories (cached in
 the bench cache directory, keyed by size), then an outbox fed at `--rate` messages a second
@@ -83,7 +83,7 @@ from storage.outbox import Match, SentBatch
 V01 = "dac7ac3"  # the 0.1 release
 GENERATOR_VERSION = 1
 SIZE_DAYS = (7, 14, 30)
-QUERY_RUNS = 200
+QUERY_RUNS = 200  # timed runs of each hot query (--runs); /stats a quarter, /healthz half
 
 
 # --------------------------------------------------------------------------- building
@@ -250,7 +250,7 @@ async def dispatcher_rate(services: Services, messages: int) -> float:
     return telegram.sent / elapsed
 
 
-async def measure(path: Path, work: Path, readers: int, now: float) -> dict[str, Any]:
+async def measure(path: Path, work: Path, readers: int, now: float, runs: int) -> dict[str, Any]:
     settings = bot_settings("http://127.0.0.1:9/bot", "123456:YEAR-token", path, NEWSBOT_FEEDS=str(_feeds(work)))
     services = await open_services(settings)
     results: dict[str, Any] = {}
@@ -282,12 +282,12 @@ async def measure(path: Path, work: Path, readers: int, now: float) -> dict[str,
             "/related (link)": lambda: articles.find_by_url(db, f"https://news.example/x/{rng.randrange(10**9)}"),
             "audience (a section)": lambda: broadcasts.audience_size(db, "sports"),
         }
-        queries = {name: percentile(await timed(call, QUERY_RUNS), 99) for name, call in calls.items()}
+        queries = {name: percentile(await timed(call, runs), 99) for name, call in calls.items()}
         enqueue = await timed(lambda: outbox.enqueue_alerts(db, [story], fan_out, now=now), 5)
         queries["enqueue 7,000 alerts (per poll)"] = percentile(enqueue, 99)
         results["queries"] = queries
-        results["stats"] = percentile(await timed(lambda: newsroom_figures(services), 50), 99)
-        results["healthz"] = percentile(await _health_during_stats(services), 99)
+        results["stats"] = percentile(await timed(lambda: newsroom_figures(services), max(1, runs // 4)), 99)
+        results["healthz"] = percentile(await _health_during_stats(services, max(1, runs // 2)), 99)
         # The dispatcher's figure is its own broadcast, as on the empty database: the one to
         # everyone (there for the due queries) and the fan-out's alerts (for the enqueue) are
         # stopped first, and the log they wrote is checkpointed, as the bot's maintenance does
@@ -315,7 +315,7 @@ async def measure(path: Path, work: Path, readers: int, now: float) -> dict[str,
     return results
 
 
-async def _health_during_stats(services: Services) -> list[float]:
+async def _health_during_stats(services: Services, runs: int) -> list[float]:
     done = asyncio.Event()
 
     async def stats_loop() -> None:
@@ -325,7 +325,7 @@ async def _health_during_stats(services: Services) -> list[float]:
     services.status.phase = "starting"  # only the database part of the checks matters here
     task = asyncio.create_task(stats_loop())
     try:
-        return await timed(lambda: check_health(services, time.time()), 100)
+        return await timed(lambda: check_health(services, time.time()), runs)
     finally:
         done.set()
         await task
@@ -353,7 +353,7 @@ def run_v01(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         [sys.executable, str(REPO / "bench" / "year_v01.py"), "--out", str(out), "--work", str(work),
          "--readers", str(args.readers), "--subscriptions", str(args.subscriptions),
          "--articles", str(args.articles), "--per-day", str(int(args.rate * data.DAY)),
-         "--seed", str(args.seed), "--runs", str(QUERY_RUNS)],
+         "--seed", str(args.seed), "--runs", str(args.runs)],
         cwd=work, env=env, check=True, timeout=7200,
     )
     result: dict[str, Any] = json.loads(out.read_text())
@@ -375,7 +375,7 @@ def simulate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         sizes, rows = build_days(args, path)
         shutil.copy(path, after)  # after retention's TRUNCATE checkpoint: no log to copy
         keep_record(after, _days_key(args), sizes=sizes, outbox_rows=rows)
-    measured = asyncio.run(measure(path, work, args.readers, data.START + args.days * data.DAY))
+    measured = asyncio.run(measure(path, work, args.readers, data.START + args.days * data.DAY, args.runs))
     return {"sizes": sizes, "outbox_rows": rows, **measured}
 
 
@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--outbox-days", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--runs", type=int, default=QUERY_RUNS, help="timed runs of each hot query")
     parser.add_argument("--without-v01", action="store_true",
                         help="skip 0.1's figures (its child builds 0.1's database afresh: more than half an hour at full size)")
     args = parser.parse_args(argv)

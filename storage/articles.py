@@ -7,7 +7,8 @@ changed title or link under the same id is a correction. Only stories never seen
 back as new, and only those become alerts.
 
 The search index (`articles_fts`) holds each field's word stems (`storage.words`), written
-here beside the row, so a word that matching finds, search finds.
+here beside the row, so a word that matching finds, search finds; the newest stories' stems
+are in a second index too (`articles_recent_fts`), where /search and /related rank.
 """
 
 from __future__ import annotations
@@ -219,9 +220,11 @@ async def _insert(conn: aiosqlite.Connection, fresh: Sequence[Article], *, seen:
         for a in fresh
         if a.id in rowids
     ]
+    index = [(a.rowid, *_index_fields(a)) for a in new]
+    await conn.executemany("INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index)
+    # REPLACE: an id given back by an emptied archive may still name a story that left it.
     await conn.executemany(
-        "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
-        [(a.rowid, *_index_fields(a)) for a in new],
+        "INSERT OR REPLACE INTO articles_recent_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index
     )
     return new
 
@@ -249,11 +252,12 @@ async def _correct(conn: aiosqlite.Connection, stored: Article, article: Article
         (corrected.title, corrected.url, corrected.summary, _tags_text(corrected.tags),
          words.title_key(corrected.title), corrected.revised_at, stored.rowid),
     )  # fmt: skip
+    index = (stored.rowid, *_index_fields(corrected))
     await conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (stored.rowid,))
-    await conn.execute(
-        "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
-        (stored.rowid, *_index_fields(corrected)),
-    )
+    await conn.execute("INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index)
+    recent = await conn.execute("DELETE FROM articles_recent_fts WHERE rowid = ?", (stored.rowid,))
+    if recent.rowcount:
+        await conn.execute("INSERT INTO articles_recent_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index)
     return Correction(corrected, old_title=stored.title, old_url=stored.url)
 
 
@@ -463,32 +467,55 @@ async def find_by_title(db: Database, text: str) -> Article | None:
     return None
 
 
-# Recency windows (in newest rowids) tried in turn: ranking every story that contains a common
-# word among a million costs a second, ranking it among the newest 5,000 a few milliseconds.
-# A wider window is tried only while the narrower one found fewer than wanted, so rare words
-# still reach the whole archive (their few matches are cheap to rank).
-FTS_WINDOWS = (5_000, 50_000, None)
+# Ranking reads the index of the newest stories only (articles_recent_fts, migration 0009): bm25
+# first counts the stories that hold each word asked, a walk of the word's whole list, so over
+# the whole archive a common word costs tens of milliseconds whatever is asked. Among those
+# stories the newest RANKED_MATCHES matches are ranked (the rest are older and would rarely
+# win); when they are fewer than wanted, older matches from the whole archive follow, newest
+# first (a rare word's few old matches). The index is trimmed to RECENT_STORIES by retention.
+RECENT_STORIES = 50_000
+RANKED_MATCHES = 1_000
+# The two recency windows, narrowest first: the newest matches ranked, the newest stories.
+FTS_WINDOWS = (RANKED_MATCHES, RECENT_STORIES)
+
+_RANKED_SQL = (
+    f"SELECT {_A_COLUMNS} FROM (SELECT rowid, bm25(articles_recent_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
+    "FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 AND rowid IS NOT ?3 AND rowid >= "
+    "coalesce((SELECT rowid FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 "
+    "ORDER BY rowid DESC LIMIT 1 OFFSET ?2), 0) "
+    "ORDER BY score, rowid DESC LIMIT ?4) f JOIN articles a ON a.rowid = f.rowid "
+    "ORDER BY f.score, a.published_at DESC"
+)
 
 
 async def _fts_query(
     db: Database, match: str, limit: int, *, exclude_rowid: int | None
 ) -> list[Article]:
-    newest = int(await db.scalar("SELECT coalesce(max(rowid), 0) FROM articles") or 0)
-    rows: list[sqlite3.Row] = []
-    for window in FTS_WINDOWS:
-        floor = 0 if window is None else newest - window
-        # Rank inside the FTS index alone (newer rowids first among equal scores) and join
-        # only the winners: joining every match to `articles` costs more than the ranking.
-        rows = await db.fetchall(
-            f"SELECT {_A_COLUMNS} FROM (SELECT rowid, bm25(articles_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
-            "FROM articles_fts WHERE articles_fts MATCH ? AND rowid > ? AND rowid IS NOT ? "
-            "ORDER BY score, rowid DESC LIMIT ?) f JOIN articles a ON a.rowid = f.rowid "
-            "ORDER BY f.score, a.published_at DESC",
-            (match, floor, exclude_rowid, limit),
+    """Best match first (bm25 is negative: ascending), newer first among equals, among the
+    newest stories; then older matches, newest first (see RECENT_STORIES)."""
+    rows = await db.fetchall(_RANKED_SQL, (match, RANKED_MATCHES - 1, exclude_rowid, limit))
+    if len(rows) < limit:
+        found = [row["rowid"] for row in rows]
+        if exclude_rowid is not None:
+            found.append(exclude_rowid)
+        rows += await db.fetchall(
+            f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+            f"WHERE articles_fts MATCH ? AND f.rowid NOT IN ({','.join('?' * len(found))}) "
+            "ORDER BY f.rowid DESC LIMIT ?",
+            (match, *found, limit - len(rows)),
         )
-        if len(rows) >= limit or floor <= 0:
-            break
     return [row_to_article(r) for r in rows]
+
+
+async def trim_recent(conn: aiosqlite.Connection, limit: int) -> int:
+    """The ranking index keeps the newest RECENT_STORIES stories: up to `limit` older ones
+    leave it (they stay in the archive's index). Returns how many."""
+    cursor = await conn.execute(
+        "DELETE FROM articles_recent_fts WHERE rowid IN (SELECT rowid FROM articles_recent_fts "
+        "WHERE rowid <= (SELECT coalesce(max(rowid), 0) FROM articles) - ? ORDER BY rowid LIMIT ?)",
+        (RECENT_STORIES, limit),
+    )
+    return cursor.rowcount
 
 
 async def matching_since(
@@ -557,6 +584,7 @@ async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: in
     if not rows:
         return 0
     await conn.executemany("DELETE FROM articles_fts WHERE rowid = ?", [(r[0],) for r in rows])
+    await conn.executemany("DELETE FROM articles_recent_fts WHERE rowid = ?", [(r[0],) for r in rows])
     await conn.executemany("DELETE FROM articles WHERE rowid = ?", [(r[0],) for r in rows])
     # Deleted entries stay in the index's segments until they are merged. A merge step with a
     # negative budget merges every segment, whatever its level, at most 500 pages a call: the

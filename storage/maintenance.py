@@ -5,6 +5,7 @@
 | outbox | rows to send; final rows for `outbox_days` after they ended, and never less than the correction window (48 h: a sent alert is what its edit is rendered from) | `prune` |
 | outbox ('held') | the newest 48 h of a paused chat's alerts | `prune` |
 | articles (+ index) | `archive_days` (0 = forever): /search and /related read them | `prune` |
+| articles_recent_fts | the newest `articles.RECENT_STORIES` stories' index, where /search and /related rank | `prune` |
 | told | which chats got each story, while it can be corrected or is still listed in its feed | `prune` |
 | counters | 400 days of hourly figures | `prune` |
 | chats, subscriptions | until /stop (deleted at once) | — |
@@ -32,12 +33,13 @@ class Pruned:
     outbox: int = 0
     held: int = 0
     articles: int = 0
+    recent: int = 0
     told: int = 0
     counters: int = 0
 
     @property
     def total(self) -> int:
-        return self.outbox + self.held + self.articles + self.told + self.counters
+        return self.outbox + self.held + self.articles + self.recent + self.told + self.counters
 
 
 async def prune(
@@ -56,7 +58,9 @@ async def prune(
         async with db.write() as conn:
             stories = await articles.delete_older_than(conn, now - archive_days * DAY, batch)
     async with db.write() as conn:
+        trimmed = await articles.trim_recent(conn, batch)
+    async with db.write() as conn:
         forgotten = await told.prune(conn, corrected_before=now - outbox.EDIT_HOURS * 3600.0)
     async with db.write() as conn:
         old = await counters.prune(conn, now - COUNTERS_DAYS * DAY)
-    return Pruned(outbox=done, held=held, articles=stories, told=forgotten, counters=old)
+    return Pruned(outbox=done, held=held, articles=stories, recent=trimmed, told=forgotten, counters=old)

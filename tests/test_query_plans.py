@@ -187,8 +187,9 @@ def problems(conn: sqlite3.Connection, sql: str) -> list[str]:
     found = []
     big_involved = any(re.search(rf"\b{table}\b", sql) for table in BIG)
     # Ranking full-text matches is a sort by score by nature: no index can give that order.
-    # It is bounded by the recency windows of storage.articles (bench/queries.py measures it).
-    ranked = "articles_fts MATCH" in sql
+    # It is bounded by the recency windows of storage.articles (bench/queries.py measures it):
+    # the newest RANKED_MATCHES matches in the index of the newest stories.
+    ranked = re.search(r"\barticles_(recent_)?fts MATCH", sql) is not None
     partial = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'")}
     for detail in plan:
         scan = _SCAN.search(detail)

@@ -44,8 +44,8 @@ _MAX_TITLE_WORDS = 64
 # A headline seen again within this long of its date is the same story; beyond it, a
 # different story that happens to share a title ("Weather forecast").
 SAME_TITLE_WINDOW = 3 * 24 * 3600.0
-# /latest for a section looks at a story's second and later sections among this many of the
-# newest stories (its first section has an index).
+# /latest looks for a section's stories under their second and later sections among this many
+# of the newest stories published in several sections.
 SECONDARY_WINDOW = 1000
 
 
@@ -309,12 +309,12 @@ async def articles_by_rowid(db: Database, rowids: Sequence[int]) -> dict[int, Ar
 
 async def find_by_url(db: Database, url: str) -> Article | None:
     """The story with this (canonical) link, through the url index, or with this id."""
-    row = await db.fetchone(
+    rows = await db.fetchall_here(
         f"SELECT {_COLUMNS} FROM articles WHERE url = ? "  # noqa: S608
         f"UNION ALL SELECT {_COLUMNS} FROM articles WHERE id = ? LIMIT 1",
         (url, url),
     )
-    return row_to_article(row) if row else None
+    return row_to_article(rows[0]) if rows else None
 
 
 def _excluded(article: Article, excluded: Sequence[tuple[str, ...]]) -> bool:
@@ -342,31 +342,36 @@ async def latest(
     for _ in range(5):
         want = limit * 2 if excluded else limit
         if sections is None:
-            rows = await db.fetchall(
+            rows = await db.fetchall_here(
                 f"SELECT {_COLUMNS} FROM articles WHERE published_at < ? "  # noqa: S608
                 "ORDER BY published_at DESC LIMIT ?",
                 (before, want),
             )
         else:
-            # One index range per section, merged: `section IN (…) ORDER BY` would sort.
+            # One index range per section, merged: `section IN (…) ORDER BY` would sort. A story
+            # published in several sections is indexed under its first one; under its others it
+            # is found in the index of such stories, among those newer than the section's
+            # `want`-th newest story under its first (older ones could not make the list) and
+            # among the newest SECONDARY_WINDOW of them (a bound for a section with few
+            # stories of its own).
             union = " UNION ALL ".join(
-                f"SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE section = ? "  # noqa: S608
-                "AND published_at < ? ORDER BY published_at DESC LIMIT ?)"
-                for _ in sections
+                f"SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE section = ?{3 * n + 2} "  # noqa: S608
+                f"AND published_at < ?1 ORDER BY published_at DESC LIMIT ?{3 * n + 3}) "
+                f"UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE instr(sections, '|') > 0 "
+                f"AND published_at < ?1 AND published_at > coalesce((SELECT published_at FROM articles "
+                f"WHERE section = ?{3 * n + 2} AND published_at < ?1 ORDER BY published_at DESC LIMIT 1 "
+                f"OFFSET ?{3 * n + 3} - 1), -1e300) AND published_at >= coalesce((SELECT published_at "
+                f"FROM articles WHERE instr(sections, '|') > 0 AND published_at < ?1 ORDER BY "
+                f"published_at DESC LIMIT 1 OFFSET ?{3 * n + 4}), -1e300) AND instr('|' || sections || "
+                f"'|', '|' || ?{3 * n + 2} || '|') > 1 ORDER BY published_at DESC LIMIT ?{3 * n + 3})"
+                for n in range(len(sections))
             )
-            params: list[object] = []
+            params: list[object] = [before]
             for section in sections:
-                params += [section, before, want]
-            # A story published in several sections is indexed under its first one: its other
-            # sections are found among the newest stories that have several.
-            union += (
-                f" UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE rowid IN ("  # noqa: S608
-                "SELECT rowid FROM articles WHERE published_at < ? ORDER BY published_at DESC LIMIT ?) "
-                "AND instr(sections, '|') > 0)"
-            )
-            params += [before, SECONDARY_WINDOW]
-            rows = await db.fetchall(
-                f"SELECT * FROM ({union}) ORDER BY published_at DESC LIMIT ?", (*params, want)  # noqa: S608
+                params += [section, want, SECONDARY_WINDOW - 1]
+            rows = await db.fetchall_here(
+                f"SELECT * FROM ({union}) ORDER BY published_at DESC LIMIT ?{3 * len(sections) + 2}",  # noqa: S608
+                (*params, want),
             )
         wanted = set(sections) if sections is not None else None
         for row in rows:
@@ -397,6 +402,13 @@ def _terms(text: str, *, drop_stopwords: bool) -> list[tuple[str, ...]]:
     return terms
 
 
+def search_matches(text: str) -> list[str]:
+    """The index queries /search asks in turn: every word, then (for several) any of them."""
+    terms = _terms(text, drop_stopwords=True)[:16] or _terms(text, drop_stopwords=False)[:16]
+    phrases = [words.fts_phrase(t) for t in terms]
+    return [" AND ".join(phrases), " OR ".join(phrases)][: min(len(phrases), 2)]
+
+
 async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     """Best match first (bm25 is negative: ascending), newer first among equals.
 
@@ -404,14 +416,26 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     has them all, any will do. Words like "the" are ignored, unless there is nothing else
     ("the who"): a keyword of common words alerts, so its search finds.
     """
-    terms = _terms(text, drop_stopwords=True)[:16] or _terms(text, drop_stopwords=False)[:16]
-    if not terms:
-        return []
-    phrases = [words.fts_phrase(t) for t in terms]
-    found = await _fts_query(db, " AND ".join(phrases), limit, exclude_rowid=None)
-    if not found and len(phrases) > 1:
-        found = await _fts_query(db, " OR ".join(phrases), limit, exclude_rowid=None)
+    found: list[Article] = []
+    for match in search_matches(text):
+        found = await _fts_query(db, match, limit, exclude_id=None)
+        if found:
+            break
     return found
+
+
+def related_match(text: str, phrases: Sequence[str] = ()) -> str | None:
+    """The index query of `related`: any of the phrases, or of the text's significant words."""
+    keys: list[tuple[str, ...]] = []
+    for phrase in phrases:
+        stems = words.keyword_stems(phrase)
+        if stems and stems not in keys:
+            keys.append(stems)
+    for stems in _terms(text, drop_stopwords=True):
+        if stems not in keys and len(stems[0]) >= 2:
+            keys.append(stems)
+    keys = keys[:_MAX_RELATED_TERMS]
+    return " OR ".join(words.fts_phrase(k) for k in keys) if keys else None
 
 
 async def related(
@@ -428,23 +452,10 @@ async def related(
     "North Korea" must not pull in every story about the North Sea. Only stories sharing at
     least one of these significant words or phrases are returned: nothing fills a slot.
     """
-    keys: list[tuple[str, ...]] = []
-    for phrase in phrases:
-        stems = words.keyword_stems(phrase)
-        if stems and stems not in keys:
-            keys.append(stems)
-    for stems in _terms(text, drop_stopwords=True):
-        if stems not in keys and len(stems[0]) >= 2:
-            keys.append(stems)
-    keys = keys[:_MAX_RELATED_TERMS]
-    if not keys:
+    match = related_match(text, phrases)
+    if match is None:
         return []
-    exclude = None
-    if exclude_id:
-        exclude = await db.scalar("SELECT rowid FROM articles WHERE id = ?", (exclude_id,))
-    return await _fts_query(
-        db, " OR ".join(words.fts_phrase(k) for k in keys), limit, exclude_rowid=exclude
-    )
+    return await _fts_query(db, match, limit, exclude_id=exclude_id)
 
 
 async def find_by_title(db: Database, text: str) -> Article | None:
@@ -480,7 +491,8 @@ FTS_WINDOWS = (RANKED_MATCHES, RECENT_STORIES)
 
 _RANKED_SQL = (
     f"SELECT {_A_COLUMNS} FROM (SELECT rowid, bm25(articles_recent_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
-    "FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 AND rowid IS NOT ?3 AND rowid >= "
+    "FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 "
+    "AND rowid IS NOT (SELECT rowid FROM articles WHERE id = ?3) AND rowid >= "
     "coalesce((SELECT rowid FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 "
     "ORDER BY rowid DESC LIMIT 1 OFFSET ?2), 0) "
     "ORDER BY score, rowid DESC LIMIT ?4) f JOIN articles a ON a.rowid = f.rowid "
@@ -488,21 +500,17 @@ _RANKED_SQL = (
 )
 
 
-async def _fts_query(
-    db: Database, match: str, limit: int, *, exclude_rowid: int | None
-) -> list[Article]:
+async def _fts_query(db: Database, match: str, limit: int, *, exclude_id: str | None) -> list[Article]:
     """Best match first (bm25 is negative: ascending), newer first among equals, among the
     newest stories; then older matches, newest first (see RECENT_STORIES)."""
-    rows = await db.fetchall(_RANKED_SQL, (match, RANKED_MATCHES - 1, exclude_rowid, limit))
+    rows = await db.fetchall(_RANKED_SQL, (match, RANKED_MATCHES - 1, exclude_id, limit))
     if len(rows) < limit:
         found = [row["rowid"] for row in rows]
-        if exclude_rowid is not None:
-            found.append(exclude_rowid)
         rows += await db.fetchall(
             f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
-            f"WHERE articles_fts MATCH ? AND f.rowid NOT IN ({','.join('?' * len(found))}) "
-            "ORDER BY f.rowid DESC LIMIT ?",
-            (match, *found, limit - len(rows)),
+            "WHERE articles_fts MATCH ? AND a.id IS NOT ? "
+            f"AND f.rowid NOT IN ({','.join('?' * len(found))}) ORDER BY f.rowid DESC LIMIT ?",
+            (match, exclude_id, *found, limit - len(rows)),
         )
     return [row_to_article(r) for r in rows]
 

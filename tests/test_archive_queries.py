@@ -1,13 +1,15 @@
-"""Where /search and /related rank: the index of the newest stories (storage.articles
-RECENT_STORIES), kept in step with the archive's, and older matches after them.
+"""The reader queries on a big archive: where /search and /related rank (the index of the
+newest stories, storage.articles RECENT_STORIES, kept in step with the archive's, and older
+matches after them), and how /latest finds a story under its second section.
 
-The index's size is a constant of storage.articles; these tests make it small (a few dozen
-stories) so that a story can be older than it without storing fifty thousand.
+The ranking index's size is a constant of storage.articles; these tests make it small (a few
+dozen stories) so that a story can be older than it without storing fifty thousand.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -88,3 +90,18 @@ async def test_archive_retention_empties_both_indexes(db: Database) -> None:
     assert await articles.count_articles(db) == 0
     assert await ranked_rowids(db) == set()
     assert await articles.search(db, "harbour") == []
+
+
+async def test_latest_finds_a_story_under_its_second_section_however_many_are_newer(db: Database) -> None:
+    """A story indexed under World that is in Sports too is Sports' newest even when a
+    thousand World stories came after it; an older one is not listed before Sports' own."""
+    await store(db, [story(1, "Derby day in the rain"), story(2, "An old double")])
+    await store(db, [replace(story(1, "Derby day in the rain"), section="sports")])
+    await store(db, [story(n, f"World story {n}") for n in range(3, 1203)])
+    assert [a.id for a in await articles.latest(db, ["sports"], 5)] == ["r-1"]
+    await store(db, [replace(story(n, f"Sports story {n}"), section="sports") for n in range(1203, 1210)])
+    await store(db, [replace(story(2, "An old double"), section="sports")])
+    listed = [a.id for a in await articles.latest(db, ["sports", "world"], 12)]
+    assert listed[:7] == [f"r-{n}" for n in range(1209, 1202, -1)]
+    assert "r-1" not in listed and "r-2" not in listed
+    assert [a.id for a in await articles.latest(db, ["sports"], 10)][-3:] == ["r-1203", "r-2", "r-1"]

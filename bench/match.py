@@ -50,8 +50,8 @@ from typing import Any
 
 from bot.keywords import KeywordError, normalise_keyword
 from bot.pipeline.match import Matcher, MatchResult
-from storage.models import Article, Subscription
 from storage import words
+from storage.models import Article, Subscription
 from storage.words import field_stems, keyword_stems
 
 TARGET_ARTICLES_PER_S = 20_000  # for information: the absolute figure moves with the machine

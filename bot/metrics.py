@@ -22,6 +22,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "newsbot_articles_new_total": ("New articles stored.", ()),
     "newsbot_alerts_queued_total": ("Alerts written to the outbox (held ones included).", ()),
     "newsbot_alerts_capped_total": ("New stories stored without alerts (per-poll cap, age).", ("why",)),
+    "newsbot_feed_items_repeated_total": ("Feed items that another item of the same document already was (one story twice).", ()),
+    "newsbot_stories_scoped_total": ("New stories stored under a feed-scoped id: their guid was another feed's story's.", ()),
     "newsbot_messages_sent_total": ("Messages delivered to Telegram, by kind (a combined message counts each alert).", ("kind",)),
     "newsbot_messages_failed_total": ("Messages given up on (400, or out of attempts).", ()),
     "newsbot_messages_blocked_total": ("Messages cancelled because the chat blocked the bot or is gone.", ()),

@@ -272,8 +272,8 @@ async def _maintenance_job(services: Services) -> None:
                 now=services.clock.time(),
             )
             if pruned.total:
-                log.info("retention outbox=%d held=%d articles=%d counters=%d",
-                         pruned.outbox, pruned.held, pruned.articles, pruned.counters)
+                log.info("retention outbox=%d held=%d articles=%d counters=%d seen=%d",
+                         pruned.outbox, pruned.held, pruned.articles, pruned.counters, pruned.seen)
             if max(pruned.outbox, pruned.articles) < maintenance.BATCH:
                 break
         await services.db.maintain()

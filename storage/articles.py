@@ -1,10 +1,12 @@
 """The articles table and its search index: one row per story; latest, search, related.
 
-A story is recognised by its id (guid, canonical link or content hash), else by its canonical
-link, else by its title key and date (a feed that rotates its guids, or a story re-published
-under a new id): found again, it is the same story — a new section is added to it, and a
-changed title or link under the same id is a correction. Only stories never seen before come
-back as new, and only those become alerts.
+Which stored story a feed item is, is storage/identity.py's rule. Found again, an item is the
+same story: a new section is added to it, and a changed title or link under its own identity
+is a correction. Only stories never seen before come back as new, and only those become
+alerts.
+
+Why one module: the store and every query of the archive read the same row (its columns, its
+search index), and split apart each half would carry a copy of it.
 
 The search index (`articles_fts`) holds each field's word stems (`storage.words`), written
 here beside the row, so a word that matching finds, search finds; the newest stories' stems
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import aiosqlite
 
-from storage import counters, words
+from storage import counters, identity, words
 from storage.db import Database, Reader
 from storage.models import Article
 
@@ -41,9 +43,6 @@ STOPWORDS = frozenset(
 _MAX_RELATED_TERMS = 8
 _MIN_TITLE_WORDS = 3
 _MAX_TITLE_WORDS = 64
-# A headline seen again within this long of its date is the same story; beyond it, a
-# different story that happens to share a title ("Weather forecast").
-SAME_TITLE_WINDOW = 3 * 24 * 3600.0
 # /latest looks for a section's stories under their second and later sections among this many
 # of the newest stories published in several sections.
 SECONDARY_WINDOW = 1000
@@ -95,6 +94,10 @@ class Stored:
     new: list[Article] = field(default_factory=list)
     corrected: list[Correction] = field(default_factory=list)
     gained: list[Article] = field(default_factory=list)
+    repeated: int = 0  # items that another item of the same call already was
+    refused: int = 0  # new stories whose id was taken within the batch: not stored
+    # Item id → the id a new story was stored under, where another feed's story held its own.
+    renamed: dict[str, str] = field(default_factory=dict)
 
 
 async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object]) -> list[sqlite3.Row]:
@@ -102,115 +105,82 @@ async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object]) 
     return list(await conn.execute_fetchall(sql, params))
 
 
-# Ids per lookup: SQLite allows 32,766 bound values.
-_BATCH = 500
-
-
-async def _known(conn: aiosqlite.Connection, batch: Sequence[Article]) -> dict[str, Article]:
-    """Stored stories that the parsed ones are, keyed by the parsed story's id."""
-    found: dict[str, Article] = {}
-    marks = ",".join("?" * len(batch))
-    by_id = {
-        row["id"]: row_to_article(row)
-        for row in await _rows(
-            conn, f"SELECT {_COLUMNS} FROM articles WHERE id IN ({marks})",  # noqa: S608
-            [a.id for a in batch],
-        )
-    }
-    rest = []
-    for article in batch:
-        if article.id in by_id:
-            found[article.id] = by_id[article.id]
-        else:
-            rest.append(article)
-    urls = sorted({a.url for a in rest if a.url})
-    if urls:
-        by_url = {
-            row["url"]: row_to_article(row)
-            for row in await _rows(
-                conn,
-                f"SELECT {_COLUMNS} FROM articles WHERE url IN ({','.join('?' * len(urls))})",  # noqa: S608
-                urls,
-            )
-        }
-        for article in rest:
-            if article.url in by_url:
-                found[article.id] = by_url[article.url]
-    for article in rest:
-        if article.id in found:
-            continue
-        key = words.title_key(article.title)
-        if not key:
-            continue
-        rows = await _rows(
-            conn,
-            f"SELECT {_COLUMNS} FROM articles WHERE title_key = ? "  # noqa: S608
-            "AND published_at BETWEEN ? AND ? ORDER BY published_at DESC LIMIT 1",
-            (key, article.published_at - SAME_TITLE_WINDOW, article.published_at + SAME_TITLE_WINDOW),
-        )
-        if rows:
-            found[article.id] = row_to_article(rows[0])
-    return found
-
-
 async def store_articles(
     conn: aiosqlite.Connection, articles: Sequence[Article], *, now: float, seen: bool = False
 ) -> Stored:
     """Store inside the caller's transaction; say what was new, corrected or re-sectioned.
 
-    `seen=True` stores new stories as already matched (a feed's first poll: history, not
-    news), so they never alert, and takes no correction from them.
+    Which stored story an item is, is `storage.identity`'s rule. `seen=True` stores new
+    stories as already matched (a feed's first poll: history, not news), so they never alert,
+    and takes no correction from them.
     """
     result = Stored()
-    for start in range(0, len(articles), _BATCH):
-        batch = articles[start : start + _BATCH]
-        known = await _known(conn, batch)
+    # Stories an item of this call already was: corrected at most once, counted as repeats.
+    handled: set[int] = set()
+    for start in range(0, len(articles), identity.BATCH):
+        batch = articles[start : start + identity.BATCH]
+        found = await identity.recognise(conn, batch)
+        current = await _by_rowids(conn, sorted({rowid for rowid, _ in found.stories.values()}))
         fresh: list[Article] = []
-        fresh_ids: set[str] = set()
-        fresh_keys: set[str] = set()
-        for article in batch:
-            stored = known.get(article.id)
-            if stored is None:
-                key = words.title_key(article.title)
-                # The same story twice in one batch (two ids, one link or title) is one story.
-                if article.id in fresh_ids or (article.url and article.url in fresh_keys) or (
-                    key and key in fresh_keys
+        for n, article in enumerate(batch):
+            if n in found.stories:
+                rowid, own = found.stories[n]
+                stored = current[rowid]
+                if rowid in handled:
+                    result.repeated += 1
+                # Only the story's own identity corrects it, once a store.
+                if own and not seen and rowid not in handled and (
+                    stored.title != article.title or (article.url and stored.url != article.url)
                 ):
-                    continue
-                fresh_ids.add(article.id)
-                fresh_keys.update(k for k in (article.url, key) if k)
+                    result.corrected.append(await _correct(conn, stored, article))
+                    stored = current[rowid] = result.corrected[-1].article
+                handled.add(rowid)
+                section = article.section
+                if section and section not in stored.all_sections:
+                    stored = current[rowid] = await _add_section(conn, stored, section, seen=seen)
+                    result.gained.append(stored)
+            elif n in found.repeats:
+                result.repeated += 1
+            elif n not in found.remembered:
+                if n in found.taken:
+                    scoped = identity.scoped_id(article.feed_id, article.id)
+                    result.renamed[article.id] = scoped
+                    article = replace(article, id=scoped)
                 fresh.append(article)
-                continue
-            if stored.id == article.id and not seen and (
-                stored.title != article.title or (article.url and stored.url != article.url)
-            ):
-                result.corrected.append(await _correct(conn, stored, article))
-                stored = result.corrected[-1].article
-            section = article.section
-            if section and section not in stored.all_sections:
-                result.gained.append(await _add_section(conn, stored, section, seen=seen))
-        result.new.extend(await _insert(conn, fresh, seen=seen))
+        new = await _insert(conn, fresh, seen=seen)
+        handled.update(a.rowid for a in new if a.rowid is not None)
+        result.refused += len(fresh) - len(new)
+        result.new.extend(new)
     await counters.add(conn, now, {"articles": len(result.new)})
     return result
+
+
+async def _by_rowids(conn: aiosqlite.Connection, rowids: Sequence[int]) -> dict[int, Article]:
+    if not rowids:
+        return {}
+    rows = await _rows(
+        conn, f"SELECT {_COLUMNS} FROM articles WHERE rowid IN ({','.join('?' * len(rowids))})", rowids  # noqa: S608
+    )
+    return {row["rowid"]: row_to_article(row) for row in rows}
 
 
 async def _insert(conn: aiosqlite.Connection, fresh: Sequence[Article], *, seen: bool) -> list[Article]:
     if not fresh:
         return []
-    values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(fresh))
+    values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(fresh))
     params = [
         value
         for a in fresh
         for value in (
             a.id, a.feed_id, a.url, a.title, a.summary, a.section, a.section or "",
             _tags_text(a.tags), a.published_at, a.fetched_at, a.image_url, 1 if seen else 0,
-            words.title_key(a.title),
+            words.title_key(a.title), int(a.fetched_at),
         )
     ]  # fmt: skip
     rows = await _rows(
         conn,
         "INSERT INTO articles (id, feed_id, url, title, summary, section, sections, tags, "  # noqa: S608
-        f"published_at, fetched_at, image_url, matched, title_key) VALUES {values} "
+        f"published_at, fetched_at, image_url, matched, title_key, listed_at) VALUES {values} "
         "ON CONFLICT(id) DO NOTHING RETURNING rowid, id",
         params,
     )
@@ -478,7 +448,7 @@ async def find_by_title(db: Database, text: str) -> Article | None:
     return None
 
 
-# Ranking reads the index of the newest stories only (articles_recent_fts, migration 0009): bm25
+# Ranking reads the index of the newest stories only (articles_recent_fts, migration 0010): bm25
 # first counts the stories that hold each word asked, a walk of the word's whole list, so over
 # the whole archive a common word costs tens of milliseconds whatever is asked. Among those
 # stories the newest RANKED_MATCHES matches are ranked (the rest are older and would rarely
@@ -580,17 +550,24 @@ async def count_articles(db: Database) -> int:
 
 
 async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: int) -> int:
-    """Up to `limit` stories fetched before `cutoff` leave the archive with their index rows.
-    A story still waiting to be sent somewhere stays until it is sent."""
+    """Up to `limit` stories not listed by a feed since `cutoff` leave the archive with their
+    index rows; their identities stay in `seen` (storage.identity). A story still waiting to
+    be sent somewhere stays until it is sent.
+
+    Found through the fetch-time index: a story listed since is fetched before it, and the
+    stories still listed that are older than `cutoff` (a feed's current items) are passed over."""
     rows = await _rows(
         conn,
-        "SELECT rowid, id FROM articles a WHERE fetched_at < ? AND NOT EXISTS ("
+        f"SELECT a.rowid, a.id, a.feed_id, a.url, {identity.LAST_LISTED_SQL} AS listed "  # noqa: S608
+        "FROM articles a LEFT JOIN feeds f ON f.id = a.feed_id "
+        "WHERE a.fetched_at < ? AND listed < ? AND NOT EXISTS ("
         "SELECT 1 FROM outbox o WHERE o.article_id = a.id AND o.state IN ('held', 'pending', 'sending')) "
-        "ORDER BY fetched_at LIMIT ?",
-        (cutoff, limit),
+        "ORDER BY a.fetched_at LIMIT ?",
+        (cutoff, cutoff, limit),
     )
     if not rows:
         return 0
+    await identity.remember(conn, [(r["feed_id"], r["id"], r["url"], r["listed"]) for r in rows])
     await conn.executemany("DELETE FROM articles_fts WHERE rowid = ?", [(r[0],) for r in rows])
     await conn.executemany("DELETE FROM articles_recent_fts WHERE rowid = ?", [(r[0],) for r in rows])
     await conn.executemany("DELETE FROM articles WHERE rowid = ?", [(r[0],) for r in rows])

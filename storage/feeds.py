@@ -136,10 +136,11 @@ async def record_success(
     without alerting (the per-poll cap).
     """
     await conn.execute(
-        "UPDATE feeds SET last_success_at = ?, error_count = 0, failing_since = NULL, next_poll_at = ?, etag = ?, "
-        "last_modified = ?, title = coalesce(?, title), primed = max(primed, ?), capped = ? "
+        "UPDATE feeds SET last_success_at = ?, parsed_at = ?, error_count = 0, failing_since = NULL, "
+        "next_poll_at = ?, etag = ?, last_modified = ?, title = coalesce(?, title), primed = max(primed, ?), "
+        "capped = ? "
         "WHERE id = ?",
-        (now, next_poll_at, etag, last_modified, title, int(primed), capped, feed_id),
+        (now, now, next_poll_at, etag, last_modified, title, int(primed), capped, feed_id),
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import aiosqlite
 
+from storage import identity
+
 # Stories looked at per pruning pass.
 PRUNE_STORIES = 500
 
@@ -47,13 +49,18 @@ async def prune(conn: aiosqlite.Connection, *, corrected_before: float, limit: i
         if row is None or row[0] is None:
             break
         story = after = int(row[0])
-        article = await _one(conn, "SELECT fetched_at FROM articles WHERE rowid = ?", (story,))
+        article = await _one(
+            conn,
+            f"SELECT a.fetched_at, {identity.LAST_LISTED_SQL} FROM articles a "  # noqa: S608
+            "LEFT JOIN feeds f ON f.id = a.feed_id WHERE a.rowid = ?",
+            (story,),
+        )
         if article is None:
             forget.append(story)  # gone from the archive
         elif float(article[0]) >= corrected_before:
             break  # stories come in rowid order: every later one is newer still
-        else:
-            forget.append(story)
+        elif float(article[1]) < corrected_before:
+            forget.append(story)  # and not listed by a feed since (storage.identity)
     return await _forget(conn, forget)
 
 

@@ -17,6 +17,7 @@ import random
 import re
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from storage import (
     chats,
     counters,
     due,
+    identity,
     maintenance,
     outbox,
     stats,
@@ -40,7 +42,8 @@ from storage.outbox import Match, SentBatch
 NOW = 1_790_000_000.0
 READERS = 20_000
 STORIES = 50_000
-BIG = ("outbox", "articles", "subscriptions", "chats")
+BIG = ("outbox", "articles", "subscriptions", "chats", "seen")
+SEEN = 100_000
 # Indexes a hot query may read from end to end, and why.
 WHOLE_SCANS = {"chats_audience": "/stats counts the audience: one index entry per chat, in index order"}
 SECTIONS = ("sweden", "living", "world", "business", "sports", "entertainment")
@@ -75,12 +78,21 @@ def build(path: Path) -> None:
             section = rng.choice(SECTIONS)
             at = NOW - (STORIES - n) * 60.0
             rows.append((n + 1, f"s{n}", f"https://news.example/{n}", title, summary, section, section, at, at,
-                         words.title_key(title)))
+                         words.title_key(title), 1))
             fts.append((n + 1, words.index_text(title), words.index_text(summary), ""))
         conn.executemany(
+            "INSERT INTO feeds (id, url, rule, primed, created_at) VALUES (?, ?, '{}', 1, ?)",
+            [(1, "https://news.example/rss", NOW), (2, "https://elsewhere.example/rss", NOW)],
+        )
+        conn.executemany(
             "INSERT INTO articles (rowid, id, url, title, summary, section, sections, published_at, fetched_at, "
-            "title_key, matched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            "title_key, feed_id, matched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             rows,
+        )
+        # The memory of stories that left the archive: a month of them.
+        conn.executemany(
+            "INSERT INTO seen (feed_id, key, listed_at) VALUES (?, ?, ?)",
+            [(n % 2, identity.key("id", f"gone{n}"), int(NOW) - n * 26) for n in range(SEEN)],
         )
         conn.executemany("INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", fts)
         conn.execute(
@@ -125,6 +137,25 @@ async def exercise(db: Database) -> None:
         id="new-story", url="https://news.example/new", title="Storm word1 word2 closes the bridge",
         summary="word3 word4", section="world", tags=("Storm",), published_at=NOW, fetched_at=NOW,
     )
+    # Per poll, a feed's document: a story corrected under its own id, one under a rotated guid
+    # (its link), one re-published (headline and date), one that left the archive (`seen`),
+    # another feed's guid (stored scoped), and a new one.
+    known = await articles.get_article(db, "s100")
+    republished = await articles.get_article(db, "s200")
+    assert known is not None and republished is not None
+    document = [
+        replace(known, title="Corrected title", rowid=None),
+        replace(known, id="rotated-guid", rowid=None),
+        replace(republished, id="new-guid", url="https://news.example/moved", rowid=None),
+        replace(story, id="gone7", url="https://news.example/gone"),
+        replace(story, id="s300", url="https://elsewhere.example/300", feed_id=2),
+        replace(story, id="another-new", url="https://news.example/another"),
+    ]
+    async with db.write() as conn:
+        first = await articles.store_articles(conn, [replace(a, feed_id=a.feed_id or 1) for a in document[:4]], now=NOW)
+        second = await articles.store_articles(conn, document[4:], now=NOW)
+    assert first.new == [] and len(first.corrected) == 1
+    assert len(second.new) == 2 and second.renamed == {"s300": identity.scoped_id(2, "s300")}
     # At start: the rows caught mid-send go back to pending before the first message goes.
     await outbox.reset_in_flight(db)
     # Per poll: store, match, enqueue, and the unmatched retry.

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from storage import articles, chats, counters, maintenance, outbox
+from storage import articles, chats, counters, identity, maintenance, outbox
 from storage.db import Database
 from storage.models import Article
 from storage.outbox import Match, SentBatch
@@ -161,15 +161,17 @@ async def test_counters_survive_retention_and_a_readers_stop(db: Database) -> No
 
 
 async def test_the_database_stops_growing_once_retention_is_steady(tmp_path: Path) -> None:
-    """Twenty simulated days of 400 stories and 800 alerts a day, retention and vacuum after
-    each: the file at day 20 is within 10 % of its size at day 7."""
+    """Fifty simulated days of 400 stories and 800 alerts a day, retention and vacuum after
+    each: once every table is at its steady size (the archive keeps 4 days, the memory of
+    what was seen 30 days after a story was last listed), the file at day 50 is within 10 % of
+    its size at day 37."""
     db = await Database.open(tmp_path / "steady.db")
     try:
         for chat_id in (READER, 11):
             await chats.join(db, chat_id, "private", now=time.time())
         sizes: dict[int, int] = {}
         per_day = 400
-        for day in range(1, 21):
+        for day in range(1, 51):
             at = T0 + day * DAY
             stories = await add_stories(
                 db, [story(day * per_day + n, at - 3600 + n) for n in range(per_day)]
@@ -181,10 +183,12 @@ async def test_the_database_stops_growing_once_retention_is_steady(tmp_path: Pat
             await db.maintain(free_pages=100_000)
             sizes[day] = await db.size()
         assert await articles.count_articles(db) == 4 * per_day  # archive_days = 4
+        # Two identities (id, link) of every story deleted in the last 30 days after its listing.
+        assert await db.scalar("SELECT count(*) FROM seen") == 2 * per_day * (identity.SEEN_DAYS - 4)
         assert await db.scalar("PRAGMA freelist_count") == 0
     finally:
         await db.close()
-    assert abs(sizes[20] - sizes[7]) <= 0.10 * sizes[7], sizes
+    assert abs(sizes[50] - sizes[37]) <= 0.10 * sizes[37], sizes
 
 
 async def test_a_new_database_gives_freed_pages_back(tmp_path: Path) -> None:
@@ -198,6 +202,8 @@ async def test_a_new_database_gives_freed_pages_back(tmp_path: Path) -> None:
         full = await db.size()
         async with db.write() as conn:
             assert await articles.delete_older_than(conn, T0 + 1, 5000) == 3000
+            # Their memory expires too (storage.identity.SEEN_DAYS after they were listed).
+            assert await identity.forget(conn, T0 + 1, 10_000) == 6000
         freed = await db.scalar("PRAGMA freelist_count")
         assert freed > 100
         await db.maintain(free_pages=100)
@@ -213,3 +219,25 @@ async def test_a_new_database_gives_freed_pages_back(tmp_path: Path) -> None:
         assert await db.scalar("PRAGMA auto_vacuum") == 2
     finally:
         await db.close()
+
+
+async def test_the_archive_never_lets_a_story_go_within_the_correction_window(db: Database) -> None:
+    """NEWSBOT_ARCHIVE_DAYS=1: a story last listed 30 hours ago can still be corrected (its
+    alerts edited for 48 hours), so it stays; after 48 hours it goes, and its identities
+    stay in `seen`."""
+    await add_stories(db, [story(1, T0)])
+    assert (await maintenance.prune(db, outbox_days=7, archive_days=1, now=T0 + 30 * 3600)).articles == 0
+    assert await articles.count_articles(db) == 1
+    gone = await maintenance.prune(db, outbox_days=7, archive_days=1, now=T0 + 49 * 3600)
+    assert gone.articles == 1 and await articles.count_articles(db) == 0
+    assert await db.scalar("SELECT count(*) FROM seen") == 2
+
+
+async def test_a_story_listed_again_counts_from_its_last_listing(db: Database) -> None:
+    """Stored on day 0, listed again on day 5 (the same item in a later poll): with a 4-day
+    archive it is kept on day 8 and goes on day 10."""
+    first = story(1, T0)
+    await add_stories(db, [first])
+    await add_stories(db, [replace(first, fetched_at=T0 + 5 * DAY)])
+    assert (await maintenance.prune(db, outbox_days=7, archive_days=4, now=T0 + 8 * DAY)).articles == 0
+    assert (await maintenance.prune(db, outbox_days=7, archive_days=4, now=T0 + 10 * DAY)).articles == 1

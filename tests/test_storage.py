@@ -287,17 +287,23 @@ async def test_a_rotated_guid_with_the_same_link_is_the_same_story(db: Database)
     assert await articles.get_article(db, "rotated-sh-1003") is None
 
 
-async def test_the_same_title_within_three_days_is_the_same_story(db: Database) -> None:
-    """A re-published story (new guid, new link, same headline) within 3 days is the one
-    stored; the same headline a week later is a new story."""
+async def test_the_same_title_and_date_is_the_same_story_and_a_title_alone_is_not(db: Database) -> None:
+    """A re-published story (new guid, new link, same headline, same publication time) is the
+    one stored; the same headline at another time, even an hour later, is another story."""
     original = sample_story("sh-1012")  # "Tram collided with tanker truck – one dead"
     await store(db, [original])
-    again = replace(
-        original, id="republished", url=original.url + "-2", published_at=original.published_at + 2 * DAY
-    )
+    again = replace(original, id="republished", url=original.url + "-2")
     assert (await store(db, [again])).new == []
-    later = replace(again, id="next-week", url=original.url + "-3", published_at=original.published_at + 7 * DAY)
-    assert [a.id for a in (await store(db, [later])).new] == ["next-week"]
+    later = replace(again, id="an-hour-later", url=original.url + "-3", published_at=original.published_at + 3600)
+    assert [a.id for a in (await store(db, [later])).new] == ["an-hour-later"]
+    # Within one batch, the same rule.
+    twins = [
+        replace(again, id="twin-1", url=original.url + "-4", published_at=original.published_at + 7200),
+        replace(again, id="twin-2", url=original.url + "-5", published_at=original.published_at + 7200),
+        replace(again, id="third", url=original.url + "-6", published_at=original.published_at + 9000),
+    ]
+    stored = await store(db, twins)
+    assert [a.id for a in stored.new] == ["twin-1", "third"] and stored.repeated == 1
 
 
 async def test_an_updated_title_merges_and_similar_titles_do_not(db: Database) -> None:

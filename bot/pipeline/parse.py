@@ -5,13 +5,15 @@ every entry into an `Article` with a stable id, plain-text title and summary, a
 section slug, tags, a UTC timestamp and an image. It raises `ParseError` only
 when the document is not a usable feed; anything feedparser merely complains
 about (`bozo`) is reported and otherwise ignored.
+
+Why one module: it is one stage with one entry point, and every helper reads the same
+feedparser entry into one field of the same `Article` (text, section, date, image).
 """
 
 from __future__ import annotations
 
 import asyncio
 import calendar
-import hashlib
 import io
 import re
 import xml.sax
@@ -23,10 +25,12 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import feedparser
 
 from bot.text import clean_text, html_to_text, slugify, truncate_words
+from storage.identity import ID_MAX, item_id
 from storage.models import Article, SectionRule
 from storage.words import fold
 
 __all__ = [
+    "ID_MAX",
     "ParseError",
     "ParsedFeed",
     "canonical_url",
@@ -38,7 +42,6 @@ TITLE_MAX = 300
 SUMMARY_MAX = 500
 TAG_MAX = 64
 TAGS_PER_ARTICLE = 20
-ID_MAX = 512
 UNTITLED = "(untitled)"
 # Clocks disagree and some sites stamp stories slightly ahead; beyond this a
 # date is wrong, and a story dated in the future would stay on top of /latest.
@@ -344,16 +347,9 @@ def _article(entry: dict[str, Any], ctx: _Context) -> tuple[Article, bool] | Non
     summary_text = _summary(entry)
     guid = _printable(_str(entry.get("id")))
 
-    if guid:
-        article_id = guid
-    elif link:
-        article_id = canonical_url(link)
-    elif title_text or summary_text:
-        article_id = _hash_id(f"{title_text}\n{summary_text}")
-    else:
+    article_id = item_id(guid, canonical_url(link) if link else "", title_text, summary_text)
+    if article_id is None:
         return None
-    if len(article_id) > ID_MAX:
-        article_id = _hash_id(article_id)
 
     title = truncate_words(title_text, TITLE_MAX)
     summary = truncate_words(summary_text, SUMMARY_MAX)
@@ -378,10 +374,6 @@ def _article(entry: dict[str, Any], ctx: _Context) -> tuple[Article, bool] | Non
         image_url=_image_url(entry, ctx.base),
         feed_id=ctx.feed_id,
     ), dated_ahead
-
-
-def _hash_id(text: str) -> str:
-    return "sha1:" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _summary(entry: dict[str, Any]) -> str:

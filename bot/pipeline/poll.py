@@ -168,6 +168,7 @@ async def store_document(
             services.metrics.inc("newsbot_stories_flapping_total")
     enqueued = await enqueue_alerts(services, alerting, now=now)
     services.metrics.inc("newsbot_articles_new_total", len(stored.new))
+    _count_items(services, feed, stored)
     if stored.new or enqueued.queued or enqueued.edits:
         log.info(
             "feed=%d new=%d alerts_queued=%d held=%d not_alerted=%d corrections=%d",
@@ -185,12 +186,27 @@ def _not_alerted(services: Services, parsed: ParsedFeed, stored: Stored, now: fl
     go): a feed that dumps its archive or lies about its dates cannot flood readers."""
     settings = services.settings
     oldest = now - settings.alert_max_age
-    quiet = [a for a in stored.new if a.id in parsed.dated_ahead or a.published_at < oldest]
+    ahead = {stored.renamed.get(i, i) for i in parsed.dated_ahead}
+    quiet = [a for a in stored.new if a.id in ahead or a.published_at < oldest]
     held_back = {a.id for a in quiet}
     rest = sorted((a for a in stored.new if a.id not in held_back), key=lambda a: a.published_at, reverse=True)
     for why, count in (("date", len(quiet)), ("cap", max(0, len(rest) - settings.alerts_per_poll))):
         services.metrics.inc("newsbot_alerts_capped_total", count, why=why)
     return quiet + rest[settings.alerts_per_poll :]
+
+
+def _count_items(services: Services, feed: Feed, stored: Stored) -> None:
+    """Items a document repeated (one story twice) and new stories that could not be stored
+    (their id taken within the document) are counted; the second never happens by the rule,
+    so it is logged as an error."""
+    services.metrics.inc("newsbot_feed_items_repeated_total", stored.repeated)
+    services.metrics.inc("newsbot_stories_scoped_total", len(stored.renamed))
+    if stored.renamed:
+        log.info("feed=%d guid of another feed's story, stored as a story of its own=%d",
+                 feed.id, len(stored.renamed))
+    if stored.refused:
+        services.metrics.inc("newsbot_errors_total", stage="store")
+        log.error("feed=%d new stories not stored (id taken)=%d", feed.id, stored.refused)
 
 
 async def _record_failure(

@@ -233,24 +233,34 @@ HOW_TO_RUN = """
 
 ```sh
 pip install -e '.[dev]'             # includes aiolimiter, for the AIORateLimiter baseline
-python -m bench                     # everything at full size (≈ 40 min, and the year over an hour)
+python -m bench --quick             # every row at a reduced size, pass/fail against the targets (< 3 min)
+python -m bench                     # everything at full size (see the run's length above)
 python -m bench --write-docs        # … and rewrite this file
 python -m bench --only queries      # some of them (match, deliver, ingest, queries, memory,
-                                    #   newsday, year, briefing)
+                                    #   newsday, storm, year, briefing); --quick works with it
 python -m bench --smoke             # tiny sizes, seconds (tests/test_bench_smoke.py runs these)
 python -m bench.deliver --help      # one benchmark alone, with its own size options
 ```
 
-Each benchmark runs in its own process. Generated inputs that take a while (the
-1,000,000-article and the 1,000,000-subscription SQLite files) are cached in
-`$TMPDIR/newsbot-bench` (or `NEWSBOT_BENCH_CACHE`): the first run builds them (about 80 s
-and 15 s here), and the year's (its base, 29 min; its database after 30 days, 72 min; 0.1's after 7 days, 48 min), later runs reuse them. Everything runs on 127.0.0.1 against the fakes in
-`tests/fakes/`; the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
+`--quick` runs every benchmark and every row, floors included, at sizes a few times to a
+hundred times smaller (its sizes are `QUICK_ARGS` in `bench/__main__.py`): under 3 minutes on
+the 2-core machine once its generated databases are cached (the first run builds them, about a
+minute more). Its absolute figures are not the full run's, but each ratio target is judged the
+same way, so a change that costs a row its target shows up there first.
 
-What each one measures, and its baseline, is in its module docstring: `bench/match.py`,
-`bench/deliver.py`, `bench/ingest.py`, `bench/queries.py`, `bench/memory.py`,
-`bench/newsday.py` (a news day on a simulated clock: lanes against first-in-first-out),
-`bench/year.py` (the database after a month at the ceiling, against 0.1's schema and
+Each benchmark runs in its own process. Generated inputs that take a while are cached in
+`$TMPDIR/newsbot-bench` (or `NEWSBOT_BENCH_CACHE`), keyed by size: the 1,000,000-article
+file of the queries (about 2 minutes to build) and the memory benchmark's subscriptions (about
+15 s); the year's base (2 minutes), its databases after 7 and after 30 days (about 15 and 60
+minutes more) and 0.1's after 7 days (about 20 minutes). A database from an older schema is
+migrated when it is opened. Everything runs on 127.0.0.1 against the fakes in `tests/fakes/`;
+the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
+
+What each one measures, its baseline and its floor are in its module docstring:
+`bench/match.py`, `bench/deliver.py`, `bench/ingest.py`, `bench/queries.py`,
+`bench/memory.py`, `bench/newsday.py` (a news day on a simulated clock: lanes against
+first-in-first-out), `bench/storm.py` (a correction storm on a simulated clock),
+`bench/year.py` (the database after a month at the ceiling, against day 7 and 0.1's schema and
 queries) and `bench/briefing.py` (20,000 briefings at 07:00, spread or not).
 """
 

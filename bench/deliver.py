@@ -467,7 +467,7 @@ async def _bench(args: argparse.Namespace, fake: FakeTelegramProcess, work: Path
             target=f"≥ {TARGET_FRACTION:g} %",
             passed=fraction >= TARGET_FRACTION and ok_rate,
             value_text=f"{fraction:.1f} % ({ours.sustained_per_s:.2f}/s)",
-            baseline_text=base_rate_text,
+            baseline_text=base_rate_text, floor=100.0, floor_text=f"the limit, {GLOBAL_RATE}/s",
             detail={
                 "ours": ours.detail(), "baseline": base.detail() if base else None,
                 "note": (

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aiosqlite
 
@@ -54,6 +55,18 @@ def _tags_text(tags: Iterable[str]) -> str:
 
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(v for v in value.split("|") if v) if value else ()
+
+
+def _article(row: Sequence[Any]) -> Article:
+    """An Article from a row of exactly `_COLUMNS` (or `_A_COLUMNS`), by position: the reader
+    queries build a few of these each, and a lookup by name walks the row's column names."""
+    (rowid, article_id, feed_id, url, title, summary, section, sections, tags, published_at, fetched_at,
+     image_url, revision, revised_at) = row  # fmt: skip
+    return Article(
+        id=article_id, url=url, title=title, summary=summary, section=section, tags=_split(tags),
+        published_at=published_at, fetched_at=fetched_at, image_url=image_url, feed_id=feed_id,
+        sections=_split(sections), rowid=rowid, revision=revision, revised_at=revised_at,
+    )
 
 
 def row_to_article(row: sqlite3.Row, *, id_column: str = "id") -> Article:
@@ -284,7 +297,7 @@ async def find_by_url(db: Database, url: str) -> Article | None:
         f"UNION ALL SELECT {_COLUMNS} FROM articles WHERE id = ? LIMIT 1",
         (url, url),
     )
-    return row_to_article(rows[0]) if rows else None
+    return _article(rows[0]) if rows else None
 
 
 def _excluded(article: Article, excluded: Sequence[tuple[str, ...]]) -> bool:
@@ -345,7 +358,7 @@ async def latest(
             )
         wanted = set(sections) if sections is not None else None
         for row in rows:
-            article = row_to_article(row)
+            article = _article(row)
             if wanted is not None and not wanted.intersection(article.all_sections):
                 continue
             if any(a.rowid == article.rowid for a in found):
@@ -482,7 +495,7 @@ async def _fts_query(db: Database, match: str, limit: int, *, exclude_id: str | 
             f"AND f.rowid NOT IN ({','.join('?' * len(found))}) ORDER BY f.rowid DESC LIMIT ?",
             (match, exclude_id, *found, limit - len(rows)),
         )
-    return [row_to_article(r) for r in rows]
+    return [_article(r) for r in rows]
 
 
 async def trim_recent(conn: aiosqlite.Connection, limit: int) -> int:

@@ -61,6 +61,7 @@ from typing import Any
 from bench import year_build as build
 from bench import year_data as data
 from bench.common import REPO, Row, bot_settings, child_env, figure, percentile, print_rows
+from bot.clock import RealClock
 from bot.context import Services, open_services
 from bot.health import check_health
 from bot.newsroom import figures as newsroom_figures
@@ -80,6 +81,7 @@ BEST_OF = 3
 # Enqueues timed on each database (each one a transaction of FAN_OUT new rows): their median
 # is the figure, as a p99 of a few big transactions is the slowest checkpoint among them.
 ENQUEUES = 9
+DISPATCHES = 2
 
 
 # --------------------------------------------------------------------------- measuring
@@ -97,9 +99,20 @@ class InstantTelegram:
         return Answer(True, 200, result={"message_id": self.sent})
 
 
+class ShiftedClock(RealClock):
+    """The real clock, its wall time moved to the simulated day the database ends on: /stats
+    reads the counters of the last hours, the dispatcher's due times are the database's."""
+
+    def __init__(self, now: float) -> None:
+        self.offset = now - time.time()
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+
 async def dispatcher_rate(services: Services, messages: int) -> float:
     """Messages/s sending a broadcast of `messages` rows with limits lifted."""
-    now = time.time()
+    now = services.clock.time()
     broadcast_id = await broadcasts.create(services.db, admin_id=1, admin_chat_id=1, html="<b>x</b>", audience=None, now=now)
     async with services.db.write() as conn:
         await conn.executemany(
@@ -152,7 +165,7 @@ class Side:
             ids = [m.id for m in rows]
             async with db.write() as conn:
                 await outbox.claim_in(conn, ids)
-                await outbox.mark_sent_in(conn, SentBatch(tuple(ids), 1, "broadcast"), time.time())
+                await outbox.mark_sent_in(conn, SentBatch(tuple(ids), 1, "broadcast"), self.services.clock.time())
 
         return {
             "due (broadcast lane)": lambda: due.due_messages(db, 0, now + 30, LOAD_PER_LANE),
@@ -198,7 +211,7 @@ class Side:
 
 async def _open(path: Path, work: Path, name: str, now: float, readers: int, stories: int) -> Side:
     settings = bot_settings("http://127.0.0.1:9/bot", "123456:YEAR-token", path, NEWSBOT_FEEDS=str(_feeds(work)))
-    side = Side(name, await open_services(settings), now, readers, stories)
+    side = Side(name, await open_services(settings, clock=ShiftedClock(now)), now, readers, stories)
     await side.prepare()
     return side
 
@@ -246,17 +259,22 @@ async def measure(
                 results[side.name]["queries"][query] = percentile(found, 99)
         for side, found in zip(sides, await _health_during_stats(sides, max(1, runs // 2)), strict=True):
             results[side.name]["healthz"] = percentile(found, 99)
-        for side in sides:
-            ours, floor = [], []
-            conn = sqlite3.connect(side.services.db.path, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA synchronous = NORMAL")  # as the bot's connections (storage.db)
-            try:
+        enqueued: dict[str, tuple[list[float], list[float]]] = {side.name: ([], []) for side in sides}
+        bare = {side.name: sqlite3.connect(side.services.db.path, isolation_level=None, timeout=30) for side in sides}
+        try:
+            for side in sides:
+                bare[side.name].execute("PRAGMA synchronous = NORMAL")  # as the bot's connections (storage.db)
                 await side.enqueue()  # warm
-                for _ in range(ENQUEUES):
+            for _ in range(ENQUEUES):
+                for side in sides:
+                    ours, floor = enqueued[side.name]
                     ours.append(await side.enqueue())
-                    floor.append(side.enqueue_floor(conn))
-            finally:
+                    floor.append(side.enqueue_floor(bare[side.name]))
+        finally:
+            for conn in bare.values():
                 conn.close()
+        for side in sides:
+            ours, floor = enqueued[side.name]
             results[side.name]["enqueue"] = {
                 "ours": percentile(ours, 50), "floor": percentile(floor, 50),
                 "ours_max": max(ours), "floor_max": max(floor),
@@ -270,8 +288,10 @@ async def measure(
                 await conn.execute("UPDATE outbox SET state = 'cancelled' WHERE state = 'pending'")
                 await conn.execute("UPDATE broadcasts SET state = 'done' WHERE id = ?", (side.big,))
             await db.maintain()
-        for side in sides:
-            results[side.name]["dispatcher"] = await dispatcher_rate(side.services, min(readers, 5000))
+        for _ in range(DISPATCHES):  # in turn, the best of each: a rate of a few seconds
+            for side in sides:
+                rate = await dispatcher_rate(side.services, min(readers, 5000))
+                results[side.name]["dispatcher"] = max(rate, results[side.name].get("dispatcher", 0.0))
     finally:
         for side in sides:
             await side.services.close()
@@ -301,7 +321,7 @@ async def _health_during_stats(sides: list[Side], runs: int) -> list[list[float]
         side.services.status.phase = "starting"  # only the database part of the checks matters here
     tasks = [asyncio.create_task(stats_loop(side)) for side in sides]
     try:
-        return await _in_turn(sides, [lambda s=side: check_health(s.services, time.time()) for side in sides], runs)
+        return await _in_turn(sides, [lambda s=side: check_health(s.services, s.services.clock.time()) for side in sides], runs)
     finally:
         done.set()
         await asyncio.gather(*tasks)

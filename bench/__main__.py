@@ -77,17 +77,17 @@ QUICK_ARGS: dict[str, list[str]] = {
         "--vocabulary", "20000", "--baseline-subscriptions", "2000", "--baseline-articles", "5",
         "--verify", "2", "--exclusions", "20000",
     ],
-    "deliver": ["--messages", "300", "--chats", "150", "--articles", "20", "--overhead-messages", "1500"],
+    "deliver": ["--messages", "150", "--chats", "75", "--articles", "20", "--overhead-messages", "1000"],
     "ingest": ["--items", "1000", "--feeds", "30", "--corpus-files", "400", "--repeat", "2"],
     "queries": ["--articles", "100000", "--queries", "150", "--baseline-queries", "1", "--rounds", "2"],
     "memory": ["--readers", "10000", "--subscriptions", "100000", "--sample-seconds", "1"],
-    "newsday": ["--readers", "2000", "--stories", "60"],
+    "newsday": ["--readers", "1000", "--stories", "40"],
     "storm": ["--readers", "2000", "--minutes", "30", "--stories", "6"],
     "year": [
         "--readers", "2000", "--subscriptions", "20000", "--articles", "60000", "--rate", "0.5",
-        "--days", "10", "--runs", "60", "--budget", "1",
+        "--days", "10", "--runs", "40", "--budget", "0.5",
     ],
-    "briefing": ["--readers", "3000", "--keyword-alerts", "10"],
+    "briefing": ["--readers", "1500", "--keyword-alerts", "10"],
 }
 
 

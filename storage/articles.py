@@ -54,7 +54,7 @@ def _tags_text(tags: Iterable[str]) -> str:
 
 
 def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(v for v in value.split("|") if v) if value else ()
+    return tuple(filter(None, value.split("|"))) if value else ()
 
 
 def _article(row: Sequence[Any]) -> Article:

@@ -60,12 +60,12 @@ SMOKE_ARGS: dict[str, list[str]] = {
     ],
     "queries": ["--articles", "3000", "--queries", "30", "--baseline-queries", "2"],
     "memory": ["--readers", "300", "--subscriptions", "1500", "--sample-seconds", "0.3"],
-    "newsday": ["--readers", "300", "--stories", "30"],
+    "newsday": ["--readers", "100", "--stories", "30"],
     "year": [
         "--readers", "300", "--subscriptions", "1500", "--articles", "4500", "--rate", "0.05",
         "--days", "8", "--runs", "20", "--budget", "0",
     ],
-    "briefing": ["--readers", "600", "--keyword-alerts", "5"],
+    "briefing": ["--readers", "200", "--keyword-alerts", "5"],
     "storm": ["--readers", "200", "--minutes", "12", "--stories", "4"],
 }
 

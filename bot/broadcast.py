@@ -168,14 +168,22 @@ async def set_preview_message(services: Services, broadcast_id: int, message_id:
     await broadcasts.set_preview_message(services.db, broadcast_id, message_id)
 
 
-async def start(services: Services, broadcast_id: int, admin_id: int, *, paid: bool = False) -> StartReport:
-    """Send pressed: queue one message per reader of the audience, once. `paid` (Send fast,
-    only when NEWSBOT_PAID_BROADCASTS is on): sent with allow_paid_broadcast."""
+async def _own_preview(services: Services, broadcast_id: int, admin_id: int) -> Broadcast | StartReport:
+    """The broadcast a button of its preview is for, if it is this admin's; else the answer."""
     record = await broadcasts.get(services.db, broadcast_id)
     if record is None:
         return StartReport(StartOutcome.UNKNOWN)
     if record.admin_id != admin_id:
         return StartReport(StartOutcome.NOT_YOURS, state=record.state)
+    return record
+
+
+async def start(services: Services, broadcast_id: int, admin_id: int, *, paid: bool = False) -> StartReport:
+    """Send pressed: queue one message per reader of the audience, once. `paid` (Send fast,
+    only when NEWSBOT_PAID_BROADCASTS is on): sent with allow_paid_broadcast."""
+    record = await _own_preview(services, broadcast_id, admin_id)
+    if isinstance(record, StartReport):
+        return record
     now = services.clock.time()
     result = await broadcasts.start(
         services.db, broadcast_id, now=now, expires_before=now - PREVIEW_TTL,
@@ -195,11 +203,9 @@ async def start(services: Services, broadcast_id: int, admin_id: int, *, paid: b
 
 async def toggle_urgent(services: Services, broadcast_id: int, admin_id: int) -> StartReport:
     """Urgent pressed on a preview: the broadcast ignores readers' quiet hours (or not)."""
-    record = await broadcasts.get(services.db, broadcast_id)
-    if record is None:
-        return StartReport(StartOutcome.UNKNOWN)
-    if record.admin_id != admin_id:
-        return StartReport(StartOutcome.NOT_YOURS, state=record.state)
+    record = await _own_preview(services, broadcast_id, admin_id)
+    if isinstance(record, StartReport):
+        return record
     if not await broadcasts.set_urgent(services.db, broadcast_id, not record.urgent):
         return StartReport(StartOutcome.ALREADY, state=record.state)
     return StartReport(StartOutcome.STARTED, state="urgent" if not record.urgent else "ordinary")
@@ -207,11 +213,9 @@ async def toggle_urgent(services: Services, broadcast_id: int, admin_id: int) ->
 
 async def cancel(services: Services, broadcast_id: int, admin_id: int) -> StartReport:
     """Cancel pressed on a preview: nothing is sent."""
-    record = await broadcasts.get(services.db, broadcast_id)
-    if record is None:
-        return StartReport(StartOutcome.UNKNOWN)
-    if record.admin_id != admin_id:
-        return StartReport(StartOutcome.NOT_YOURS, state=record.state)
+    record = await _own_preview(services, broadcast_id, admin_id)
+    if isinstance(record, StartReport):
+        return record
     found = await broadcasts.cancel_preview(services.db, broadcast_id, now=services.clock.time())
     if found == "preview":
         log.info("broadcast cancelled broadcast_id=%d admin_id=%d", broadcast_id, admin_id)

@@ -10,7 +10,6 @@ within their share of the rate while alerts wait too (bot.pipeline.ratelimit.SHA
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -18,6 +17,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from bot.clock import Clock
+from bot.locks import ChatLocks
 from bot.pipeline.ratelimit import RateLimits
 
 Result = bool | dict[str, Any] | list[dict[str, Any]]
@@ -36,7 +36,7 @@ class SharedLimiter(BaseRateLimiter[None]):
         self.clock = clock
         # One reply at a time per chat (handlers run concurrently): a chat's window only
         # knows a send once it is answered, like the dispatcher's busy chats.
-        self._chats: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._chats = ChatLocks()
 
     async def initialize(self) -> None:
         return None
@@ -56,17 +56,8 @@ class SharedLimiter(BaseRateLimiter[None]):
         chat_id = data.get("chat_id")
         if endpoint not in LIMITED or not isinstance(chat_id, int):
             return await callback(*args, **kwargs)
-        lock, users = self._chats.get(chat_id, (asyncio.Lock(), 0))
-        self._chats[chat_id] = (lock, users + 1)
-        try:
-            async with lock:
-                return await self._send(callback, args, kwargs, chat_id)
-        finally:
-            lock, users = self._chats[chat_id]
-            if users > 1:
-                self._chats[chat_id] = (lock, users - 1)
-            else:
-                del self._chats[chat_id]
+        async with self._chats.hold(chat_id):
+            return await self._send(callback, args, kwargs, chat_id)
 
     async def _send(
         self, callback: Callable[..., Coroutine[Any, Any, Result]], args: Any, kwargs: dict[str, Any],

@@ -226,19 +226,21 @@ async def start(
 async def cancel_preview(db: Database, broadcast_id: int, *, now: float) -> str:
     """preview → cancelled; returns the state found (only 'preview' means it was cancelled)."""
     async with db.write() as conn:
-        cursor = await conn.execute(
-            "UPDATE broadcasts SET state = 'cancelled', finished_at = ? "
-            "WHERE id = ? AND state = 'preview' RETURNING id",
-            (now, broadcast_id),
-        )
-        changed = await cursor.fetchone() is not None
-        await cursor.close()
-        if changed:
+        if await _changed(
+            conn, "UPDATE broadcasts SET state = 'cancelled', finished_at = ? "
+            "WHERE id = ? AND state = 'preview' RETURNING id", (now, broadcast_id),
+        ):
             return "preview"
         cursor = await conn.execute("SELECT state FROM broadcasts WHERE id = ?", (broadcast_id,))
         row = await cursor.fetchone()
         await cursor.close()
     return "unknown" if row is None else str(row[0])
+
+
+async def _changed(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> bool:
+    """Whether an UPDATE … RETURNING changed a row."""
+    rows = list(await conn.execute_fetchall(sql, params))
+    return bool(rows)
 
 
 async def counts(db: Database, broadcast_id: int) -> Counts:
@@ -280,14 +282,10 @@ async def finish_if_complete(db: Database, broadcast_id: int, *, now: float) -> 
         snapshot = await _conn_counts(conn, broadcast_id)
         if snapshot.remaining:
             return None
-        cursor = await conn.execute(
-            "UPDATE broadcasts SET state = 'done', finished_at = ? "
-            "WHERE id = ? AND state = 'sending' RETURNING id",
-            (now, broadcast_id),
-        )
-        changed = await cursor.fetchone() is not None
-        await cursor.close()
-        if not changed:
+        if not await _changed(
+            conn, "UPDATE broadcasts SET state = 'done', finished_at = ? "
+            "WHERE id = ? AND state = 'sending' RETURNING id", (now, broadcast_id),
+        ):
             return None
         await _save_counts(conn, broadcast_id, snapshot)
     return snapshot

@@ -6,32 +6,24 @@ twice, another admin's press, an expired preview.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from storage import chats
 from storage.db import Database
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot
+from tests.simtime import SimClock
 
 ADMIN = 9001
 OTHER_ADMIN = 9002
 PREVIEW_HEADING = "Preview — not sent yet"
 TEXT = "<Breaking> Storm & floods in the north: stay indoors"
 
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 async def seed_readers(db_path: Path, ids: Sequence[int], section: str | None = None) -> None:
@@ -76,7 +68,8 @@ def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any
         return conn.execute(sql, params).fetchall()
 
 
-async def test_broadcast_to_200_readers_through_blocks_and_a_429_storm(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_broadcast_to_200_readers_through_blocks_and_a_429_storm(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     readers = list(range(1000, 1200))
     blocked = readers[::20]
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_GLOBAL="200", NEWSBOT_RATE_PRIVATE_INTERVAL="0")
@@ -85,7 +78,7 @@ async def test_broadcast_to_200_readers_through_blocks_and_a_429_storm(tg: FakeT
         tg.block_chat(chat_id)
     tg.rate_limit_chats(readers[100:140], retry_after=1)
 
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
         # Exactly what readers will get, escaped, under a heading they will not get.
         assert preview["text"] == f"{PREVIEW_HEADING}\n\n{TEXT}"
@@ -115,12 +108,13 @@ async def test_broadcast_to_200_readers_through_blocks_and_a_429_storm(tg: FakeT
     assert query(settings.db_path, "SELECT count(*) FROM chats WHERE active = 0")[0][0] == len(blocked)
 
 
-async def test_stop_mid_way_sends_nothing_after_the_acknowledgement(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_stop_mid_way_sends_nothing_after_the_acknowledgement(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     readers = list(range(2000, 2150))
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_GLOBAL="200", NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, readers)
 
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
         tg.set_delay(0.2)  # every request answers slowly: ~40 messages/s with 8 in flight
         await press(tg, ADMIN, preview["message_id"], button(preview, "Send"))
@@ -130,7 +124,7 @@ async def test_stop_mid_way_sends_nothing_after_the_acknowledgement(tg: FakeTele
         ack = await press(tg, ADMIN, progress["message_id"], button(progress, "Stop"), user_id=OTHER_ADMIN)
         at_ack = sum(received(tg, readers, TEXT).values())
         assert ack["text"] == f"Stopped. {at_ack} sent, {len(readers) - at_ack} not sent."
-        await asyncio.sleep(3.0)
+        await clock.run_for(3.0)
         assert sum(received(tg, readers, TEXT).values()) == at_ack < len(readers)
         last = tg.message(ADMIN, progress["message_id"])
         assert last is not None and ": stopped" in last["text"] and f"Sent {at_ack} / 150" in last["text"]
@@ -141,11 +135,12 @@ async def test_stop_mid_way_sends_nothing_after_the_acknowledgement(tg: FakeTele
     assert states == {"sent": at_ack, "cancelled": len(readers) - at_ack}
 
 
-async def test_send_pressed_twice_queues_once(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_send_pressed_twice_queues_once(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     readers = [3001, 3002, 3003]
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, readers)
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, ADMIN, "/broadcast Hello readers")
         data = button(preview, "Send")
         before = len(tg.calls("answerCallbackQuery"))
@@ -158,12 +153,13 @@ async def test_send_pressed_twice_queues_once(tg: FakeTelegram, tmp_path: Path) 
     assert query(settings.db_path, "SELECT count(*) FROM outbox")[0][0] == 3
 
 
-async def test_section_broadcast_and_reply_broadcast(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_section_broadcast_and_reply_broadcast(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     sports, others = [4001, 4002], [4003]
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, sports, section="sports")
     await seed_readers(settings.db_path, others, section="world")
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         # The admin's own message, with Telegram formatting kept; a typed <b> stays text.
         source = tg.user_message(ADMIN, "Kick-off moved to 20:00 <b>tonight</b>", push=False)
         source_id = source["message"]["message_id"]
@@ -189,11 +185,12 @@ async def test_section_broadcast_and_reply_broadcast(tg: FakeTelegram, tmp_path:
         assert "Nobody would get it" in nobody["text"]
 
 
-async def test_only_the_author_may_send_and_previews_expire(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_only_the_author_may_send_and_previews_expire(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     group = -7000
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, [5001, 5002])
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, group, "/broadcast Newsroom test", user_id=ADMIN, chat_type="group")
         send = button(preview, "Send")
         refused = await press(tg, group, preview["message_id"], send, user_id=OTHER_ADMIN)
@@ -232,15 +229,16 @@ def quiet_now(zone: str = "Europe/Stockholm") -> tuple[int, int]:
     return (minute - 60) % 1440, (minute + 60) % 1440
 
 
-async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_preview_cancel_urgent_and_report(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     awake, asleep = 5101, 5102
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, [awake, asleep])
     db = await Database.open(settings.db_path)
-    await chats.set_quiet(db, asleep, *quiet_now(), "hold", now=time.time())
+    await chats.set_quiet(db, asleep, *quiet_now(), "hold", now=clock.time())
     await db.close()
 
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         # Cancel: the preview says so and loses its buttons; nothing is queued.
         first = await ask(tg, ADMIN, "/broadcast Not this one")
         assert first["text"] == f"{PREVIEW_HEADING}\n\nNot this one"
@@ -273,7 +271,7 @@ async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path
         await press(tg, ADMIN, urgent["message_id"], button(shown, "Send"))
         await tg.await_for(lambda: all(received(tg, [awake, asleep], "Storm warning: stay indoors").values()), timeout=15)
         [report] = await tg.await_for(lambda: [r for r in reports(tg) if "#3" in r["text"]], timeout=20)
-        await asyncio.sleep(1.0)  # long enough for a held message to have slipped through
+        await clock.run_for(1.0)  # long enough for a held message to have slipped through
         held = received(tg, [asleep], "Roadworks on Monday")
 
     # Readers never see the heading.
@@ -282,7 +280,7 @@ async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path
     [(state, next_at)] = query(
         settings.db_path, "SELECT state, next_attempt_at FROM outbox WHERE chat_id = ? AND broadcast_id = 2", (asleep,)
     )
-    assert state == "pending" and next_at > time.time() + 30 * 60  # when the quiet hours end
+    assert state == "pending" and next_at > clock.time() + 30 * 60  # when the quiet hours end
     # The progress message ends with the figures, the report is a summary: two messages.
     [progress] = progress_of(tg, 3)
     assert "(urgent: ignores quiet hours)" in progress["text"]
@@ -298,12 +296,13 @@ async def test_preview_cancel_urgent_and_report(tg: FakeTelegram, tmp_path: Path
 
 
 async def test_admin_buttons_refuse_everyone_else_and_an_edited_broadcast_makes_no_second_preview(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
+    tg = sim_tg
     group, outsider = -7100, 555
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, [5201, 5202])
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, group, "/broadcast Newsroom test", user_id=ADMIN, chat_type="group")
         for label in ("Send", "Urgent", "Cancel"):
             refused = await press(tg, group, preview["message_id"], button(preview, label), user_id=outsider)
@@ -313,11 +312,11 @@ async def test_admin_buttons_refuse_everyone_else_and_an_edited_broadcast_makes_
         # The admin edits the /broadcast message: commands answer new messages only.
         update = tg.user_message(ADMIN, "/broadcast Hello readers")
         first = (await tg.await_messages(ADMIN, 1, timeout=10))[0]
-        edited = {**update["message"], "text": "/broadcast Hello readers, edited", "edit_date": int(time.time())}
+        edited = {**update["message"], "text": "/broadcast Hello readers, edited", "edit_date": int(clock.time())}
         tg.push_update({"edited_message": edited})
         await tg.await_for(lambda: tg.pending_update_count == 0, timeout=10)
         listing = await ask(tg, ADMIN, "/broadcasts")
-        await asyncio.sleep(1.0)  # time for a second preview to arrive, if one were coming
+        await clock.run_for(1.0)  # time for a second preview to arrive, if one were coming
 
     assert [m["message_id"] for m in tg.sent_messages(ADMIN)] == [first["message_id"], listing["message_id"]]
     assert query(settings.db_path, "SELECT state FROM broadcasts ORDER BY id") == [("preview",), ("preview",)]

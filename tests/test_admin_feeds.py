@@ -1,15 +1,14 @@
 """The running bot's feeds as admins see them: a failing feed in /feeds, its Try now button,
 /addfeed on a feed already polled, and feed URLs with secrets in replies and logs.
 
-Real time, with the thread-mode fakes: nothing here waits for a timer (the feeds' intervals
-are long, and every fetch is one the test asks for).
+On simulated time, with the fakes on the test's loop (the feeds' intervals are long, and
+every fetch is one the test asks for).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from bot.commands.admin import BUTTON_REFUSAL
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
+from tests.simtime import SimClock
 
 ADMIN = 9001
 STRANGER = 555
@@ -34,17 +34,6 @@ def feed_xml(*stories: int) -> bytes:
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Tiny wire</title>{items}</channel></rss>'.encode()
 
 
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    with FeedServer() as srv:
-        yield srv
-
 
 def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_path) as conn:
@@ -56,14 +45,15 @@ def keyboard(message: dict[str, Any]) -> list[tuple[str, str]]:
     return [(b["text"], b["callback_data"]) for row in markup.get("inline_keyboard", []) for b in row]
 
 
-async def test_a_failing_feed_in_feeds_and_its_try_now_button(tg: FakeTelegram, server: FeedServer, tmp_path: Path) -> None:
+async def test_a_failing_feed_in_feeds_and_its_try_now_button(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    tg, server = sim_tg, sim_feeds
     server.status("/wire.xml", 500)
     settings = bot_settings(
         tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [server.url_for("/wire.xml")])),
         NEWSBOT_POLL_SECONDS="600",
     )
-    async with running_bot(settings):
-        await tg.await_for(lambda: rows(settings.db_path, "SELECT error_count FROM feeds") == [(1,)], timeout=10)
+    async with running_bot(settings, clock=clock):
+        await tg.await_for(lambda: rows(settings.db_path, "SELECT error_count FROM feeds") == [(1,)], timeout=10, interval=0.05)
         listing = await ask(tg, ADMIN, "/feeds")
         text = str(listing["text"])
         assert text.startswith("Feeds: 1 polled, 1 failing"), text
@@ -84,7 +74,8 @@ async def test_a_failing_feed_in_feeds_and_its_try_now_button(tg: FakeTelegram, 
         answer = await press(tg, ADMIN, int(listing["message_id"]), "feed:try:1")
         assert answer["text"] == "Fetching feed #1 now. /feeds shows how it went."
         await tg.await_for(
-            lambda: rows(settings.db_path, "SELECT error_count, primed FROM feeds") == [(0, 1)], timeout=10
+            lambda: rows(settings.db_path, "SELECT error_count, primed FROM feeds") == [(0, 1)], timeout=10,
+            interval=0.05,
         )
         assert len(server.requests("/wire.xml")) == 2
         healthy = await ask(tg, ADMIN, "/feeds")
@@ -99,19 +90,20 @@ async def test_a_failing_feed_in_feeds_and_its_try_now_button(tg: FakeTelegram, 
 
 
 async def test_addfeed_on_a_feed_already_polled_changes_nothing(
-    tg: FakeTelegram, server: FeedServer, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
     """It used to make the feed's next poll a priming one: the stories published next were
     stored as seen and never alerted. Now it says the feed is polled and leaves it be; a
     removed feed added back still primes (what it published while removed is history)."""
+    tg, server = sim_tg, sim_feeds
     server.serve("/wire.xml", feed_xml(1))
     url = server.url_for("/wire.xml")
     settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [url])), NEWSBOT_POLL_SECONDS="600")
-    async with running_bot(settings) as runtime:
+    async with running_bot(settings, clock=clock) as runtime:
         await ask(tg, READER, "/start")
         tg.callback_query(READER, tg.sent_messages(READER)[0]["message_id"], "sec:world")
         await tg.await_calls("answerCallbackQuery", 1, timeout=10)
-        await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds") == [(1,)], timeout=10)
+        await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds") == [(1,)], timeout=10, interval=0.05)
         before = rows(settings.db_path, "SELECT url, rule, primed, etag, next_poll_at FROM feeds")
 
         answer = str((await ask(tg, ADMIN, f"/addfeed {url} sports"))["text"])
@@ -129,24 +121,25 @@ async def test_addfeed_on_a_feed_already_polled_changes_nothing(
         server.serve("/wire.xml", feed_xml(1, 2, 3))
         back = str((await ask(tg, ADMIN, f"/addfeed {url} world"))["text"])
         assert back.startswith("Added back feed #1: Tiny wire — 3 items, section World.")
-        await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds") == [(1,)], timeout=10)
+        await tg.await_for(lambda: rows(settings.db_path, "SELECT primed FROM feeds") == [(1,)], timeout=10, interval=0.05)
         assert rows(settings.db_path, "SELECT count(*) FROM articles WHERE id = 'wire-3'") == [(1,)]
     assert len(tg.sent_messages(READER)) == 2  # story 3 came while the feed was removed: no alert
 
 
 async def test_secrets_in_feed_urls_show_nowhere(
-    tg: FakeTelegram, server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A key under any parameter name (``?pw=``, ``?k=``) is hidden in /feeds, in /addfeed's
     answers and errors, and in the log; parameters named safe (``lang``) are shown."""
+    tg, server = sim_tg, sim_feeds
     caplog.set_level(logging.DEBUG)
     server.serve("/keyed.xml", feed_xml(1))
     server.status("/broken.xml", 500)
     keyed = server.url_for("/keyed.xml") + "?pw=opensesame9&lang=en"
     broken = server.url_for("/broken.xml") + "?k=zx81spectrum#sig=qwertyuiop"
     settings = bot_settings(tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [keyed, broken])))
-    async with running_bot(settings):
-        await tg.await_for(lambda: rows(settings.db_path, "SELECT count(*) FROM feeds WHERE error_count > 0") == [(1,)], timeout=10)
+    async with running_bot(settings, clock=clock):
+        await tg.await_for(lambda: rows(settings.db_path, "SELECT count(*) FROM feeds WHERE error_count > 0") == [(1,)], timeout=10, interval=0.05)
         listing = str((await ask(tg, ADMIN, "/feeds"))["text"])
         assert "?pw=***&lang=en" in listing and "?k=***#sig=***" in listing
         refused = str((await ask(tg, ADMIN, f"/addfeed {server.url_for('/missing.xml')}?token2=hunter2hunter world"))["text"])

@@ -42,12 +42,25 @@ def test_malformed_token_is_not_echoed(tmp_path: Path) -> None:
 
 
 def test_help_for_every_command(tmp_path: Path) -> None:
-    for args in (["--help"], *([c, "--help"] for c in ("run", "check-feed", "ingest", "backup", "healthcheck"))):
-        out = subprocess.run(
-            [sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=60,
+    # All at once: each is a fresh interpreter, most of whose time is its imports.
+    procs = {
+        " ".join(args): subprocess.Popen(
+            [sys.executable, "-m", "bot", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=tmp_path, env=env_for(tmp_path),
         )
-        assert out.returncode == 0 and "usage: newsbot" in out.stdout
+        for args in (["--help"], *([c, "--help"] for c in ("run", "check-feed", "ingest", "backup", "healthcheck")))
+    }
+    for args, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "usage: newsbot" in stdout, (args, stderr)
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> None:
+    """Until the file (a subprocess's log) says `text`."""
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} not in {path.name} within {timeout} s"
+        time.sleep(0.05)
 
 
 def test_run_answers_and_stops_cleanly_on_sigterm_without_logging_the_token(tmp_path: Path) -> None:
@@ -66,7 +79,7 @@ def test_run_answers_and_stops_cleanly_on_sigterm_without_logging_the_token(tmp_
             # A failure path that logs a traceback must not carry the token either.
             tg.fail_chat(56, 500, "Internal Server Error")
             tg.user_message(56, "/help")
-            time.sleep(1.0)
+            wait_for_text(err_path, "Traceback")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

@@ -21,7 +21,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -51,12 +50,6 @@ from tests.harness import ask, bot_settings, press, running_bot, write_feeds_fil
 from tests.simtime import SimClock
 
 STORY_RE = re.compile(r"Story (\d{4})")
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 # --- seeding and counting --------------------------------------------------------------------
@@ -151,9 +144,12 @@ async def _empty(services: Services) -> bool:
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
+    """Until check() is true, looking every 50 ms; `timeout` on the loop's clock (simulated
+    time in a test on the `clock` fixture)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while not await check():
-        if time.monotonic() > deadline:
+        if loop.time() > deadline:
             raise TimeoutError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.05)
 
@@ -218,8 +214,9 @@ def test_window_counts_sends_in_flight_as_now_and_answered_ones_at_their_answer(
 
 
 async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
-    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    tg = sim_tg
     # 280 readers and 20 groups; 3 alerts each and a 4th for every third chat: 1,000 alerts.
     ids = [1000 + i for i in range(280)] + [-2000 - i for i in range(20)]
     plan = {c: [(i + k) % 12 for k in range(4 if i % 3 == 0 else 3)] for i, c in enumerate(ids)}
@@ -229,7 +226,7 @@ async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
     assert await seed(settings.db_path, plan, combine=False) == 1000
     tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
         await settle(services, timeout=120)
         assert counter(services, "newsbot_messages_sent_total", kind="alert") == 1000
@@ -253,8 +250,9 @@ async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(
 
 
 async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
+    tg = sim_tg
     readers = [3000 + i for i in range(80)]
     plan: dict[int, list[int]] = {c: [1, 2] for c in readers}
     plan.update({-3100: [1, 2], -3101: [1, 2]})
@@ -282,7 +280,7 @@ async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
         tg.set_delay(1.5, chat_id)
 
     unreachable = {*blocked, *gone}
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
         await settle(services, timeout=90)
         # The matcher no longer offers unreachable chats anything; the others still get World.
@@ -322,7 +320,10 @@ async def test_storm_blocked_server_errors_and_slow_answers_lose_nothing(
 # --- broadcasts first -----------------------------------------------------------------------
 
 
-async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_broadcast_overtakes_the_queued_alerts(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    tg = sim_tg
     readers = [8000 + i for i in range(150)]
     fans = [8500 + i for i in range(40)]
     settings = settings_for(tg, tmp_path)
@@ -330,15 +331,15 @@ async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path:
     await seed(settings.db_path, {c: [] for c in fans}, section="sports")
     tg.enforce_limits(global_per_second=30, per_chat_interval=1.0, group_per_minute=20)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
         await tg.await_for(lambda: len(tg.sent_messages()) >= 40, timeout=30)
         db = services.db
         broadcast_id = await broadcasts.create(
             db, admin_id=9001, admin_chat_id=9001, html="<b>Breaking:</b> polls close early",
-            audience="sports", now=time.time(),
+            audience="sports", now=clock.time(),
         )
-        started = await broadcasts.start(db, broadcast_id, now=time.time(), expires_before=0.0)
+        started = await broadcasts.start(db, broadcast_id, now=clock.time(), expires_before=0.0)
         assert started.total == len(fans)
         queued_at = len(tg.calls("sendMessage"))
         services.outbox_wake.set()
@@ -364,7 +365,10 @@ async def test_broadcast_overtakes_the_queued_alerts(tg: FakeTelegram, tmp_path:
 # --- combined messages -------------------------------------------------------------------------
 
 
-async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_bursts_become_one_combined_message(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    tg = sim_tg
     few, many, three, separate = 401, 402, 403, 404
     long_summary = "A long account of what happened, with every detail the newsroom had. " * 7
     settings = settings_for(tg, tmp_path)
@@ -372,7 +376,7 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
     await seed(settings.db_path, {separate: range(1, 6)}, combine=False)
     await seed(settings.db_path, {many: range(100, 160)}, summary=long_summary)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
         await settle(services, timeout=60)
 
@@ -400,11 +404,12 @@ async def test_bursts_become_one_combined_message(tg: FakeTelegram, tmp_path: Pa
 
 
 async def test_an_alert_that_waited_takes_along_its_chats_alerts_beyond_the_view(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
     """Behind a fan-out longer than the dispatcher's view (2,000 rows a lane), a reader's
     second alert is far down the queue when the first, which waited two minutes, goes: the
     two go as one message, and every other reader still gets theirs once."""
+    tg = sim_tg
     reader, crowd = 501, range(10_000, 12_500)
     settings = settings_for(tg, tmp_path)
     db = await Database.open(settings.db_path)
@@ -415,14 +420,14 @@ async def test_an_alert_that_waited_takes_along_its_chats_alerts_beyond_the_view
         async with db.write() as conn:
             await articles.store_articles(conn, [first, fan_out, second], seen=True, now=time.time())
         world = Match(("section:world",))
-        now = time.time()
+        now = clock.time()
         await outbox.enqueue_alerts(db, [first], {first.id: {reader: world}}, now=now - 120)
         await outbox.enqueue_alerts(db, [fan_out], {fan_out.id: dict.fromkeys(crowd, world)}, now=now - 100)
         await outbox.enqueue_alerts(db, [second], {second.id: {reader: world}}, now=now - 90)
     finally:
         await db.close()
 
-    async with dispatching(settings, limits=RateLimits(unlimited=True)) as (services, _):
+    async with dispatching(settings, clock=clock, limits=RateLimits(unlimited=True)) as (services, _):
         await settle(services, timeout=120)
 
     [message] = tg.sent_messages(reader)
@@ -438,21 +443,22 @@ async def test_an_alert_that_waited_takes_along_its_chats_alerts_beyond_the_view
 
 
 async def test_group_migrated_to_supergroup_gets_the_alert_at_its_new_id(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
+    tg = sim_tg
     old, new = -500, -1_000_000_000_500
     settings = settings_for(tg, tmp_path)
     await seed(settings.db_path, {old: [1], 501: [1]})
     tg.migrate_chat(old, new)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
         await settle(services, timeout=30)
         assert delivered(tg)[(new, 1)] == 1
         # The live matcher follows the move: the next story goes straight to the new id.
         later = story(2)
         async with services.db.write() as conn:
-            stored = await articles.store_articles(conn, [later], now=time.time())
+            stored = await articles.store_articles(conn, [later], now=clock.time())
         assert (await enqueue_alerts(services, stored.new)).queued == 2
         await settle(services, timeout=30)
 
@@ -527,43 +533,43 @@ async def _choose_sections(tg: FakeTelegram, chat_id: int, *slugs: str) -> None:
 
 
 async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     poll_seconds = 2.0
     world, drones, both, paused, sports = 701, 702, 703, 704, 705
-    with FeedServer() as feeds:
-        sample = SAMPLE_FEED.read_text()
-        feeds.serve("/rss.xml", sample.encode())
-        settings = settings_for(
-            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/rss.xml")])),
-            NEWSBOT_POLL_SECONDS=f"{poll_seconds:g}",
-        )
-        async with running_bot(settings):
-            await tg.await_for(lambda: len(feeds.requests("/rss.xml")) >= 1, timeout=15)
-            await _choose_sections(tg, world, "world")
-            await ask(tg, drones, "/start")
-            await ask(tg, drones, "/follow drones")
-            await _choose_sections(tg, both, "world")
-            await ask(tg, both, "/follow drones")
-            await _choose_sections(tg, paused, "world")
-            await ask(tg, paused, "/pause")
-            await _choose_sections(tg, sports, "sports")
-            before = {c: len(tg.sent_messages(c)) for c in (world, drones, both, paused, sports)}
+    sample = SAMPLE_FEED.read_text()
+    feeds.serve("/rss.xml", sample.encode())
+    settings = settings_for(
+        tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [feeds.url_for("/rss.xml")])),
+        NEWSBOT_POLL_SECONDS=f"{poll_seconds:g}",
+    )
+    async with running_bot(settings, clock=clock):
+        await tg.await_for(lambda: len(feeds.requests("/rss.xml")) >= 1, timeout=15, interval=0.05)
+        await _choose_sections(tg, world, "world")
+        await ask(tg, drones, "/start")
+        await ask(tg, drones, "/follow drones")
+        await _choose_sections(tg, both, "world")
+        await ask(tg, both, "/follow drones")
+        await _choose_sections(tg, paused, "world")
+        await ask(tg, paused, "/pause")
+        await _choose_sections(tg, sports, "sports")
+        before = {c: len(tg.sent_messages(c)) for c in (world, drones, both, paused, sports)}
 
-            # Published just after a poll: the worst case, a whole interval until the next one.
-            polls = len(feeds.requests("/rss.xml"))
-            await tg.await_for(lambda: len(feeds.requests("/rss.xml")) > polls, timeout=15)
-            published = time.monotonic()
-            # Dated now: stories older than NEWSBOT_ALERT_MAX_AGE are stored without an alert.
-            fresh = NEW_STORY.format(date=email.utils.formatdate(time.time(), usegmt=True))
-            feeds.serve("/rss.xml", sample.replace("<item>", fresh + "\n<item>", 1).encode())
-            alerts = {}
-            for chat_id in (world, drones, both):
-                messages = await tg.await_messages(chat_id, before[chat_id] + 1, timeout=30)
-                alerts[chat_id] = messages[before[chat_id]]
-            # Long enough for a second round of polling and sending to have happened.
-            await asyncio.sleep(poll_seconds + 1.5)
-            after = {c: len(tg.sent_messages(c)) for c in before}
+        # Published just after a poll: the worst case, a whole interval until the next one.
+        polls = len(feeds.requests("/rss.xml"))
+        await tg.await_for(lambda: len(feeds.requests("/rss.xml")) > polls, timeout=15, interval=0.05)
+        published = clock.monotonic()
+        # Dated now: stories older than NEWSBOT_ALERT_MAX_AGE are stored without an alert.
+        fresh = NEW_STORY.format(date=email.utils.formatdate(clock.time(), usegmt=True))
+        feeds.serve("/rss.xml", sample.replace("<item>", fresh + "\n<item>", 1).encode())
+        alerts = {}
+        for chat_id in (world, drones, both):
+            messages = await tg.await_messages(chat_id, before[chat_id] + 1, timeout=30)
+            alerts[chat_id] = messages[before[chat_id]]
+        # Long enough for a second round of polling and sending to have happened.
+        await clock.run_for(poll_seconds + 1.5)
+        after = {c: len(tg.sent_messages(c)) for c in before}
 
     arrived = {
         c.chat_id: c.monotonic for c in tg.calls("sendMessage") if c.ok and c.monotonic > published
@@ -582,15 +588,18 @@ async def test_new_story_reaches_every_subscriber_within_a_poll_interval(
 # --- promises kept from 0.1: 429s, and history is not news ------------------------------------
 
 
-async def test_a_429s_retry_after_is_waited_for(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_429s_retry_after_is_waited_for(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
     """The retry of a message refused with 429 goes no sooner than retry_after, on the
     server's clock, and the 429 costs no attempt."""
+    tg = sim_tg
     chat_id = 30_001
     settings = settings_for(tg, tmp_path)
     await seed(settings.db_path, {chat_id: [1]})
     tg.rate_limit_chat(chat_id, retry_after=3)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         await settle(rt.services, timeout=30)
 
     refused, retried = tg.calls("sendMessage")
@@ -600,22 +609,23 @@ async def test_a_429s_retry_after_is_waited_for(tg: FakeTelegram, tmp_path: Path
 
 
 async def test_a_chat_held_after_a_429_gets_nothing_until_the_hold_ends(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
     """Not the refused message, not the chat's other alerts, not a broadcast: the chat's
     whole queue waits for retry_after, while other chats go on."""
+    tg = sim_tg
     held, other = 30_011, 30_012
     settings = settings_for(tg, tmp_path)
     await seed(settings.db_path, {held: [1, 2, 3], other: [1, 2, 3]}, combine=False)
     tg.rate_limit_chat(held, retry_after=4)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         services = rt.services
         await tg.await_for(lambda: any(c.status == 429 for c in tg.calls("sendMessage")), timeout=30)
         broadcast_id = await broadcasts.create(
-            services.db, admin_id=9001, admin_chat_id=9001, html="Held back", audience=None, now=time.time()
+            services.db, admin_id=9001, admin_chat_id=9001, html="Held back", audience=None, now=clock.time()
         )
-        await broadcasts.start(services.db, broadcast_id, now=time.time(), expires_before=0.0)
+        await broadcasts.start(services.db, broadcast_id, now=clock.time(), expires_before=0.0)
         services.outbox_wake.set()
         await settle(services, timeout=60)
 
@@ -633,9 +643,12 @@ async def test_a_chat_held_after_a_429_gets_nothing_until_the_hold_ends(
     assert outbox_states(settings.db_path)[held] == {"sent": 4}
 
 
-async def test_429s_from_several_chats_pause_every_send(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_429s_from_several_chats_pause_every_send(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
     """Three chats answered 429 within moments: the bot as a whole is over the limit, and no
     new send starts, to any chat, until retry_after has passed."""
+    tg = sim_tg
     storm = [30_021, 30_022, 30_023]
     others = [30_100 + i for i in range(60)]
     settings = settings_for(tg, tmp_path)
@@ -643,7 +656,7 @@ async def test_429s_from_several_chats_pause_every_send(tg: FakeTelegram, tmp_pa
     await seed(settings.db_path, {c: [1] for c in [*storm, *others]})
     tg.rate_limit_chats(storm, retry_after=3)
 
-    async with running_bot(settings, polling=False) as rt:
+    async with running_bot(settings, polling=False, clock=clock) as rt:
         await settle(rt.services, timeout=60)
 
     calls = tg.calls("sendMessage")
@@ -701,60 +714,61 @@ def alerts_to(tg: FakeTelegram, chat_id: int, since: int = 0) -> list[str]:
 
 async def polled(feeds: FeedServer, path: str, times: int, *, status: tuple[int, ...] = (200, 304)) -> None:
     """Until `times` more requests for `path` were answered with one of `status`."""
+    loop = asyncio.get_running_loop()
     start = sum(1 for r in feeds.requests(path) if r.status in status)
-    deadline = time.monotonic() + 30
+    deadline = loop.time() + 30
     while sum(1 for r in feeds.requests(path) if r.status in status) < start + times:
-        if time.monotonic() > deadline:
+        if loop.time() > deadline:
             raise TimeoutError(f"{path} not polled {times} more times")
         await asyncio.sleep(0.05)
 
 
 async def test_a_feeds_first_poll_after_a_restart_or_a_re_add_is_history(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
+    tg, feeds = sim_tg, sim_feeds
     reader, admin = 30_201, 9001
-    with FeedServer() as feeds:
-        url = feeds.url_for("/world.xml")
-        settings = settings_for(
-            tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [url])), NEWSBOT_POLL_SECONDS="2"
-        )
-        # The first run never reads the feed: it is down.
-        feeds.status("/world.xml", 503)
-        async with running_bot(settings):
-            await _choose_sections(tg, reader, "world")
-            await polled(feeds, "/world.xml", 1, status=(503,))
+    url = feeds.url_for("/world.xml")
+    settings = settings_for(
+        tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [url])), NEWSBOT_POLL_SECONDS="2"
+    )
+    # The first run never reads the feed: it is down.
+    feeds.status("/world.xml", 503)
+    async with running_bot(settings, clock=clock):
+        await _choose_sections(tg, reader, "world")
+        await polled(feeds, "/world.xml", 1, status=(503,))
+    seen = len(tg.sent_messages(reader))
+
+    # The next run's first successful poll finds 30 recent stories: stored, not pushed.
+    items = backlog("Backlog", 30)
+    feeds.clear("/world.xml")
+    feeds.serve("/world.xml", rss(items))
+    async with running_bot(settings, clock=clock):
+        await polled(feeds, "/world.xml", 2)
+        assert query(settings.db_path, "SELECT count(*) FROM articles") == [(30,)]
+        assert alerts_to(tg, reader, seen) == []
+        items.insert(0, FeedItem("fresh-1", "Fresh story after the restart"))
+        feeds.serve("/world.xml", rss(items))
+        await tg.await_messages(reader, seen + 1, timeout=30)
+        await polled(feeds, "/world.xml", 1)
+        assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
+            "World · Fresh story after the restart"
+        ]
         seen = len(tg.sent_messages(reader))
 
-        # The next run's first successful poll finds 30 recent stories: stored, not pushed.
-        items = backlog("Backlog", 30)
-        feeds.clear("/world.xml")
+        # Removed, and back after it published ten more: those are history too.
+        removed = await ask(tg, admin, "/removefeed 1")
+        assert removed["text"].startswith("Removed feed #1")
+        items[:0] = backlog("While-away", 10)
         feeds.serve("/world.xml", rss(items))
-        async with running_bot(settings):
-            await polled(feeds, "/world.xml", 2)
-            assert query(settings.db_path, "SELECT count(*) FROM articles") == [(30,)]
-            assert alerts_to(tg, reader, seen) == []
-            items.insert(0, FeedItem("fresh-1", "Fresh story after the restart"))
-            feeds.serve("/world.xml", rss(items))
-            await tg.await_messages(reader, seen + 1, timeout=30)
-            await polled(feeds, "/world.xml", 1)
-            assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
-                "World · Fresh story after the restart"
-            ]
-            seen = len(tg.sent_messages(reader))
-
-            # Removed, and back after it published ten more: those are history too.
-            removed = await ask(tg, admin, "/removefeed 1")
-            assert removed["text"].startswith("Removed feed #1")
-            items[:0] = backlog("While-away", 10)
-            feeds.serve("/world.xml", rss(items))
-            added = await ask(tg, admin, f"/addfeed {url} world")
-            assert "41 items" in added["text"]
-            await polled(feeds, "/world.xml", 2)
-            assert alerts_to(tg, reader, seen) == []
-            items.insert(0, FeedItem("fresh-2", "Fresh story after the re-add"))
-            feeds.serve("/world.xml", rss(items))
-            await tg.await_messages(reader, seen + 1, timeout=30)
-            await polled(feeds, "/world.xml", 1)
-            assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
-                "World · Fresh story after the re-add"
-            ]
+        added = await ask(tg, admin, f"/addfeed {url} world")
+        assert "41 items" in added["text"]
+        await polled(feeds, "/world.xml", 2)
+        assert alerts_to(tg, reader, seen) == []
+        items.insert(0, FeedItem("fresh-2", "Fresh story after the re-add"))
+        feeds.serve("/world.xml", rss(items))
+        await tg.await_messages(reader, seen + 1, timeout=30)
+        await polled(feeds, "/world.xml", 1)
+        assert [t.split("\n")[0] for t in alerts_to(tg, reader, seen)] == [
+            "World · Fresh story after the re-add"
+        ]

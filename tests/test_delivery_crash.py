@@ -87,19 +87,19 @@ def rows(db_path: Path, state: str) -> int:
 def test_sigkill_mid_delivery_then_restart_delivers_everything(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    # 240 readers with two alerts each and four with five (sent as one combined message).
-    plan = {5000 + i: [1, 2] for i in range(240)}
+    # 80 readers with two alerts each and four with five (sent as one combined message).
+    plan = {5000 + i: [1, 2] for i in range(80)}
     plan.update({6000 + i: [1, 2, 3, 4, 5] for i in range(4)})
     db_path = tmp_path / "newsbot.db"
-    assert asyncio.run(seed(db_path, plan)) == 500
+    assert asyncio.run(seed(db_path, plan)) == 180
     for chat_id in plan:
-        tg.set_delay(0.15, chat_id)
+        tg.set_delay(0.1, chat_id)
     # The global limit is lifted so that the slow answers, not the limiter, pace the sends.
     extra = {"NEWSBOT_RATE_GLOBAL": "1000"}
 
     first = BotProcess(tg, tmp_path, db_path, "first", **extra)
     try:
-        tg.wait_for(lambda: count_sent(tg) >= 150, timeout=60)
+        tg.wait_for(lambda: count_sent(tg) >= 50, timeout=60)
         first.proc.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -111,13 +111,13 @@ def test_sigkill_mid_delivery_then_restart_delivers_everything(
             "SELECT count(DISTINCT chat_id) FROM outbox WHERE state = 'sending'"
         ).fetchone()[0]
     assert sending_chats <= CONCURRENCY  # one message per chat at a time
-    assert 0 < sent_before < 500
+    assert 0 < sent_before < 180
 
     second = BotProcess(tg, tmp_path, db_path, "second", **extra)
     try:
         tg.wait_for(lambda: set(delivered(tg)) >= expected(plan), timeout=90)
         deadline = time.monotonic() + 30
-        while rows(db_path, "sent") < 500 and time.monotonic() < deadline:
+        while rows(db_path, "sent") < 180 and time.monotonic() < deadline:
             time.sleep(0.1)
         second.proc.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0, second.log[-3000:]
@@ -135,15 +135,15 @@ def test_sigkill_mid_delivery_then_restart_delivers_everything(
 def test_sigterm_finishes_sends_in_flight_and_keeps_the_rest_queued(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    plan = {7000 + i: [1] for i in range(200)}
+    plan = {7000 + i: [1] for i in range(100)}
     db_path = tmp_path / "newsbot.db"
-    assert asyncio.run(seed(db_path, plan)) == 200
+    assert asyncio.run(seed(db_path, plan)) == 100
     for chat_id in plan:
-        tg.set_delay(0.5, chat_id)
+        tg.set_delay(0.25, chat_id)
 
     bot = BotProcess(tg, tmp_path, db_path, "bot")
     try:
-        tg.wait_for(lambda: count_sent(tg) >= 40, timeout=60)
+        tg.wait_for(lambda: count_sent(tg) >= 16, timeout=60)
         stopped = time.monotonic()
         bot.proc.send_signal(signal.SIGTERM)
         assert bot.wait(20) == 0, bot.log[-3000:]
@@ -160,6 +160,6 @@ def test_sigterm_finishes_sends_in_flight_and_keeps_the_rest_queued(
     # Whatever went out is marked sent, nothing else is, and nothing is left half-done.
     assert {c for (c,) in marked} == {chat_id for chat_id, _ in seen}
     assert states["sending"] == 0
-    assert states["sent"] + states["pending"] == 200
+    assert states["sent"] + states["pending"] == 100
     assert states["pending"] > 0
     assert "Traceback" not in bot.log, bot.log[-3000:]

@@ -8,7 +8,6 @@ single queue), and positions are counted in sends on the server, not in seconds.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from storage import articles, broadcasts, chats, outbox
 from storage.db import Database
 from storage.outbox import Match
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall
+from tests.simtime import SimClock
 from tests.test_delivery import delivered, dispatching, seed, settings_for, settle, story
 
 RATE = 60  # messages per second, for the bot and the fake alike
@@ -50,35 +50,37 @@ async def queue_keyword_alert(services: Services, tg: FakeTelegram, chat_id: int
     """Queue a keyword alert as the poll job does; returns the sends so far (the mark)."""
     article = story(number)
     async with services.db.write() as conn:
-        await articles.store_articles(conn, [article], seen=True, now=time.time())
-    queued = await outbox.enqueue_alerts(services.db, [article], {article.id: {chat_id: Match(("keyword:drones",))}}, now=time.time())
+        await articles.store_articles(conn, [article], seen=True, now=services.clock.time())
+    queued = await outbox.enqueue_alerts(
+        services.db, [article], {article.id: {chat_id: Match(("keyword:drones",))}}, now=services.clock.time()
+    )
     assert queued.queued == 1
     mark = len(ok_sends(tg))
     services.outbox_wake.set()
     return mark
 
 
-async def send_everything(tmp_path: Path, planner: Planner) -> Positions:
-    with FakeTelegram() as tg:
+async def send_everything(tmp_path: Path, planner: Planner, clock: SimClock) -> Positions:
+    async with FakeTelegram().here(clock) as tg:
         settings = settings_for(tg, tmp_path, NEWSBOT_RATE_GLOBAL=str(RATE))
         await seed(settings.db_path, {c: [1] for c in SECTION_READERS})
         await seed(settings.db_path, {c: [] for c in FANS}, section="sports")
         db = await Database.open(settings.db_path)
         for chat_id in KEYWORD_READERS:
-            await chats.join(db, chat_id, "private", now=time.time())
+            await chats.join(db, chat_id, "private", now=clock.time())
         await db.close()
         tg.enforce_limits(global_per_second=RATE, per_chat_interval=1.0, group_per_minute=20)
 
-        async with dispatching(settings, planner=planner) as (services, _):
+        async with dispatching(settings, clock=clock, planner=planner) as (services, _):
             await tg.await_for(lambda: len(ok_sends(tg)) >= 40, timeout=30)
             keyword_mark = await queue_keyword_alert(services, tg, KEYWORD_READERS[0], 900)
             await tg.await_for(lambda: len(ok_sends(tg)) >= keyword_mark + 30, timeout=30)
 
             broadcast_id = await broadcasts.create(
                 services.db, admin_id=9001, admin_chat_id=9001, html="Polls close early",
-                audience="sports", now=time.time(),
+                audience="sports", now=clock.time(),
             )
-            started = await broadcasts.start(services.db, broadcast_id, now=time.time(), expires_before=0.0)
+            started = await broadcasts.start(services.db, broadcast_id, now=clock.time(), expires_before=0.0)
             assert started.total == len(FANS)
             broadcast_mark = len(ok_sends(tg))
             services.outbox_wake.set()
@@ -106,12 +108,12 @@ async def send_everything(tmp_path: Path, planner: Planner) -> Positions:
 
 
 async def test_keyword_alerts_and_broadcasts_overtake_a_section_fan_out_and_no_lane_starves(
-    tmp_path: Path,
+    clock: SimClock, tmp_path: Path,
 ) -> None:
     (tmp_path / "lanes").mkdir()
     (tmp_path / "fifo").mkdir()
-    lanes = await send_everything(tmp_path / "lanes", Planner())
-    fifo = await send_everything(tmp_path / "fifo", Planner(fifo=True))
+    lanes = await send_everything(tmp_path / "lanes", Planner(), clock)
+    fifo = await send_everything(tmp_path / "fifo", Planner(fifo=True), clock)
     # Sends already in flight when something is queued land first whatever the order
     # (NEWSBOT_SEND_CONCURRENCY of them), and a few more may start before the dispatcher
     # reloads its view of the queue.

@@ -28,6 +28,7 @@ from tests.fakes.telegram_api import (
     parse_telegram_html,
     validate_telegram_html,
 )
+from tests.simtime import SimClock
 
 TOKEN = "123:ABC"
 BAD_HTML = "Bad Request: can't parse entities: "
@@ -71,6 +72,21 @@ def tg() -> Iterator[FakeTelegram]:
 @pytest.fixture
 async def client(tg: FakeTelegram) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+async def sim_server(clock: SimClock) -> AsyncIterator[FakeTelegram]:
+    """The fake on the test's loop, on simulated time: for tests of its delays and limits,
+    which then cost no real time."""
+    async with FakeTelegram(TOKEN).here(clock) as server:
+        yield server
+        assert server.internal_errors == []
+
+
+@pytest.fixture
+async def sim_client(sim_server: FakeTelegram) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"{sim_server.url}/bot{TOKEN}/", timeout=10) as http:
         yield http
 
 
@@ -546,33 +562,37 @@ async def test_rate_limit_storm(tg: FakeTelegram, client: httpx.AsyncClient) -> 
     assert statuses == [429, 429, 429, 200] * 2 + [200] * 4
 
 
-async def test_delays_per_chat_and_global(tg: FakeTelegram, client: httpx.AsyncClient) -> None:
+async def test_delays_per_chat_and_global(
+    clock: SimClock, sim_server: FakeTelegram, sim_client: httpx.AsyncClient
+) -> None:
+    tg, client = sim_server, sim_client
     tg.set_delay(0.5, chat_id=20)
     slow = asyncio.create_task(ok(client, "sendMessage", chat_id=20, text="slow"))
-    started = time.monotonic()
+    started = clock.monotonic()
     await ok(client, "sendMessage", chat_id=21, text="fast")
-    assert time.monotonic() - started < 0.4 and not slow.done()
+    assert clock.monotonic() - started < 0.4 and not slow.done()
     await slow
-    assert time.monotonic() - started >= 0.48
+    assert clock.monotonic() - started >= 0.48
     # The slow request is executed when it is answered, so it is recorded after "fast".
     assert [m["text"] for m in tg.sent_messages()] == ["fast", "slow"]
 
     tg.set_delay(0.2)
-    started = time.monotonic()
+    started = clock.monotonic()
     await ok(client, "getMe")
-    assert time.monotonic() - started >= 0.18
+    assert clock.monotonic() - started >= 0.18
     tg.clear_faults()
-    started = time.monotonic()
+    started = clock.monotonic()
     await ok(client, "sendMessage", chat_id=20, text="x")
-    assert time.monotonic() - started < 0.2
+    assert clock.monotonic() - started < 0.2
 
 
-async def test_client_giving_up_during_a_delay_sends_nothing(tg: FakeTelegram) -> None:
+async def test_client_giving_up_during_a_delay_sends_nothing(clock: SimClock, sim_server: FakeTelegram) -> None:
+    tg = sim_server
     tg.set_delay(1.0, chat_id=30)
     async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=0.2) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post("sendMessage", data={"chat_id": "30", "text": "x"})
-    await asyncio.sleep(0.05)
+    await clock.run_for(2.0)  # past the delay: the request it held is not executed late
     assert tg.calls() == []
 
 
@@ -699,8 +719,9 @@ async def test_burst_to_one_chat_is_a_violation(
 
 
 async def test_paced_sends_are_not_violations_and_edits_can_be_exempted(
-    tg: FakeTelegram, client: httpx.AsyncClient
+    clock: SimClock, sim_server: FakeTelegram, sim_client: httpx.AsyncClient
 ) -> None:
+    tg, client = sim_server, sim_client
     # Edits count like sends by default (see test_fake_telegram_api_more); edits_count=False
     # keeps the old rule where an edit right after a send in the same chat is free.
     tg.enforce_limits(per_chat_interval=0.15, edits_count=False)
@@ -708,7 +729,7 @@ async def test_paced_sends_are_not_violations_and_edits_can_be_exempted(
         sent = await ok(client, "sendMessage", chat_id=5, text="x")
         await ok(client, "editMessageText", chat_id=5, message_id=sent["message_id"], text="y")
         await ok(client, "sendMessage", chat_id=6, text="other chat")
-        await asyncio.sleep(0.16)
+        await clock.run_for(0.16)
     assert tg.violations == []
 
 

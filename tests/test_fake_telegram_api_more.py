@@ -35,6 +35,7 @@ from tests.fakes.telegram_api import (
     PAID_BROADCAST_REFUSED,
     FakeTelegram,
 )
+from tests.simtime import SimClock
 
 TOKEN = "123:ABC"
 THREAD_NOT_FOUND = "Bad Request: message thread not found"
@@ -94,6 +95,29 @@ async def client(tg: FakeTelegram) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
     async with Bot(TOKEN, base_url=tg.api_url, base_file_url=tg.file_url) as ptb:
+        yield ptb
+
+
+# The same three on the test's loop, on simulated time: for the outages and fault windows,
+# which then cost no real time.
+
+
+@pytest.fixture
+async def sim_server(clock: SimClock) -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(TOKEN, supports_inline_queries=True).here(clock) as server:
+        yield server
+        assert server.internal_errors == []
+
+
+@pytest.fixture
+async def sim_client(sim_server: FakeTelegram) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"{sim_server.url}/bot{TOKEN}/", timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+async def sim_bot(sim_server: FakeTelegram) -> AsyncIterator[Bot]:
+    async with Bot(TOKEN, base_url=sim_server.api_url, base_file_url=sim_server.file_url) as ptb:
         yield ptb
 
 
@@ -777,14 +801,15 @@ async def test_502_is_nginx_for_every_request_and_cuts_long_polls(
 
 
 async def test_hang_serves_clients_that_still_wait_when_it_ends(
-    tg: FakeTelegram, client: httpx.AsyncClient
+    clock: SimClock, sim_server: FakeTelegram, sim_client: httpx.AsyncClient
 ) -> None:
+    tg, client = sim_server, sim_client
     tg.set_outage("hang")
     async with httpx.AsyncClient(base_url=f"{tg.url}/bot{TOKEN}/", timeout=0.2) as impatient:
         with pytest.raises(httpx.ReadTimeout):
             await impatient.post("sendMessage", data={"chat_id": "1", "text": "gave up"})
     patient = asyncio.create_task(ok(client, "sendMessage", chat_id=2, text="waited"))
-    await asyncio.sleep(0.3)
+    await clock.run_for(0.3)
     assert not patient.done() and tg.calls() == []
     tg.set_outage(None)
     assert (await patient)["text"] == "waited"
@@ -817,7 +842,8 @@ async def test_reset_drops_open_connections_and_new_ones(tg: FakeTelegram) -> No
         tg.set_outage("flood")
 
 
-async def test_polling_bot_recovers_after_an_outage(tg: FakeTelegram) -> None:
+async def test_polling_bot_recovers_after_an_outage(clock: SimClock, sim_server: FakeTelegram) -> None:
+    tg = sim_server
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_chat is not None
         await context.bot.send_message(update.effective_chat.id, "Welcome")
@@ -843,21 +869,22 @@ async def test_polling_bot_recovers_after_an_outage(tg: FakeTelegram) -> None:
 
 
 async def test_fail_for_recovers_by_itself(
-    tg: FakeTelegram, client: httpx.AsyncClient, bot: Bot
+    clock: SimClock, sim_server: FakeTelegram, sim_client: httpx.AsyncClient, sim_bot: Bot
 ) -> None:
+    tg, client, bot = sim_server, sim_client, sim_bot
     tg.fail_for(0.4, 401, "Unauthorized", methods=["getUpdates"])
     with pytest.raises(InvalidToken):
         await bot.get_updates(timeout=0)
     await bot.send_message(1, "other methods work")
     status, description = await error(client, "getUpdates")
     assert (status, description) == (401, "Unauthorized")
-    await asyncio.sleep(0.45)
+    await clock.run_for(0.45)
     assert await bot.get_updates(timeout=0) == ()
 
     tg.fail_for(0.3)
     assert (await error(client, "getMe"))[0] == 502
     assert (await error(client, "sendMessage", chat_id=1, text="x"))[1] == "Bad Gateway"
-    await asyncio.sleep(0.35)
+    await clock.run_for(0.35)
     await ok(client, "getMe")
     with pytest.raises(ValueError):
         tg.fail_for(0)

@@ -1,6 +1,6 @@
 """Every feed on its own time, on simulated time: feeds are served over HTTP on the test's own
-loop (`LoopFeeds`, below), the bot's schedule runs as `newsbot run` starts it
-(`start_schedule`), and a real SQLite file records what the newsroom and readers get.
+loop (the loopback feed server's `start_here`), the bot's schedule runs as `newsbot run`
+starts it (`start_schedule`), and a real SQLite file records what the newsroom and readers get.
 
 An hour of back-off takes milliseconds; the times asserted are simulated seconds, exact
 up to the work done in them.
@@ -8,12 +8,9 @@ up to the work done in them.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ from bot.health import metrics_text
 from bot.pipeline.poll import start_schedule
 from bot.pipeline.schedule import backoff_seconds
 from storage import chats, feeds, subscriptions
+from tests.fakes.feed_server import FeedServer
 from tests.harness import write_feeds_file
 from tests.simtime import SimClock
 
@@ -52,113 +50,11 @@ def rss(items: Sequence[str], *, padding: int = 0) -> bytes:
     ).encode()
 
 
-# --- a feed server on the test's loop -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answered:
-    path: str
-    status: int
-    at: float  # the server clock's monotonic time when the answer started
-
-
-@dataclass
-class _Path:
-    body: bytes = b""
-    etag: bool = True
-    fault: tuple[int, dict[str, str]] | None = None
-    delay: float = 0.0
-    trickle: int | None = None
-
-
-class LoopFeeds:
-    """Feeds over real HTTP/1.1 on 127.0.0.1, served on the test's own loop, so delays and
-    drips are timers on the simulated clock (a server in a thread would answer "late", after
-    the loop had jumped). The part of tests/fakes/feed_server.py's API these tests use:
-    `serve` (ETag and 304 unless etag=False), `status`, `slow` (optionally dripping the
-    body), `clear`, `requests`, `url_for`; one request per connection."""
-
-    def __init__(self, clock: SimClock | ServerTime) -> None:
-        self.clock = clock
-        self._paths: dict[str, _Path] = {}
-        self._log: list[Answered] = []
-        self._server: asyncio.Server | None = None
-        self._port = 0
-        self._open: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> LoopFeeds:
-        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
-        self._port = int(self._server.sockets[0].getsockname()[1])
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._open):
-            writer.close()
-        await self._server.wait_closed()
-
-    def url_for(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._port}{path}"
-
-    def serve(self, path: str, body: bytes, *, etag: bool = True, last_modified: bool = True) -> None:
-        route = self._paths.setdefault(path, _Path())
-        route.body, route.etag = body, etag
-
-    def status(self, path: str, code: int, *, headers: dict[str, str] | None = None) -> None:
-        self._paths.setdefault(path, _Path()).fault = (code, dict(headers or {}))
-
-    def slow(self, path: str, delay: float, *, trickle_bytes: int | None = None) -> None:
-        route = self._paths.setdefault(path, _Path())
-        route.delay, route.trickle = delay, trickle_bytes
-
-    def clear(self, path: str) -> None:
-        route = self._paths.setdefault(path, _Path())
-        route.fault, route.delay, route.trickle = None, 0.0, None
-
-    def requests(self, path: str | None = None) -> list[Answered]:
-        return [r for r in self._log if path is None or r.path == path]
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._open.add(writer)
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            path = head[0].split()[1].split("?")[0]
-            asked = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
-            route = self._paths.get(path, _Path(fault=(404, {})))
-            if route.delay and not route.trickle:
-                await asyncio.sleep(route.delay)
-            headers = {"Date": format_datetime(datetime.fromtimestamp(self.clock.time(), UTC), usegmt=True)}
-            tag = f'"{hashlib.sha1(route.body).hexdigest()}"'
-            if route.fault is not None:
-                status, body = route.fault[0], b"error\n"
-                headers.update(route.fault[1])
-            elif route.etag and asked.get("if-none-match") == tag:
-                status, body = 304, b""
-            else:
-                status, body = 200, route.body
-                headers.update({"ETag": tag} if route.etag else {})
-            self._log.append(Answered(path, status, self.clock.monotonic()))
-            headers.update({"Content-Length": str(len(body)), "Connection": "close"})
-            writer.write(f"HTTP/1.1 {status} X\r\n".encode() + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
-            step = route.trickle or len(body) or 1
-            for offset in range(0, len(body), step):
-                writer.write(body[offset : offset + step])
-                await writer.drain()
-                if route.trickle:
-                    await asyncio.sleep(route.delay)
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client gave up (its fetch budget ran out)
-        finally:
-            self._open.discard(writer)
-            writer.close()
-
-
 @pytest.fixture
-async def server(clock: SimClock) -> AsyncIterator[LoopFeeds]:
-    async with LoopFeeds(clock) as srv:
-        yield srv
+def server(sim_feeds: FeedServer) -> FeedServer:
+    """The loopback feed server on the test's loop: its delays and drips are timers on the
+    simulated clock."""
+    return sim_feeds
 
 
 async def open_newsroom(tmp_path: Path, clock: SimClock, urls: list[str], **extra: str) -> Services:
@@ -223,7 +119,7 @@ def test_backoff_doubles_from_the_poll_interval_to_the_cap() -> None:
 
 
 async def test_a_failing_feed_is_tried_within_the_cap_and_recovers_at_its_next_try(
-    tmp_path: Path, clock: SimClock, server: LoopFeeds, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, clock: SimClock, server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two hours of HTTP 500: tries 60, 120, 240, 480 s apart, then every 600 s
     (NEWSBOT_FEED_BACKOFF_MAX's default; it was 6 hours). The log says once that the feed
@@ -281,7 +177,7 @@ async def test_retry_after_is_honoured_beyond_the_cap(tmp_path: Path, clock: Sim
     cap); a Retry-After date is read against the response's own Date (the server's clock
     is 5000 s ahead of ours); one asking for less than the back-off gets the back-off."""
     ahead = 5000.0
-    async with LoopFeeds(ServerTime(clock, ahead)) as server:
+    async with FeedServer().here(ServerTime(clock, ahead)) as server:
         paths = ["/limited.xml", "/dated.xml", "/soon.xml"]
         services = await open_newsroom(tmp_path, clock, [server.url_for(p) for p in paths])
         try:
@@ -308,7 +204,7 @@ async def test_retry_after_is_honoured_beyond_the_cap(tmp_path: Path, clock: Sim
 
 
 async def test_hanging_trickling_and_huge_feeds_do_not_delay_another_feeds_alerts(
-    tmp_path: Path, clock: SimClock, server: LoopFeeds
+    tmp_path: Path, clock: SimClock, server: FeedServer
 ) -> None:
     """One feed never answers, one drips its body a byte a second, one sends 1 MB without
     validators every time. Meanwhile the fast feed is fetched when it is due, as if alone,
@@ -351,7 +247,7 @@ async def test_hanging_trickling_and_huge_feeds_do_not_delay_another_feeds_alert
 
 
 async def test_waiting_for_a_fetch_slot_counts_against_the_fetch_budget(
-    tmp_path: Path, clock: SimClock, server: LoopFeeds
+    tmp_path: Path, clock: SimClock, server: FeedServer
 ) -> None:
     """Eight feeds drip their bodies and hold every fetch slot for their whole budget
     (60 s): the ninth waits for a slot within its own budget, fails when it is spent, and
@@ -379,7 +275,7 @@ async def test_waiting_for_a_fetch_slot_counts_against_the_fetch_budget(
 
 
 async def test_after_a_restart_a_feed_backing_off_is_tried_within_the_cap(
-    tmp_path: Path, clock: SimClock, server: LoopFeeds
+    tmp_path: Path, clock: SimClock, server: FeedServer
 ) -> None:
     """A next try stored 6 hours ahead (the old rule's cap, or a Retry-After) does not keep
     the feed quiet for 6 hours after a restart: it is tried within NEWSBOT_FEED_BACKOFF_MAX."""
@@ -397,7 +293,7 @@ async def test_after_a_restart_a_feed_backing_off_is_tried_within_the_cap(
 
 
 async def test_a_feed_added_or_removed_joins_or_leaves_the_schedule_at_once(
-    tmp_path: Path, clock: SimClock, server: LoopFeeds
+    tmp_path: Path, clock: SimClock, server: FeedServer
 ) -> None:
     services = await open_newsroom(tmp_path, clock, [server.url_for("/a.xml")])
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import gzip
 import socket
@@ -18,6 +19,7 @@ from bot.pipeline.discover import discover_feed_links, find_feed, looks_like_htm
 from bot.pipeline.fetch import FetchError, fetch_feed
 from bot.pipeline.transport import make_client
 from tests.fakes.feed_server import FeedServer, TruncateMode, encode_body
+from tests.simtime import SimClock
 
 RSS = (
     b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
@@ -62,10 +64,13 @@ class PeakMemory:
 async def fetch_error(
     client: httpx.AsyncClient, url: str, **kwargs: Any
 ) -> tuple[FetchError, float]:
-    started = time.monotonic()
+    """The error, and how long it took on the loop's clock (simulated time in a test on the
+    `clock` fixture, where waiting for a slow server costs no real time)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     with pytest.raises(FetchError) as info:
         await fetch_feed(client, url, **kwargs)
-    return info.value, time.monotonic() - started
+    return info.value, loop.time() - started
 
 
 # -- conditional GET -----------------------------------------------------------------------
@@ -192,7 +197,8 @@ async def test_body_exactly_at_the_cap_is_accepted(
 # -- time bounds ---------------------------------------------------------------------------
 
 
-async def test_slow_server_times_out(server: FeedServer) -> None:
+async def test_slow_server_times_out(sim_feeds: FeedServer) -> None:
+    server = sim_feeds
     server.serve("/slow.xml", RSS)
     server.slow("/slow.xml", 5)
     async with make_client(read_timeout=0.2, allow_private=True) as client:
@@ -203,8 +209,9 @@ async def test_slow_server_times_out(server: FeedServer) -> None:
 
 
 async def test_trickling_server_hits_the_total_timeout(
-    server: FeedServer, client: httpx.AsyncClient
+    sim_feeds: FeedServer, client: httpx.AsyncClient
 ) -> None:
+    server = sim_feeds
     # Every read succeeds well within the read timeout; only the total budget can stop it.
     server.serve("/trickle.xml", RSS * 50)
     server.slow("/trickle.xml", 0.05, trickle_bytes=10)
@@ -351,15 +358,16 @@ async def test_redirect_body_is_never_read(
 
 
 async def test_trickling_redirect_body_does_not_hold_the_fetch(
-    server: FeedServer, client: httpx.AsyncClient
+    clock: SimClock, sim_feeds: FeedServer, client: httpx.AsyncClient
 ) -> None:
+    server = sim_feeds
     server.serve("/new.xml", RSS)
     server.redirect("/old.xml", "/new.xml", body_size=100)  # small, but never finishes
     server.slow("/old.xml", 0.5, trickle_bytes=1)
-    started = time.monotonic()
+    started = clock.monotonic()
     result = await fetch_feed(client, server.url_for("/old.xml"), total_timeout=10)
     assert result.body == RSS
-    assert time.monotonic() - started < 2
+    assert clock.monotonic() - started < 2
 
 
 async def test_small_redirect_bodies_keep_the_connection(
@@ -592,17 +600,18 @@ async def test_feed_discovered_from_a_web_page(
 
 
 async def test_discovery_shares_one_time_budget(
-    server: FeedServer, client: httpx.AsyncClient
+    clock: SimClock, sim_feeds: FeedServer, client: httpx.AsyncClient
 ) -> None:
+    server = sim_feeds
     # Page and feed each fit well within the budget alone, not together.
     server.html("/", ["/feed.xml"])
     server.slow("/", 0.05, trickle_bytes=40)  # ~0.8 s
     server.serve("/feed.xml", RSS * 4)
     server.slow("/feed.xml", 0.5, trickle_bytes=10)  # ~16 s
-    started = time.monotonic()
+    started = clock.monotonic()
     with pytest.raises(FetchError) as info:
         await find_feed(client, server.url + "/", total_timeout=1.5)
-    assert 1.4 < time.monotonic() - started < 2.5
+    assert 1.4 < clock.monotonic() - started < 2.5
     assert info.value.kind == "timeout"
     assert str(info.value) == f"fetch: timed out after 1.5 s finding a feed at {server.url}/"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from bot.pipeline.discover import find_feed
 from bot.pipeline.fetch import FetchError, fetch_feed
 from bot.pipeline.transport import AddressPolicy, _GuardedBackend, make_client
 from tests.fakes.feed_server import FeedServer
+from tests.simtime import SimClock
 
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>\n'
 
@@ -119,11 +119,12 @@ async def test_allow_private_allows_everything(internal: FeedServer) -> None:
     assert result.body == RSS
 
 
-async def test_the_guarded_client_keeps_httpx_limits(site: FeedServer) -> None:
+async def test_the_guarded_client_keeps_httpx_limits(sim_feeds: FeedServer) -> None:
     """The guard replaces the pool httpx builds with one of the same limits: with one
     connection allowed, two fetches at once take turns on it (and the refusals above show
     the guard is in place). Should httpx build its transport differently, this and they fail,
     and make_client says so at start."""
+    site = sim_feeds
     site.serve("/feed.xml", RSS)
     site.slow("/feed.xml", 0.2)
     policy = AddressPolicy.allowing(("127.0.0.1", site.port))
@@ -303,19 +304,19 @@ async def test_tls_names_the_host_while_the_socket_goes_to_the_checked_address()
     assert network.log == [("connect_tcp", "127.0.0.1"), ("start_tls", "feeds.test")]
 
 
-async def test_a_silent_address_does_not_hold_up_the_next() -> None:
+async def test_a_silent_address_does_not_hold_up_the_next(clock: SimClock) -> None:
     # RFC 8305: the next address is tried 250 ms after the last, not after its timeout.
     network = FakeNetwork(hang=["2001:db8::1"])
     resolver = Resolver({"dual.test": [["2001:db8::1", "192.0.2.1"]]})
     backend = _GuardedBackend(AddressPolicy(allow_private=True), resolver, network)
-    started = time.monotonic()
+    started = clock.monotonic()
     stream = await backend.connect_tcp("dual.test", 443, timeout=10)
     assert isinstance(stream, FakeStream)
-    assert 0.2 < time.monotonic() - started < 2
+    assert 0.2 < clock.monotonic() - started < 2
     assert network.log == [("connect_tcp", "2001:db8::1"), ("connect_tcp", "192.0.2.1")]
 
 
-async def test_every_address_failing_is_a_connect_error() -> None:
+async def test_every_address_failing_is_a_connect_error(clock: SimClock) -> None:
     network = FakeNetwork(fail=["192.0.2.1", "192.0.2.2"])
     resolver = Resolver({"down.test": [["192.0.2.1", "192.0.2.2"]]})
     backend = _GuardedBackend(AddressPolicy(allow_private=True), resolver, network)
@@ -329,13 +330,15 @@ async def test_every_address_failing_is_a_connect_error() -> None:
         await backend.connect_unix_socket("/run/docker.sock")
 
 
-async def test_total_timeout_cancels_a_hanging_connect() -> None:
+async def test_total_timeout_cancels_a_hanging_connect(clock: SimClock) -> None:
     network = FakeNetwork(hang=["192.0.2.1", "192.0.2.2"])
     resolver = Resolver({"slow.test": [["192.0.2.1", "192.0.2.2"]]})
     backend = _GuardedBackend(AddressPolicy(allow_private=True), resolver, network)
+    started = clock.monotonic()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5):
             await backend.connect_tcp("slow.test", 80, timeout=None)
+    assert clock.monotonic() - started == pytest.approx(0.5)
 
 
 # -- the policy ----------------------------------------------------------------------------

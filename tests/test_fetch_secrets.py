@@ -181,8 +181,9 @@ async def test_discovery_does_not_take_credentials_elsewhere(
 
 
 async def test_no_error_names_a_password_or_a_secret(
-    server: FeedServer, other: FeedServer, client: httpx.AsyncClient
+    sim_feeds: FeedServer, client: httpx.AsyncClient
 ) -> None:
+    server = sim_feeds  # on simulated time: the slow feed's time-out costs no real time
     closed = closed_port()
     secret_query = "?token=tok-1111&api_key=key-2222&X-Amz-Signature=sig-3333"
     server.status("/500.xml", 500, headers={"Retry-After": "60"})

@@ -8,28 +8,22 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.context import Services
 from storage import articles, chats, outbox
 from storage.outbox import Match
 from tests.fakes.telegram_api import PAID_BROADCAST_REFUSED, FakeTelegram, RecordedCall
 from tests.harness import ask, bot_settings, press, running_bot
+from tests.simtime import SimClock
 from tests.test_admin_broadcast import button, query, received, reports, seed_readers
 from tests.test_delivery import delivered, settle, story
 
 ADMIN = 9001
 TEXT = "Polls close at 20:00 tonight"
 
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
 
 
 def buttons(message: dict[str, Any]) -> list[str]:
@@ -66,15 +60,16 @@ async def queue_alerts(services: Services, chat_ids: Sequence[int]) -> None:
 
 
 async def test_send_fast_goes_at_the_paid_rate_within_its_limit_and_alerts_stay_free(
-    tg: FakeTelegram, tmp_path: Path
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
 ) -> None:
+    tg = sim_tg
     readers = list(range(100_000, 101_500))
     alerted = list(range(102_000, 102_020))
     settings = bot_settings(tg, tmp_path, NEWSBOT_PAID_BROADCASTS="1")
     await seed_readers(settings.db_path, readers)
     tg.enforce_limits()
 
-    async with running_bot(settings) as rt:
+    async with running_bot(settings, clock=clock) as rt:
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
         # 1,500 readers: 50 s at the free 30/s; 1.5 s at the paid 1,000/s, for 0.1 Star each.
         assert buttons(preview)[:2] == ["Send to 1500 chats (≈ 50 s)", "Send fast (≈ 2 s, ≈ 150 Stars)"]
@@ -102,24 +97,26 @@ async def test_send_fast_goes_at_the_paid_rate_within_its_limit_and_alerts_stay_
     assert query(settings.db_path, "SELECT state, paid, paid_refused FROM broadcasts") == [("done", 1, None)]
 
 
-async def test_a_tiny_audience_is_estimated_at_a_second_and_one_star(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_tiny_audience_is_estimated_at_a_second_and_one_star(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     settings = bot_settings(tg, tmp_path, NEWSBOT_PAID_BROADCASTS="1")
     await seed_readers(settings.db_path, [120_001, 120_002, 120_003])
 
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
     # 3 messages: 0.1 s free, 0.003 s paid and 0.3 Star; nothing is sent in no time or for free.
     assert buttons(preview)[:2] == ["Send to 3 chats (≈ 1 s)", "Send fast (≈ 1 s, ≈ 1 Star)"]
 
 
-async def test_paid_sending_refused_mid_way_goes_on_at_the_free_rate(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_paid_sending_refused_mid_way_goes_on_at_the_free_rate(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     readers = list(range(110_000, 110_300))
     settings = bot_settings(tg, tmp_path, NEWSBOT_PAID_BROADCASTS="1")
     await seed_readers(settings.db_path, readers)
     tg.enforce_limits()
     tg.refuse_paid(after=100)  # Stars for 100 messages, then BALANCE_TOO_LOW
 
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
         await press(tg, ADMIN, preview["message_id"], button(preview, "Send fast"))
         progress = (await tg.await_messages(ADMIN, 2, timeout=10))[1]
@@ -153,12 +150,13 @@ async def test_paid_sending_refused_mid_way_goes_on_at_the_free_rate(tg: FakeTel
     ]
 
 
-async def test_without_the_setting_there_is_no_fast_button_and_no_paid_send(tg: FakeTelegram, tmp_path: Path) -> None:
+async def test_without_the_setting_there_is_no_fast_button_and_no_paid_send(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    tg = sim_tg
     readers = [120_001, 120_002, 120_003]
     settings = bot_settings(tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0")
     await seed_readers(settings.db_path, readers)
 
-    async with running_bot(settings):
+    async with running_bot(settings, clock=clock):
         preview = await ask(tg, ADMIN, f"/broadcast {TEXT}")
         assert not [label for label in buttons(preview) if "fast" in label.casefold() or "Stars" in label]
         # A button from a preview made while the setting was on still sends at the free rate.

@@ -35,12 +35,20 @@ USAGE = {
 # --- /pause, /resume, /stop ---------------------------------------------------------------------
 
 
-async def pause(update: Update, context: NewsContext) -> None:
+async def _reader(update: Update, context: NewsContext) -> Chat | None:
+    """The chat, when it is a reader and the sender may change it; else answered here."""
     if await refuse_non_admin(update, context):
-        return
+        return None
     chat = await sender.existing(update, context)
     if chat is None or not chat.active:
         await reply(update, sender.NOT_A_READER)
+        return None
+    return chat
+
+
+async def pause(update: Update, context: NewsContext) -> None:
+    chat = await _reader(update, context)
+    if chat is None:
         return
     if not await readers.pause(context.services, chat.id):
         await reply(update, "Alerts are already paused. /resume to get them again.")
@@ -50,11 +58,8 @@ async def pause(update: Update, context: NewsContext) -> None:
 
 
 async def resume(update: Update, context: NewsContext) -> None:
-    if await refuse_non_admin(update, context):
-        return
-    chat = await sender.existing(update, context)
-    if chat is None or not chat.active:
-        await reply(update, sender.NOT_A_READER)
+    chat = await _reader(update, context)
+    if chat is None:
         return
     resumed = await readers.resume(context.services, chat.id)
     if not resumed.was_paused:

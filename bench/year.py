@@ -88,13 +88,18 @@ DISPATCHES = 2
 
 
 class InstantTelegram:
-    """Telegram answering at once: the dispatcher's own cost, limits lifted."""
+    """Telegram answering at once: the dispatcher's own cost, limits lifted. `done` is set at
+    the `expected`-th message."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
         self.sent = 0
+        self.expected = expected
+        self.done = asyncio.Event()
 
     async def call(self, method: str, params: dict[str, Any]) -> Answer:
         self.sent += 1
+        if self.sent >= self.expected:
+            self.done.set()
         await asyncio.sleep(0)
         return Answer(True, 200, result={"message_id": self.sent})
 
@@ -121,13 +126,13 @@ async def dispatcher_rate(services: Services, messages: int) -> float:
             [(chat, f"b:{broadcast_id}", broadcast_id, now, now) for chat in data.readers(messages)],
         )
         await conn.execute("UPDATE broadcasts SET state = 'sending' WHERE id = ?", (broadcast_id,))
-    telegram = InstantTelegram()
+    telegram = InstantTelegram(messages)
     dispatcher = Dispatcher(services, telegram, limits=RateLimits(unlimited=True))
     started = time.perf_counter()
     await dispatcher.start()
     try:
-        while telegram.sent < messages and time.perf_counter() - started < 300:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(telegram.done.wait(), timeout=300)
         elapsed = time.perf_counter() - started
     finally:
         await dispatcher.stop(timeout=5)
@@ -439,7 +444,8 @@ def rows_of(new: dict[str, Any], old: dict[str, Any] | None, args: argparse.Name
     enqueue = last["enqueue"]
     old_enqueue = None if old is None else old["queries"].get("enqueue 7,000 alerts (per poll)")
     rows.append(figure(
-        "year_enqueue", f"year: enqueue a poll's {FAN_OUT:,} alerts (median), against one executemany of the same rows",
+        "year_enqueue", f"year: enqueue a poll's {min(args.readers, FAN_OUT):,} alerts (median), against one "
+        "executemany of the same rows",
         enqueue["ours"], "ms", baseline=old_enqueue, better="lower",
         target=f"≤ {FLOOR_RATIO:g}× floor", passed=enqueue["ours"] <= FLOOR_RATIO * enqueue["floor"],
         baseline_text=_old_text(old, old_enqueue), floor=enqueue["floor"],
@@ -451,12 +457,13 @@ def rows_of(new: dict[str, Any], old: dict[str, Any] | None, args: argparse.Name
                          f"{enqueue['floor_max']:,.1f} ms")},
     ))
     if seventh:
-        rows.append(_aged("year_enqueue_aged", f"year: enqueue a poll's {FAN_OUT:,} alerts (median)", enqueue["ours"],
+        rows.append(_aged("year_enqueue_aged", f"year: enqueue a poll's {min(args.readers, FAN_OUT):,} alerts (median)", enqueue["ours"],
                           seventh["enqueue"]["ours"], old, old_enqueue))
     rate, empty = last["dispatcher"], new["empty_dispatcher"]
     ref_rate = seventh["dispatcher"] if seventh else None
     rows.append(figure(
-        "year_dispatcher", "year: dispatcher msg/s, limits lifted (5,000 messages)", rate, "msg/s",
+        "year_dispatcher", f"year: dispatcher msg/s, limits lifted ({min(args.readers, 5000):,} messages, best of "
+        f"{DISPATCHES})", rate, "msg/s",
         baseline=empty, target=f"≥ 1/{AGE_RATIO:g} of day 7's",
         passed=ref_rate is not None and rate >= ref_rate / AGE_RATIO,
         baseline_text=f"empty database: {empty:,.0f} msg/s",

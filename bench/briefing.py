@@ -162,6 +162,7 @@ async def bench(args: argparse.Namespace) -> list[Row]:
             percentile(delays, 95) if delays else 0.0, "s", baseline=percentile(base_delays, 95) if base_delays else None,
             better="lower", passed=bool(delays) and len(delays) == args.readers and violations == 0,
             target="every one sent, 0 violations", value_text=three(delays), baseline_text=f"no spread: {three(base_delays)}",
+            floor=0.95 * args.readers / 30, floor_text=f"at 30/s: p95 {0.95 * args.readers / 30:,.0f} s",
             detail={"note": f"{len(delays):,} briefings sent (no spread: {len(base_delays):,}); the rate "
                             f"needs {args.readers / 30:,.0f} s for them anyway"},
         ),

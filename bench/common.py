@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,19 @@ def figure(
     better: str = "higher",
     value_text: str | None = None,
     baseline_text: str | None = None,
+    floor: float | None = None,
+    floor_text: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> Row:
     """One figure of the table.
 
     `ratio` says how many times better than the baseline the value is: value / baseline
     when higher is better, baseline / value when lower is better (latency, memory, time).
-    `passed` is None for figures without a target (shown as "info").
+    `floor` is the least work the same operation could do, measured in the same run (a bare
+    SQL statement, the parse alone, a bare send loop); `vs_floor` is value / floor, so for
+    a time it is how many times the floor's time it takes (≥ 1), and for a rate which
+    fraction of the floor's rate it reaches (≤ 1). `passed` is None for figures without a
+    target (shown as "info").
     """
     ratio: float | None = None
     if baseline is not None and value is not None:
@@ -58,6 +65,7 @@ def figure(
             ratio = value / baseline
         elif better == "lower" and value > 0:
             ratio = baseline / value
+    vs_floor = value / floor if floor and value is not None else None
     return {
         "key": key,
         "figure": name,
@@ -73,6 +81,11 @@ def figure(
             baseline_text
             if baseline_text is not None
             else ("—" if baseline is None else format_value(baseline, unit))
+        ),
+        "floor": floor,
+        "vs_floor": vs_floor,
+        "floor_text": (
+            floor_text if floor_text is not None else ("—" if floor is None else format_value(floor, unit))
         ),
         "detail": dict(detail or {}),
     }
@@ -110,7 +123,11 @@ def result_text(passed: bool | None) -> str:
     return "info" if passed is None else ("pass" if passed else "FAIL")
 
 
-TABLE_HEADER = ("figure", "value", "baseline", "ratio", "target", "result")
+TABLE_HEADER = ("figure", "value", "baseline", "ratio", "floor", "× floor", "target", "result")
+
+
+def format_vs_floor(vs_floor: float | None) -> str:
+    return "—" if vs_floor is None else f"{vs_floor:,.2f}×"
 
 
 def table_cells(row: Row) -> tuple[str, ...]:
@@ -119,6 +136,8 @@ def table_cells(row: Row) -> tuple[str, ...]:
         str(row["value_text"]),
         str(row["baseline_text"]),
         format_ratio(row["ratio"]),
+        str(row.get("floor_text", "—")),
+        format_vs_floor(row.get("vs_floor")),
         str(row["target"]),
         result_text(row["passed"]),
     )
@@ -171,6 +190,54 @@ def machine_info() -> dict[str, str]:
         "platform": platform.platform(terse=True),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _cpu_once() -> float:
+    """A fixed piece of pure-Python work (integer arithmetic, a dict, string joins)."""
+    started = time.perf_counter()
+    seen: dict[int, int] = {}
+    total = 0
+    for i in range(2_000_000):
+        total += (i * i) % 7
+        seen[i % 1024] = total
+    "".join(str(v) for v in seen.values())
+    return time.perf_counter() - started
+
+
+def _sqlite_once(path: Path) -> float:
+    """A fixed piece of SQLite work: 100,000 rows written with an index, then 5,000 indexed
+    lookups and one grouped scan, in a file of its own."""
+    remove_db(path)
+    started = time.perf_counter()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, v TEXT NOT NULL)")
+        conn.execute("CREATE INDEX t_k ON t (k)")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO t (k, v) VALUES (?, ?)", ((i * 7919 % 100_003, f"v{i}") for i in range(100_000)))
+        conn.execute("COMMIT")
+        for i in range(5_000):
+            conn.execute("SELECT v FROM t WHERE k = ?", (i * 31 % 100_003,)).fetchall()
+        conn.execute("SELECT k % 100, count(*) FROM t GROUP BY 1").fetchall()
+    finally:
+        conn.close()
+        remove_db(path)
+    return time.perf_counter() - started
+
+
+def host_speed(repeat: int = 3) -> dict[str, float]:
+    """The machine's speed right now, by two fixed calibrations (best of `repeat`, in ms):
+    a run on another day, or beside other work, is compared through these."""
+    with tempfile.TemporaryDirectory(prefix="newsbot-calibration-") as tmp:
+        cpu = min(_cpu_once() for _ in range(repeat))
+        db = min(_sqlite_once(Path(tmp) / "calibration.db") for _ in range(repeat))
+    return {"cpu_ms": cpu * 1000, "sqlite_ms": db * 1000}
+
+
+def host_speed_text(speed: Mapping[str, float]) -> str:
+    return f"CPU calibration {speed['cpu_ms']:.0f} ms, SQLite calibration {speed['sqlite_ms']:.0f} ms"
 
 
 def cache_dir() -> Path:

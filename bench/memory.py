@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             "memory_bot", f"memory: bot RSS after start-up ({size})",
             loaded["rss_mb"], "MB", baseline=naive["rss_mb"], better="lower",
             target=f"< {TARGET_MB:,.0f} MB", passed=loaded["rss_mb"] < TARGET_MB,
+            floor=idle["rss_mb"], floor_text=f"empty database: {idle['rss_mb']:,.0f} MB",
             detail={
                 **counts, "bot": loaded, "idle_bot": idle, "naive": naive,
                 "note": (

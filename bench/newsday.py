@@ -432,6 +432,7 @@ def rows_of(results: dict[str, RunResult], readers: int) -> list[Row]:
         "newsday_keyword", f"news day ({readers:,} readers): keyword alert p50/p95/max, lanes", kw_lanes[1], "s",
         baseline=kw_fifo[1], better="lower", target="p95 ≤ 1.5× lower bound, < FIFO",
         passed=keyword_ok, value_text=latency_text(kw_lanes), baseline_text=f"FIFO {latency_text(kw_fifo)}",
+        floor=kw_bound[1], floor_text=f"lower bound {latency_text(kw_bound)}",
         detail={"note": f"lower bound (no section subscriptions): {latency_text(kw_bound)}; "
                         f"lanes p95 = {kw_lanes[1] / max(kw_bound[1], 1.0):.2f}× the bound"},
     ))
@@ -451,6 +452,8 @@ def rows_of(results: dict[str, RunResult], readers: int) -> list[Row]:
             target="95 % at ≥ 90 % of 1,000/s" if paid else "—",
             passed=(rate_at_95 >= 0.9 * PAID_RATE) if paid else None,
             value_text=f"{reach[0]:,.1f} / {reach[1]:,.1f} s ({rate_at_95:,.0f} msg/s)",
+            floor=(0.95 * reach[2] / PAID_RATE) if paid and reach[2] else None,
+            floor_text=f"at {PAID_RATE:,}/s: {0.95 * reach[2] / PAID_RATE:,.1f} s" if paid and reach[2] else None,
             baseline_text=f"FIFO {reach_fifo[0]:,.1f} / {reach_fifo[1]:,.1f} s",
             detail=None if paid else {"note": (
                 "the price of no lane starving: while keyword alerts are due the broadcast "

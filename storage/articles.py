@@ -9,7 +9,8 @@ Why one module: the store and every query of the archive read the same row (its 
 search index), and split apart each half would carry a copy of it.
 
 The search index (`articles_fts`) holds each field's word stems (`storage.words`), written
-here beside the row, so a word that matching finds, search finds.
+here beside the row, so a word that matching finds, search finds; the newest stories' stems
+are in a second index too (`articles_recent_fts`), where /search and /related rank.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aiosqlite
 
@@ -42,8 +44,8 @@ STOPWORDS = frozenset(
 _MAX_RELATED_TERMS = 8
 _MIN_TITLE_WORDS = 3
 _MAX_TITLE_WORDS = 64
-# /latest for a section looks at a story's second and later sections among this many of the
-# newest stories (its first section has an index).
+# /latest looks for a section's stories under their second and later sections among this many
+# of the newest stories published in several sections.
 SECONDARY_WINDOW = 1000
 
 
@@ -52,7 +54,19 @@ def _tags_text(tags: Iterable[str]) -> str:
 
 
 def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(v for v in value.split("|") if v) if value else ()
+    return tuple(filter(None, value.split("|"))) if value else ()
+
+
+def _article(row: Sequence[Any]) -> Article:
+    """An Article from a row of exactly `_COLUMNS` (or `_A_COLUMNS`), by position: the reader
+    queries build a few of these each, and a lookup by name walks the row's column names."""
+    (rowid, article_id, feed_id, url, title, summary, section, sections, tags, published_at, fetched_at,
+     image_url, revision, revised_at) = row  # fmt: skip
+    return Article(
+        id=article_id, url=url, title=title, summary=summary, section=section, tags=_split(tags),
+        published_at=published_at, fetched_at=fetched_at, image_url=image_url, feed_id=feed_id,
+        sections=_split(sections), rowid=rowid, revision=revision, revised_at=revised_at,
+    )
 
 
 def row_to_article(row: sqlite3.Row, *, id_column: str = "id") -> Article:
@@ -189,9 +203,11 @@ async def _insert(conn: aiosqlite.Connection, fresh: Sequence[Article], *, seen:
         for a in fresh
         if a.id in rowids
     ]
+    index = [(a.rowid, *_index_fields(a)) for a in new]
+    await conn.executemany("INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index)
+    # REPLACE: an id given back by an emptied archive may still name a story that left it.
     await conn.executemany(
-        "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
-        [(a.rowid, *_index_fields(a)) for a in new],
+        "INSERT OR REPLACE INTO articles_recent_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index
     )
     return new
 
@@ -219,11 +235,12 @@ async def _correct(conn: aiosqlite.Connection, stored: Article, article: Article
         (corrected.title, corrected.url, corrected.summary, _tags_text(corrected.tags),
          words.title_key(corrected.title), corrected.revised_at, stored.rowid),
     )  # fmt: skip
+    index = (stored.rowid, *_index_fields(corrected))
     await conn.execute("DELETE FROM articles_fts WHERE rowid = ?", (stored.rowid,))
-    await conn.execute(
-        "INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)",
-        (stored.rowid, *_index_fields(corrected)),
-    )
+    await conn.execute("INSERT INTO articles_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index)
+    recent = await conn.execute("DELETE FROM articles_recent_fts WHERE rowid = ?", (stored.rowid,))
+    if recent.rowcount:
+        await conn.execute("INSERT INTO articles_recent_fts (rowid, title, summary, tags) VALUES (?, ?, ?, ?)", index)
     return Correction(corrected, old_title=stored.title, old_url=stored.url)
 
 
@@ -275,12 +292,12 @@ async def articles_by_rowid(db: Database, rowids: Sequence[int]) -> dict[int, Ar
 
 async def find_by_url(db: Database, url: str) -> Article | None:
     """The story with this (canonical) link, through the url index, or with this id."""
-    row = await db.fetchone(
+    rows = await db.fetchall_here(
         f"SELECT {_COLUMNS} FROM articles WHERE url = ? "  # noqa: S608
         f"UNION ALL SELECT {_COLUMNS} FROM articles WHERE id = ? LIMIT 1",
         (url, url),
     )
-    return row_to_article(row) if row else None
+    return _article(rows[0]) if rows else None
 
 
 def _excluded(article: Article, excluded: Sequence[tuple[str, ...]]) -> bool:
@@ -308,35 +325,40 @@ async def latest(
     for _ in range(5):
         want = limit * 2 if excluded else limit
         if sections is None:
-            rows = await db.fetchall(
+            rows = await db.fetchall_here(
                 f"SELECT {_COLUMNS} FROM articles WHERE published_at < ? "  # noqa: S608
                 "ORDER BY published_at DESC LIMIT ?",
                 (before, want),
             )
         else:
-            # One index range per section, merged: `section IN (…) ORDER BY` would sort.
+            # One index range per section, merged: `section IN (…) ORDER BY` would sort. A story
+            # published in several sections is indexed under its first one; under its others it
+            # is found in the index of such stories, among those newer than the section's
+            # `want`-th newest story under its first (older ones could not make the list) and
+            # among the newest SECONDARY_WINDOW of them (a bound for a section with few
+            # stories of its own).
             union = " UNION ALL ".join(
-                f"SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE section = ? "  # noqa: S608
-                "AND published_at < ? ORDER BY published_at DESC LIMIT ?)"
-                for _ in sections
+                f"SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE section = ?{3 * n + 2} "  # noqa: S608
+                f"AND published_at < ?1 ORDER BY published_at DESC LIMIT ?{3 * n + 3}) "
+                f"UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE instr(sections, '|') > 0 "
+                f"AND published_at < ?1 AND published_at > coalesce((SELECT published_at FROM articles "
+                f"WHERE section = ?{3 * n + 2} AND published_at < ?1 ORDER BY published_at DESC LIMIT 1 "
+                f"OFFSET ?{3 * n + 3} - 1), -1e300) AND published_at >= coalesce((SELECT published_at "
+                f"FROM articles WHERE instr(sections, '|') > 0 AND published_at < ?1 ORDER BY "
+                f"published_at DESC LIMIT 1 OFFSET ?{3 * n + 4}), -1e300) AND instr('|' || sections || "
+                f"'|', '|' || ?{3 * n + 2} || '|') > 1 ORDER BY published_at DESC LIMIT ?{3 * n + 3})"
+                for n in range(len(sections))
             )
-            params: list[object] = []
+            params: list[object] = [before]
             for section in sections:
-                params += [section, before, want]
-            # A story published in several sections is indexed under its first one: its other
-            # sections are found among the newest stories that have several.
-            union += (
-                f" UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM articles WHERE rowid IN ("  # noqa: S608
-                "SELECT rowid FROM articles WHERE published_at < ? ORDER BY published_at DESC LIMIT ?) "
-                "AND instr(sections, '|') > 0)"
-            )
-            params += [before, SECONDARY_WINDOW]
-            rows = await db.fetchall(
-                f"SELECT * FROM ({union}) ORDER BY published_at DESC LIMIT ?", (*params, want)  # noqa: S608
+                params += [section, want, SECONDARY_WINDOW - 1]
+            rows = await db.fetchall_here(
+                f"SELECT * FROM ({union}) ORDER BY published_at DESC LIMIT ?{3 * len(sections) + 2}",  # noqa: S608
+                (*params, want),
             )
         wanted = set(sections) if sections is not None else None
         for row in rows:
-            article = row_to_article(row)
+            article = _article(row)
             if wanted is not None and not wanted.intersection(article.all_sections):
                 continue
             if any(a.rowid == article.rowid for a in found):
@@ -363,6 +385,13 @@ def _terms(text: str, *, drop_stopwords: bool) -> list[tuple[str, ...]]:
     return terms
 
 
+def search_matches(text: str) -> list[str]:
+    """The index queries /search asks in turn: every word, then (for several) any of them."""
+    terms = _terms(text, drop_stopwords=True)[:16] or _terms(text, drop_stopwords=False)[:16]
+    phrases = [words.fts_phrase(t) for t in terms]
+    return [" AND ".join(phrases), " OR ".join(phrases)][: min(len(phrases), 2)]
+
+
 async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     """Best match first (bm25 is negative: ascending), newer first among equals.
 
@@ -370,14 +399,26 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     has them all, any will do. Words like "the" are ignored, unless there is nothing else
     ("the who"): a keyword of common words alerts, so its search finds.
     """
-    terms = _terms(text, drop_stopwords=True)[:16] or _terms(text, drop_stopwords=False)[:16]
-    if not terms:
-        return []
-    phrases = [words.fts_phrase(t) for t in terms]
-    found = await _fts_query(db, " AND ".join(phrases), limit, exclude_rowid=None)
-    if not found and len(phrases) > 1:
-        found = await _fts_query(db, " OR ".join(phrases), limit, exclude_rowid=None)
+    found: list[Article] = []
+    for match in search_matches(text):
+        found = await _fts_query(db, match, limit, exclude_id=None)
+        if found:
+            break
     return found
+
+
+def related_match(text: str, phrases: Sequence[str] = ()) -> str | None:
+    """The index query of `related`: any of the phrases, or of the text's significant words."""
+    keys: list[tuple[str, ...]] = []
+    for phrase in phrases:
+        stems = words.keyword_stems(phrase)
+        if stems and stems not in keys:
+            keys.append(stems)
+    for stems in _terms(text, drop_stopwords=True):
+        if stems not in keys and len(stems[0]) >= 2:
+            keys.append(stems)
+    keys = keys[:_MAX_RELATED_TERMS]
+    return " OR ".join(words.fts_phrase(k) for k in keys) if keys else None
 
 
 async def related(
@@ -394,23 +435,10 @@ async def related(
     "North Korea" must not pull in every story about the North Sea. Only stories sharing at
     least one of these significant words or phrases are returned: nothing fills a slot.
     """
-    keys: list[tuple[str, ...]] = []
-    for phrase in phrases:
-        stems = words.keyword_stems(phrase)
-        if stems and stems not in keys:
-            keys.append(stems)
-    for stems in _terms(text, drop_stopwords=True):
-        if stems not in keys and len(stems[0]) >= 2:
-            keys.append(stems)
-    keys = keys[:_MAX_RELATED_TERMS]
-    if not keys:
+    match = related_match(text, phrases)
+    if match is None:
         return []
-    exclude = None
-    if exclude_id:
-        exclude = await db.scalar("SELECT rowid FROM articles WHERE id = ?", (exclude_id,))
-    return await _fts_query(
-        db, " OR ".join(words.fts_phrase(k) for k in keys), limit, exclude_rowid=exclude
-    )
+    return await _fts_query(db, match, limit, exclude_id=exclude_id)
 
 
 async def find_by_title(db: Database, text: str) -> Article | None:
@@ -433,32 +461,52 @@ async def find_by_title(db: Database, text: str) -> Article | None:
     return None
 
 
-# Recency windows (in newest rowids) tried in turn: ranking every story that contains a common
-# word among a million costs a second, ranking it among the newest 5,000 a few milliseconds.
-# A wider window is tried only while the narrower one found fewer than wanted, so rare words
-# still reach the whole archive (their few matches are cheap to rank).
-FTS_WINDOWS = (5_000, 50_000, None)
+# Ranking reads the index of the newest stories only (articles_recent_fts, migration 0011): bm25
+# first counts the stories that hold each word asked, a walk of the word's whole list, so over
+# the whole archive a common word costs tens of milliseconds whatever is asked. Among those
+# stories the newest RANKED_MATCHES matches are ranked (the rest are older and would rarely
+# win); when they are fewer than wanted, older matches from the whole archive follow, newest
+# first (a rare word's few old matches). The index is trimmed to RECENT_STORIES by retention.
+RECENT_STORIES = 50_000
+RANKED_MATCHES = 1_000
+# The two recency windows, narrowest first: the newest matches ranked, the newest stories.
+FTS_WINDOWS = (RANKED_MATCHES, RECENT_STORIES)
+
+_RANKED_SQL = (
+    f"SELECT {_A_COLUMNS} FROM (SELECT rowid, bm25(articles_recent_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
+    "FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 "
+    "AND rowid IS NOT (SELECT rowid FROM articles WHERE id = ?3) AND rowid >= "
+    "coalesce((SELECT rowid FROM articles_recent_fts WHERE articles_recent_fts MATCH ?1 "
+    "ORDER BY rowid DESC LIMIT 1 OFFSET ?2), 0) "
+    "ORDER BY score, rowid DESC LIMIT ?4) f JOIN articles a ON a.rowid = f.rowid "
+    "ORDER BY f.score, a.published_at DESC"
+)
 
 
-async def _fts_query(
-    db: Database, match: str, limit: int, *, exclude_rowid: int | None
-) -> list[Article]:
-    newest = int(await db.scalar("SELECT coalesce(max(rowid), 0) FROM articles") or 0)
-    rows: list[sqlite3.Row] = []
-    for window in FTS_WINDOWS:
-        floor = 0 if window is None else newest - window
-        # Rank inside the FTS index alone (newer rowids first among equal scores) and join
-        # only the winners: joining every match to `articles` costs more than the ranking.
-        rows = await db.fetchall(
-            f"SELECT {_A_COLUMNS} FROM (SELECT rowid, bm25(articles_fts, 3.0, 1.0, 2.0) AS score "  # noqa: S608
-            "FROM articles_fts WHERE articles_fts MATCH ? AND rowid > ? AND rowid IS NOT ? "
-            "ORDER BY score, rowid DESC LIMIT ?) f JOIN articles a ON a.rowid = f.rowid "
-            "ORDER BY f.score, a.published_at DESC",
-            (match, floor, exclude_rowid, limit),
+async def _fts_query(db: Database, match: str, limit: int, *, exclude_id: str | None) -> list[Article]:
+    """Best match first (bm25 is negative: ascending), newer first among equals, among the
+    newest stories; then older matches, newest first (see RECENT_STORIES)."""
+    rows = await db.fetchall(_RANKED_SQL, (match, RANKED_MATCHES - 1, exclude_id, limit))
+    if len(rows) < limit:
+        found = [row["rowid"] for row in rows]
+        rows += await db.fetchall(
+            f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+            "WHERE articles_fts MATCH ? AND a.id IS NOT ? "
+            f"AND f.rowid NOT IN ({','.join('?' * len(found))}) ORDER BY f.rowid DESC LIMIT ?",
+            (match, exclude_id, *found, limit - len(rows)),
         )
-        if len(rows) >= limit or floor <= 0:
-            break
-    return [row_to_article(r) for r in rows]
+    return [_article(r) for r in rows]
+
+
+async def trim_recent(conn: aiosqlite.Connection, limit: int) -> int:
+    """The ranking index keeps the newest RECENT_STORIES stories: up to `limit` older ones
+    leave it (they stay in the archive's index). Returns how many."""
+    cursor = await conn.execute(
+        "DELETE FROM articles_recent_fts WHERE rowid IN (SELECT rowid FROM articles_recent_fts "
+        "WHERE rowid <= (SELECT coalesce(max(rowid), 0) FROM articles) - ? ORDER BY rowid LIMIT ?)",
+        (RECENT_STORIES, limit),
+    )
+    return cursor.rowcount
 
 
 async def matching_since(
@@ -534,6 +582,7 @@ async def delete_older_than(conn: aiosqlite.Connection, cutoff: float, limit: in
         return 0
     await identity.remember(conn, [(r["feed_id"], r["id"], r["url"], r["listed"]) for r in rows])
     await conn.executemany("DELETE FROM articles_fts WHERE rowid = ?", [(r[0],) for r in rows])
+    await conn.executemany("DELETE FROM articles_recent_fts WHERE rowid = ?", [(r[0],) for r in rows])
     await conn.executemany("DELETE FROM articles WHERE rowid = ?", [(r[0],) for r in rows])
     # Deleted entries stay in the index's segments until they are merged. A merge step with a
     # negative budget merges every segment, whatever its level, at most 500 pages a call: the

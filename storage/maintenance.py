@@ -5,6 +5,7 @@
 | outbox | rows to send; final rows for `outbox_days` after they ended, and never less than the correction window (48 h: a sent alert is what its edit is rendered from) | `prune` |
 | outbox ('held') | the newest 48 h of a paused chat's alerts | `prune` |
 | articles (+ index) | `archive_days` (0 = forever) after a feed last listed the story, and never less than the 48 h a story can be corrected in: /search and /related read them | `prune` |
+| articles_recent_fts | the newest `articles.RECENT_STORIES` stories' index, where /search and /related rank | `prune` |
 | seen | a story's identities (id within its feed, link) once it left the archive: two rows of about 45 bytes, kept `identity.SEEN_DAYS` (30) after a feed last listed it, and for as long as a feed still lists it | `prune` |
 | told | which chats got each story, while it can be corrected or is still listed in its feed | `prune` |
 | counters | 400 days of hourly figures | `prune` |
@@ -34,13 +35,14 @@ class Pruned:
     outbox: int = 0
     held: int = 0
     articles: int = 0
+    recent: int = 0
     told: int = 0
     counters: int = 0
     seen: int = 0
 
     @property
     def total(self) -> int:
-        return self.outbox + self.held + self.articles + self.told + self.counters + self.seen
+        return self.outbox + self.held + self.articles + self.recent + self.told + self.counters + self.seen
 
 
 async def prune(
@@ -64,7 +66,11 @@ async def prune(
     async with db.write() as conn:
         unseen = await identity.forget(conn, now - identity.SEEN_DAYS * DAY, batch)
     async with db.write() as conn:
+        trimmed = await articles.trim_recent(conn, batch)
+    async with db.write() as conn:
         forgotten = await told.prune(conn, corrected_before=now - outbox.EDIT_HOURS * 3600.0)
     async with db.write() as conn:
         old = await counters.prune(conn, now - COUNTERS_DAYS * DAY)
-    return Pruned(outbox=done, held=held, articles=stories, told=forgotten, counters=old, seen=unseen)
+    return Pruned(
+        outbox=done, held=held, articles=stories, recent=trimmed, told=forgotten, counters=old, seen=unseen
+    )

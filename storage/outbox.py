@@ -131,21 +131,24 @@ async def enqueue_alerts(
             held += sum(1 for r in states if r[0] == "held")
             queued += sum(1 for r in states if r[0] != "held")
         revision = {a.id: a.revision for a in again}
+        reasons_now: list[tuple[object, ...]] = []
+        to_edit: list[tuple[int, int, str]] = []
         for row in rows:
             found = existing.get((row[0], row[2]))
             if found is None:
                 continue
             row_id, reasons, state, message_id, sent_at, shown = found
             if reasons != row[5]:
-                await conn.execute(
-                    "UPDATE outbox SET reasons = ?, lane = min(lane, ?) WHERE id = ?",
-                    (row[5], row[3], row_id),
-                )
-                updated += 1
+                reasons_now.append((row[5], row[3], row_id))
             elif revision[str(row[4])] <= shown:
                 continue  # nothing the reader saw has changed
             if state == "sent" and message_id is not None and sent_at >= now - EDIT_HOURS * 3600:
-                edits += await queue_edit(conn, int(str(row[0])), message_id, str(row[4]), now, edit_interval)
+                to_edit.append((int(str(row[0])), message_id, str(row[4])))
+        # A story sent to every reader touches a row per reader: one statement for all of them.
+        if reasons_now:
+            await conn.executemany("UPDATE outbox SET reasons = ?, lane = min(lane, ?) WHERE id = ?", reasons_now)
+            updated = len(reasons_now)
+        edits = await queue_edits(conn, to_edit, now, edit_interval)
         await mark_matched(conn, [a.id for a in articles])
     return Enqueued(queued=queued, held=held, updated=updated, edits=edits)
 
@@ -171,6 +174,19 @@ async def _existing_alerts(
     return found
 
 
+_ARM_EDIT = (
+    "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, created_at) "
+    "VALUES (?, 'edit', 'e:' || ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(chat_id, key) DO UPDATE SET "
+    "again = CASE WHEN outbox.state = 'sending' THEN 1 ELSE outbox.again END, "
+    "state = CASE WHEN outbox.state = 'sending' THEN 'sending' ELSE 'pending' END, "
+    "article_id = excluded.article_id, attempts = 0, last_error = NULL, done_at = NULL, "
+    "next_attempt_at = CASE WHEN outbox.state = 'sending' THEN outbox.next_attempt_at "
+    "ELSE max(excluded.next_attempt_at, coalesce(outbox.sent_at, 0) + ?) END "
+    "WHERE outbox.state NOT IN ('pending', 'held')"
+)
+
+
 async def queue_edit(
     conn: aiosqlite.Connection, chat_id: int, message_id: int, article_id: str, now: float, interval: float
 ) -> int:
@@ -178,19 +194,23 @@ async def queue_edit(
     covers it (it is rendered when it goes, newest text first); one in flight is marked to go
     again after it; after a sent edit the next goes `interval` seconds after that one.
     Returns 1 when a row was armed or marked."""
-    cursor = await conn.execute(
-        "INSERT INTO outbox (chat_id, kind, key, lane, article_id, target_id, next_attempt_at, created_at) "
-        "VALUES (?, 'edit', 'e:' || ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(chat_id, key) DO UPDATE SET "
-        "again = CASE WHEN outbox.state = 'sending' THEN 1 ELSE outbox.again END, "
-        "state = CASE WHEN outbox.state = 'sending' THEN 'sending' ELSE 'pending' END, "
-        "article_id = excluded.article_id, attempts = 0, last_error = NULL, done_at = NULL, "
-        "next_attempt_at = CASE WHEN outbox.state = 'sending' THEN outbox.next_attempt_at "
-        "ELSE max(excluded.next_attempt_at, coalesce(outbox.sent_at, 0) + ?) END "
-        "WHERE outbox.state NOT IN ('pending', 'held')",
-        (chat_id, message_id, LANE_EDIT, article_id, message_id, now, now, interval),
-    )
-    return cursor.rowcount
+    return await queue_edits(conn, [(chat_id, message_id, article_id)], now, interval)
+
+
+async def queue_edits(
+    conn: aiosqlite.Connection, messages: Sequence[tuple[int, int, str]], now: float, interval: float
+) -> int:
+    """`queue_edit` for each (chat id, message id, story id), in one statement run for all.
+    Returns how many rows were armed or marked."""
+    if not messages:
+        return 0
+    before = conn.total_changes
+    await conn.executemany(
+        _ARM_EDIT,
+        [(chat_id, message_id, LANE_EDIT, article_id, message_id, now, now, interval)
+         for chat_id, message_id, article_id in messages],
+    )  # fmt: skip
+    return conn.total_changes - before
 
 
 async def enqueue_briefings(db: Database, items: Sequence[tuple[int, str, float]], *, now: float) -> int:

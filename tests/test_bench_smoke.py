@@ -53,6 +53,9 @@ def test_deliver_smoke() -> None:
     assert fast["violations"] == 0  # the fake enforces nothing in this run
     bare: dict[str, Any] = rows["deliver_overhead"]["detail"]["baseline"]
     assert bare["accepted"] == 30
+    floor: dict[str, Any] = rows["deliver_overhead"]["detail"]["floor"]
+    assert floor["accepted"] == 30 and floor["duplicates"] == 0  # the bare httpx loop sent each once
+    assert rows["deliver_overhead"]["floor"] > 0
 
 
 def test_ingest_smoke() -> None:
@@ -60,6 +63,7 @@ def test_ingest_smoke() -> None:
     assert set(rows) == {"ingest_generated", "ingest_corpus", "poll_304"}
     generated = rows["ingest_generated"]["detail"]
     assert generated["new"] == generated["baseline_new"] == 60
+    assert generated["floor_seconds"] > 0 and rows["ingest_generated"]["floor"] > 0
     corpus = rows["ingest_corpus"]["detail"]
     assert corpus["documents"] == 40
     assert corpus["parsed"] >= corpus["new"] > 0
@@ -68,6 +72,7 @@ def test_ingest_smoke() -> None:
     assert poll["not_modified"] == 5
     assert poll["statuses_304"] == poll["requests"] == 5
     assert poll["naive_entries"] == 5 * 5
+    assert poll["floor_s"] > 0
 
 
 def test_queries_smoke(bench_cache: Path) -> None:
@@ -79,6 +84,9 @@ def test_queries_smoke(bench_cache: Path) -> None:
         assert detail["baseline_queries"] == 2
         assert 0 < detail["p50_ms"] <= detail["p99_ms"]
         assert detail["non_empty_of_20"] > 0
+        # The floor statement returned the bot's answer, query by query.
+        assert detail["floor_same_ids"] == 30
+        assert 0 < detail["floor_p50_ms"] <= detail["floor_p99_ms"] == row["floor"]
     assert rows["query_latest"]["detail"]["non_empty_of_20"] == 20
     cached = list(bench_cache.glob("queries-3000-*.db"))
     assert len(cached) == 1
@@ -108,6 +116,7 @@ def test_match_rows_adapter() -> None:
     assert rows["match_rate"]["value"] > 0
     figures = rows["match_rate"]["detail"]
     assert figures["keyword_subscriptions"] == 3000
+    assert figures["floor_articles_per_second"] > 0 and figures["floor_multiple"] > 0
     assert figures["exclusions"] == 600
     assert figures["exclusions_verified_ok"] is True
     # The exclusions took effect: some chats lost an alert they would have had.
@@ -133,12 +142,28 @@ def test_newsday_smoke() -> None:
 
 def test_year_smoke() -> None:
     rows = by_key(smoke("year"))
-    assert {"year_stats", "year_healthz", "year_dispatcher"} <= set(rows)
+    assert {"year_query_/stats", "year_healthz", "year_dispatcher", "year_enqueue", "year_told"} <= set(rows)
     assert any(key.startswith("year_size_day") for key in rows)
     assert any(key.startswith("year_query_") for key in rows)
-    for row in rows.values():
+    for key, row in rows.items():
         assert row["value"] > 0
-        assert row["baseline"] is not None  # each beside 0.1's figure or the empty database
+        if key != "year_told":  # 0.1 kept no such memory
+            assert row["baseline"] is not None  # each beside 0.1's figure or the empty database
+        if key.startswith("year_query_") or key in ("year_healthz", "year_dispatcher", "year_enqueue"):
+            assert row["floor"] is not None and row["floor"] > 0  # day 7's, or the executemany's
+    told = rows["year_told"]["detail"]
+    assert told["note"]
+
+
+def test_storm_smoke() -> None:
+    rows = by_key(smoke("storm"))
+    assert set(rows) == {"storm_delay", "storm_edits", "storm_clean", "storm_correction_cost"}
+    clean = rows["storm_clean"]
+    assert clean["value"] == 0 and clean["passed"] is True  # nothing lost or doubled, no violation
+    assert rows["storm_edits"]["passed"] is True  # never two edits of a message within the interval
+    assert rows["storm_edits"]["value"] >= 1  # every message of the story was edited
+    delay = rows["storm_delay"]
+    assert delay["value"] > 0 and delay["baseline"] > 0 and delay["floor"] == delay["baseline"]
 
 
 def test_briefing_smoke() -> None:
@@ -160,7 +185,8 @@ def test_runner_prints_one_table_and_writes_docs(
          "--json", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr().out
-    assert "| figure | value | baseline | ratio | target | result |" in printed
+    assert "| figure | value | baseline | ratio | floor | × floor | target | result |" in printed
+    assert "host speed: CPU calibration" in printed
     keys = [r["key"] for r in rows]
     assert keys == [
         "ingest_generated", "ingest_corpus", "poll_304",
@@ -168,7 +194,8 @@ def test_runner_prints_one_table_and_writes_docs(
     ]  # fmt: skip
     assert [r["key"] for r in json.loads(out.read_text())] == keys
     text = docs.read_text()
-    assert "| figure | value | baseline | ratio | target | result |" in text
+    assert "| figure | value | baseline | ratio | floor | × floor | target | result |" in text
+    assert "**Host speed**: CPU calibration" in text
     assert "Smoke sizes" in text
     assert "## How to run" in text
     for key in ("cores", "Python", "SQLite"):

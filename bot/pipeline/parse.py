@@ -385,11 +385,12 @@ def _known_sections(sections: Mapping[str, str] | None) -> dict[str, str] | None
 def _article(entry: dict[str, Any], ctx: _Context) -> tuple[Article, bool] | None:
     """The story of one entry, and whether its date lay too far ahead."""
     link = _absolute(ctx.base, _str(entry.get("link")))
+    canonical = canonical_url(link) if link else ""
     title_text = _text_field(entry, "title", TITLE_MAX)
     summary_text = _summary(entry)
     guid = _printable(_str(entry.get("id")))
 
-    article_id = item_id(guid, canonical_url(link) if link else "", title_text, summary_text)
+    article_id = item_id(guid, canonical, title_text, summary_text)
     if article_id is None:
         return None
 
@@ -406,7 +407,7 @@ def _article(entry: dict[str, Any], ctx: _Context) -> tuple[Article, bool] | Non
     published_at, dated_ahead = _published_at(entry, ctx.fetched_at)
     return Article(
         id=article_id,
-        url=canonical_url(link) if link else "",
+        url=canonical,
         title=title,
         summary=summary,
         section=section,

@@ -79,11 +79,11 @@ class WallMark:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._wall = clock.time()
-        self._mono = clock.monotonic()
+        self._offset = clock.time() - clock.monotonic()
 
     def now(self) -> float:
-        wall, mono = self._clock.time(), self._clock.monotonic()
-        self._wall = max(wall, self._wall + (mono - self._mono))
-        self._mono = mono
-        return self._wall
+        # The largest offset seen between the two clocks, not a sum carried forward: rounding
+        # cannot pile up over a long run (a sum of a million steps drifts by a tenth of a second).
+        mono = self._clock.monotonic()
+        self._offset = max(self._offset, self._clock.time() - mono)
+        return mono + self._offset

@@ -113,7 +113,9 @@ async def test_a_corrected_headline_edits_each_alert_once_and_a_correction_of_it
     assert first_round == 50
     assert len(edits(tg)) == 100 and all(c.ok for c in edits(tg))
     firsts = {c.chat_id: c.monotonic for c in edits(tg)[:50]}
-    assert all(c.monotonic - firsts[c.chat_id] >= 600 for c in edits(tg)[50:])
+    # Due times are wall times (kept in the database); read back on the monotonic clock they
+    # agree to the rounding of a float holding today's date (about 1e-7 s).
+    assert all(c.monotonic - firsts[c.chat_id] >= 600 - 1e-3 for c in edits(tg)[50:])
     assert tg.violations == []
     # No new message for it: 50 alerts and 50 ferry alerts, then only edits.
     assert len(sends_of(tg, "Flood closes")) == 50

@@ -1,4 +1,4 @@
--- newsbot schema, version 10: the reader queries at a million stories.
+-- newsbot schema, version 11: the reader queries at a million stories.
 -- Ranking (bm25) first counts, for every word asked, the stories of its index that hold the
 -- word: a walk of the word's whole list, whatever the query asks for. Over a million stories a
 -- common word's list alone takes tens of milliseconds, and /related asks for eight words. The

@@ -54,7 +54,7 @@ async def schedule(services: Services, now: float) -> int:
             return queued
 
 
-async def compose(services: Services, row: DueMessage) -> render.Rendered:
+async def compose(services: Services, row: DueMessage) -> render.Rendered | None:
     """The stories stored since the reader's previous briefing, for their sections and
     keywords (briefing-only ones included), without those an exclusion removes.
 
@@ -63,13 +63,16 @@ async def compose(services: Services, row: DueMessage) -> render.Rendered:
     notes its own cut-off now and it counts once the message is out, so a briefing sent late
     or composed again after a restart neither repeats a story nor skips one. The first
     briefing takes the stories fetched since briefings were turned on.
-    The header shows the slot the reader chose, not when the message happens to go out."""
+    The header shows the slot the reader chose, not when the message happens to go out.
+    None when no story is new and the reader did not ask to be told so (/settings)."""
     chat = row.chat
     zone = services.chat_zone(chat.timezone)
     cutoff = await chats.briefing_cutoff(services.db, chat.id)
     since = chat.last_briefing_at or row.created_at - 24 * 3600
     items, newest = await stories_since(services, chat.id, since, after_rowid=cutoff)
     await chats.note_briefing_looked_at(services.db, chat.id, newest)
+    if not items and not chat.nothing_new:
+        return None
     return render.briefing(items, services.section_names, zone, when=slot_time(row, zone))
 
 

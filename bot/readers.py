@@ -280,7 +280,7 @@ async def mute_reason(services: Services, chat_id: int, reason: str) -> Outcome:
 
 
 async def set_option(services: Services, chat: Chat, option: str, value: bool) -> None:
-    """Link previews or combining bursts (storage.chats.OPTIONS) on or off."""
+    """Link previews, combining bursts or nothing-new briefings (storage.chats.OPTIONS) on or off."""
     await chats.set_option(services.db, chat.id, option, value, now=services.clock.time())
 
 

@@ -307,9 +307,9 @@ def briefing(
         key=lambda pair: (pair[1], -pair[0].published_at),
     )
     ordered = keyword + by_section
-    header = f"<b>Your briefing, {esc(when)}: {plural(len(ordered), 'story', 'stories')}</b>"
     if not ordered:
-        return Rendered(f"{header}\n\nNothing new for your sections and keywords since the last one.")
+        return Rendered(f"<b>Your briefing, {esc(when)}</b>\n\nNothing new for your sections and keywords since the last one.")
+    header = f"<b>Your briefing, {esc(when)}: {plural(len(ordered), 'story', 'stories')}</b>"
     blocks = []
     for n, (article, reason) in enumerate(ordered, start=1):
         block = article_block(article, sections, zone, number=n, summary=0)

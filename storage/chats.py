@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from storage.db import Database
 from storage.models import Chat
 
-OPTIONS = ("paused", "link_previews", "combine")
+OPTIONS = ("paused", "link_previews", "combine", "nothing_new")
 
 
 _CHAT_COLUMNS = (
     "id", "type", "title", "active", "paused", "link_previews", "combine", "inactive_reason",
     "timezone", "quiet_start", "quiet_end", "quiet_mode", "briefings", "next_briefing_at",
-    "last_briefing_at",
+    "last_briefing_at", "nothing_new",
 )
 # The column names with each prefix a query gives them (the dispatcher reads thousands of
 # rows a load: the names are not built again for each).
@@ -30,7 +30,7 @@ _PREFIXED = {prefix: tuple(prefix + name for name in _CHAT_COLUMNS) for prefix i
 def row_to_chat(row: sqlite3.Row, *, prefix: str = "") -> Chat:
     names = _PREFIXED.get(prefix) or tuple(prefix + name for name in _CHAT_COLUMNS)
     (chat_id, chat_type, title, active, paused, link_previews, combine, inactive_reason, timezone,
-     quiet_start, quiet_end, quiet_mode, briefings, next_briefing_at, last_briefing_at) = [row[n] for n in names]  # fmt: skip
+     quiet_start, quiet_end, quiet_mode, briefings, next_briefing_at, last_briefing_at, nothing_new) = [row[n] for n in names]  # fmt: skip
     return Chat(
         id=int(chat_id),
         type=str(chat_type),
@@ -47,6 +47,7 @@ def row_to_chat(row: sqlite3.Row, *, prefix: str = "") -> Chat:
         briefings=tuple(int(m) for m in briefings.split(",") if m) if briefings else (),
         next_briefing_at=next_briefing_at,
         last_briefing_at=last_briefing_at,
+        nothing_new=bool(nothing_new),
     )
 
 

@@ -104,6 +104,7 @@ class Chat:
     briefings: tuple[int, ...] = ()  # local times, minutes after midnight
     next_briefing_at: float | None = None
     last_briefing_at: float | None = None
+    nothing_new: bool = False  # a briefing with no story is sent ("Nothing new …") rather than skipped
 
 
 @dataclass(frozen=True, slots=True)

@@ -393,6 +393,18 @@ async def finish_unchanged_edit(db: Database, ids: Sequence[int], *, now: float)
         await counters.add(conn, now, {"edit_unchanged": len(ids)})
 
 
+async def finish_empty_briefing(db: Database, ids: Sequence[int], *, now: float) -> None:
+    """A briefing with no story for a reader who asked not to get such: done without a send
+    (counted as 'briefing_empty')."""
+    async with db.write() as conn:
+        await conn.execute(
+            f"UPDATE outbox SET state = 'cancelled', last_error = 'nothing new', done_at = ? "  # noqa: S608
+            f"WHERE id IN ({_marks(ids)}) AND state = 'sending'",
+            (now, *ids),
+        )
+        await counters.add(conn, now, {"briefing_empty": len(ids)})
+
+
 async def defer(db: Database, ids: Sequence[int], *, until: float, digest: str | None) -> None:
     """Quiet hours: these rows wait until `until`; held alerts go together then (`digest`)."""
     await db.execute(

@@ -525,3 +525,32 @@ async def test_a_late_briefing_shows_the_readers_time_and_no_briefing_repeats_a_
     assert "Drones over Riga" in late and "Drones over Tallinn" in late
     assert second.startswith("Your briefing, 08:00: 1 story")
     assert "Drones over Vilnius" in second and "Riga" not in second and "Tallinn" not in second
+
+
+async def test_a_briefing_with_nothing_new_is_not_sent_unless_the_reader_asked_for_it(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """No "0 stories" message: an empty briefing is skipped, and the reader who chose
+    "Nothing new: tell me" in /settings is told so in words instead."""
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 07:00"))
+    async with driven_bot(clock, tg, tmp_path) as bot:
+        await bot.reply(READER, "/follow drones")
+        await bot.reply(READER, "/briefing 07:30")
+        await clock.run_until(at("2027-01-14 07:35"))
+        assert not [m for m in tg.sent_messages(READER) if "briefing," in m["text"]]
+        with sqlite3.connect(bot.services.settings.db_path) as conn:
+            assert conn.execute("SELECT state FROM outbox WHERE kind = 'briefing'").fetchall() == [("cancelled",)]
+
+        shown = await bot.reply(READER, "/settings")
+        assert "A briefing with nothing new: not sent" in shown["text"]
+        assert ("Nothing new: tell me", "set:nothing_new") in buttons(shown)
+        assert (await bot.press(READER, shown["message_id"], "set:nothing_new"))["text"] == "Saved"
+        redrawn = tg.message(READER, shown["message_id"])
+        assert redrawn is not None and "A briefing with nothing new: sent, saying so" in redrawn["text"]
+        assert ("Nothing new: stay quiet", "set:nothing_new") in buttons(redrawn)
+
+        await bot.reply(READER, "/briefing 07:40")
+        await clock.run_until(at("2027-01-14 07:45"))
+        (told,) = [m for m in tg.sent_messages(READER) if m["text"].startswith("Your briefing")]
+    assert told["text"] == "Your briefing, 07:40\n\nNothing new for your sections and keywords since the last one."

@@ -224,7 +224,7 @@ def test_briefings() -> None:
     single = briefing(stories[:1], SECTIONS, STOCKHOLM, when="18:00")
     assert check_message(single).startswith("Your briefing, 18:00: 1 story")
     nothing = briefing([], SECTIONS, STOCKHOLM, when="07:30")
-    assert check_message(nothing).startswith("Your briefing, 07:30: 0 stories")
+    assert check_message(nothing).startswith("Your briefing, 07:30\n\nNothing new")
 
 
 def test_bidi_and_control_characters_are_removed_from_titles_and_echoes() -> None:

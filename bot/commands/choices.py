@@ -119,6 +119,7 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
         f"Time zone: {esc(zone)} (now {format_clock(services.clock.time(), services.chat_zone(zone))})",
         _quiet_line(chat),
         _briefing_line(services, chat),
+        "A briefing with nothing new: " + ("sent, saying so" if chat and chat.nothing_new else "not sent"),
         f"Combine bursts: {'on' if chat is None or chat.combine else 'off'} — {COMBINE_RULE}",
         f"Link previews: {'on' if chat and chat.link_previews else 'off'}",
         f"Following {plural(counts['section'], 'section')}, {plural(counts['keyword'], 'keyword')}; "
@@ -148,6 +149,7 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
         *rows_of(quiet_buttons),
         [InlineKeyboardButton("At night: " + ("hold → silent" if mode == "hold" else "silent → hold"), callback_data=pack("quiet", "mode"))],
         *rows_of(briefing_buttons),
+        [InlineKeyboardButton("Nothing new: " + ("stay quiet" if chat and chat.nothing_new else "tell me"), callback_data=pack("set", "nothing_new"))],
         [
             InlineKeyboardButton("Choose sections", callback_data=pack("set", "sections")),
             InlineKeyboardButton("My subscriptions", callback_data=pack("set", "mysubs")),
@@ -172,7 +174,7 @@ async def _redraw(update: Update, context: NewsContext, notice: str) -> None:
     await query.answer(notice[:200])
 
 
-SETTINGS_OPTIONS = ("paused", "link_previews", "combine")
+SETTINGS_OPTIONS = ("paused", "link_previews", "combine", "nothing_new")
 
 
 async def settings_button(update: Update, context: NewsContext) -> None:

@@ -28,6 +28,7 @@ class Request:
     params: dict[str, Any]
     text_hash: int | None = None
     unchanged: bool = False  # an edit that would change nothing: not sent
+    empty: bool = False  # a briefing with nothing new for a reader who wants none: not sent
 
 
 def shown_hash(text: str, keyboard: dict[str, Any] | None) -> int:
@@ -79,7 +80,10 @@ async def paid(services: Services, batch: Sequence[DueMessage]) -> Request | Non
 
 
 async def briefing(services: Services, batch: Sequence[DueMessage]) -> Request | None:
-    return _message(services, batch, await briefings.compose(services, batch[0]))
+    rendered = await briefings.compose(services, batch[0])
+    if rendered is None:
+        return Request("sendMessage", {}, empty=True)
+    return _message(services, batch, rendered)
 
 
 async def post(services: Services, batch: Sequence[DueMessage]) -> Request | None:

@@ -311,6 +311,12 @@ class Dispatcher:
         if request.unchanged:
             await outbox.finish_unchanged_edit(self.services.db, ids, now=now)
             return None
+        if request.empty:
+            # The stories it looked at count as briefed, so the next briefing starts after them.
+            await outbox.finish_empty_briefing(self.services.db, ids, now=now)
+            first = launch.batch[0]
+            await chats.set_last_briefing(self.services.db, first.chat_id, first.next_attempt_at)
+            return None
         if self.core.silent(launch.batch, now):
             request.params["disable_notification"] = True
         return request

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.commands.admin import BUTTON_REFUSAL
+from storage import broadcasts
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
@@ -151,3 +153,26 @@ async def test_secrets_in_feed_urls_show_nowhere(
     said = [str(m["text"]) for m in tg.sent_messages(ADMIN)] + ours
     for secret in ("opensesame9", "zx81spectrum", "qwertyuiop", "hunter2hunter"):
         assert not [line for line in said if secret in line], secret
+
+
+async def test_times_shown_to_an_admin_are_in_the_admins_own_zone(clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path) -> None:
+    """An admin who chose Tokyo reads /broadcasts and /feeds in Tokyo time, not the newsroom's."""
+    tg, server = sim_tg, sim_feeds
+    clock.step(datetime(2027, 1, 14, 7, 0, tzinfo=UTC).timestamp() - clock.time())
+    server.status("/wire.xml", 500)
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [server.url_for("/wire.xml")])),
+        NEWSBOT_POLL_SECONDS="600", NEWSBOT_TIMEZONE="Europe/Stockholm",
+    )
+    async with running_bot(settings, clock=clock) as runtime:
+        db = runtime.services.db
+        broadcast_id = await broadcasts.create(db, admin_id=ADMIN, admin_chat_id=ADMIN, html="Roads closed", audience=None, now=clock.time())
+        await broadcasts.start(db, broadcast_id, now=clock.time(), expires_before=0)
+        await tg.await_for(lambda: rows(settings.db_path, "SELECT error_count FROM feeds") == [(1,)], timeout=10, interval=0.05)
+        before = str((await ask(tg, ADMIN, "/broadcasts"))["text"])
+        assert "14 Jan 2027 08:00 CET" in before  # the newsroom's zone while the admin has none
+        assert "Time zone: Asia/Tokyo" in str((await ask(tg, ADMIN, "/timezone Asia/Tokyo"))["text"])
+        listing = str((await ask(tg, ADMIN, "/broadcasts"))["text"])
+        feeds = str((await ask(tg, ADMIN, "/feeds"))["text"])
+    assert f"#{broadcast_id} · 14 Jan 2027 16:00 JST" in listing, listing
+    assert "⚠ failing since 14 Jan 2027 16:00 JST" in feeds, feeds

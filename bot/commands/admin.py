@@ -17,6 +17,7 @@ from telegram.error import BadRequest
 from bot import broadcast, newsroom
 from bot.broadcast import Progress, StartOutcome, StopOutcome
 from bot.callbacks import pack, unpack
+from bot.commands import sender
 from bot.commands.common import edit_text, reply
 from bot.context import NewsContext, Services, find_section
 from bot.render import esc, fit_blocks, format_time, plural, short
@@ -282,12 +283,13 @@ async def broadcasts_command(update: Update, context: NewsContext) -> None:
         return
     services = context.services
     found = await broadcast.recent(services, RECENT_BROADCASTS)
+    zone = await sender.shown_zone(update, context)
     blocks = []
     for record, counts in found:
         who = broadcast.audience_text(record.audience, services.section_names)
         flags = "".join((" · paid" if record.paid or record.paid_refused else "", " · urgent" if record.urgent else ""))
         lines = [
-            f"<b>#{record.id}</b> · {format_time(record.created_at, services.zone)} · by <code>{record.admin_id}</code>"
+            f"<b>#{record.id}</b> · {format_time(record.created_at, zone)} · by <code>{record.admin_id}</code>"
             f" · to {esc(who)}{flags} · <i>{esc(record.state)}</i>",
         ]
         if record.state not in ("preview", "cancelled", "expired"):

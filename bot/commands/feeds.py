@@ -7,11 +7,13 @@ render, reply.
 from __future__ import annotations
 
 import re
+from datetime import tzinfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot import broadcast, newsroom
 from bot.callbacks import pack, unpack
+from bot.commands import sender
 from bot.commands.admin import admin_only, slugs
 from bot.commands.common import reply
 from bot.context import NewsContext, Services, find_section
@@ -51,7 +53,7 @@ def _rule_text(rule: SectionRule, names: dict[str, str]) -> str:
     return f"section from URL path segment {rule.segment}, else {fallback}"
 
 
-def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> str:
+def _feed_block(state: newsroom.FeedState, services: Services, now: float, zone: tzinfo) -> str:
     feed = state.feed
     names = services.section_names
     safe = services.settings.url_safe_params
@@ -67,13 +69,13 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> st
         poll = "being fetched" if feed.error_count == 0 else "being tried now"
     else:
         poll = f"{'next poll' if feed.error_count == 0 else 'next try'} in {broadcast.duration_text(state.next_in)}"
-    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}"), esc(_pace_text(state, services, now))]
+    lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {poll}"), esc(_pace_text(state, services, now, zone))]
     if feed.capped:
         lines.append(esc(f"last poll: {plural(feed.capped, 'new story', 'new stories')} stored without alerts "
                          f"(more than {services.settings.alerts_per_poll} at once, too old, or dated ahead)"))
     if feed.error_count:
         since = feed.failing_since
-        when = (f"since {format_time(since, services.zone)} ({broadcast.duration_text(now - since)} ago)"
+        when = (f"since {format_time(since, zone)} ({broadcast.duration_text(now - since)} ago)"
                 if since is not None else "")
         lines.append(esc(f"⚠ failing {when}, {plural(feed.error_count, 'try', 'tries')} in a row; "
                          f"last error: {short(feed.last_error or '', 200)}"))
@@ -82,7 +84,7 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float) -> st
     return "\n".join(lines)
 
 
-def _pace_text(state: newsroom.FeedState, services: Services, now: float) -> str:
+def _pace_text(state: newsroom.FeedState, services: Services, now: float, zone: tzinfo) -> str:
     """Kind, interval, push state and cost: `RSS/Atom feed · every 45 s (adaptive) · push:
     WebSub until 12 Mar 14:00 · 80 requests in the last hour`."""
     feed = state.feed
@@ -102,7 +104,7 @@ def _pace_text(state: newsroom.FeedState, services: Services, now: float) -> str
     sub = state.websub
     if sub is not None:
         if sub.active(now) and sub.expires_at is not None:
-            push += f" (WebSub lease until {format_time(sub.expires_at, services.zone)})"
+            push += f" (WebSub lease until {format_time(sub.expires_at, zone)})"
         elif sub.state == "pending":
             push += " (WebSub: waiting for the hub to verify)"
         else:
@@ -131,7 +133,8 @@ async def feeds_command(update: Update, context: NewsContext) -> None:
     active = [s.feed for s in found if s.feed.enabled]
     failing = sum(1 for f in active if f.error_count)
     header = f"<b>Feeds</b>: {len(active)} polled, {failing} failing"
-    blocks = [_feed_block(s, services, now) for s in found]
+    zone = await sender.shown_zone(update, context)
+    blocks = [_feed_block(s, services, now, zone) for s in found]
     text, shown = fit_blocks(header, blocks)
     tryable = [s.feed.id for s in found[:shown] if s.feed.enabled and s.feed.error_count]
     await reply(update, text, _try_keyboard(tryable))

@@ -5,6 +5,8 @@ may change it."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from telegram import Update
 
 from bot import readers
@@ -45,6 +47,13 @@ async def existing(update: Update, context: NewsContext) -> Chat | None:
 
 def zone_of(services: Services, chat: Chat | None) -> str:
     return (chat.timezone if chat else None) or services.settings.timezone
+
+
+async def shown_zone(update: Update, context: NewsContext) -> ZoneInfo:
+    """The zone times are shown in to this chat, an admin's included: its own (/timezone),
+    else the newsroom's."""
+    chat = await existing(update, context)
+    return context.services.chat_zone(chat.timezone if chat else None)
 
 
 async def change_argument(update: Update, context: NewsContext, usage: str) -> str | None:

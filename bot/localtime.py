@@ -23,6 +23,11 @@ def hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def span(start: int, end: int) -> str:
+    """Quiet hours as readers see them: '22:00–07:00'."""
+    return f"{hhmm(start)}–{hhmm(end)}"
+
+
 def _at(day: date, minutes: int, zone: tzinfo) -> float:
     """The first instant the wall clock in `zone` shows `minutes` on `day` (a UTC timestamp).
     In the hour that a spring change skips, the time after it (02:30 → 03:30): fold 0 reads

@@ -243,10 +243,13 @@ def alert(
     return Rendered(text, InlineKeyboardMarkup(rows_of(row)) if row else None)
 
 
-HEADERS: dict[str | None, Callable[[int], str]] = {
-    None: lambda n: f"<b>{plural(n, 'new story', 'new stories')} for you</b>",
-    "away": lambda n: f"<b>While you were away: {plural(n, 'story', 'stories')}</b>",
-    "overnight": lambda n: f"<b>Overnight: {plural(n, 'story', 'stories')}</b>",
+# By digest, given the count and the quiet hours' span ("22:00–07:00", or "" when none now).
+HEADERS: dict[str | None, Callable[[int, str], str]] = {
+    None: lambda n, _: f"<b>{plural(n, 'new story', 'new stories')} for you</b>",
+    "away": lambda n, _: f"<b>While you were away: {plural(n, 'story', 'stories')}</b>",
+    "overnight": lambda n, quiet: (
+        f"<b>During your quiet hours{f' ({quiet})' if quiet else ''}: {plural(n, 'story', 'stories')}</b>"
+    ),
 }
 
 
@@ -261,11 +264,12 @@ class Item:
 
 
 def combined(
-    items: Sequence[Item], sections: Mapping[str, str], zone: tzinfo, *, digest: str | None = None
+    items: Sequence[Item], sections: Mapping[str, str], zone: tzinfo, *, digest: str | None = None,
+    quiet: str = "",
 ) -> Rendered:
     """Several alerts for one chat as one message: a header, the stories (oldest first; held
-    overnight, newest first within their section), once why they came, then buttons: a
-    numbered Related per story and a Mute per reason involved."""
+    during quiet hours — `quiet`, their span — newest first within their section), once why
+    they came, then buttons: a numbered Related per story and a Mute per reason involved."""
     if digest == "overnight":
         first_seen: dict[str, int] = {}
         for index, item in enumerate(items):
@@ -273,7 +277,7 @@ def combined(
         items = sorted(
             items, key=lambda i: (first_seen[i.article.section or ""], -i.article.published_at)
         )
-    header = HEADERS.get(digest, HEADERS[None])(len(items))
+    header = HEADERS.get(digest, HEADERS[None])(len(items), quiet)
     reasons: dict[str, tuple[int, int]] = {}
     for item in items:
         for index, reason in enumerate(item.reasons):

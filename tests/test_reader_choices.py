@@ -179,12 +179,29 @@ async def test_quiet_hours_hold_alerts_for_one_overnight_message(clock: SimClock
 
         jump_to(clock, morning + 5)
         overnight = (await room.await_sent(READER, 2))[1]
-        assert overnight["text"].startswith("Overnight: 2 stories")
+        assert overnight["text"].startswith("During your quiet hours (22:00–07:00): 2 stories")
         assert "Late story" in overnight["text"] and "After midnight story" in overnight["text"]
         assert "disable_notification" not in tg.calls("sendMessage")[-1].params
 
         await room.publish(room.story("Breakfast story"))
         assert "Breakfast story" in (await room.await_sent(READER, 3))[2]["text"]
+
+
+async def test_daytime_quiet_hours_are_named_by_their_times_not_as_overnight(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    tg = sim_tg
+    starting_at(clock, at("2027-01-14 10:00"))
+    async with newsroom(tg, tmp_path, clock) as room:
+        await room.reader(READER, sections=("world",))
+        await room.quiet(READER, "09:00", "17:00")
+        await room.publish(room.story("Lunch story"), room.story("Afternoon story", ago=30))
+        afternoon = at("2027-01-14 17:00")
+        await room.held_until(READER, afternoon, 2)
+        jump_to(clock, afternoon + 5)
+        (held,) = await room.await_sent(READER, 1)
+    assert held["text"].startswith("During your quiet hours (09:00–17:00): 2 stories"), held["text"]
+    assert "overnight" not in held["text"].casefold()
 
 
 @pytest.mark.parametrize(
@@ -209,7 +226,7 @@ async def test_quiet_hours_end_at_local_seven_across_a_dst_change(
         await room.held_until(READER, end, 1)
         jump_to(clock, end + 5)
         (overnight,) = await room.await_sent(READER, 1)
-        assert overnight["text"].startswith("Overnight: 1 story") and "Night story" in overnight["text"]
+        assert overnight["text"].startswith("During your quiet hours (22:00–07:00): 1 story") and "Night story" in overnight["text"]
 
 
 async def test_silent_quiet_hours_deliver_without_sound(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:

@@ -206,8 +206,11 @@ def test_digests_say_what_they_are_and_sort_overnight_by_section() -> None:
     ]  # fmt: skip
     away = check_message(combined(items(stories), SECTIONS, STOCKHOLM, digest="away"))
     assert away.startswith("While you were away: 3 stories")
-    night = combined(items(stories), SECTIONS, STOCKHOLM, digest="overnight")
-    assert check_message(night).startswith("Overnight: 3 stories")
+    night = combined(items(stories), SECTIONS, STOCKHOLM, digest="overnight", quiet="22:00–07:00")
+    assert check_message(night).startswith("During your quiet hours (22:00–07:00): 3 stories")
+    # Quiet hours turned off since the stories were held: no span to name.
+    assert check_message(combined(items(stories), SECTIONS, STOCKHOLM, digest="overnight")).startswith(
+        "During your quiet hours: 3 stories")
     # Held overnight: by section (the first seen first), newest first within it.
     assert [links(night.html)] == [[f"https://news.example/a/{n}" for n in (3, 1, 2)]]
 

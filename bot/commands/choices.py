@@ -90,7 +90,7 @@ async def stop(update: Update, context: NewsContext) -> None:
 def _quiet_line(chat: Chat | None) -> str:
     if chat is None or chat.quiet_start is None or chat.quiet_end is None:
         return "Quiet hours: off"
-    span = f"{localtime.hhmm(chat.quiet_start)}–{localtime.hhmm(chat.quiet_end)}"
+    span = localtime.span(chat.quiet_start, chat.quiet_end)
     how = ("alerts held and sent as one message when they end" if chat.quiet_mode == "hold"
            else "alerts delivered silently")
     return f"Quiet hours: {span}, {how}"
@@ -126,7 +126,7 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
         f"{plural(counts['exclude'], 'excluded word')} (/mysubs).",
     ]
     quiet_buttons = [
-        InlineKeyboardButton(f"Quiet {localtime.hhmm(a)}–{localtime.hhmm(b)}", callback_data=pack("quiet", f"{a}-{b}"))
+        InlineKeyboardButton(f"Quiet {localtime.span(a, b)}", callback_data=pack("quiet", f"{a}-{b}"))
         for a, b in QUIET_PRESETS
     ] + [InlineKeyboardButton("Quiet off", callback_data=pack("quiet", "off"))]
     mode = chat.quiet_mode if chat else "hold"
@@ -147,7 +147,7 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
         ],
         *rows_of(zone_buttons),
         *rows_of(quiet_buttons),
-        [InlineKeyboardButton("At night: " + ("hold → silent" if mode == "hold" else "silent → hold"), callback_data=pack("quiet", "mode"))],
+        [InlineKeyboardButton("In quiet hours: " + ("hold → silent" if mode == "hold" else "silent → hold"), callback_data=pack("quiet", "mode"))],
         *rows_of(briefing_buttons),
         [InlineKeyboardButton("Nothing new: " + ("stay quiet" if chat and chat.nothing_new else "tell me"), callback_data=pack("set", "nothing_new"))],
         [

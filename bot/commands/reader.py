@@ -33,7 +33,7 @@ HELP = """<b>newsbot</b> sends you the news you choose, as soon as it is publish
 /search <i>words</i> — find stories (or just send me the words)
 /related <i>words, headline or link</i> — stories related to a topic or story
 /pause — hold alerts (the newest 48 hours are kept); /resume sends them as one message
-/quiet 22:00-07:00 — hold alerts at night (or deliver them silently: /quiet silent); /quiet off
+/quiet 22:00-07:00 — hold alerts during those hours (or deliver them silently: /quiet silent); /quiet off
 /briefing 07:30 — one message a day (up to three) with your stories since the last one; /briefing off
 /timezone Europe/London — the zone your times are shown in
 /settings — everything above with buttons; also link previews and combining bursts ({combine})

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot import briefings, render
+from bot import briefings, localtime, render
 from bot.context import Services
 from storage import due
 from storage.due import DueMessage
@@ -52,6 +52,12 @@ def _message(services: Services, batch: Sequence[DueMessage], rendered: render.R
     return Request("sendMessage", params, text_hash=shown_hash(rendered.html, keyboard))
 
 
+def _quiet(message: DueMessage) -> str:
+    """The chat's quiet hours ("22:00–07:00"; "" when it has none now)."""
+    chat = message.chat
+    return localtime.span(chat.quiet_start, chat.quiet_end) if chat.quiet_start is not None and chat.quiet_end is not None else ""
+
+
 def _zone(services: Services, message: DueMessage) -> Any:
     return services.chat_zone(message.chat.timezone)
 
@@ -65,7 +71,8 @@ async def alert(services: Services, batch: Sequence[DueMessage]) -> Request | No
 
 async def combined(services: Services, batch: Sequence[DueMessage]) -> Request | None:
     first = batch[0]
-    rendered = render.combined(items(batch), services.section_names, _zone(services, first), digest=first.digest)
+    rendered = render.combined(items(batch), services.section_names, _zone(services, first), digest=first.digest,
+                               quiet=_quiet(first))
     return _message(services, batch, rendered)
 
 
@@ -112,7 +119,7 @@ async def edit(services: Services, batch: Sequence[DueMessage]) -> Request | Non
             updated=first.shows_old_version, buttons=first.kind != "post",
         )
     else:
-        rendered = render.combined(items(rows), services.section_names, zone, digest=first.digest)
+        rendered = render.combined(items(rows), services.section_names, zone, digest=first.digest, quiet=_quiet(first))
     keyboard = rendered.keyboard.to_dict() if rendered.keyboard is not None else None
     params: dict[str, Any] = {
         "chat_id": row.chat_id, "message_id": row.target_id, "parse_mode": "HTML", "text": rendered.html,

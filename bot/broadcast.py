@@ -273,8 +273,12 @@ def estimate(services: Services, size: int, *, paid: bool) -> float:
     return math.ceil(size / (settings.paid_rate if paid else settings.global_rate))
 
 
-def stars(size: int) -> int:
-    return math.ceil(size * STARS_PER_MESSAGE)
+def stars(services: Services, size: int) -> int:
+    """Stars a paid send of `size` messages costs: Telegram bills only the messages beyond its
+    free rate, so the first second's worth (NEWSBOT_RATE_GLOBAL) is free, and an audience
+    that fits in it costs nothing."""
+    billed = max(0, size - math.floor(services.settings.global_rate))
+    return math.ceil(billed * STARS_PER_MESSAGE)
 
 
 def counts_line(counts: Counts) -> str:

@@ -129,8 +129,10 @@ def _preview_keyboard(context: NewsContext, broadcast_id: int, size: int, *, urg
     send = [InlineKeyboardButton(f"Send to {plural(size, 'chat')} (≈ {free})", callback_data=pack("bc", "send", broadcast_id))]
     if services.settings.paid_broadcasts:
         fast = broadcast.duration_text(broadcast.estimate(services, size, paid=True))
+        stars = broadcast.stars(services, size)
+        cost = f"≈ {plural(stars, 'Star')}" if stars else "no Stars"
         send.append(InlineKeyboardButton(
-            f"Send fast (≈ {fast}, ≈ {plural(broadcast.stars(size), 'Star')})", callback_data=pack("bc", "fast", broadcast_id)
+            f"Send fast (≈ {fast}, {cost})", callback_data=pack("bc", "fast", broadcast_id)
         ))
     return InlineKeyboardMarkup([
         send,

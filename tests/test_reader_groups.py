@@ -157,5 +157,5 @@ async def test_keywords_deliver_into_the_topic_they_were_followed_in(bot: Driver
 
 async def test_a_private_chats_follow_reads_as_before(bot: Driver) -> None:
     answer: dict[str, Any] = await bot.reply(READER, "/follow drones")
-    assert answer["text"] == "Following drones. You will get an alert for every new story that mentions them."
+    assert answer["text"] == "Following drones. You will get an alert for every new story that mentions drones."
     assert "message_thread_id" not in answer

@@ -254,6 +254,19 @@ async def test_several_keywords_and_quoted_phrases(bot: Driver) -> None:
     assert "(4 of 50)" in subs["text"]
 
 
+async def test_the_follow_answer_names_what_a_story_must_mention(bot: Driver) -> None:
+    """"…that mentions malmo", never "…that mentions them"."""
+    one = await bot.reply(READER, "/follow malmo")
+    assert one["text"] == "Following malmo. You will get an alert for every new story that mentions malmo."
+    two = await bot.reply(READER, '/follow drones, "north korea"')
+    assert two["text"].endswith("every new story that mentions drones or north korea.")
+    three = await bot.reply(READER, "/follow nato, ukraine, baltic")
+    assert three["text"].endswith("that mentions nato, ukraine or baltic.")
+    many = await bot.reply(READER, "/follow riga, oslo, bergen, turku")
+    assert many["text"].endswith("that mentions any of these keywords.")
+    assert not [m for m in bot.tg.sent_messages(READER) if "them" in m["text"]]
+
+
 async def test_unfollow_of_something_not_followed(bot: Driver) -> None:
     await bot.reply(READER, "/follow drones")
     await bot.reply(READER, "/sections")

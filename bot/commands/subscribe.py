@@ -8,6 +8,8 @@ makes a chat a reader; in a group only its admins may (bot.commands.common.refus
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot import readers
@@ -166,6 +168,14 @@ def _where(topic: int | None) -> str:
     return "this topic" if topic is not None else "the General topic"
 
 
+def _any_of(words: Sequence[str]) -> str:
+    """'<b>drones</b>', '<b>drones</b> or <b>malmo</b>', or, past three, 'any of these keywords'."""
+    if len(words) > 3:
+        return "any of these keywords"
+    bold = [f"<b>{echo(w, 64)}</b>" for w in words]
+    return bold[0] if len(bold) == 1 else ", ".join(bold[:-1]) + " or " + bold[-1]
+
+
 def follow_text(report: readers.FollowReport, limit: int, topic: int | None = None) -> str:
     """What /follow did; `topic`: the forum topic it was sent from."""
     if report.gone:
@@ -174,7 +184,7 @@ def follow_text(report: readers.FollowReport, limit: int, topic: int | None = No
     lines = []
     if report.added:
         lines.append("Following " + join_names(report.added) + f". You will get an alert{here} for every new story "
-                     "that mentions them.")
+                     f"that mentions {_any_of(report.added)}.")
     if report.replaced:
         lines.append("Following " + join_names(report.replaced) + " — you had excluded it before; that exclusion is removed.")
     if report.moved:

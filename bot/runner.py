@@ -29,7 +29,7 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
-from bot import briefings
+from bot import briefings, channels
 from bot.app import (
     UPDATE_CONCURRENCY,
     CountingUpdateProcessor,
@@ -49,7 +49,7 @@ from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.pipeline.ratelimit import RateLimits
 from bot.web import WebServer
-from storage import chats, feeds, maintenance
+from storage import feeds, maintenance
 from storage.db import StorageError
 from storage.lock import ProcessLock
 
@@ -132,7 +132,7 @@ class Runtime:
         services = self.services
         app = self.app
         await set_command_menus(app, self.settings)
-        await self._resolve_channels()
+        await channels.check(services, app.bot)
         await enqueue_unmatched(services)
         unfinished = await prepare_restart(services)  # before the dispatcher resends
         await self.api.start()
@@ -159,27 +159,6 @@ class Runtime:
         if not feeds_count:
             log.warning("no feeds configured: nothing will be polled (set NEWSBOT_FEEDS or /addfeed)")
         log.info("newsbot running feeds=%d sections=%d", feeds_count, len(services.sections))
-
-    async def _resolve_channels(self) -> None:
-        """Each section's channel: its chat id, and whether the bot may post there."""
-        services = self.services
-        bot = self.app.bot
-        for section in services.sections:
-            if not section.channel:
-                continue
-            try:
-                chat = await bot.get_chat(section.channel)
-                member = await bot.get_chat_member(chat.id, bot.id)
-            except TelegramError as exc:
-                log.warning("channel not usable section=%s channel=%s error=%s", section.slug, section.channel, exc)
-                continue
-            if member.status not in ("administrator", "creator"):
-                log.warning("channel not usable section=%s channel=%s error=the bot is not an admin there",
-                            section.slug, section.channel)
-                continue
-            await chats.ensure_channel(services.db, chat.id, chat.title or section.channel, now=services.clock.time())
-            services.channels[section.slug] = chat.id
-            log.info("channel ready section=%s channel=%s chat_id=%d", section.slug, section.channel, chat.id)
 
     async def _receive(self) -> None:
         """Long polling that never gives up: every error is retried with back-off, one line

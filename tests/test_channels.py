@@ -15,7 +15,7 @@ from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall
 from tests.harness import ask, bot_settings, press, running_bot, write_feeds_file
 from tests.simtime import SimClock
-from tests.test_admin_broadcast import button
+from tests.test_admin_broadcast import ADMIN, button
 from tests.test_delivery import FeedItem, backlog, polled, query, rss
 
 SECTIONS = """
@@ -171,3 +171,38 @@ async def test_a_forum_gets_a_sections_alerts_in_its_topic_and_the_general_topic
     assert query(settings.db_path, "SELECT state, count(*) FROM outbox WHERE chat_id = ? GROUP BY state", (FORUM,)) == [
         ("sent", 4)
     ]
+
+
+async def test_sections_offers_only_channels_the_bot_can_post_in_and_feeds_warns_of_the_others(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
+) -> None:
+    tg = sim_tg
+    sim_feeds.serve("/news.xml", rss(backlog("Old", 2)))
+    sections = SECTIONS + 'entertainment = { name = "Entertainment", channel = "@herald_fun" }\n'
+    tg.add_chat(SPORTS_CHANNEL, "channel", title="Herald Sports", username="herald_sports")
+    tg.set_channel_admin("@herald_sports", True)
+    tg.add_chat(BUSINESS_CHANNEL, "channel", title="Herald Business", username="herald_business")
+    tg.set_channel_admin("@herald_business", True, can_post_messages=False)  # an admin who may not post
+    tg.add_chat(-1_000_000_000_779, "channel", title="Herald Fun", username="herald_fun")
+    tg.set_channel_admin("@herald_fun", False)
+    settings = bot_settings(
+        tg, tmp_path, NEWSBOT_FEEDS=str(write_feeds_file(tmp_path, [sim_feeds.url_for("/news.xml")], sections=sections))
+    )
+    async with running_bot(settings, clock=clock):
+        offered = str((await ask(tg, FAN, "/sections"))["text"])
+        assert "Sports — or join @herald_sports" in offered
+        assert "@herald_business" not in offered and "@herald_fun" not in offered
+        welcome = str((await ask(tg, FAN, "/start"))["text"])
+        assert "@herald_sports" in welcome and "@herald_business" not in welcome and "@herald_fun" not in welcome
+
+        warned = str((await ask(tg, ADMIN, "/feeds"))["text"])
+        assert warned.startswith("Feeds: 1 polled, 0 failing\n⚠ Business's channel"), warned
+        assert "⚠ Business's channel @herald_business: the bot is an admin there without the right to post messages" in warned
+        assert "⚠ Entertainment's channel @herald_fun: the bot is not an admin there" in warned
+        assert "@herald_sports" not in warned
+
+        # The right is given meanwhile: the next /feeds sees it, and readers are offered the channel.
+        tg.set_channel_admin("@herald_business", True)
+        again = str((await ask(tg, ADMIN, "/feeds"))["text"])
+        assert "@herald_business" not in again and "⚠ Entertainment's channel @herald_fun" in again
+        assert "Business — or join @herald_business" in str((await ask(tg, FAN, "/sections"))["text"])

@@ -11,7 +11,7 @@ from datetime import tzinfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot import broadcast, newsroom
+from bot import broadcast, channels, newsroom
 from bot.callbacks import pack, unpack
 from bot.commands import sender
 from bot.commands.admin import admin_only, slugs
@@ -112,6 +112,16 @@ def _pace_text(state: newsroom.FeedState, services: Services, now: float, zone: 
     return f"{kind} · {every} · {push} · {plural(state.requests, 'request')} in the last hour"
 
 
+def _channel_warnings(services: Services) -> str:
+    """A line for each section's channel the bot cannot post in (bot.channels)."""
+    lines = [
+        f"⚠ {s.name}'s channel {s.channel}: {services.channel_trouble[s.slug]}; its stories are not posted there "
+        "until the bot is an admin with the right to post messages"
+        for s in services.sections if s.slug in services.channel_trouble
+    ]
+    return "".join(f"\n{esc(line)}" for line in lines)
+
+
 def _try_keyboard(failing: list[int]) -> InlineKeyboardMarkup | None:
     """A "Try now" button for each failing feed shown (Telegram takes 100 buttons at most)."""
     buttons = [InlineKeyboardButton(f"Try #{feed_id} now", callback_data=pack("feed", "try", feed_id))
@@ -125,9 +135,11 @@ async def feeds_command(update: Update, context: NewsContext) -> None:
         return
     services = context.services
     found = await newsroom.list_feeds(services)
+    await channels.check(services, context.bot)
     if not found:
         usage = USAGE["addfeed"].format(sections=slugs(services.sections))
-        await reply(update, esc(f"No feeds are configured: nothing is polled. Set NEWSBOT_FEEDS, or add one. {usage}"))
+        await reply(update, esc(f"No feeds are configured: nothing is polled. Set NEWSBOT_FEEDS, or add one. {usage}")
+                    + _channel_warnings(services))
         return
     now = services.clock.time()
     active = [s.feed for s in found if s.feed.enabled]
@@ -135,7 +147,7 @@ async def feeds_command(update: Update, context: NewsContext) -> None:
     header = f"<b>Feeds</b>: {len(active)} polled, {failing} failing"
     zone = await sender.shown_zone(update, context)
     blocks = [_feed_block(s, services, now, zone) for s in found]
-    text, shown = fit_blocks(header, blocks)
+    text, shown = fit_blocks(header + _channel_warnings(services), blocks)
     tryable = [s.feed.id for s in found[:shown] if s.feed.enabled and s.feed.error_count]
     await reply(update, text, _try_keyboard(tryable))
 

@@ -26,11 +26,11 @@ from bot.commands.common import (
     sections_text,
     topic_of,
 )
-from bot.context import NewsContext, find_section
+from bot.context import NewsContext, Services, find_section
 from bot.readers import Outcome
 from bot.render import echo, esc, fit_lines, join_names, reason_name, rows_of, subscription_name
 from storage import chats, outbox, subscriptions
-from storage.models import Section, Subscription, SubscriptionMode
+from storage.models import Subscription, SubscriptionMode
 
 USAGE = {
     "follow": "Usage: /follow <keyword>[, <keyword>…]\nExample: /follow drones, \"north korea\"",
@@ -45,8 +45,11 @@ STOPPED_MEANWHILE = "Not saved: this chat stopped newsbot meanwhile. /start to b
 # --- /start, /sections --------------------------------------------------------------
 
 
-def _channel_lines(sections: tuple[Section, ...]) -> str:
-    with_channel = [s for s in sections if s.channel and s.channel.startswith("@")]
+def _channel_lines(services: Services) -> str:
+    """"Sports — or join @herald_sports" for each public channel the bot can post in."""
+    with_channel = [
+        s for s in services.sections if s.channel and s.channel.startswith("@") and s.slug in services.channels
+    ]
     if not with_channel:
         return ""
     return "\n" + "\n".join(f"{esc(s.name)} — or join {esc(s.channel or '')}" for s in with_channel)
@@ -79,7 +82,7 @@ async def start(update: Update, context: NewsContext) -> None:
     text = (
         "Welcome to <b>newsbot</b>! Pick the sections you want alerts from — tap again to remove. "
         "Follow words with /follow, e.g. <code>/follow drones</code>. /help lists everything."
-        + _channel_lines(services.sections)
+        + _channel_lines(services)
     )
     await reply(update, text, await section_keyboard(context, chat.id))
 
@@ -124,7 +127,7 @@ async def sections_command(update: Update, context: NewsContext) -> None:
         if topic_of(update) is not None
         else "Your sections — tap to add or remove:"
     )
-    await reply(update, where + _channel_lines(services.sections), await section_keyboard(context, chat.id))
+    await reply(update, where + _channel_lines(services), await section_keyboard(context, chat.id))
 
 
 async def section_button(update: Update, context: NewsContext) -> None:

@@ -35,8 +35,9 @@ from bot.runner import STOP_SECONDS
 from tests.conftest import REPO, SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
-from tests.harness import SECTIONS_TOML, ask, bot_settings, running_bot, write_feeds_file
+from tests.harness import SECTIONS_TOML, ask, bot_settings, press, running_bot, write_feeds_file
 from tests.simtime import SimClock
+from tests.test_admin_broadcast import ADMIN, button, reports, seed_readers
 
 T = TypeVar("T")
 
@@ -385,6 +386,38 @@ async def test_logs_at_the_default_level_say_what_happened_and_nothing_per_tick(
     assert "sent=1" in ended, ended
     assert "Traceback" not in text, text
     assert not re.search(r"INFO apscheduler|Running job|executed successfully", text), text
+
+
+async def test_broadcasts_leave_no_scheduler_warning_at_the_default_level(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Two broadcasts to 300 readers one after the other (ten seconds each at 30 a second,
+    their progress followed every second while Telegram answers slowly), then a minute more:
+    at the default level the log holds their start and end lines and no warning at all — no
+    "maximum number of running instances" or any other scheduler line (bot.jobs runs the
+    repeating jobs; a run never overlaps the next)."""
+    tg = sim_tg
+    readers = list(range(300_000, 300_300))
+    settings = bot_settings(tg, tmp_path)
+    assert settings.log_level == "INFO"  # the default: NEWSBOT_LOG_LEVEL is not set
+    await seed_readers(settings.db_path, readers)
+    tg.set_delay(1.5, ADMIN)  # the progress edits (and every answer to the admin) take longer than a tick
+
+    with newsbot_logging(settings) as out:
+        async with running_bot(settings, clock=clock):
+            started_at = len(out.getvalue().splitlines())
+            for text in ("Road closures tonight", "Polls close at 20:00"):
+                preview = await ask(tg, ADMIN, f"/broadcast {text}")
+                await press(tg, ADMIN, int(preview["message_id"]), button(preview, "Send"))
+                await tg.await_for(lambda t=text: len([m for m in tg.sent_messages(readers[-1]) if m["text"] == t]) == 1,
+                                   timeout=120, interval=0.05)
+            await tg.await_for(lambda: len(reports(tg)) == 2, timeout=60, interval=0.05)
+            await clock.run_for(60)
+        logged = out.getvalue().splitlines()[started_at:]
+    assert len([line for line in logged if re.search(r"broadcast started broadcast_id=\d+ .*total=300", line)]) == 2, logged
+    assert len([line for line in logged if re.search(r"broadcast done broadcast_id=\d+", line)]) == 2, logged
+    assert [line for line in logged if re.search(r" (WARNING|ERROR|CRITICAL) ", line)] == []
+    assert not [line for line in logged if re.search(r"apscheduler|running instances|Run time of job", line, re.IGNORECASE)]
 
 
 # --- 7. configuration mistakes refused ------------------------------------------------------

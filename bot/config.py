@@ -22,6 +22,8 @@ from storage.models import Section, SectionRule
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 DEFAULT_DB = "./data/newsbot.db"
 DEFAULT_TIMEZONE = "Europe/Stockholm"
+DEFAULT_NAME = "newsbot"
+MAX_NAME = 64
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 Getter = Callable[[str], "str | None"]
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,100}$")
@@ -59,6 +61,7 @@ class FeedsConfig:
 @dataclass(frozen=True, slots=True)
 class Settings:
     token: str | None = field(default=None, repr=False)
+    name: str = DEFAULT_NAME  # the newsroom, as the welcome and /help name it
     admin_ids: frozenset[int] = frozenset()
     db_path: Path = Path(DEFAULT_DB)
     feeds_path: Path | None = None
@@ -162,6 +165,10 @@ def load_settings(
         if not re.match(r"^[A-Za-z0-9_-]{1,256}$", webhook_secret):
             raise ConfigError("NEWSBOT_WEBHOOK_SECRET: use 1-256 characters A-Z, a-z, 0-9, _ and -")
 
+    name = get("NEWSBOT_NAME") or DEFAULT_NAME
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise ConfigError(f"NEWSBOT_NAME: use 1-{MAX_NAME} printable characters on one line (e.g. Sweden Herald)")
+
     timezone = get("NEWSBOT_TIMEZONE") or DEFAULT_TIMEZONE
     if not valid_timezone(timezone):
         raise ConfigError(f"NEWSBOT_TIMEZONE: {timezone!r} is not an IANA time zone (e.g. Europe/Stockholm)")
@@ -191,6 +198,7 @@ def load_settings(
     feeds = get("NEWSBOT_FEEDS")
     return Settings(
         token=token,
+        name=name,
         admin_ids=_admin_ids(get("NEWSBOT_ADMIN_IDS")),
         db_path=Path(get("NEWSBOT_DB") or DEFAULT_DB),
         feeds_path=Path(feeds) if feeds else None,

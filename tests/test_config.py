@@ -229,6 +229,19 @@ def test_timezone_default_and_choice() -> None:
     assert load_settings({"NEWSBOT_TIMEZONE": "America/New_York"}, env_file=None).timezone == "America/New_York"
 
 
+@pytest.mark.parametrize("name", ["Sweden\nHerald", "Herald\u202e", "x" * 65, "Tab\there"])
+def test_the_newsrooms_name_is_one_printable_line(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"NEWSBOT_NAME": name}, env_file=None)
+    assert str(info.value).startswith("NEWSBOT_NAME: ") and "\n" not in str(info.value)
+
+
+def test_the_newsrooms_name_default_and_choice() -> None:
+    assert load_settings({}, env_file=None).name == "newsbot"
+    assert load_settings({"NEWSBOT_NAME": "  Sweden Herald  "}, env_file=None).name == "Sweden Herald"
+    assert load_settings({"NEWSBOT_NAME": "x" * 64}, env_file=None).name == "x" * 64
+
+
 # --- the feeds file ----------------------------------------------------------------------------
 
 FEEDS_HEAD = '[sections]\nworld = "World"\n'

@@ -254,6 +254,21 @@ async def test_several_keywords_and_quoted_phrases(bot: Driver) -> None:
     assert "(4 of 50)" in subs["text"]
 
 
+async def test_the_welcome_and_help_name_the_newsroom(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path) -> None:
+    async with driven_bot(clock, sim_tg, tmp_path, NEWSBOT_NAME="Herald <News> & Co") as named:
+        welcome = await named.reply(READER, "/start")
+        assert welcome["text"].startswith("Welcome to Herald <News> & Co! Pick the sections")
+        assert "newsbot" not in welcome["text"]
+        deep = await named.reply(READER, "/start sports")
+        assert deep["text"] == "Welcome to Herald <News> & Co! You now get alerts from Sports."
+        helped = await named.reply(READER, "/help")
+        assert helped["text"].startswith("Herald <News> & Co sends you the news you choose")
+        assert "newsbot" not in helped["text"]
+    (tmp_path / "plain").mkdir()
+    async with driven_bot(clock, sim_tg, tmp_path / "plain") as plain:
+        assert (await plain.reply(READER, "/help"))["text"].startswith("newsbot sends you the news you choose")
+
+
 async def test_the_follow_answer_names_what_a_story_must_mention(bot: Driver) -> None:
     """"…that mentions malmo", never "…that mentions them"."""
     one = await bot.reply(READER, "/follow malmo")

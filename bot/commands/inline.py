@@ -74,7 +74,7 @@ class InlineSearch:
                         parse_mode=ParseMode.HTML,
                         link_preview_options=LinkPreviewOptions(is_disabled=False),
                     ),
-                    reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("More from newsbot", url=more)]]),
+                    reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(f"More from {services.settings.name}", url=more)]]),
                 )
             )
         await query.answer(results, cache_time=CACHE_SECONDS, is_personal=False)

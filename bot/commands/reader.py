@@ -22,7 +22,7 @@ from bot.render import echo, esc
 
 log = logging.getLogger(__name__)
 
-HELP = """<b>newsbot</b> sends you the news you choose, as soon as it is published.
+HELP = """<b>{name}</b> sends you the news you choose, as soon as it is published.
 
 /sections — choose sections ({sections})
 /follow <i>keyword</i> — alerts for a word or "a phrase", e.g. /follow drones (also /subscribe)
@@ -54,7 +54,7 @@ ADMIN_HELP = """
 def help_text(context: NewsContext, *, admin: bool) -> str:
     services = context.services
     text = HELP.format(
-        sections=esc(sections_text(services.sections)), min=MIN_KEYWORD_LEN, max=MAX_KEYWORD_LEN,
+        name=esc(services.settings.name), sections=esc(sections_text(services.sections)), min=MIN_KEYWORD_LEN, max=MAX_KEYWORD_LEN,
         limit=services.settings.max_subscriptions, combine=COMBINE_RULE,
     )
     return text + (ADMIN_HELP if admin else "")

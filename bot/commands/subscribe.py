@@ -79,8 +79,9 @@ async def start(update: Update, context: NewsContext) -> None:
         await _deep_link(update, context, chat.id, payload)
         return
     services = context.services
+    name = esc(services.settings.name)
     text = (
-        "Welcome to <b>newsbot</b>! Pick the sections you want alerts from — tap again to remove. "
+        f"Welcome to <b>{name}</b>! Pick the sections you want alerts from — tap again to remove. "
         "Follow words with /follow, e.g. <code>/follow drones</code>. /help lists everything."
         + _channel_lines(services)
     )
@@ -89,24 +90,25 @@ async def start(update: Update, context: NewsContext) -> None:
 
 async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload: str) -> None:
     services = context.services
+    name = esc(services.settings.name)
     keyboard = await section_keyboard(context, chat_id)
     topic, forum = topic_of(update), in_forum(update)
     if payload.startswith("kw-"):
         keyword = payload[3:].replace("_", " ")
         report = await readers.follow(services, chat_id, f'"{keyword}"', thread_id=topic, forum=forum)
         body = follow_text(report, services.settings.max_subscriptions, topic)
-        await reply(update, f"Welcome to <b>newsbot</b>! {body}\nPick sections too, if you like:", keyboard)
+        await reply(update, f"Welcome to <b>{name}</b>! {body}\nPick sections too, if you like:", keyboard)
         return
     section = find_section(services.sections, payload)
     if section is None:
-        await reply(update, f"Welcome to <b>newsbot</b>! Unknown section “{echo(payload, 40)}”. "
+        await reply(update, f"Welcome to <b>{name}</b>! Unknown section “{echo(payload, 40)}”. "
                             f"Sections: {esc(sections_text(services.sections))}.", keyboard)
         return
     outcome = await readers.add(
         services, chat_id, "section", section.slug, section.slug, thread_id=topic, forum=forum
     )
     text = {
-        Outcome.ADDED: f"Welcome to <b>newsbot</b>! You now get alerts from <b>{esc(section.name)}</b>.",
+        Outcome.ADDED: f"Welcome to <b>{name}</b>! You now get alerts from <b>{esc(section.name)}</b>.",
         Outcome.EXISTS: f"Welcome back! You already follow <b>{esc(section.name)}</b>.",
         Outcome.MOVED: f"Welcome back! <b>{esc(section.name)}</b> alerts now come to {_where(topic)}.",
         Outcome.LIMIT: esc(limit_text(services.settings.max_subscriptions)),

@@ -189,7 +189,7 @@ def write_docs(path: Path, rows: Sequence[Row], info: dict[str, str], total_s: f
     lines = [
         "# Benchmarks",
         "",
-        "The latest figures of `python -m bench --write-docs` (targets: DESIGN.md, \"How fast\").",
+        "The latest figures of `python -m bench --write-docs` (each figure with its target, below).",
         "Every figure is measured in the same run as its baseline and its **floor**, the least",
         "work the same operation could do (a bare `sqlite3` statement returning the same rows,",
         "`feedparser.parse` alone, a bare send loop, the database at day 7), on the same data. The",
@@ -234,8 +234,8 @@ def write_docs(path: Path, rows: Sequence[Row], info: dict[str, str], total_s: f
 TARGETS = """
 ## Targets
 
-Each target is a ratio to something measured in the same run, on the same data (DESIGN.md,
-"How fast"); the absolute figures are shown for information.
+Each target is a ratio to something measured in the same run, on the same data; the
+absolute figures are shown for information.
 
 | figure | target |
 | --- | --- |

@@ -35,10 +35,10 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
-from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.lanes import Planner
-from bot.pipeline.poll import enqueue_alerts
 from bot.pipeline.ratelimit import RateLimits
+from bot.stages.deliver import Dispatcher
+from bot.stages.poll import enqueue_alerts
 from storage import articles, broadcasts, chats, outbox, subscriptions
 from storage.db import Database
 from storage.models import Article

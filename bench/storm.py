@@ -56,6 +56,7 @@ from bench.newsday import (
     SECTIONS,
     SimTelegram,
     VirtualClock,
+    _feeds_file,
     _settle,
     make_day,
     seed_database,
@@ -203,12 +204,6 @@ async def run(name: str, db_path: Path, plan: Plan, *, storm: bool, work: Path, 
         await dispatcher.stop(timeout=1)
         await services.close()
     return result
-
-
-def _feeds_file(work: Path) -> Path:
-    path = work / "feeds.toml"
-    path.write_text("[sections]\n" + "".join(f'{s} = "{s.title()}"\n' for s in SECTIONS))
-    return path
 
 
 async def _backlog(services: Services) -> int:

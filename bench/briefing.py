@@ -32,8 +32,8 @@ from bench.common import Row, bot_settings, figure, percentile, print_rows
 from bench.newsday import SimTelegram, VirtualClock, _settle
 from bot import briefings, localtime
 from bot.context import Services, open_services
-from bot.pipeline.deliver import Dispatcher
-from bot.pipeline.poll import enqueue_alerts
+from bot.stages.deliver import Dispatcher
+from bot.stages.poll import enqueue_alerts
 from storage import articles, due, outbox
 from storage.db import Database
 from storage.models import Article

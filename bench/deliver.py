@@ -206,8 +206,8 @@ async def run_dispatcher(
     messages as they were due (for the baseline to send the same)."""
     from bot.context import open_services
     from bot.pipeline.botapi import BotApi
-    from bot.pipeline.deliver import Dispatcher
     from bot.pipeline.ratelimit import RateLimits
+    from bot.stages.deliver import Dispatcher
     from storage import due, outbox
 
     settings = bot_settings(fake.api_url, fake.token, db_path)

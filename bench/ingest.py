@@ -297,7 +297,7 @@ async def poll_304(work: Path, feeds: int, items: int, repeat: int, seed: int) -
     import httpx
 
     from bot.context import open_services
-    from bot.pipeline.poll import poll_due_feeds
+    from bot.stages.poll import poll_due_feeds
     from tests.fakes.feed_server import FeedServer
 
     rng = random.Random(seed)

@@ -3,7 +3,7 @@
     python -m bench.newsday [--readers 20000] [--stories 150] [--seed 7]
 
 The real matcher (bot.pipeline.match), outbox (storage.outbox, a real SQLite file) and
-dispatcher (bot.pipeline.deliver with its planner and rate limits) run a whole day in
+dispatcher (bot.stages.deliver with its planner and rate limits) run a whole day in
 minutes: time is a `VirtualClock` that jumps to the next thing anyone waits for once
 everything runnable has run (the database's own work takes no simulated time). Telegram is
 simulated in-process (`SimTelegram`): 40 ms per request, its limits enforced at arrival (30
@@ -59,9 +59,9 @@ from typing import Any
 from bench.common import Row, bot_settings, figure, percentile, print_rows
 from bot.context import Services, open_services
 from bot.pipeline.botapi import Answer
-from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.lanes import Planner
-from bot.pipeline.poll import enqueue_alerts
+from bot.stages.deliver import Dispatcher
+from bot.stages.poll import enqueue_alerts
 from storage import articles, broadcasts, due
 from storage.db import Database
 from storage.models import Article

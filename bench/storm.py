@@ -12,7 +12,7 @@ does (an edit that changes nothing is refused as "message is not modified").
 and every one of them the keyword of one story, published at the start: its alert goes to
 all of them. Then, at every poll (NEWSBOT_POLL_SECONDS, 60 s) for `--minutes`, its headline
 changes, stored as the poller stores it (storage.articles.store_articles finds the
-correction) and enqueued as the poller does (bot.pipeline.poll.enqueue_alerts: an edit for
+correction) and enqueued as the poller does (bot.stages.poll.enqueue_alerts: an edit for
 every message already sent). Meanwhile `--stories` ordinary stories arrive at random times,
 each found 0-60 s after it was published. The same readers, stories and times run twice, in
 two processes: with the storm, and with the headline never changing (the calm run: the
@@ -56,14 +56,15 @@ from bench.newsday import (
     SECTIONS,
     SimTelegram,
     VirtualClock,
+    _feeds_file,
     _settle,
     make_day,
     seed_database,
 )
 from bot.context import Services, open_services
 from bot.pipeline.botapi import Answer
-from bot.pipeline.deliver import Dispatcher
-from bot.pipeline.poll import enqueue_alerts
+from bot.stages.deliver import Dispatcher
+from bot.stages.poll import enqueue_alerts
 from storage import articles, due
 from storage.models import Article
 
@@ -203,12 +204,6 @@ async def run(name: str, db_path: Path, plan: Plan, *, storm: bool, work: Path, 
         await dispatcher.stop(timeout=1)
         await services.close()
     return result
-
-
-def _feeds_file(work: Path) -> Path:
-    path = work / "feeds.toml"
-    path.write_text("[sections]\n" + "".join(f'{s} = "{s.title()}"\n' for s in SECTIONS))
-    return path
 
 
 async def _backlog(services: Services) -> int:
@@ -358,7 +353,7 @@ def rows_of(results: dict[str, RunResult], args: argparse.Namespace) -> list[Row
         f"correction storm: enqueueing one correction (edits for up to {args.readers:,} messages), p50 / max",
         _p(cost, 50), "ms", better="lower", passed=None,
         value_text=f"{_p(cost, 50):,.0f} / {max(cost, default=0.0):,.0f} ms",
-        detail={"note": "real time of bot.pipeline.poll.enqueue_alerts for the corrected story (the writer "
+        detail={"note": "real time of bot.stages.poll.enqueue_alerts for the corrected story (the writer "
                         "is held meanwhile); the simulated clock stands still while it runs"},
     ))
     return rows

@@ -66,8 +66,8 @@ from bot.context import Services, open_services
 from bot.health import check_health
 from bot.newsroom import figures as newsroom_figures
 from bot.pipeline.botapi import Answer
-from bot.pipeline.deliver import LOAD_PER_LANE, Dispatcher
 from bot.pipeline.ratelimit import RateLimits
+from bot.stages.deliver import LOAD_PER_LANE, Dispatcher
 from storage import articles, broadcasts, due, outbox
 from storage.outbox import Match, SentBatch
 

@@ -25,11 +25,11 @@ from bot.context import feed_client, open_services, read_feeds_config
 from bot.logs import setup_logging
 from bot.pipeline import fetch, parse
 from bot.pipeline.discover import Offer, find_source
-from bot.pipeline.poll import enqueue_unmatched, poll_due_feeds
 from bot.pipeline.sources import KIND_NAMES, read_document
 from bot.pipeline.urls import redact_url
 from bot.render import plural
 from bot.runner import run_bot
+from bot.stages.poll import enqueue_unmatched, poll_due_feeds
 from storage import backup as storage_backup
 from storage.db import StorageError
 from storage.lock import ProcessLock

@@ -43,11 +43,11 @@ from bot.commands.admin import resume_broadcasts
 from bot.config import Settings
 from bot.context import NewsApp, Services, open_services
 from bot.logs import log_loop_errors
-from bot.pipeline import websub
 from bot.pipeline.botapi import BotApi
-from bot.pipeline.deliver import Dispatcher
-from bot.pipeline.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.pipeline.ratelimit import RateLimits
+from bot.stages import websub
+from bot.stages.deliver import Dispatcher
+from bot.stages.poll import catch_up_alerts, enqueue_unmatched, start_schedule
 from bot.web import WebServer
 from storage import feeds, maintenance
 from storage.db import StorageError

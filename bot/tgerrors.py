@@ -1,5 +1,5 @@
 """How to read Telegram's refusals where code must tell them apart (handlers and progress
-messages; the dispatcher reads raw answers in bot.pipeline.deliver)."""
+messages; the dispatcher reads raw answers in bot.stages.deliver)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@
 | --- | --- | --- | --- |
 | GET, HEAD | /healthz | health (JSON), bot.health | always |
 | GET, HEAD | /metrics | Prometheus text, bot.health | always |
-| POST | /ping | a publish ping, bot.pipeline.ping | with NEWSBOT_PING_SECRET |
-| GET, POST | /websub/<token> | WebSub verification and deliveries, bot.pipeline.websub | with NEWSBOT_PUBLIC_URL |
+| POST | /ping | a publish ping, bot.stages.ping | with NEWSBOT_PING_SECRET |
+| GET, POST | /websub/<token> | WebSub verification and deliveries, bot.stages.websub | with NEWSBOT_PUBLIC_URL |
 
 Anything else is the same 404. A few lines of HTTP/1.1 on asyncio.start_server rather than
 another dependency: one request per connection, answered and closed. The request head must
@@ -25,7 +25,7 @@ from http import HTTPStatus
 
 from bot.context import Services
 from bot.health import METRICS_TYPE, check_health, metrics_text
-from bot.pipeline import ping, websub
+from bot.stages import ping, websub
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The websub table: one WebSub subscription per feed (bot.pipeline.websub decides, this
+"""The websub table: one WebSub subscription per feed (bot.stages.websub decides, this
 keeps). The token names the callback URL and the secret signs deliveries: neither is ever
 shown or logged.
 

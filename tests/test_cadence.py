@@ -78,7 +78,7 @@ class _Clock:
 
 def test_pacing_follows_the_feed_and_its_push() -> None:
     clock = _Clock()
-    pacing = Pacing(load_settings({}, env_file=None), clock)  # type: ignore[arg-type]
+    pacing = Pacing(load_settings({}, env_file=None), clock)
     assert pacing.interval(1, jitter=False) == pytest.approx(60)  # nothing known: the usual minute
     pacing.saw(1, [clock.wall - 600 * n for n in range(6)])  # every ten minutes, the last just now
     assert pacing.interval(1, jitter=False) == pytest.approx(max(10, rule(600)))

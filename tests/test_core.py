@@ -118,6 +118,18 @@ def test_corrections_alone_take_the_whole_rate() -> None:
     assert len(sent) == 30 and all(launch.kind is EDIT for launch in sent)
 
 
+def test_a_chats_new_alert_goes_before_its_older_edit() -> None:
+    """In a chat's own queue an edit ranks last: a reader's new story is not kept a second
+    (a private chat's one message a second) behind a correction of an older one."""
+    c = core()
+    edit = row(7, LANE_EDIT, kind="edit", due=WALL - 30)
+    alert = row(7, LANE_PERSONAL, due=WALL)
+    c.view([edit, alert], mono=0.0, wall=WALL)
+    sent = run(c, 1.5)
+    assert [launch.batch[0].id for launch in sent] == [alert.id, edit.id]
+    assert [launch.kind for launch in sent][1] is EDIT
+
+
 @pytest.mark.parametrize(
     ("chats", "seconds", "most"),
     [

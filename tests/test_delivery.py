@@ -35,10 +35,10 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
-from bot.pipeline.deliver import Dispatcher
 from bot.pipeline.lanes import Planner
-from bot.pipeline.poll import enqueue_alerts
 from bot.pipeline.ratelimit import RateLimits
+from bot.stages.deliver import Dispatcher
+from bot.stages.poll import enqueue_alerts
 from storage import articles, broadcasts, chats, outbox, subscriptions
 from storage.db import Database
 from storage.models import Article
@@ -185,32 +185,6 @@ async def dispatching(
 
 
 # --- 1. limits ---------------------------------------------------------------------------------
-
-
-def test_window_counts_sends_in_flight_as_now_and_answered_ones_at_their_answer() -> None:
-    limits = RateLimits(global_rate=3, private_interval=1.0, group_per_minute=2, margin=0.0)
-    for _ in range(3):
-        limits.begin()
-    # Three sends in flight fill a window of three, however long ago they started.
-    assert limits.global_ready_at(100.0) > 100.0
-    limits.end(1, 100.5)
-    limits.end(2, 100.7)
-    limits.end(-5, 100.9)
-    # Telegram may have counted the first one as late as its answer: free again 1 s after it.
-    assert limits.global_ready_at(101.0) == pytest.approx(101.5)
-    assert limits.global_ready_at(101.6) == 101.6
-    assert limits.chat_ready_at(1, 101.0) == pytest.approx(101.5)
-    assert limits.chat_ready_at(3, 101.0) == 101.0
-    limits.begin()
-    limits.end(-5, 101.0)
-    assert limits.chat_ready_at(-5, 101.0) == pytest.approx(160.9)  # 2 per minute for a group
-    # A request that never went out (its row was cancelled meanwhile) is not counted.
-    limits.begin()
-    limits.end(4, 101.2, sent=False)
-    assert limits.chat_ready_at(4, 101.3) == 101.3
-    limits.hold(3, 105.0)
-    assert limits.chat_ready_at(3, 101.0) == 105.0
-
 
 
 async def test_thousand_alerts_to_300_chats_within_limits_exactly_once(

@@ -5,7 +5,7 @@ entity tricks, sanitiser cases, with their licence) lives in
 `tests/data/feed-corpus/`; `NEWSBOT_FEED_CORPUS` points elsewhere. Its absence is a failure,
 not a skip: a green run must mean the corpus was read.
 
-Each document is handed to `bot.pipeline.poll.store_document` as the fetch stage would
+Each document is handed to `bot.stages.poll.store_document` as the fetch stage would
 hand it over (a `FetchResult` with the headers the file declares), for a primed feed with a
 reader following its section, on a real SQLite file: parse, store, match and enqueue.
 """
@@ -27,7 +27,7 @@ from bot.config import load_settings
 from bot.context import Services, open_services
 from bot.pipeline.fetch import FetchResult
 from bot.pipeline.parse import ParseError
-from bot.pipeline.poll import poll_feed, store_document
+from bot.stages.poll import poll_feed, store_document
 from storage import articles, chats, feeds, subscriptions
 from storage.models import Feed, SectionRule
 from tests.conftest import CORPUS, SAMPLE_FEED

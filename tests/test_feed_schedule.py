@@ -21,8 +21,8 @@ from bot import newsroom
 from bot.config import load_settings
 from bot.context import Services, load_matcher_index, open_services
 from bot.health import metrics_text
-from bot.pipeline.poll import start_schedule
 from bot.pipeline.schedule import backoff_seconds
+from bot.stages.poll import start_schedule
 from storage import chats, feeds, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.harness import write_feeds_file
@@ -125,7 +125,7 @@ async def test_a_failing_feed_is_tried_within_the_cap_and_recovers_at_its_next_t
     (NEWSBOT_FEED_BACKOFF_MAX's default; it was 6 hours). The log says once that the feed
     fails and once that it recovered; /metrics says which feed fails meanwhile. The story
     published as it recovers is alerted at the next try, within the cap."""
-    caplog.set_level(logging.DEBUG, logger="bot.pipeline.poll")
+    caplog.set_level(logging.DEBUG, logger="bot.stages.poll")
     services = await open_newsroom(tmp_path, clock, [server.url_for("/feed.xml")])
     try:
         server.serve("/feed.xml", rss([item(0, clock.time() - HOUR)]))

@@ -12,7 +12,7 @@ import pytest
 from bot.errors import NOTICE
 from bot.flood import FLOOD_UPDATES, SLOW_DOWN
 from bot.pipeline.parse import parse_feed
-from bot.pipeline.poll import enqueue_alerts
+from bot.stages.poll import enqueue_alerts
 from storage import articles, chats, subscriptions
 from storage.db import Database
 from tests.conftest import SAMPLE_FEED

@@ -19,7 +19,7 @@ import pytest
 
 from bot.health import UPDATES_STALE
 from bot.metrics import COUNTERS, GAUGES
-from bot.pipeline.poll import poll_due_feeds
+from bot.stages.poll import poll_due_feeds
 from storage import outbox, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram

@@ -14,8 +14,8 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.context import Services, open_services
-from bot.pipeline.poll import poll_due_feeds
 from bot.runner import Runtime, running
+from bot.stages.poll import poll_due_feeds
 from storage import articles, identity, maintenance
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall

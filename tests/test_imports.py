@@ -108,6 +108,32 @@ def test_imports_have_no_cycle() -> None:
     assert find_cycle(import_graph(MODULES)) is None
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph with bot's sub-packages (bot.pipeline, bot.stages, bot.commands) each
+    drawn as one node."""
+
+    def node(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if parts[0] == "bot" and len(parts) > 2 else module
+
+    packages: dict[str, set[str]] = {}
+    for module, edges in graph.items():
+        packages.setdefault(node(module), set()).update(node(e) for e in edges)
+    return {name: edges - {name} for name, edges in packages.items()}
+
+
+def test_packages_have_no_cycle() -> None:
+    """bot.pipeline (parts that know nothing of the running bot) ← bot.context (the running
+    bot's Services, built from them) ← bot.stages (the stages as the bot runs them)."""
+    packages = package_graph(import_graph(MODULES))
+    assert "bot.context" in packages["bot.stages"] and "bot.pipeline" in packages["bot.context"]
+    assert find_cycle(packages) is None
+    assert not {"bot.context", "bot.stages"} & packages["bot.pipeline"]
+    assert find_cycle(package_graph({"bot.a.x": {"bot.b.y"}, "bot.b.y": {"bot.c"}, "bot.c": {"bot.a.z"}})) == [
+        "bot.a", "bot.b", "bot.c", "bot.a",
+    ]
+
+
 def test_storage_imports_nothing_of_bot() -> None:
     graph = import_graph(MODULES)
     assert {m: sorted(e) for m, e in graph.items() if m.startswith("storage") and any(
@@ -267,8 +293,8 @@ GONE = {
     "storage.due": ("is_alert",),
     "storage.chats": ("active_chat_ids",),
     "bot.callbacks": ("unpack_int",),
-    "bot.pipeline.deliver": ("last_loop_at",),
-    "bot.pipeline.poll": ("FUTURE_SKEW",),
+    "bot.stages.deliver": ("last_loop_at",),
+    "bot.stages.poll": ("FUTURE_SKEW",),
 }
 
 
@@ -288,7 +314,7 @@ def _defined(tree: ast.Module) -> set[str]:
 
 def test_dead_code_is_gone() -> None:
     assert {"Article", "Chat"} <= _defined(MODULES["storage.models"])  # the check sees names
-    assert "planner" in _defined(MODULES["bot.pipeline.deliver"])  # and self.x attributes
+    assert "planner" in _defined(MODULES["bot.stages.deliver"])  # and self.x attributes
     left = {module: sorted(set(names) & _defined(MODULES[module])) for module, names in GONE.items()}
     assert {m: n for m, n in left.items() if n} == {}
     # Nobody uses them either (a call to a removed name would fail only when it runs).

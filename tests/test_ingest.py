@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.context import Services, load_matcher_index, open_services
-from bot.pipeline.poll import poll_due_feeds
+from bot.stages.poll import poll_due_feeds
 from storage import articles, chats, feeds, subscriptions
 from tests.conftest import REPO, SAMPLE_FEED
 from tests.fakes.feed_server import FeedServer

@@ -15,7 +15,7 @@ import pytest
 from bot.config import load_settings
 from bot.context import Services, load_matcher_index, open_services
 from bot.pipeline.parse import FUTURE_TOLERANCE
-from bot.pipeline.poll import catch_up_alerts, poll_due_feeds
+from bot.stages.poll import catch_up_alerts, poll_due_feeds
 from storage import articles, chats, feeds, subscriptions
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram

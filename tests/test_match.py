@@ -15,7 +15,7 @@ from bot.config import load_settings
 from bot.context import open_services
 from bot.keywords import KeywordError, normalise_keyword
 from bot.pipeline.match import Matcher, MatcherStats, MatchResult
-from bot.pipeline.poll import enqueue_alerts
+from bot.stages.poll import enqueue_alerts
 from storage import articles, chats, outbox, subscriptions
 from storage.db import Database
 from storage.models import Article, Subscription

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.pipeline.websub import VERIFY_WAIT, signature_ok
+from bot.stages.websub import VERIFY_WAIT, signature_ok
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.websub_hub import Hub
@@ -358,7 +358,7 @@ async def test_a_hub_inside_the_network_is_refused_by_default(
     gets no request. (The feed itself is on the public side here: the hub is asked about
     directly after the poll that named it.)"""
     from bot.context import open_services
-    from bot.pipeline import websub as websub_stage
+    from bot.stages import websub as websub_stage
     from storage import feeds
 
     caplog.set_level(logging.INFO, logger="bot")

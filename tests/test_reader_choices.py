@@ -23,7 +23,7 @@ import pytest
 from bot import briefings, localtime, readers
 from bot.context import Services, open_services
 from bot.pipeline.botapi import BotApi
-from bot.pipeline.deliver import RELOAD_SECONDS, Dispatcher
+from bot.stages.deliver import RELOAD_SECONDS, Dispatcher
 from storage import articles, broadcasts, chats, due, outbox
 from storage.models import Article
 from tests.fakes.telegram_api import FakeTelegram

@@ -23,7 +23,7 @@ from telegram.ext import TypeHandler
 
 from bot.context import NewsApp, NewsContext, Services
 from bot.flood import FloodGuard
-from bot.pipeline import poll
+from bot.stages import poll
 from storage import articles, chats, subscriptions
 from storage.models import Article, Subscription
 from tests.fakes.telegram_api import FakeTelegram, RecordedCall, validate_telegram_html

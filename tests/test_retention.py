@@ -244,3 +244,32 @@ async def test_a_story_listed_again_counts_from_its_last_listing(db: Database) -
     await add_stories(db, [replace(first, fetched_at=T0 + 5 * DAY)])
     assert (await maintenance.prune(db, outbox_days=7, archive_days=4, now=T0 + 8 * DAY)).articles == 0
     assert (await maintenance.prune(db, outbox_days=7, archive_days=4, now=T0 + 10 * DAY)).articles == 1
+
+
+async def fts_bytes(db: Database) -> int:
+    return int(await db.scalar("SELECT sum(length(block)) FROM articles_fts_data") or 0)
+
+
+async def test_the_search_index_shrinks_with_the_archive(db: Database, tmp_path: Path) -> None:
+    """Stories leaving the archive leave the search index's pages too (the merge step after
+    each batch): twenty days of stories pruned to the last two (the 48 hours a story can be corrected in)
+    take about the room of those days' stories alone, not the room of all twenty."""
+    for day in range(20):
+        async with db.write() as conn:
+            await articles.store_articles(conn, [story(day * 100 + n, T0 + day * DAY) for n in range(100)], now=T0 + day * DAY)
+    full = await fts_bytes(db)
+    while (await maintenance.prune(db, outbox_days=7, archive_days=1, now=T0 + 19.5 * DAY, batch=100)).articles:
+        pass
+    assert await articles.count_articles(db) == 200
+
+    fresh = await Database.open(tmp_path / "fresh.db")
+    try:
+        for day in (18, 19):
+            async with fresh.write() as conn:
+                await articles.store_articles(conn, [story(day * 100 + n, T0 + day * DAY) for n in range(100)], now=T0 + day * DAY)
+        alone = await fts_bytes(fresh)
+    finally:
+        await fresh.close()
+    pruned = await fts_bytes(db)
+    assert pruned < full / 5
+    assert pruned <= 1.5 * alone, (pruned, alone, full)

@@ -25,7 +25,7 @@ from bot.context import Services, open_services
 from bot.keywords import KeywordError, normalise_keyword
 from bot.pipeline.fetch import FetchResult
 from bot.pipeline.match import Matcher
-from bot.pipeline.poll import store_document
+from bot.stages.poll import store_document
 from storage import articles, feeds, words
 from storage.db import Database
 from storage.models import Article, Feed, SectionRule, Subscription

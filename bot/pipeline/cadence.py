@@ -38,10 +38,9 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from bot.clock import Clock
-from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def max_age(headers: dict[str, str]) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A signed WebSub delivery waiting for its feed's poll (bot.pipeline.websub)."""
+    """A signed WebSub delivery waiting for its feed's poll (bot.stages.websub)."""
 
     body: bytes
     content_type: str | None
@@ -93,10 +92,23 @@ class FeedPace:
     pushes: int = 0
 
 
+class PollSettings(Protocol):
+    """The settings pacing reads (bot.config.Settings has them)."""
+
+    @property
+    def poll_fixed(self) -> bool: ...
+    @property
+    def poll_seconds(self) -> float: ...
+    @property
+    def poll_min(self) -> float: ...
+    @property
+    def poll_max(self) -> float: ...
+
+
 class Pacing:
     """Every feed's pace, in memory (rebuilt after a restart from the stored stories)."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: PollSettings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
         self._paces: dict[int, FeedPace] = {}

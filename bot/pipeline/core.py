@@ -1,6 +1,6 @@
 """The delivery core: which message goes next, when, and what each answer means for it —
 decided from plain values (the due rows, the limits, the lanes, the outage, the time), with
-no I/O. bot.pipeline.deliver is the shell around it: it reads the rows, renders, sends, and
+no I/O. bot.stages.deliver is the shell around it: it reads the rows, renders, sends, and
 records what the core decided. Every rule here is tested table-style (tests/test_core.py).
 
 * **Choosing** (`plan`): the lanes' planner (bot.pipeline.lanes) names the chat, the limits

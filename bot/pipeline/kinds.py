@@ -17,43 +17,37 @@ new alert never waits behind an edit. Every kind a chat gets counts toward that 
 limit (one message a second, 20 a minute in groups). Attempts: only answers that single out
 the message or the chat count (bot.pipeline.answers); every kind alike.
 
-`render` is the kind's function in bot.pipeline.compose (what the message says).
+What each kind says is rendered by bot.stages.compose (`compose.RENDERERS`, by kind name);
+this table knows nothing of the running bot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-from bot.context import Services
-from bot.pipeline import compose
-from bot.pipeline.compose import Request
 from storage.due import DueMessage
 from storage.outbox import LANE_BROADCAST, LANE_EDIT, LANE_PERSONAL
-
-Renderer = Callable[[Services, Sequence[DueMessage]], Awaitable[Request | None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Kind:
     name: str
     rank: int
-    render: Renderer | None = field(repr=False)  # None: not sent by the dispatcher (replies)
     paid: bool = False
     quiet: Literal["held", "urgent", "never"] = "held"  # "urgent": held unless urgent
     method: str = "sendMessage"
     lane: int | None = None  # None: the row's own (an alert's depends on why it matched)
 
 
-ALERT = Kind("alert", 1, compose.alert)
-COMBINED = Kind("combined", 1, compose.combined)
-BROADCAST = Kind("broadcast", 0, compose.broadcast, quiet="urgent", lane=LANE_BROADCAST)
-PAID = Kind("paid", 0, compose.paid, paid=True, quiet="urgent", lane=LANE_BROADCAST)
-BRIEFING = Kind("briefing", 2, compose.briefing, lane=LANE_PERSONAL)
-POST = Kind("post", 2, compose.post, quiet="never", lane=LANE_PERSONAL)
-EDIT = Kind("edit", 3, compose.edit, quiet="never", method="editMessageText", lane=LANE_EDIT)
-REPLY = Kind("reply", 0, None, quiet="never")
+ALERT = Kind("alert", 1)
+COMBINED = Kind("combined", 1)
+BROADCAST = Kind("broadcast", 0, quiet="urgent", lane=LANE_BROADCAST)
+PAID = Kind("paid", 0, paid=True, quiet="urgent", lane=LANE_BROADCAST)
+BRIEFING = Kind("briefing", 2, lane=LANE_PERSONAL)
+POST = Kind("post", 2, quiet="never", lane=LANE_PERSONAL)
+EDIT = Kind("edit", 3, quiet="never", method="editMessageText", lane=LANE_EDIT)
 
 # A row's kind as stored → its kind when it goes alone.
 BY_ROW = {"alert": ALERT, "broadcast": BROADCAST, "briefing": BRIEFING, "post": POST, "edit": EDIT}

@@ -1,6 +1,6 @@
 """Every feed on its own time: one task per feed, waiting on the monotonic clock.
 
-A feed's task sleeps until the feed is due, polls it (bot.pipeline.poll), and sleeps again
+A feed's task sleeps until the feed is due, polls it (bot.stages.poll), and sleeps again
 for as long as the poll says: the poll interval after a success, the back-off after a
 failure. No feed waits for another: there are no rounds, so a feed that hangs, trickles or
 sends megabytes holds up its own task and one fetch slot, nothing else.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,3 +137,12 @@ def items(rows: Sequence[DueMessage]) -> list[render.Item]:
         for m in rows
         if m.article is not None
     ]
+
+
+Renderer = Callable[[Services, Sequence[DueMessage]], Awaitable[Request | None]]
+
+# Each kind of bot.pipeline.kinds by name → what its message says.
+RENDERERS: dict[str, Renderer] = {
+    "alert": alert, "combined": combined, "broadcast": broadcast, "paid": paid,
+    "briefing": briefing, "post": post, "edit": edit,
+}

@@ -29,11 +29,12 @@ from bot.clock import WallMark
 from bot.context import Services
 from bot.pipeline.answers import Reading, Verdict, no_answer, read_answer
 from bot.pipeline.botapi import Answer, Sender, Unreachable
-from bot.pipeline.compose import Request
 from bot.pipeline.core import Action, Core, Defer, Launch
 from bot.pipeline.kinds import EDIT, batch_kind
 from bot.pipeline.lanes import COMBINE_MAX, Planner
 from bot.pipeline.ratelimit import RateLimits
+from bot.stages import compose
+from bot.stages.compose import Request
 from storage import broadcasts, chats, due, outbox
 from storage.db import GroupCommit, StorageError
 from storage.due import DueMessage
@@ -300,9 +301,7 @@ class Dispatcher:
 
     async def _request(self, launch: Launch) -> Request | None:
         """What the batch says; None when there is nothing to send (recorded here)."""
-        render = launch.kind.render
-        assert render is not None
-        request = await render(self.services, launch.batch)
+        request = await compose.RENDERERS[launch.kind.name](self.services, launch.batch)
         ids = [m.id for m in launch.batch]
         now = self.clock.time()
         if request is None:

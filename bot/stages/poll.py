@@ -6,7 +6,7 @@ alerts are queued as soon as its stories are stored, whatever any other feed is 
 the fetch is bounded by the feed's fetch budget (3 × NEWSBOT_FETCH_TIMEOUT, waiting for a
 fetch slot included); parsing runs in a thread, and storing is never cut short. How long
 until the next poll is bot.pipeline.cadence's rule; a WebSub delivery's document is stored
-through the same path as a fetched one (bot.pipeline.websub).
+through the same path as a fetched one (bot.stages.websub).
 
 A failing feed is tried again after its back-off (`backoff_seconds`: the poll interval,
 doubling, at most NEWSBOT_FEED_BACKOFF_MAX) or when its server's Retry-After says, whichever
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.context import Services
-from bot.pipeline import websub
 from bot.pipeline.cadence import Delivery, max_age
 from bot.pipeline.enrich import enrich_entries
 from bot.pipeline.fetch import FetchError, FetchResult, fetch_feed
@@ -30,6 +29,7 @@ from bot.pipeline.parse import ParsedFeed, ParseError
 from bot.pipeline.schedule import backoff_seconds
 from bot.pipeline.sources import read_document
 from bot.pipeline.urls import redact_url
+from bot.stages import websub
 from storage import articles, feeds, outbox
 from storage.articles import Stored
 from storage.db import StorageError

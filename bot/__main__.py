@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import re
@@ -40,12 +41,22 @@ log = logging.getLogger("newsbot")
 CHECK_RULE = SectionRule(kind="category")
 
 
+def package_version() -> str:
+    """The installed package's version: pyproject.toml's, as the install recorded it in the
+    package metadata (the one place it is written)."""
+    try:
+        return importlib.metadata.version("newsbot")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbot",
         description="Telegram news alerts from a news site's feeds. Settings come from NEWSBOT_* "
         "environment variables or a .env file (see README).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(
         "run",

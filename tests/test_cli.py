@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -19,6 +21,25 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSBOT_")}
     env.update({"PYTHONPATH": str(REPO), "NEWSBOT_DB": str(tmp_path / "newsbot.db"), **extra})
     return env
+
+
+def test_version_is_pyprojects_and_the_changelog_has_its_release(tmp_path: Path) -> None:
+    """`newsbot --version` prints pyproject.toml's version (through the installed package's
+    metadata: an install older than the tree fails here), with no settings needed; the
+    changelog has that release, dated, with its upgrading notes, under an Unreleased section."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert version == "0.2.0"
+    env = {k: v for k, v in env_for(tmp_path).items() if k != "NEWSBOT_DB"}
+    out = subprocess.run([sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, timeout=60,
+                         env={**env, "NEWSBOT_TIMEZONE": "Mars/Olympus_Mons"}, cwd=REPO)
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"newsbot {version}\n", "")
+
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    releases = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", changelog, flags=re.M)
+    assert releases == [("Unreleased", ""), ("0.2.0", "2026-12-06"), ("0.1.0", "2026-11-27")]
+    section = changelog.split("## [0.2.0] - 2026-12-06\n", 1)[1].split("\n## [", 1)[0]
+    for heading in ("### For readers", "### For admins", "### For operators", "### Upgrading"):
+        assert f"\n{heading}\n" in section, heading
 
 
 def test_run_without_token_is_one_clear_line(tmp_path: Path) -> None:

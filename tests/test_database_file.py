@@ -23,7 +23,8 @@ from storage.db import Database, newest_schema
 from storage.lock import ProcessLock
 from tests.conftest import REPO
 from tests.fakes.telegram_api import FakeTelegram
-from tests.harness import store_sample
+from tests.harness import ask, bot_settings, running_bot, store_sample
+from tests.simtime import SimClock
 from tests.test_operator import LOCKED, newsbot, run_env
 
 RESTORE = 'restore the last backup made with "newsbot backup" (docs/operations.md, "Restore")'
@@ -221,3 +222,28 @@ async def test_the_start_check_stops_at_its_time_limit_and_says_so(tmp_path: Pat
     await db.close()
     [checked] = [r.getMessage() for r in caplog.records if "database check" in r.getMessage()]
     assert checked.startswith(f"database checked path={db_path} seconds="), checked
+
+
+async def test_a_0_1_database_is_migrated_at_start_keeping_its_readers(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Upgrading from 0.1.0: its file (schema 2, written by migrations 0001 and 0002, which
+    have not changed since) is brought to the newest schema when the bot starts, and its
+    readers and their subscriptions go on as they were."""
+    settings = bot_settings(sim_tg, tmp_path)
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        for name in ("0001_init.sql", "0002_broadcast_final_counts.sql"):
+            conn.executescript((REPO / "storage" / "migrations" / name).read_text(encoding="utf-8"))
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("INSERT INTO chats (id, type, created_at, updated_at) VALUES (4242, 'private', 0, 0)")
+        conn.execute("INSERT INTO subscriptions (chat_id, kind, value, display, created_at) "
+                     "VALUES (4242, 'keyword', 'drones', 'drones', 0)")
+        conn.commit()
+    async with running_bot(settings, clock=clock):
+        subs = await ask(sim_tg, 4242, "/mysubs")
+        settings_text = await ask(sim_tg, 4242, "/settings")
+    assert "drones" in str(subs["text"])
+    assert "A briefing with nothing new: not sent" in str(settings_text["text"])
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (newest_schema(),)
+        assert conn.execute("SELECT id, active, nothing_new FROM chats").fetchall() == [(4242, 1, 0)]

@@ -167,7 +167,7 @@ def load_settings(
 
     name = get("NEWSBOT_NAME") or DEFAULT_NAME
     if len(name) > MAX_NAME or not name.isprintable():
-        raise ConfigError(f"NEWSBOT_NAME: use 1-{MAX_NAME} printable characters on one line (e.g. Sweden Herald)")
+        raise ConfigError(f"NEWSBOT_NAME: use 1-{MAX_NAME} printable characters on one line (e.g. The Daily Courier)")
 
     timezone = get("NEWSBOT_TIMEZONE") or DEFAULT_TIMEZONE
     if not valid_timezone(timezone):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from telegram import Bot, ChatMember, ChatMemberAdministrator
-from telegram.error import TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.context import Services
 from storage import chats
@@ -35,8 +35,15 @@ async def check(services: Services, bot: Bot) -> None:
         try:
             chat = await bot.get_chat(section.channel)
             member = await bot.get_chat_member(chat.id, bot.id)
-        except TelegramError as exc:
+        except (BadRequest, Forbidden) as exc:
             trouble = f"Telegram answered: {exc}"
+        except TelegramError as exc:
+            # No answer about the channel (a time-out, an outage): what was known stands, so a
+            # /feeds during an outage does not stop a working channel's posts.
+            log.warning("channel not checked section=%s channel=%s error=%s", section.slug, section.channel, exc)
+            if section.slug not in services.channels:
+                services.channel_trouble.setdefault(section.slug, f"not checked yet ({exc})")
+            continue
         else:
             if member.status not in (ChatMember.OWNER, ChatMember.ADMINISTRATOR):
                 trouble = "the bot is not an admin there"

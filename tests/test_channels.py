@@ -206,3 +206,12 @@ async def test_sections_offers_only_channels_the_bot_can_post_in_and_feeds_warns
         again = str((await ask(tg, ADMIN, "/feeds"))["text"])
         assert "@herald_business" not in again and "⚠ Entertainment's channel @herald_fun" in again
         assert "Business — or join @herald_business" in str((await ask(tg, FAN, "/sections"))["text"])
+
+        # Telegram does not answer about the channels for a while: what was known stands.
+        tg.fail_method("getChatMember", 502, seconds=600)
+        during = str((await ask(tg, ADMIN, "/feeds"))["text"])
+        assert "@herald_business" not in during and "@herald_sports" not in during
+        assert "⚠ Entertainment's channel @herald_fun: the bot is not an admin there" in during
+        offered = str((await ask(tg, FAN, "/sections"))["text"])
+        assert "@herald_business" in offered and "@herald_sports" in offered and "@herald_fun" not in offered
+        tg.clear_faults("getChatMember")

@@ -501,13 +501,13 @@ async def test_layered_coding_bomb_is_cut_while_inflating(
     # Every layer is inflated a bounded step at a time: nothing holds more than the cap
     # (plus a step per layer), however much the inner layers would expand to.
     server.huge("/bomb.xml", size, content_encoding=encoding)
-    # The outer layers stay silent until the server has compressed the whole stack.
-    async with make_client(read_timeout=10, allow_private=True) as client:
+    # The outer layers stay silent until the server has compressed the whole stack (about
+    # 2 s per GB of CPU, far more on a busy machine): the read timeout leaves it the time.
+    async with make_client(read_timeout=300, allow_private=True) as client:
         with PeakMemory() as memory:
-            error, elapsed = await fetch_error(client, server.url_for("/bomb.xml"), max_bytes=MB)
+            error, _ = await fetch_error(client, server.url_for("/bomb.xml"), max_bytes=MB)
     assert error.kind == "too_large"
     assert memory.peak < 3 * MB
-    assert elapsed < 15  # the server needs ~2 s per GB to generate the stack
 
 
 @pytest.mark.parametrize(

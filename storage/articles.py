@@ -385,6 +385,11 @@ def _terms(text: str, *, drop_stopwords: bool) -> list[tuple[str, ...]]:
     return terms
 
 
+def only_stopwords(text: str) -> bool:
+    """Whether `text` has words but every one of them is too common to search for ("the")."""
+    return bool(words.tokens(text)) and not _terms(text, drop_stopwords=True)
+
+
 def search_matches(text: str) -> list[str]:
     """The index queries /search asks in turn: every word, then (for several) any of them."""
     terms = _terms(text, drop_stopwords=True)[:16] or _terms(text, drop_stopwords=False)[:16]
@@ -397,7 +402,8 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
 
     Every word (as matching sees it: any case, accents or plural) must appear; if nothing
     has them all, any will do. Words like "the" are ignored, unless there is nothing else
-    ("the who"): a keyword of common words alerts, so its search finds.
+    ("the who"): a keyword of common words alerts, so its search finds. The /search handler
+    asks nothing for such text and says why (`only_stopwords`).
     """
     found: list[Article] = []
     for match in search_matches(text):

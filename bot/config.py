@@ -101,6 +101,7 @@ class Settings:
     paid_rate: float = 1000.0
     paid_concurrency: int = 64
     edit_interval: float = 600.0
+    chart_font: Path | None = None  # a font file for the /stats chart's text
 
     def require_token(self) -> str:
         if not self.token:
@@ -195,6 +196,10 @@ def load_settings(
         if get("NEWSBOT_HTTP_PORT") is None:
             raise ConfigError("NEWSBOT_HTTP_PORT: required with NEWSBOT_PING_SECRET (POST /ping is served there)")
 
+    chart_font = get("NEWSBOT_CHART_FONT")
+    if chart_font is not None and not Path(chart_font).is_file():
+        raise ConfigError("NEWSBOT_CHART_FONT: not a file (a .ttf or .otf font for the /stats chart)")
+
     feeds = get("NEWSBOT_FEEDS")
     return Settings(
         token=token,
@@ -236,6 +241,7 @@ def load_settings(
         paid_rate=_number(get, "NEWSBOT_PAID_RATE", 1000.0, minimum=1.0, maximum=1000.0),
         paid_concurrency=_integer(get, "NEWSBOT_PAID_CONCURRENCY", 64, minimum=1, maximum=512),
         edit_interval=_duration(get, "NEWSBOT_EDIT_INTERVAL", 600.0, minimum=0.0, maximum=86400.0),
+        chart_font=Path(chart_font) if chart_font else None,
     )
 
 

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from storage.counters import LATENCY_BUCKETS
+
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # name → (help, label names)
@@ -25,6 +27,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "newsbot_feed_items_repeated_total": ("Feed items that another item of the same document already was (one story twice).", ()),
     "newsbot_stories_scoped_total": ("New stories stored under a feed-scoped id: their guid was another feed's story's.", ()),
     "newsbot_messages_sent_total": ("Messages delivered to Telegram, by kind (a combined message counts each alert).", ("kind",)),
+    "newsbot_lane_messages_sent_total": ("Messages delivered to Telegram, by delivery lane (broadcasts, personal, sections, corrections; a combined message counts each alert).", ("lane",)),
     "newsbot_messages_failed_total": ("Messages given up on (400, or out of attempts).", ()),
     "newsbot_messages_blocked_total": ("Messages cancelled because the chat blocked the bot or is gone.", ()),
     "newsbot_telegram_errors_total": ("Telegram API errors by kind (429, 5xx, timeout, 403, 400, other).", ("kind",)),
@@ -106,6 +109,11 @@ class Metrics:
             "newsbot_send_seconds", "Time for one send to Telegram, request to answer.",
             buckets=SEND_BUCKETS, registry=self.registry,
         )
+        self._latency = Histogram(
+            "newsbot_alert_latency_seconds",
+            "Time from a story's publication (or first sight, undated) to Telegram accepting its alert.",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
 
@@ -122,6 +130,9 @@ class Metrics:
 
     def observe_send(self, seconds: float) -> None:
         self._send.observe(seconds)
+
+    def observe_alert_latency(self, seconds: float) -> None:
+        self._latency.observe(max(0.0, seconds))
 
     def render(self, gauges: Mapping[str, float | Mapping[str, float]]) -> bytes:
         """The Prometheus text format; `gauges` maps a name to a value, or to values by the

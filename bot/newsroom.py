@@ -5,10 +5,13 @@ Handlers in bot.commands.admin call these; each returns what happened for the re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
+from bot import charts
 from bot.context import Services
 from bot.pipeline.discover import Offer, find_source
 from bot.pipeline.lanes import WEIGHTS
@@ -16,6 +19,9 @@ from bot.pipeline.sources import read_document
 from bot.pipeline.urls import redact_url
 from storage import audit, feeds, stats, websub
 from storage.models import Feed, SectionRule
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +165,18 @@ async def figures(services: Services) -> Figures:
         send_rate=rate,
         drain=drain_times(collected.backlog.pending, rate),
     )
+
+
+async def stats_chart(services: Services, collected: stats.NewsroomStats, zone: ZoneInfo) -> bytes | None:
+    """The /stats chart as a PNG (bot.charts), drawn in a worker thread; None when it could
+    not be drawn (matplotlib missing, a bad font…): logged and counted, the text goes alone."""
+    series = charts.hourly_series(collected.hourly, services.clock.time())
+    try:
+        return await asyncio.to_thread(
+            charts.draw_png, series, title=f"{services.settings.name} — last 24 hours", zone=zone,
+            font=services.settings.chart_font,
+        )
+    except Exception as exc:
+        services.metrics.inc("newsbot_errors_total", stage="chart")
+        log.warning("stats chart not drawn, figures sent as text error=%s: %s", type(exc).__name__, exc)
+        return None

@@ -4,8 +4,11 @@ traffic, and the figures survive retention and a reader's /stop.
 
 Names: 'articles' (stories stored), '<kind>_<state>' for outbox rows reaching a final state
 ('alert_sent', 'broadcast_blocked', 'edit_sent' = corrections, …; a combined message counts
-each of its alerts), and 'latency_le_<s>' / 'latency_inf' for the time from a story's
-publication to its alert, one histogram bucket each.
+each of its alerts), 'lane_<lane>_sent' for the rows sent per delivery lane
+('lane_personal_sent', …; storage.outbox.LANE_NAMES), and 'latency_le_<s>' / 'latency_inf'
+for the time from a story's publication (or first sight, when its feed gives no date) to
+Telegram accepting its alert, one histogram bucket each. Rows are pruned after
+storage.maintenance.COUNTERS_DAYS: a few dozen small rows an hour.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ async def add(conn: aiosqlite.Connection, now: float, counts: Mapping[str, int])
         )
 
 
+def lane_sent(lane: str) -> str:
+    """The counter of the messages sent in a lane (by its name: 'personal', 'sections'…)."""
+    return f"lane_{lane}_sent"
+
+
 def latencies(seconds: Iterable[float]) -> Counter[str]:
     return Counter(latency_bucket(max(0.0, s)) for s in seconds)
 
@@ -78,6 +86,22 @@ async def since(reader: Reader, start: float) -> Figures:
         "SELECT name, sum(n) FROM counters WHERE hour >= ? GROUP BY name", (int(start // HOUR),)
     )
     return Figures({str(r[0]): int(r[1]) for r in rows})
+
+
+async def by_hour(reader: Reader, start: float, prefixes: tuple[str, ...] = ("lane_", "latency_")) -> dict[int, Figures]:
+    """The counters whose names start with one of `prefixes`, per hour (epoch seconds //
+    3600), from the hour holding `start` to now; hours with nothing counted are left out."""
+    clauses = " OR ".join("substr(name, 1, ?) = ?" for _ in prefixes)
+    params: list[object] = [int(start // HOUR)]
+    for prefix in prefixes:
+        params += [len(prefix), prefix]
+    rows = await reader.fetchall(
+        f"SELECT hour, name, n FROM counters WHERE hour >= ? AND ({clauses})", tuple(params)  # noqa: S608
+    )
+    hours: dict[int, dict[str, int]] = {}
+    for hour, name, n in rows:
+        hours.setdefault(int(hour), {})[str(name)] = int(n)
+    return {hour: Figures(totals) for hour, totals in hours.items()}
 
 
 async def prune(conn: aiosqlite.Connection, before: float) -> int:

@@ -289,11 +289,13 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
     memory of who was told. A story corrected or given a section while its message was on
     its way gets that message an edit, as it would have once sent (enqueue_alerts only edits
     rows already 'sent'); an edit overtaken by a correction in flight is armed again."""
-    await conn.execute(
+    cursor = await conn.execute(
         f"UPDATE outbox SET state = 'sent', sent_at = ?, done_at = ?, message_id = ?, "  # noqa: S608
-        f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)})",
+        f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)}) RETURNING lane",
         (now, now, batch.message_id, *batch.ids),
     )
+    lanes = Counter(counters.lane_sent(LANE_NAMES.get(int(r[0]), str(r[0]))) for r in await cursor.fetchall())
+    await cursor.close()
     if revised := [(row[0], row[2]) for row in batch.shown if row[2]]:  # 0 is the default
         await conn.execute(
             f"UPDATE outbox SET shown_revision = v.column2 FROM (VALUES {','.join(['(?,?)'] * len(revised))}) "  # noqa: S608
@@ -309,6 +311,7 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
     if batch.text_hash is not None:
         await _show(conn, batch, now)
     counts: Counter[str] = Counter({f"{batch.kind}_sent": len(batch.ids)})
+    counts.update(lanes)
     if batch.kind == "alert":
         counts.update(counters.latencies(now - p for p in batch.published))
     await counters.add(conn, now, counts)

@@ -18,6 +18,7 @@ DAY = 24 * 3600.0
 class NewsroomStats:
     readers: dict[str, int]  # total, active, paused, inactive
     day: counters.Figures  # the last 24 hours (whole hours)
+    hourly: dict[int, counters.Figures]  # the same hours' lane and latency counters, by hour
     backlog: due.Backlog
     database_bytes: int
 
@@ -69,6 +70,7 @@ async def collect(db: Database, now: float) -> NewsroomStats:
     return NewsroomStats(
         readers=await chats.chat_counts(db),
         day=await counters.since(db.reports, now - DAY),
+        hourly=await counters.by_hour(db.reports, now - DAY),
         backlog=await due.backlog(db),
         database_bytes=await db.size(),
     )

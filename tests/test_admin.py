@@ -132,7 +132,8 @@ async def test_stats_command(clock: SimClock, sim_tg: FakeTelegram, tmp_path: Pa
         # has it a moment before the bot has recorded it as sent (and counted it).
         await tg.await_messages(11, 1, timeout=10)
         await tg.await_for(lambda: recorded_as_sent(settings.db_path, 11), timeout=10, interval=0.05)
-        text = (await ask(tg, ADMIN, "/stats"))["text"]
+        answer = await ask(tg, ADMIN, "/stats")
+        text = str(answer.get("caption") or answer.get("text"))
     assert "Readers: 5 active, 2 paused, 1 inactive" in text
     assert "Sports 3" in text and "World 2" in text and "Business 0" in text
     assert "Top keywords: drones (3), election (1), malmo (1)" in text
@@ -149,7 +150,8 @@ async def test_stats_of_a_quiet_newsroom(clock: SimClock, sim_tg: FakeTelegram, 
     tg = sim_tg
     settings = bot_settings(tg, tmp_path)
     async with running_bot(settings, clock=clock):
-        text = (await ask(tg, ADMIN, "/stats"))["text"]
+        answer = await ask(tg, ADMIN, "/stats")
+        text = str(answer.get("caption") or answer.get("text"))
     assert "Readers: 0 active, 0 paused, 0 inactive" in text
     assert "0 articles stored, 0 alerts sent" in text and "0 corrections sent" in text
     assert "no alerts sent in the last 24 h" in text

@@ -131,7 +131,7 @@ async def test_a_corrected_headline_edits_each_alert_once_and_a_correction_of_it
         assert keyboard(now) == keyboard(original) == ["Related", "Mute World"]
     # The story that left the feed was not touched.
     assert not [c for c in edits(tg) if (c.chat_id, c.params["message_id"]) in ferries]
-    assert "100 corrections sent" in stats["text"]
+    assert "100 corrections sent" in str(stats.get("caption") or stats.get("text"))
     # One edit row per message, armed again by the second correction.
     assert query(settings.db_path, "SELECT state, count(*) FROM outbox WHERE kind = 'edit' GROUP BY state") == [
         ("sent", 50)

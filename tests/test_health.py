@@ -130,7 +130,7 @@ async def test_metrics_come_from_prometheus_client_in_full(clock: SimClock, sim_
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
     for sample in lines:
         name = sample.split("{")[0]
-        family = re.sub(r"_(bucket|count|sum)$", "", name) if name.startswith("newsbot_send_seconds") else name
+        family = re.sub(r"_(bucket|count|sum)$", "", name) if name.startswith(("newsbot_send_seconds", "newsbot_alert_latency_seconds")) else name
         assert family in helps and family in types, name
     for name in GAUGES:
         if name != "newsbot_last_poll_age_seconds":  # only once something was polled

@@ -166,12 +166,12 @@ async def test_stats_keep_what_was_sent_after_stop(bot: Driver) -> None:
     await bot.publish(fresh(bot, "Drones over the Baltic", ago=10))
     await message_with(bot.tg, READER, "Drones over the Baltic")
     await settled(bot)
-    before = (await bot.reply(ADMIN, "/stats"))["text"]
+    before = str((await bot.reply(ADMIN, "/stats"))["caption"])
     assert "1 alert sent" in before and "Readers: 1 active" in before
     assert "half within 30 s" in before
 
     await bot.reply(READER, "/stop")
-    after = (await bot.reply(ADMIN, "/stats"))["text"]
+    after = str((await bot.reply(ADMIN, "/stats"))["caption"])
     assert "Readers: 0 active" in after
     assert "1 alert sent" in after and "half within 30 s" in after
 
@@ -179,7 +179,7 @@ async def test_stats_keep_what_was_sent_after_stop(bot: Driver) -> None:
     await bot.publish(fresh(bot, "NATO meets in Brussels", ago=10))
     await message_with(bot.tg, OTHER, "NATO meets in Brussels")
     await settled(bot)
-    assert "2 alerts sent" in (await bot.reply(ADMIN, "/stats"))["text"]
+    assert "2 alerts sent" in str((await bot.reply(ADMIN, "/stats"))["caption"])
 
 
 # --- 3. /pause holds, /resume catches up -------------------------------------------------------

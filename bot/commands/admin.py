@@ -11,7 +11,16 @@ import logging
 import re
 from dataclasses import dataclass
 
-from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import (
+    Bot,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    Update,
+)
+from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
 from bot import broadcast, newsroom
@@ -315,6 +324,10 @@ def _size(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
+CAPTION_MAX = 1024  # Telegram's limit for a photo's caption (characters, entities left out)
+CHART_CAPTION = "<b>Newsroom stats</b> — the last 24 hours by hour; the figures follow."
+
+
 def _stats_text(figures: newsroom.Figures, sections: tuple[Section, ...]) -> str:
     collected = figures.stats
     readers = collected.readers
@@ -355,4 +368,19 @@ async def stats_command(update: Update, context: NewsContext) -> None:
     if not await admin_only(update, context, "stats"):
         return
     services = context.services
-    await reply(update, _stats_text(await newsroom.figures(services), services.sections))
+    found = await newsroom.figures(services)
+    text = _stats_text(found, services.sections)
+    chart = await newsroom.stats_chart(services, found.stats, await sender.shown_zone(update, context))
+    message = update.effective_message
+    if chart is None or message is None:
+        await reply(update, text)
+        return
+    # The figures are the chart's caption when they fit in one; else a short caption, and
+    # the figures as a message after it.
+    fits = len(broadcast.visible_text(text).encode("utf-16-le")) // 2 <= CAPTION_MAX
+    await message.reply_photo(
+        InputFile(chart, filename="stats.png"), caption=text if fits else CHART_CAPTION,
+        parse_mode=ParseMode.HTML, do_quote=False,
+    )
+    if not fits:
+        await reply(update, text)

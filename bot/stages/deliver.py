@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -38,7 +39,7 @@ from bot.stages.compose import Request
 from storage import broadcasts, chats, due, outbox
 from storage.db import GroupCommit, StorageError
 from storage.due import DueMessage
-from storage.outbox import LANES, SentBatch
+from storage.outbox import LANE_NAMES, LANES, SentBatch
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,13 @@ class Dispatcher:
                 await self.clock.sleep(0.5 * (attempt + 1))
         if first.kind == "briefing":
             await chats.set_last_briefing(self.services.db, first.chat_id, first.next_attempt_at)
-        self.services.metrics.inc("newsbot_messages_sent_total", len(batch), kind=first.kind)
+        metrics = self.services.metrics
+        metrics.inc("newsbot_messages_sent_total", len(batch), kind=first.kind)
+        for lane, count in Counter(m.lane for m in batch).items():
+            metrics.inc("newsbot_lane_messages_sent_total", count, lane=LANE_NAMES.get(lane, str(lane)))
+        if sent.kind == "alert":
+            for published in sent.published:
+                metrics.observe_alert_latency(now - published)
         self.services.status.sent(self.clock.monotonic())
 
     async def _retry(self, batch: Sequence[DueMessage], action: Action) -> list[int]:

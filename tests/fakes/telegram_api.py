@@ -102,6 +102,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
 import functools
 import itertools
 import json
@@ -709,6 +711,61 @@ def _decode_form_value(name: str, raw: str) -> Any:
         return raw
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file sent in a multipart/form-data request (as python-telegram-bot uploads them)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _parse_multipart(content_type: str, body: bytes) -> JSON:
+    """Form fields (decoded as urlencoded values are) and files (`Upload`) of a multipart
+    body; a field "attach://<name>" names the file part <name>."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise _bad_request("can't parse multipart/form-data request body")
+    fields: JSON = {}
+    files: dict[str, Upload] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise _bad_request("multipart/form-data part without a name")
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = Upload(filename, part.get_content_type(), data)
+            continue
+        try:
+            fields[name] = _decode_form_value(name, data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _bad_request("strings must be encoded in UTF-8") from None
+    for name, value in list(fields.items()):
+        if isinstance(value, str) and value.startswith("attach://"):
+            if value[9:] not in files:
+                raise _bad_request(f"file for {name} not found in the request")
+            fields[name] = files.pop(value[9:])
+    return {**files, **fields}
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG (its IHDR) or a JPEG (its first SOF), else None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data) and data[i] == 0xFF:
+            marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            i += 2 + length
+    return None
+
+
 def _chat_type_for(chat_id: ChatKey) -> str:
     if isinstance(chat_id, str):
         return "channel"
@@ -1158,6 +1215,8 @@ class FakeTelegram:
         self._cond = threading.Condition(self._lock)
         self._calls: list[RecordedCall] = []
         self._sent: list[JSON] = []
+        # Photos uploaded with sendPhoto, by (chat, message id): their bytes as received.
+        self.uploads: dict[tuple[ChatKey, int], Upload] = {}
         self._messages: dict[tuple[ChatKey, int], JSON] = {}
         self._next_message_id: dict[ChatKey, int] = {}
         self._chats: dict[ChatKey, JSON] = {}
@@ -1447,7 +1506,7 @@ class FakeTelegram:
             return [call for call in self._calls if call.method.lower() == wanted]
 
     def sent_messages(self, chat_id: ChatKey | None = None) -> list[JSON]:
-        """Message objects returned by successful sendMessage calls, in order.
+        """Message objects returned by successful sendMessage and sendPhoto calls, in order.
 
         A channel can be named by "@username" or by its numeric id.
         """
@@ -1520,6 +1579,7 @@ class FakeTelegram:
         with self._lock:
             self._calls.clear()
             self._sent.clear()
+            self.uploads.clear()
             self._violations.clear()
             self._global_sends.clear()
             self._free_sends.clear()
@@ -2754,7 +2814,7 @@ class FakeTelegram:
                 raise _bad_request("JSON object expected as request body")
             params.update(body)
         elif content_type == "multipart/form-data":
-            raise _bad_request("multipart/form-data uploads are not supported by the fake server")
+            params.update(_parse_multipart(request.headers.get("content-type", ""), request.body))
         else:
             try:
                 text = request.body.decode("utf-8")
@@ -3116,7 +3176,14 @@ class FakeTelegram:
     def _api_sendPhoto(self, params: JSON, key: ChatKey | None) -> JSON:
         chat, chat_key = self._target_chat(key)
         photo = params.get("photo")
-        if not isinstance(photo, str) or not photo:
+        size = (800, 533)
+        if isinstance(photo, Upload):
+            # Telegram reads an uploaded photo: it must be an image, at most 10 MB.
+            found = _image_size(photo.data)
+            if found is None or len(photo.data) > 10 * 1024 * 1024:
+                raise _bad_request("IMAGE_PROCESS_FAILED")
+            size = found
+        elif not isinstance(photo, str) or not photo:
             raise _bad_request("there is no photo in the request")
         caption, entities = self._format_text(
             params.get("caption"),
@@ -3129,7 +3196,8 @@ class FakeTelegram:
         reply_to = self._reply_to(params, chat_key)
         thread_id = self._thread_for(chat, chat_key, params, reply_to)
         self._admit("sendPhoto", params, chat_key)
-        unique = f"AQAD{abs(hash(photo)) % 10**12}"
+        key = photo.data if isinstance(photo, Upload) else photo
+        unique = f"AQAD{abs(hash(key)) % 10**12}"
         fields: JSON = {
             "photo": [
                 {
@@ -3142,9 +3210,9 @@ class FakeTelegram:
                 {
                     "file_id": f"AgACAgIAAxk{unique}m",
                     "file_unique_id": f"{unique}m",
-                    "width": 800,
-                    "height": 533,
-                    "file_size": 48000,
+                    "width": size[0],
+                    "height": size[1],
+                    "file_size": len(photo.data) if isinstance(photo, Upload) else 48000,
                 },
             ]
         }
@@ -3157,7 +3225,11 @@ class FakeTelegram:
         fields.update(self._topic_fields(chat_key, thread_id, reply_to))
         if markup is not None and "inline_keyboard" in markup:
             fields["reply_markup"] = markup
-        return self._store_new(chat, chat_key, fields)
+        message = self._store_new(chat, chat_key, fields)
+        if isinstance(photo, Upload):
+            self.uploads[(chat_key, message["message_id"])] = photo
+        self._sent.append(message)
+        return message
 
     def _source_message(self, params: JSON) -> JSON:
         source_key = _chat_key(params.get("from_chat_id"))

@@ -97,12 +97,12 @@ class Translator:
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return str(self.translations.ngettext(singular, plural, n))
 
-    def time(self, ts: float, zone: tzinfo) -> str:
-        """'13 Mar 2025 21:45 CET' ('13 mars 2025 21:45 CET'): the reader's zone, with its name."""
+    def date_time(self, ts: float, zone: tzinfo) -> str:
+        """'03 Mar 2025 21:45 CET' ('03 mars 2025 21:45 CET'): the reader's zone, with its name."""
         moment = datetime.fromtimestamp(ts, zone)
-        return f"{format_datetime(moment, 'd MMM y HH:mm', tzinfo=zone, locale=self.lang)} {moment.strftime('%Z')}"
+        return f"{format_datetime(moment, 'dd MMM y HH:mm', tzinfo=zone, locale=self.lang)} {moment.strftime('%Z')}"
 
-    def clock(self, ts: float, zone: tzinfo) -> str:
+    def time_of_day(self, ts: float, zone: tzinfo) -> str:
         """'21:45 CET'."""
         moment = datetime.fromtimestamp(ts, zone)
         return f"{format_datetime(moment, 'HH:mm', tzinfo=zone, locale=self.lang)} {moment.strftime('%Z')}"

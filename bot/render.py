@@ -77,12 +77,12 @@ def updated_mark() -> str:
 def format_time(ts: float, zone: tzinfo) -> str:
     """'13 Mar 2025 21:45 CET': in the reader's (or the newsroom's) zone, with its name, in
     the reader's language."""
-    return current().time(ts, zone)
+    return current().date_time(ts, zone)
 
 
 def format_clock(ts: float, zone: tzinfo) -> str:
     """'21:45 CET'."""
-    return current().clock(ts, zone)
+    return current().time_of_day(ts, zone)
 
 
 def and_more(n: int) -> str:

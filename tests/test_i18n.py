@@ -21,7 +21,8 @@ from tests.fakes.telegram_api import validate_telegram_html
 KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
 SAMPLES = {"name": "Sweden Herald", "n": 3, "section": "Sports", "limit": 50, "command": "/latest",
            "hours": "22:00–07:00", "time": "07:30", "names": "<b>drones</b>", "zone": "Europe/Stockholm",
-           "channel": "@herald_sports"}
+           "channel": "@herald_sports", "words": "drones", "title": "Storm &amp; rain", "max": 20,
+           "sections": "Sports, World"}
 BUTTON_LABELS = {"Related", "Related {n}", "Mute {name}"}
 ANSWERS = {  # callback answers: up to 200 characters
     "This button is no longer valid.", "Added {section}", "Added {section} in this topic",
@@ -100,6 +101,6 @@ def test_times_are_written_in_the_readers_language_and_zone() -> None:
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo("Europe/Stockholm")
-    assert i18n.translator("en").time(1_741_800_000, zone) == "12 Mar 2025 18:20 CET"
-    assert i18n.translator("sv").time(1_741_800_000, zone) == "12 mars 2025 18:20 CET"
-    assert i18n.translator("sv").clock(1_741_800_000, ZoneInfo("Asia/Tokyo")) == "02:20 JST"
+    assert i18n.translator("en").date_time(1_741_800_000, zone) == "12 Mar 2025 18:20 CET"
+    assert i18n.translator("sv").date_time(1_741_800_000, zone) == "12 mars 2025 18:20 CET"
+    assert i18n.translator("sv").time_of_day(1_741_800_000, ZoneInfo("Asia/Tokyo")) == "02:20 JST"

@@ -52,10 +52,10 @@ async def pause(update: Update, context: NewsContext) -> None:
     if chat is None:
         return
     if not await readers.pause(context.services, chat.id):
-        await reply(update, "Alerts are already paused. /resume to get them again.")
+        await reply(update, esc(_("Alerts are already paused. /resume to get them again.")))
         return
-    await reply(update, "Alerts paused. New stories are kept (the newest 48 hours) and come as one "
-                        "message when you /resume. Commands still work.")
+    await reply(update, esc(_("Alerts paused. New stories are kept (the newest 48 hours) and come as one "
+                              "message when you /resume. Commands still work.")))
 
 
 async def resume(update: Update, context: NewsContext) -> None:
@@ -64,7 +64,7 @@ async def resume(update: Update, context: NewsContext) -> None:
         return
     resumed = await readers.resume(context.services, chat.id)
     if not resumed.was_paused:
-        await reply(update, "Alerts are not paused: they come as stories appear.")
+        await reply(update, esc(_("Alerts are not paused: they come as stories appear.")))
         return
     if resumed.released:
         text = (f"Alerts resumed. While you were away: {plural(resumed.released, 'story', 'stories')} — "
@@ -81,8 +81,8 @@ async def stop(update: Update, context: NewsContext) -> None:
     if chat is None or await refuse_non_admin(update, context):
         return
     await readers.forget(context.services, chat.id)
-    await reply(update, "Done: your subscriptions, settings and queued alerts are deleted, and no "
-                        "alerts or broadcasts will come. /start to begin again.")
+    await reply(update, esc(_("Done: your subscriptions, settings and queued alerts are deleted, and no "
+                              "alerts or broadcasts will come. /start to begin again.")))
 
 
 # --- /settings and its parts: /timezone, /quiet, /briefing ------------------------------------

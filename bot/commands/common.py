@@ -13,7 +13,6 @@ from telegram.error import BadRequest, TelegramError
 from bot.callbacks import unpack
 from bot.context import NewsContext
 from bot.i18n import N_, _
-from bot.render import esc
 from bot.tgerrors import not_modified
 from storage.models import Section
 
@@ -115,7 +114,7 @@ async def refuse_non_admin(update: Update, context: NewsContext) -> bool:
         return True
     if allowed:
         return False
-    await _tell(update, esc(_(NOT_GROUP_ADMIN)))
+    await _tell(update, _(NOT_GROUP_ADMIN))
     return True
 
 

@@ -22,13 +22,15 @@ from telegram.ext import (
     filters,
 )
 
+from bot import i18n
 from bot.clock import Clock
-from bot.commands import admin, choices, feeds, lists, reader, subscribe
+from bot.commands import admin, choices, feeds, language, lists, reader, subscribe
 from bot.commands.inline import InlineSearch
 from bot.config import Settings
 from bot.context import CONTEXT_TYPES, NewsApp
 from bot.errors import ErrorNotices
 from bot.flood import FloodGuard
+from bot.i18n import N_
 from bot.limiter import SharedLimiter
 from bot.pipeline.ratelimit import RateLimits
 
@@ -54,24 +56,25 @@ class CountingUpdateProcessor(SimpleUpdateProcessor):
 
 
 READER_COMMANDS = (
-    ("start", "Start, and choose sections"),
-    ("sections", "Choose sections"),
-    ("follow", "Alerts for a keyword or phrase"),
-    ("unfollow", "Stop a keyword"),
-    ("exclude", "Never stories about a word"),
-    ("include", "Undo an exclusion"),
-    ("mysubs", "What you follow and exclude"),
-    ("latest", "Newest stories [section] [n]"),
-    ("search", "Find stories"),
-    ("related", "Related stories"),
-    ("pause", "Hold alerts"),
-    ("resume", "Get held alerts and new ones"),
-    ("quiet", "Quiet hours, e.g. 22:00-07:00"),
-    ("briefing", "A daily briefing, e.g. 07:30"),
-    ("timezone", "Your time zone"),
-    ("settings", "Everything, with buttons"),
-    ("help", "How to use newsbot"),
-    ("stop", "Forget me"),
+    ("start", N_("Start, and choose sections")),
+    ("sections", N_("Choose sections")),
+    ("follow", N_("Alerts for a keyword or phrase")),
+    ("unfollow", N_("Stop a keyword")),
+    ("exclude", N_("Never stories about a word")),
+    ("include", N_("Undo an exclusion")),
+    ("mysubs", N_("What you follow and exclude")),
+    ("latest", N_("Newest stories [section] [n]")),
+    ("search", N_("Find stories")),
+    ("related", N_("Related stories")),
+    ("pause", N_("Hold alerts")),
+    ("resume", N_("Get held alerts and new ones")),
+    ("quiet", N_("Quiet hours, e.g. 22:00-07:00")),
+    ("briefing", N_("A daily briefing, e.g. 07:30")),
+    ("timezone", N_("Your time zone")),
+    ("language", N_("Language: English or Svenska")),
+    ("settings", N_("Everything, with buttons")),
+    ("help", N_("How to use newsbot")),
+    ("stop", N_("Forget me")),
 )
 
 
@@ -111,6 +114,7 @@ def _register(app: NewsApp) -> None:
     """Every handler, in one place. Commands answer new messages only: editing an old
     /follow or /broadcast does not run it again."""
     new_messages = filters.UpdateType.MESSAGE
+    app.add_handler(TypeHandler(Update, language.choose_language), group=-2)
     app.add_handler(TypeHandler(Update, FloodGuard()), group=-1)
     commands = {
         "start": subscribe.start,
@@ -131,6 +135,7 @@ def _register(app: NewsApp) -> None:
         "timezone": choices.timezone_command,
         "quiet": choices.quiet_command,
         "briefing": choices.briefing_command,
+        "language": language.language_command,
         "broadcast": admin.broadcast_command,
         "broadcasts": admin.broadcasts_command,
         "stats": admin.stats_command,
@@ -155,6 +160,7 @@ def _register(app: NewsApp) -> None:
         "brief": choices.briefing_button,
         "bc": admin.broadcast_button,
         "feed": feeds.feed_button,
+        "lang": language.language_button,
     }
     for prefix, button in buttons.items():
         app.add_handler(CallbackQueryHandler(button, pattern=f"^{prefix}:"))
@@ -165,14 +171,20 @@ def _register(app: NewsApp) -> None:
 
 
 async def set_command_menus(app: NewsApp, settings: Settings) -> None:
-    """Readers' menu for everyone; admins get theirs per chat (with the admin commands)."""
-    try:
-        await app.bot.set_my_commands(
-            [BotCommand(name, text) for name, text in READER_COMMANDS], scope=BotCommandScopeDefault()
-        )
-    except TelegramError as exc:
-        log.warning("command menu not set error=%s", exc)
-    admin_menu = [BotCommand(name, text) for name, text in (*READER_COMMANDS, *admin.MENU)]
+    """Readers' menu for everyone, in each shipped language (Telegram shows the one of the
+    user's language, else the one without a language: the newsroom's); admins get theirs per
+    chat (with the admin commands), in the newsroom's language."""
+    for lang in (None, *i18n.languages()):
+        tr = i18n.translator(lang or settings.language)
+        try:
+            await app.bot.set_my_commands(
+                [BotCommand(name, tr.gettext(text)) for name, text in READER_COMMANDS],
+                scope=BotCommandScopeDefault(), language_code=lang,
+            )
+        except TelegramError as exc:
+            log.warning("command menu not set language=%s error=%s", lang or "default", exc)
+    tr = i18n.translator(settings.language)
+    admin_menu = [BotCommand(name, tr.gettext(text)) for name, text in (*READER_COMMANDS, *admin.MENU)]
     for admin_id in sorted(settings.admin_ids):
         try:
             await app.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id))

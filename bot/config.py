@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import i18n
 from bot.pipeline.listing import css_problem
 from bot.pipeline.urls import redact_url
 from storage.models import Section, SectionRule
@@ -95,6 +96,7 @@ class Settings:
     alerts_per_poll: int = 20
     alert_max_age: float = 24 * 3600.0
     timezone: str = DEFAULT_TIMEZONE
+    language: str = "en"  # the newsroom's language, for chats that have none of their own
     outbox_days: float = 7.0
     archive_days: float = 0.0
     paid_broadcasts: bool = False
@@ -170,6 +172,9 @@ def load_settings(
     if len(name) > MAX_NAME or not name.isprintable():
         raise ConfigError(f"NEWSBOT_NAME: use 1-{MAX_NAME} printable characters on one line (e.g. The Daily Courier)")
 
+    language = (get("NEWSBOT_LANGUAGE") or i18n.SOURCE).strip()
+    if language not in i18n.languages():
+        raise ConfigError(f"NEWSBOT_LANGUAGE: {language[:20]!r} is not one of {', '.join(i18n.languages())}")
     timezone = get("NEWSBOT_TIMEZONE") or DEFAULT_TIMEZONE
     if not valid_timezone(timezone):
         raise ConfigError(f"NEWSBOT_TIMEZONE: {timezone!r} is not an IANA time zone (e.g. Europe/Stockholm)")
@@ -235,6 +240,7 @@ def load_settings(
         alerts_per_poll=_integer(get, "NEWSBOT_ALERTS_PER_POLL", 20, minimum=0, maximum=10_000),
         alert_max_age=_duration(get, "NEWSBOT_ALERT_MAX_AGE", 24 * 3600.0, minimum=60.0, maximum=30 * 86400.0),
         timezone=timezone,
+        language=language,
         outbox_days=_number(get, "NEWSBOT_OUTBOX_DAYS", 7.0, minimum=1.0, maximum=3650.0),
         archive_days=_number(get, "NEWSBOT_ARCHIVE_DAYS", 0.0, minimum=0.0, maximum=36500.0),
         paid_broadcasts=_flag(get, "NEWSBOT_PAID_BROADCASTS"),

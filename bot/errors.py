@@ -10,13 +10,14 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.context import NewsContext
+from bot.i18n import N_, _
 from storage.db import StorageError
 
 log = logging.getLogger(__name__)
 
-NOTICE = "Sorry, something went wrong. Please try again in a moment."
+NOTICE = N_("Sorry, something went wrong. Please try again in a moment.")
 # The database refused a write (disk full, file gone): the reader's change is not saved.
-NOT_SAVED = "Sorry, that could not be saved — please try again later"
+NOT_SAVED = N_("Sorry, that could not be saved — please try again later")
 NOTICE_EVERY = 60.0
 
 
@@ -42,7 +43,7 @@ class ErrorNotices:
         if not context.bot_data.opened or not self.due(chat_id, context.services.clock.monotonic()):
             return
         try:
-            notice = NOT_SAVED if isinstance(context.error, StorageError) else NOTICE
+            notice = _(NOT_SAVED if isinstance(context.error, StorageError) else NOTICE)
             await context.bot.send_message(chat_id, notice)
         except TelegramError:  # the chat may be unreachable; the log already has the cause
             log.debug("error notice not sent chat_id=%s", chat_id)

@@ -19,13 +19,14 @@ from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
 from bot.context import NewsContext
+from bot.i18n import N_, _
 
 log = logging.getLogger(__name__)
 
 FLOOD_UPDATES = 12
 FLOOD_WINDOW = 10.0
 QUIET_FOR = 60.0
-SLOW_DOWN = "Slow down, please: you sent a lot in a few seconds. I will answer again in a minute."
+SLOW_DOWN = N_("Slow down, please: you sent a lot in a few seconds. I will answer again in a minute.")
 _RANK = {"ok": 0, "ignore": 1, "warn": 2}
 
 
@@ -95,9 +96,9 @@ class FloodGuard:
                 log.warning("flood: user ignored user_id=%d seconds=%.0f", min(keys), QUIET_FOR)
         if verdict == "warn":
             if update.callback_query is not None:
-                await update.callback_query.answer(SLOW_DOWN, show_alert=True)
+                await update.callback_query.answer(_(SLOW_DOWN), show_alert=True)
             elif update.effective_message is not None:
-                await update.effective_message.reply_text(SLOW_DOWN, do_quote=False)
+                await update.effective_message.reply_text(_(SLOW_DOWN), do_quote=False)
         elif update.callback_query is not None:
             await update.callback_query.answer()
         raise ApplicationHandlerStop

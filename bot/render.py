@@ -12,11 +12,12 @@ import html
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.callbacks import pack
+from bot.i18n import _, current, ngettext
 from bot.text import plain_line, truncate_words
 from storage.models import Article
 
@@ -28,7 +29,6 @@ SUMMARY_IN_ALERT = 500
 MAX_LINK_URL = 2048
 REASONS_BUDGET = 600
 BUTTONS_PER_ROW = 3
-UPDATED = "<i>(updated)</i>"
 _ENTITY_RE = re.compile(r"<[a-z]")
 
 
@@ -65,30 +65,40 @@ def echo(text: str, limit: int = 100) -> str:
 
 
 def plural(count: int, one: str, many: str | None = None) -> str:
-    """'1 story', '2 stories', '0 alerts'."""
+    """'1 feed', '2 feeds': English, for the command line's own lines (not for chats)."""
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
+def updated_mark() -> str:
+    """"(updated)", on a corrected story."""
+    return f"<i>{esc(_('(updated)'))}</i>"
+
+
 def format_time(ts: float, zone: tzinfo) -> str:
-    """'13 Mar 2025 21:45 CET': in the reader's (or the newsroom's) zone, with its name."""
-    return datetime.fromtimestamp(ts, zone).strftime("%d %b %Y %H:%M %Z")
+    """'13 Mar 2025 21:45 CET': in the reader's (or the newsroom's) zone, with its name, in
+    the reader's language."""
+    return current().date_time(ts, zone)
 
 
 def format_clock(ts: float, zone: tzinfo) -> str:
     """'21:45 CET'."""
-    return datetime.fromtimestamp(ts, zone).strftime("%H:%M %Z")
+    return current().time_of_day(ts, zone)
+
+
+def and_more(n: int) -> str:
+    return _("…and {n} more").format(n=n)
 
 
 def section_label(article: Article, sections: Mapping[str, str]) -> str:
     """"Sports · World": every section the story was published in."""
     slugs = article.all_sections
     if not slugs:
-        return "News"
+        return _("News")
     return " · ".join(sections.get(slug, slug.title()) for slug in slugs)
 
 
 def linked_title(article: Article) -> str:
-    title = esc(short(article.title, 300)) or "(untitled)"
+    title = esc(short(article.title, 300)) or esc(_("(untitled)"))
     href = esc(article.url)
     if article.url.startswith(("https://", "http://")) and len(href) <= MAX_LINK_URL:
         return f'<a href="{href}">{title}</a>'
@@ -100,7 +110,7 @@ def article_block(
     number: int | None = None, updated: bool = False,
 ) -> str:
     """Section, bold linked title (numbered in lists), short summary, time."""
-    mark = f" {UPDATED}" if updated else ""
+    mark = f" {updated_mark()}" if updated else ""
     prefix = f"{number}. " if number is not None else ""
     lines = [f"{prefix}<i>{esc(section_label(article, sections))}</i> · <b>{linked_title(article)}</b>{mark}"]
     if article.summary and summary:
@@ -113,7 +123,7 @@ def fit_blocks(
     header: str,
     blocks: Sequence[str],
     *,
-    more: Callable[[int], str] = lambda n: f"…and {n} more",
+    more: Callable[[int], str] = and_more,
     separator: str = "\n\n",
     footer: str = "",
 ) -> tuple[str, int]:
@@ -144,7 +154,9 @@ def join_names(names: Sequence[str], *, budget: int = 1000, longest: int = 64) -
         shown.append(item)
         used += len(item) + 2
     rest = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {rest} more" if rest else "")
+    if rest:
+        return _("{names} and {n} more").format(names=", ".join(shown), n=rest)
+    return ", ".join(shown)
 
 
 def fit_lines(lines: Sequence[str]) -> str:
@@ -176,10 +188,10 @@ def reason_text(reasons: Sequence[str], sections: Mapping[str, str]) -> str:
     if len(quoted) == 1:
         joined = quoted[0]
     elif sum(len(q) + 2 for q in quoted) <= REASONS_BUDGET:
-        joined = ", ".join(quoted[:-1]) + " and " + quoted[-1]
+        joined = current().join(quoted)
     else:  # a chat following dozens of words that all match one story
         joined = join_names(names, budget=REASONS_BUDGET)
-    return f"because you follow {joined}"
+    return _("because you follow {names}").format(names=joined)
 
 
 # --- lists: /latest, /search, /related, inline mode --------------------------------------------
@@ -194,7 +206,7 @@ class Rendered:
 def related_buttons(articles: Sequence[Article]) -> list[InlineKeyboardButton]:
     """'Related 1', 'Related 2'…: one per numbered story of a list."""
     return [
-        InlineKeyboardButton(f"Related {n}", callback_data=pack("rel", a.rowid))
+        InlineKeyboardButton(_("Related {n}").format(n=n), callback_data=pack("rel", a.rowid))
         for n, a in enumerate(articles, start=1)
         if a.rowid is not None
     ]
@@ -217,7 +229,7 @@ def article_list(
 
 
 def mute_label(reason: str, sections: Mapping[str, str]) -> str:
-    return truncate_words(f"Mute {reason_name(reason, sections)}", 40)
+    return truncate_words(_("Mute {name}").format(name=reason_name(reason, sections)), 40)
 
 
 def alert(
@@ -237,20 +249,24 @@ def alert(
         return Rendered(text)
     row = []
     if article.rowid is not None:
-        row.append(InlineKeyboardButton("Related", callback_data=pack("rel", article.rowid)))
+        row.append(InlineKeyboardButton(_("Related"), callback_data=pack("rel", article.rowid)))
     for index, reason in enumerate(reasons[:5]):
         row.append(InlineKeyboardButton(mute_label(reason, sections), callback_data=pack("mute", row_id, index)))
     return Rendered(text, InlineKeyboardMarkup(rows_of(row)) if row else None)
 
 
 # By digest, given the count and the quiet hours' span ("22:00–07:00", or "" when none now).
-HEADERS: dict[str | None, Callable[[int, str], str]] = {
-    None: lambda n, _: f"<b>{plural(n, 'new story', 'new stories')} for you</b>",
-    "away": lambda n, _: f"<b>While you were away: {plural(n, 'story', 'stories')}</b>",
-    "overnight": lambda n, quiet: (
-        f"<b>During your quiet hours{f' ({quiet})' if quiet else ''}: {plural(n, 'story', 'stories')}</b>"
-    ),
-}
+def _header(digest: str | None, n: int, quiet: str) -> str:
+    if digest == "away":
+        text = ngettext("While you were away: {n} story", "While you were away: {n} stories", n)
+    elif digest == "overnight" and quiet:
+        text = ngettext("During your quiet hours ({hours}): {n} story",
+                        "During your quiet hours ({hours}): {n} stories", n)
+    elif digest == "overnight":
+        text = ngettext("During your quiet hours: {n} story", "During your quiet hours: {n} stories", n)
+    else:
+        text = ngettext("{n} new story for you", "{n} new stories for you", n)
+    return f"<b>{esc(text.format(n=n, hours=quiet))}</b>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +293,7 @@ def combined(
         items = sorted(
             items, key=lambda i: (first_seen[i.article.section or ""], -i.article.published_at)
         )
-    header = HEADERS.get(digest, HEADERS[None])(len(items), quiet)
+    header = _header(digest, len(items), quiet)
     reasons: dict[str, tuple[int, int]] = {}
     for item in items:
         for index, reason in enumerate(item.reasons):
@@ -288,7 +304,7 @@ def combined(
         for n, item in enumerate(items, start=1)
     ]
     text, shown = fit_blocks(
-        header, blocks, more=lambda n: f"…and {n} more — /latest",
+        header, blocks, more=lambda n: _("…and {n} more — {command}").format(n=n, command="/latest"),
         footer=f"<i>{why[0].upper()}{why[1:]}.</i>" if why else "",
     )
     buttons = related_buttons([i.article for i in items[:shown]])
@@ -312,12 +328,18 @@ def briefing(
     )
     ordered = keyword + by_section
     if not ordered:
-        return Rendered(f"<b>Your briefing, {esc(when)}</b>\n\nNothing new for your sections and keywords since the last one.")
-    header = f"<b>Your briefing, {esc(when)}: {plural(len(ordered), 'story', 'stories')}</b>"
+        heading = esc(_("Your briefing, {time}").format(time=when))
+        nothing = esc(_("Nothing new for your sections and keywords since the last one."))
+        return Rendered(f"<b>{heading}</b>\n\n{nothing}")
+    count = len(ordered)
+    heading = ngettext("Your briefing, {time}: {n} story", "Your briefing, {time}: {n} stories", count)
+    header = f"<b>{esc(heading.format(time=when, n=count))}</b>"
     blocks = []
     for n, (article, reason) in enumerate(ordered, start=1):
         block = article_block(article, sections, zone, number=n, summary=0)
         blocks.append(f"{block}\n<i>{esc(reason_name(reason, sections))}</i>")
-    text, shown = fit_blocks(header, blocks, more=lambda n: f"…and {n} more — {latest_hint}")
+    text, shown = fit_blocks(
+        header, blocks, more=lambda n: _("…and {n} more — {command}").format(n=n, command=latest_hint)
+    )
     buttons = related_buttons([a for a, _ in ordered[:shown]])
     return Rendered(text, InlineKeyboardMarkup(rows_of(buttons)) if buttons else None)

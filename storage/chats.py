@@ -20,7 +20,7 @@ OPTIONS = ("paused", "link_previews", "combine", "nothing_new")
 _CHAT_COLUMNS = (
     "id", "type", "title", "active", "paused", "link_previews", "combine", "inactive_reason",
     "timezone", "quiet_start", "quiet_end", "quiet_mode", "briefings", "next_briefing_at",
-    "last_briefing_at", "nothing_new",
+    "last_briefing_at", "nothing_new", "language",
 )
 # The column names with each prefix a query gives them (the dispatcher reads thousands of
 # rows a load: the names are not built again for each).
@@ -30,7 +30,7 @@ _PREFIXED = {prefix: tuple(prefix + name for name in _CHAT_COLUMNS) for prefix i
 def row_to_chat(row: sqlite3.Row, *, prefix: str = "") -> Chat:
     names = _PREFIXED.get(prefix) or tuple(prefix + name for name in _CHAT_COLUMNS)
     (chat_id, chat_type, title, active, paused, link_previews, combine, inactive_reason, timezone,
-     quiet_start, quiet_end, quiet_mode, briefings, next_briefing_at, last_briefing_at, nothing_new) = [row[n] for n in names]  # fmt: skip
+     quiet_start, quiet_end, quiet_mode, briefings, next_briefing_at, last_briefing_at, nothing_new, language) = [row[n] for n in names]  # fmt: skip
     return Chat(
         id=int(chat_id),
         type=str(chat_type),
@@ -48,6 +48,7 @@ def row_to_chat(row: sqlite3.Row, *, prefix: str = "") -> Chat:
         next_briefing_at=next_briefing_at,
         last_briefing_at=last_briefing_at,
         nothing_new=bool(nothing_new),
+        language=language,
     )
 
 
@@ -102,6 +103,20 @@ async def set_option(db: Database, chat_id: int, option: str, value: bool, *, no
 async def set_timezone(db: Database, chat_id: int, zone: str | None, *, now: float) -> bool:
     return await db.execute(
         "UPDATE chats SET timezone = ?, updated_at = ? WHERE id = ?", (zone, now, chat_id)
+    ) > 0
+
+
+async def set_language(db: Database, chat_id: int, language: str | None, *, now: float) -> bool:
+    """The chat's language (None: the newsroom's default)."""
+    return await db.execute(
+        "UPDATE chats SET language = ?, updated_at = ? WHERE id = ?", (language, now, chat_id)
+    ) > 0
+
+
+async def first_language(db: Database, chat_id: int, language: str) -> bool:
+    """The language a chat first spoke in, kept unless it has one already."""
+    return await db.execute(
+        "UPDATE chats SET language = ? WHERE id = ? AND language IS NULL", (language, chat_id)
     ) > 0
 
 

@@ -81,6 +81,7 @@ SELECT o.id, o.kind, o.key, o.lane, o.reasons, o.attempts, o.broadcast_id, o.tar
        c.quiet_start AS c_quiet_start, c.quiet_end AS c_quiet_end, c.quiet_mode AS c_quiet_mode,
        c.briefings AS c_briefings, c.next_briefing_at AS c_next_briefing_at,
        c.last_briefing_at AS c_last_briefing_at, c.nothing_new AS c_nothing_new,
+       c.language AS c_language,
        a.rowid AS rowid, a.id AS a_id, a.feed_id, a.url, a.title, a.summary, a.section,
        a.sections, a.tags, a.published_at, a.fetched_at, a.image_url, a.revision, a.revised_at,
        b.html AS broadcast_html, b.paid, b.urgent

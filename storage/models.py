@@ -105,6 +105,7 @@ class Chat:
     next_briefing_at: float | None = None
     last_briefing_at: float | None = None
     nothing_new: bool = False  # a briefing with no story is sent ("Nothing new …") rather than skipped
+    language: str | None = None  # "en", "sv"…; None: the newsroom's (NEWSBOT_LANGUAGE)
 
 
 @dataclass(frozen=True, slots=True)

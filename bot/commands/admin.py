@@ -29,6 +29,7 @@ from bot.callbacks import pack, unpack
 from bot.commands import sender
 from bot.commands.common import edit_text, reply
 from bot.context import NewsContext, Services, find_section
+from bot.i18n import N_, _
 from bot.render import esc, fit_blocks, format_time, plural, short
 from bot.tgerrors import not_modified
 from storage.models import Section
@@ -36,18 +37,18 @@ from storage.outbox import LANE_NAMES
 
 log = logging.getLogger(__name__)
 
-REFUSAL = "Sorry, that command is for the newsroom's admins."
-BUTTON_REFUSAL = "Sorry, that button is for the newsroom's admins."
+REFUSAL = N_("Sorry, that command is for the newsroom's admins.")
+BUTTON_REFUSAL = N_("Sorry, that button is for the newsroom's admins.")
 RECENT_BROADCASTS = 10
 
 # The admins' command menu, added to the readers' (see bot.app.set_command_menus).
 MENU = (
-    ("broadcast", "Message every reader: text, or @section text"),
-    ("broadcasts", "Recent broadcasts"),
-    ("stats", "Readers, subscriptions, alerts"),
-    ("feeds", "Every feed and how it is doing"),
-    ("addfeed", "Add a feed: URL section"),
-    ("removefeed", "Remove a feed by its id"),
+    ("broadcast", N_("Message every reader: text, or @section text")),
+    ("broadcasts", N_("Recent broadcasts")),
+    ("stats", N_("Readers, subscriptions, alerts")),
+    ("feeds", N_("Every feed and how it is doing")),
+    ("addfeed", N_("Add a feed: URL section")),
+    ("removefeed", N_("Remove a feed by its id")),
 )
 
 USAGE = {
@@ -70,9 +71,9 @@ async def admin_only(update: Update, context: NewsContext, what: str) -> bool:
         return True
     log.warning("admin command refused user_id=%s command=%s", user.id if user else None, what)
     if update.callback_query is not None:
-        await update.callback_query.answer(BUTTON_REFUSAL, show_alert=True)
+        await update.callback_query.answer(_(BUTTON_REFUSAL), show_alert=True)
     else:
-        await reply(update, esc(REFUSAL))
+        await reply(update, esc(_(REFUSAL)))
     return False
 
 

@@ -14,6 +14,7 @@ from bot.commands import sender, subscribe
 from bot.commands.common import STALE_BUTTON, callback_ids, edit_text, refuse_non_admin, reply
 from bot.config import valid_timezone
 from bot.context import NewsContext, Services
+from bot.i18n import _
 from bot.render import echo, esc, format_clock, plural, rows_of
 from bot.text import plain_line
 from storage import chats, subscriptions
@@ -41,7 +42,7 @@ async def _reader(update: Update, context: NewsContext) -> Chat | None:
         return None
     chat = await sender.existing(update, context)
     if chat is None or not chat.active:
-        await reply(update, sender.NOT_A_READER)
+        await reply(update, esc(_(sender.NOT_A_READER)))
         return None
     return chat
 
@@ -51,10 +52,10 @@ async def pause(update: Update, context: NewsContext) -> None:
     if chat is None:
         return
     if not await readers.pause(context.services, chat.id):
-        await reply(update, "Alerts are already paused. /resume to get them again.")
+        await reply(update, esc(_("Alerts are already paused. /resume to get them again.")))
         return
-    await reply(update, "Alerts paused. New stories are kept (the newest 48 hours) and come as one "
-                        "message when you /resume. Commands still work.")
+    await reply(update, esc(_("Alerts paused. New stories are kept (the newest 48 hours) and come as one "
+                              "message when you /resume. Commands still work.")))
 
 
 async def resume(update: Update, context: NewsContext) -> None:
@@ -63,7 +64,7 @@ async def resume(update: Update, context: NewsContext) -> None:
         return
     resumed = await readers.resume(context.services, chat.id)
     if not resumed.was_paused:
-        await reply(update, "Alerts are not paused: they come as stories appear.")
+        await reply(update, esc(_("Alerts are not paused: they come as stories appear.")))
         return
     if resumed.released:
         text = (f"Alerts resumed. While you were away: {plural(resumed.released, 'story', 'stories')} — "
@@ -80,8 +81,8 @@ async def stop(update: Update, context: NewsContext) -> None:
     if chat is None or await refuse_non_admin(update, context):
         return
     await readers.forget(context.services, chat.id)
-    await reply(update, "Done: your subscriptions, settings and queued alerts are deleted, and no "
-                        "alerts or broadcasts will come. /start to begin again.")
+    await reply(update, esc(_("Done: your subscriptions, settings and queued alerts are deleted, and no "
+                              "alerts or broadcasts will come. /start to begin again.")))
 
 
 # --- /settings and its parts: /timezone, /quiet, /briefing ------------------------------------
@@ -114,9 +115,10 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
     zone = sender.zone_of(services, chat)
     paused = bool(chat and chat.paused)
     lines = [
-        "<b>Settings</b>",
-        ("Alerts: paused" if paused else "Alerts: on") if chat and chat.active else "Alerts: not started — /start",
-        f"Time zone: {esc(zone)} (now {format_clock(services.clock.time(), services.chat_zone(zone))})",
+        "<b>" + esc(_("Settings")) + "</b>",
+        esc((_("Alerts: paused") if paused else _("Alerts: on")) if chat and chat.active else _("Alerts: not started — /start")),
+        esc(_("Time zone: {zone} (now {time})").format(
+            zone=zone, time=format_clock(services.clock.time(), services.chat_zone(zone)))),
         _quiet_line(chat),
         _briefing_line(services, chat),
         "A briefing with nothing new: " + ("sent, saying so" if chat and chat.nothing_new else "not sent"),
@@ -183,7 +185,7 @@ async def settings_button(update: Update, context: NewsContext) -> None:
     parts = unpack(query.data, "set", 1)
     option = parts[0] if parts else ""
     if option not in (*SETTINGS_OPTIONS, "sections", "mysubs") or update.effective_chat is None:
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     chat_id = update.effective_chat.id
     if option in ("sections", "mysubs"):
@@ -200,7 +202,7 @@ async def settings_button(update: Update, context: NewsContext) -> None:
     if option == "paused":
         chat = await sender.existing(update, context)
         if chat is None or not chat.active:
-            await query.answer(sender.NOT_A_READER, show_alert=True)
+            await query.answer(_(sender.NOT_A_READER), show_alert=True)
             return
         if chat.paused:
             resumed = await readers.resume(services, chat_id)
@@ -244,7 +246,7 @@ async def timezone_button(update: Update, context: NewsContext) -> None:
     assert query is not None
     ids = callback_ids(query.data, "tz", 1)
     if ids is None or ids[0] >= len(COMMON_ZONES):
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     if await refuse_non_admin(update, context):
         return
@@ -298,13 +300,13 @@ async def quiet_button(update: Update, context: NewsContext) -> None:
     what = parts[0] if parts else ""
     span: tuple[int, int] | None = None
     if "-" in what:
-        start, _, end = what.partition("-")
+        start, _sep, end = what.partition("-")
         span = (int(start), int(end)) if start.isdigit() and end.isdigit() else None
         if span not in QUIET_PRESETS:
-            await query.answer(STALE_BUTTON)
+            await query.answer(_(STALE_BUTTON))
             return
     elif what not in ("off", "mode"):
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     if await refuse_non_admin(update, context):
         return
@@ -354,7 +356,7 @@ async def briefing_button(update: Update, context: NewsContext) -> None:
     parts = unpack(query.data, "brief", 1)
     value = parts[0] if parts else ""
     if value != "off" and not (value.isdigit() and int(value) in BRIEFING_PRESETS):
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     if await refuse_non_admin(update, context):
         return

@@ -12,15 +12,16 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.callbacks import unpack
 from bot.context import NewsContext
+from bot.i18n import N_, _
 from bot.tgerrors import not_modified
 from storage.models import Section
 
 log = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-STALE_BUTTON = "This button is no longer valid."
-NOT_GROUP_ADMIN = "Only this group's admins can change its subscriptions."
-RIGHTS_UNKNOWN = "Could not check your rights — try again"
+STALE_BUTTON = N_("This button is no longer valid.")
+NOT_GROUP_ADMIN = N_("Only this group's admins can change its subscriptions.")
+RIGHTS_UNKNOWN = N_("Could not check your rights — try again")
 # Ids in callback data are SQLite rowids; anything larger is not ours (and would not bind).
 MAX_ROWID = 2**63 - 1
 
@@ -63,7 +64,7 @@ def arg_text(update: Update) -> str:
 
 
 def sections_text(sections: tuple[Section, ...]) -> str:
-    return ", ".join(s.name for s in sections) or "none configured"
+    return ", ".join(s.name for s in sections) or _("none configured")
 
 
 def callback_ids(data: str | None, prefix: str, count: int) -> list[int] | None:
@@ -109,11 +110,11 @@ async def refuse_non_admin(update: Update, context: NewsContext) -> bool:
         )
         # Telegram may be failing for the answer too: the line above already says what happened.
         with contextlib.suppress(TelegramError):
-            await _tell(update, RIGHTS_UNKNOWN)
+            await _tell(update, _(RIGHTS_UNKNOWN))
         return True
     if allowed:
         return False
-    await _tell(update, NOT_GROUP_ADMIN)
+    await _tell(update, _(NOT_GROUP_ADMIN))
     return True
 
 

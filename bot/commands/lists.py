@@ -11,6 +11,7 @@ from telegram import Update
 from bot.commands import sender
 from bot.commands.common import arg_text, callback_ids, reply, sections_text
 from bot.context import NewsContext, find_section
+from bot.i18n import _
 from bot.keywords import parse_keywords
 from bot.pipeline.parse import canonical_url
 from bot.render import Rendered, article_list, echo, esc
@@ -51,27 +52,27 @@ async def latest(update: Update, context: NewsContext) -> None:
         # Compared as text first: a thousand-digit "number" is not worth converting.
         count = int(numbers[0]) if len(numbers[0]) <= 4 else 0
         if not 1 <= count <= LATEST_MAX:
-            await reply(update, esc(f"Give a number from 1 to {LATEST_MAX}.\n") + usage)
+            await reply(update, esc(_("Give a number from 1 to {max}.").format(max=LATEST_MAX)) + "\n" + usage)
             return
     section: Section | None = None
     if words:
         section = find_section(services.sections, words[0])
         if section is None:
-            await reply(update, f"Unknown section “{echo(words[0], 40)}”. "
-                                f"Sections: {esc(sections_text(services.sections))}.\n{usage}")
+            await reply(update, _("Unknown section “{name}”. Sections: {sections}.").format(
+                name=echo(words[0], 40), sections=esc(sections_text(services.sections))) + f"\n{usage}")
             return
     if section is not None:
         wanted: list[str] | None = [section.slug]
-        title = f"<b>Latest in {esc(section.name)}</b>"
+        title = f"<b>{esc(_('Latest in {section}').format(section=section.name))}</b>"
     else:
         mine = [s.value for s in await subscriptions.subscriptions_for_chat(services.db, chat_id) if s.kind == "section"]
         wanted = mine or None
-        title = "<b>Latest in your sections</b>" if mine else "<b>Latest news</b>"
+        title = f"<b>{esc(_('Latest in your sections') if mine else _('Latest news'))}</b>"
     chat = await sender.existing(update, context)
     found = await articles.latest(
         services.db, wanted, limit=count, excluded=services.matcher.exclusions_of(chat_id)
     )
-    await _list(update, context, chat, title, found, "No stories yet.")
+    await _list(update, context, chat, title, found, _("No stories yet."))
 
 
 async def _list(
@@ -92,7 +93,7 @@ async def search(update: Update, context: NewsContext) -> None:
     if not _has_words(text):
         await reply(update, esc(USAGE["search"]))
         return
-    await _search(update, context, text, f"<b>Search: {echo(text)}</b>")
+    await _search(update, context, text, "<b>" + _("Search: {words}").format(words=echo(text)) + "</b>")
 
 
 async def _search(update: Update, context: NewsContext, text: str, title: str) -> None:
@@ -101,7 +102,7 @@ async def _search(update: Update, context: NewsContext, text: str, title: str) -
         return
     found = await articles.search(context.services.db, text[:200], limit=SEARCH_MAX)
     await _list(update, context, await sender.existing(update, context), title, found,
-                "Nothing found. Try fewer or other words.")
+                _("Nothing found. Try fewer or other words."))
 
 
 async def plain_text(update: Update, context: NewsContext) -> None:
@@ -109,9 +110,9 @@ async def plain_text(update: Update, context: NewsContext) -> None:
     message = update.effective_message
     text = plain_line(message.text or "") if message else ""
     if not _has_words(text):
-        await reply(update, "Send me a few words to search for, or see /help.")
+        await reply(update, esc(_("Send me a few words to search for, or see /help.")))
         return
-    await _search(update, context, text, f"<b>Searching for “{echo(text)}”</b>")
+    await _search(update, context, text, "<b>" + _("Searching for “{words}”").format(words=echo(text)) + "</b>")
 
 
 async def related(update: Update, context: NewsContext) -> None:
@@ -124,7 +125,7 @@ async def related(update: Update, context: NewsContext) -> None:
     if re.match(r"^https?://\S+$", text):
         story = await articles.find_by_url(services.db, canonical_url(text)) or await articles.find_by_url(services.db, text)
         if story is None:
-            await reply(update, esc("I don't have that story. Try /related with a few words instead."))
+            await reply(update, esc(_("I don't have that story. Try /related with a few words instead.")))
             return
     else:
         # A pasted headline means that story: the same answer as its Related button.
@@ -138,15 +139,15 @@ async def _related(update: Update, context: NewsContext, story: Article | None, 
         found = await articles.related(
             services.db, story.title, limit=RELATED_MAX, exclude_id=story.id, phrases=story.tags
         )
-        title = f"<b>Related to: {echo(story.title, 200)}</b>"
+        title = "<b>" + _("Related to: {title}").format(title=echo(story.title, 200)) + "</b>"
     else:
         # As with /follow, "quoted words" (or a comma-separated part) are one phrase.
         parts = parse_keywords(words[:200])
         phrases = [p for p in parts if len(p.split()) > 1]
         single = " ".join(p for p in parts if len(p.split()) == 1)
         found = await articles.related(services.db, single, limit=RELATED_MAX, phrases=phrases)
-        title = f"<b>Related: {echo(words)}</b>"
-    await _list(update, context, await sender.existing(update, context), title, found, "No related stories yet.")
+        title = "<b>" + _("Related: {words}").format(words=echo(words)) + "</b>"
+    await _list(update, context, await sender.existing(update, context), title, found, _("No related stories yet."))
 
 
 async def related_button(update: Update, context: NewsContext) -> None:
@@ -155,7 +156,7 @@ async def related_button(update: Update, context: NewsContext) -> None:
     ids = callback_ids(query.data, "rel", 1)
     story = await articles.get_article_by_rowid(context.services.db, ids[0]) if ids else None
     if story is None:
-        await query.answer("This story is no longer available.")
+        await query.answer(_("This story is no longer available."))
         return
     await query.answer()
     await _related(update, context, story, "")

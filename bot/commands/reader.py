@@ -17,6 +17,7 @@ from bot import readers
 from bot.commands.choices import COMBINE_RULE
 from bot.commands.common import STALE_BUTTON, is_admin, reply, sections_text
 from bot.context import NewsContext
+from bot.i18n import _
 from bot.keywords import MAX_KEYWORD_LEN, MIN_KEYWORD_LEN
 from bot.render import echo, esc
 
@@ -67,13 +68,13 @@ async def help_command(update: Update, context: NewsContext) -> None:
 async def unknown_command(update: Update, context: NewsContext) -> None:
     message = update.effective_message
     command = (message.text or "").split(maxsplit=1)[0] if message else ""
-    await reply(update, f"I don't know {echo(command, 40)}. /help lists what I can do.")
+    await reply(update, _("I don't know {command}. /help lists what I can do.").format(command=echo(command, 40)))
 
 
 async def unknown_button(update: Update, context: NewsContext) -> None:
     query = update.callback_query
     if query is not None:
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
 
 
 # --- membership ---------------------------------------------------------------------------

@@ -9,14 +9,15 @@ from zoneinfo import ZoneInfo
 
 from telegram import Update
 
-from bot import readers
+from bot import i18n, readers
 from bot.commands.common import arg_text, refuse_non_admin, reply
 from bot.context import NewsContext, Services
+from bot.i18n import N_
 from bot.render import esc
 from storage import chats
 from storage.models import Chat
 
-NOT_A_READER = "You are not getting alerts yet — /start to begin."
+NOT_A_READER = N_("You are not getting alerts yet — /start to begin.")
 
 
 def title_of(update: Update) -> str | None:
@@ -29,7 +30,9 @@ async def join(update: Update, context: NewsContext) -> Chat | None:
     chat = update.effective_chat
     if chat is None:
         return None
-    return await readers.join(context.services, chat.id, chat.type, title_of(update))
+    row = await readers.join(context.services, chat.id, chat.type, title_of(update))
+    await _keep_first_language(update, context, row)
+    return row
 
 
 async def known(update: Update, context: NewsContext) -> Chat | None:
@@ -37,7 +40,17 @@ async def known(update: Update, context: NewsContext) -> Chat | None:
     chat = update.effective_chat
     if chat is None:
         return None
-    return await readers.known_chat(context.services, chat.id, chat.type, title_of(update))
+    row = await readers.known_chat(context.services, chat.id, chat.type, title_of(update))
+    await _keep_first_language(update, context, row)
+    return row
+
+
+async def _keep_first_language(update: Update, context: NewsContext, row: Chat) -> None:
+    """A private chat's first row keeps its reader's Telegram language (when shipped)."""
+    user = update.effective_user
+    spoken = i18n.supported(user.language_code) if user is not None else None
+    if row.language is None and row.type == "private" and spoken is not None:
+        await chats.first_language(context.services.db, row.id, spoken)
 
 
 async def existing(update: Update, context: NewsContext) -> Chat | None:

@@ -27,6 +27,7 @@ from bot.commands.common import (
     topic_of,
 )
 from bot.context import NewsContext, Services, find_section
+from bot.i18n import N_, _
 from bot.readers import Outcome
 from bot.render import echo, esc, fit_lines, join_names, reason_name, rows_of, subscription_name
 from storage import chats, outbox, subscriptions
@@ -39,7 +40,7 @@ USAGE = {
     "include": "Usage: /include <word> — undo /exclude\nExample: /include football",
 }
 # A change that waited for this chat's /stop to finish (bot.readers.Outcome.GONE).
-STOPPED_MEANWHILE = "Not saved: this chat stopped newsbot meanwhile. /start to begin again."
+STOPPED_MEANWHILE = N_("Not saved: this chat stopped newsbot meanwhile. /start to begin again.")
 
 
 # --- /start, /sections --------------------------------------------------------------
@@ -52,7 +53,9 @@ def _channel_lines(services: Services) -> str:
     ]
     if not with_channel:
         return ""
-    return "\n" + "\n".join(f"{esc(s.name)} — or join {esc(s.channel or '')}" for s in with_channel)
+    return "\n" + "\n".join(
+        esc(_("{section} — or join {channel}").format(section=s.name, channel=s.channel or "")) for s in with_channel
+    )
 
 
 async def section_keyboard(context: NewsContext, chat_id: int) -> InlineKeyboardMarkup:
@@ -80,11 +83,10 @@ async def start(update: Update, context: NewsContext) -> None:
         return
     services = context.services
     name = esc(services.settings.name)
-    text = (
-        f"Welcome to <b>{name}</b>! Pick the sections you want alerts from — tap again to remove. "
+    text = _(
+        "Welcome to <b>{name}</b>! Pick the sections you want alerts from — tap again to remove. "
         "Follow words with /follow, e.g. <code>/follow drones</code>. /help lists everything."
-        + _channel_lines(services)
-    )
+    ).format(name=name) + _channel_lines(services)
     await reply(update, text, await section_keyboard(context, chat.id))
 
 
@@ -112,7 +114,7 @@ async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload
         Outcome.EXISTS: f"Welcome back! You already follow <b>{esc(section.name)}</b>.",
         Outcome.MOVED: f"Welcome back! <b>{esc(section.name)}</b> alerts now come to {_where(topic)}.",
         Outcome.LIMIT: esc(limit_text(services.settings.max_subscriptions)),
-    }.get(outcome, STOPPED_MEANWHILE)
+    }.get(outcome, _(STOPPED_MEANWHILE))
     await reply(update, text, await section_keyboard(context, chat_id))
 
 
@@ -122,12 +124,12 @@ async def sections_command(update: Update, context: NewsContext) -> None:
         return
     services = context.services
     if not services.sections:
-        await reply(update, "No sections are configured yet. Follow words with /follow meanwhile.")
+        await reply(update, esc(_("No sections are configured yet. Follow words with /follow meanwhile.")))
         return
     where = (
-        "Tap a section to send its alerts to <b>this topic</b> (tap again to stop it):"
+        _("Tap a section to send its alerts to <b>this topic</b> (tap again to stop it):")
         if topic_of(update) is not None
-        else "Your sections — tap to add or remove:"
+        else esc(_("Your sections — tap to add or remove:"))
     )
     await reply(update, where + _channel_lines(services), await section_keyboard(context, chat.id))
 
@@ -138,7 +140,7 @@ async def section_button(update: Update, context: NewsContext) -> None:
     parts = unpack(query.data, "sec", 1)
     section = find_section(context.services.sections, parts[0]) if parts else None
     if section is None or update.effective_chat is None:
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     if await refuse_non_admin(update, context):
         return
@@ -146,14 +148,15 @@ async def section_button(update: Update, context: NewsContext) -> None:
     assert chat is not None
     topic = topic_of(update)
     outcome = await readers.toggle_section(context.services, chat.id, section.slug, thread_id=topic)
-    here = " in this topic" if topic is not None else ""
     notice = {
-        Outcome.ADDED: f"Added {section.name}{here}",
-        Outcome.REMOVED: f"Removed {section.name}",
-        Outcome.MOVED: f"{section.name} alerts now come to this topic",
-        Outcome.EXISTS: f"You already follow {section.name}",
-        Outcome.LIMIT: f"Limit reached: at most {context.services.settings.max_subscriptions} subscriptions",
-    }.get(outcome, STOPPED_MEANWHILE)
+        Outcome.ADDED: _("Added {section} in this topic") if topic is not None else _("Added {section}"),
+        Outcome.REMOVED: _("Removed {section}"),
+        Outcome.MOVED: _("{section} alerts now come to this topic"),
+        Outcome.EXISTS: _("You already follow {section}"),
+        Outcome.LIMIT: _("Limit reached: at most {limit} subscriptions"),
+    }.get(outcome, _(STOPPED_MEANWHILE)).format(
+        section=section.name, limit=context.services.settings.max_subscriptions
+    )
     # The message changes before the spinner stops: once the reader sees the notice, the
     # keyboard shows the new state.
     if outcome in (Outcome.ADDED, Outcome.REMOVED):
@@ -184,7 +187,7 @@ def _any_of(words: Sequence[str]) -> str:
 def follow_text(report: readers.FollowReport, limit: int, topic: int | None = None) -> str:
     """What /follow did; `topic`: the forum topic it was sent from."""
     if report.gone:
-        return esc(STOPPED_MEANWHILE)
+        return esc(_(STOPPED_MEANWHILE))
     here = " here" if topic is not None else ""
     lines = []
     if report.added:
@@ -205,7 +208,7 @@ def follow_text(report: readers.FollowReport, limit: int, topic: int | None = No
 
 def exclude_text(report: readers.FollowReport, limit: int) -> str:
     if report.gone:
-        return esc(STOPPED_MEANWHILE)
+        return esc(_(STOPPED_MEANWHILE))
     lines = []
     if report.added:
         lines.append("Excluded " + join_names(report.added) + ": no alert, briefing entry or /latest story about it, "
@@ -320,7 +323,7 @@ async def _own_subscription(update: Update, context: NewsContext, prefix: str) -
     ids = callback_ids(query.data, prefix, 1)
     chat = update.effective_chat
     if ids is None or chat is None:
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return None
     if await refuse_non_admin(update, context):
         return None
@@ -373,7 +376,7 @@ async def mute_button(update: Update, context: NewsContext) -> None:
     ids = callback_ids(query.data, "mute", 2)
     chat = update.effective_chat
     if ids is None or chat is None:
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     if await refuse_non_admin(update, context):
         return
@@ -381,7 +384,7 @@ async def mute_button(update: Update, context: NewsContext) -> None:
     outbox_id, index = ids
     reasons = await outbox.get_reasons(services.db, outbox_id, chat.id)
     if reasons is None or index >= len(reasons):
-        await query.answer(STALE_BUTTON)
+        await query.answer(_(STALE_BUTTON))
         return
     reason = reasons[index]
     name = reason_name(reason, services.section_names)

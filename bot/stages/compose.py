@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot import briefings, localtime, render
+from bot import briefings, i18n, localtime, render
 from bot.context import Services
 from storage import due
 from storage.due import DueMessage
@@ -141,8 +141,22 @@ def items(rows: Sequence[DueMessage]) -> list[render.Item]:
 
 Renderer = Callable[[Services, Sequence[DueMessage]], Awaitable[Request | None]]
 
+
+def in_chat_language(render_for: Renderer) -> Renderer:
+    """The renderer, writing in the language of the chat the message goes to (its own, else
+    the newsroom's, NEWSBOT_LANGUAGE)."""
+
+    async def rendered(services: Services, batch: Sequence[DueMessage]) -> Request | None:
+        with i18n.speaking(batch[0].chat.language or services.settings.language):
+            return await render_for(services, batch)
+
+    return rendered
+
+
 # Each kind of bot.pipeline.kinds by name → what its message says.
 RENDERERS: dict[str, Renderer] = {
-    "alert": alert, "combined": combined, "broadcast": broadcast, "paid": paid,
-    "briefing": briefing, "post": post, "edit": edit,
+    kind: in_chat_language(renderer) for kind, renderer in {
+        "alert": alert, "combined": combined, "broadcast": broadcast, "paid": paid,
+        "briefing": briefing, "post": post, "edit": edit,
+    }.items()
 }

@@ -1,0 +1,106 @@
+"""The catalogs: every message in the code is in every shipped catalog, translated (not
+empty, not fuzzy), with the same placeholders and the right number of plural forms; and
+every message, in every language, is Telegram HTML Telegram accepts, within its limits."""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from bot import i18n
+from bot.app import READER_COMMANDS
+from bot.commands import admin
+from bot.render import esc
+from tests.conftest import REPO
+from tests.fakes.telegram_api import validate_telegram_html
+
+KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
+SAMPLES = {"name": "Sweden Herald", "n": 3, "section": "Sports", "limit": 50, "command": "/latest",
+           "hours": "22:00–07:00", "time": "07:30", "names": "<b>drones</b>", "zone": "Europe/Stockholm",
+           "channel": "@herald_sports", "words": "drones", "title": "Storm &amp; rain", "max": 20,
+           "sections": "Sports, World"}
+BUTTON_LABELS = {"Related", "Related {n}", "Mute {name}"}
+ANSWERS = {  # callback answers: up to 200 characters
+    "This button is no longer valid.", "Added {section}", "Added {section} in this topic",
+    "Removed {section}", "{section} alerts now come to this topic", "You already follow {section}",
+    "Limit reached: at most {limit} subscriptions", "Language: English",
+}
+
+
+def code_messages() -> set[str | tuple[str, str]]:
+    found: set[str | tuple[str, str]] = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(REPO / "bot"), method_map=[("**.py", "python")], keywords=KEYWORDS
+    ):
+        found.add(message if isinstance(message, str) else (message[0], message[1]))
+    return found
+
+
+def catalog(lang: str):  # type: ignore[no-untyped-def]
+    with i18n.catalog_path(lang).open("rb") as po:
+        return read_po(po, locale=lang)
+
+
+def placeholders(text: str) -> set[str]:
+    names = {field for _lit, field, _spec, _conv in string.Formatter().parse(text) if field}
+    return names | set(re.findall(r"%\((\w+)\)[sd]", text))
+
+
+def test_english_and_swedish_are_shipped_and_found_from_the_locale_folder() -> None:
+    assert i18n.languages() == ("en", "sv")
+    assert i18n.supported("sv-SE") == "sv" and i18n.supported("de") is None
+
+
+@pytest.mark.parametrize("lang", i18n.languages())
+def test_each_catalog_holds_every_message_of_the_code_translated(lang: str) -> None:
+    wanted = code_messages()
+    assert len(wanted) > 50
+    messages = {m.id if isinstance(m.id, str) else tuple(m.id): m for m in catalog(lang) if m.id}
+    assert wanted - set(messages) == set(), f"{lang}: not in the catalog"
+    plurals = catalog(lang).num_plurals
+    for key, message in messages.items():
+        assert not message.fuzzy, f"{lang}: fuzzy {key!r}"
+        forms = [message.string] if isinstance(message.string, str) else list(message.string)
+        assert all(forms), f"{lang}: empty translation of {key!r}"
+        ids = [key] if isinstance(key, str) else list(key)
+        if not isinstance(key, str):
+            assert len(forms) == plurals, f"{lang}: {key!r} has {len(forms)} plural forms"
+        expected = set().union(*(placeholders(i) for i in ids))
+        for form in forms:
+            assert placeholders(form) == expected, f"{lang}: placeholders of {key!r}"
+
+
+@pytest.mark.parametrize("lang", i18n.languages())
+def test_every_message_renders_as_telegram_html_within_its_limits(lang: str) -> None:
+    tr = i18n.translator(lang)
+    for key in code_messages():
+        if isinstance(key, str):
+            texts = [tr.gettext(key)]
+        else:
+            texts = [tr.ngettext(key[0], key[1], n) for n in (1, 2, 5)]
+        for text in texts:
+            rendered = text.format(**SAMPLES)
+            # Messages carry their own markup (b, i, code); everything else is escaped.
+            source = key if isinstance(key, str) else key[0]
+            shown = rendered if "<" in source else esc(rendered)
+            assert validate_telegram_html(shown) is None, (lang, key, shown)
+            assert len(rendered) <= 4096
+            if key in BUTTON_LABELS:
+                assert len(rendered) <= 40, (lang, key)
+            if key in ANSWERS:
+                assert len(rendered) <= 200, (lang, key)
+    for _name, description in (*READER_COMMANDS, *admin.MENU):
+        assert 3 <= len(tr.gettext(description)) <= 256, (lang, description)
+
+
+def test_times_are_written_in_the_readers_language_and_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Europe/Stockholm")
+    assert i18n.translator("en").date_time(1_741_800_000, zone) == "12 Mar 2025 18:20 CET"
+    assert i18n.translator("sv").date_time(1_741_800_000, zone) == "12 mars 2025 18:20 CET"
+    assert i18n.translator("sv").time_of_day(1_741_800_000, ZoneInfo("Asia/Tokyo")) == "02:20 JST"

@@ -121,7 +121,7 @@ async def test_lane_counters_are_filled_in_from_the_outbox(tmp_path: Path) -> No
         for i, lane in enumerate((1, 2, 2, 3)):
             conn.execute("INSERT INTO outbox (chat_id, kind, key, lane, state, next_attempt_at, created_at, sent_at) "
                          "VALUES (1, 'alert', ?, ?, 'sent', 0, 0, ?)", (f"k{i}", lane, 7200.0 + i))
-        conn.execute("PRAGMA user_version = 12")
+        conn.execute("PRAGMA user_version = 13")
     db = await Database.open(path)
     try:
         hours = await counters.by_hour(db.reports, 0)

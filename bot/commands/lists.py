@@ -98,7 +98,7 @@ async def search(update: Update, context: NewsContext) -> None:
 
 async def _search(update: Update, context: NewsContext, text: str, title: str) -> None:
     if articles.only_stopwords(text[:200]):
-        await reply(update, f"“{echo(text, 40)}” is too common to search for — try a more specific word.")
+        await reply(update, _("“{words}” is too common to search for — try a more specific word.").format(words=echo(text, 40)))
         return
     found = await articles.search(context.services.db, text[:200], limit=SEARCH_MAX)
     await _list(update, context, await sender.existing(update, context), title, found,

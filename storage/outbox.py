@@ -43,6 +43,11 @@ LANE_NAMES = {
     LANE_BROADCAST: "broadcasts", LANE_PERSONAL: "personal", LANE_SECTION: "sections",
     LANE_EDIT: "corrections",
 }
+
+
+def lane_name(lane: int) -> str:
+    """A lane's name for counters and metrics ('personal'…; an unknown lane by its number)."""
+    return LANE_NAMES.get(lane, str(lane))
 HELD_HOURS = 48  # a paused chat keeps at most this many hours of matched alerts
 EDIT_HOURS = 48  # messages older than this are not edited (Telegram refuses many)
 FINAL = ("sent", "failed", "cancelled", "blocked")
@@ -294,7 +299,7 @@ async def mark_sent_in(conn: aiosqlite.Connection, batch: SentBatch, now: float)
         f"attempts = attempts + 1, last_error = NULL WHERE id IN ({_marks(batch.ids)}) RETURNING lane",
         (now, now, batch.message_id, *batch.ids),
     )
-    lanes = Counter(counters.lane_sent(LANE_NAMES.get(int(r[0]), str(r[0]))) for r in await cursor.fetchall())
+    lanes = Counter(counters.lane_sent(lane_name(int(r[0]))) for r in await cursor.fetchall())
     await cursor.close()
     if revised := [(row[0], row[2]) for row in batch.shown if row[2]]:  # 0 is the default
         await conn.execute(

@@ -39,7 +39,7 @@ from bot.stages.compose import Request
 from storage import broadcasts, chats, due, outbox
 from storage.db import GroupCommit, StorageError
 from storage.due import DueMessage
-from storage.outbox import LANE_NAMES, LANES, SentBatch
+from storage.outbox import LANES, SentBatch
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class Dispatcher:
         metrics = self.services.metrics
         metrics.inc("newsbot_messages_sent_total", len(batch), kind=first.kind)
         for lane, count in Counter(m.lane for m in batch).items():
-            metrics.inc("newsbot_lane_messages_sent_total", count, lane=LANE_NAMES.get(lane, str(lane)))
+            metrics.inc("newsbot_lane_messages_sent_total", count, lane=outbox.lane_name(lane))
         if sent.kind == "alert":
             for published in sent.published:
                 metrics.observe_alert_latency(now - published)

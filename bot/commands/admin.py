@@ -371,8 +371,10 @@ async def stats_command(update: Update, context: NewsContext) -> None:
     services = context.services
     found = await newsroom.figures(services)
     text = _stats_text(found, services.sections)
-    chart = await newsroom.stats_chart(services, found.stats, await sender.shown_zone(update, context))
     message = update.effective_message
+    chart = None if message is None else await newsroom.stats_chart(
+        services, found.stats, await sender.shown_zone(update, context)
+    )
     if chart is None or message is None:
         await reply(update, text)
         return

@@ -10,7 +10,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from bot import i18n
 from bot.callbacks import pack, unpack
 from bot.commands.common import edit_text, refuse_non_admin, reply
-from bot.commands.sender import known
+from bot.commands.sender import keep_first_language, known
 from bot.context import NewsContext
 from bot.i18n import _
 from bot.render import esc
@@ -35,10 +35,9 @@ async def choose_language(update: Update, context: NewsContext) -> None:
     if row is not None and row.language:
         i18n.set_language(row.language)
         return
-    spoken = telegram_language(update)
-    if spoken is not None and row is not None:
-        await chats.first_language(services.db, row.id, spoken)
-    i18n.set_language(spoken or services.settings.language)
+    if row is not None:
+        await keep_first_language(update, context, row)
+    i18n.set_language(telegram_language(update) or services.settings.language)
 
 
 def _keyboard() -> InlineKeyboardMarkup:

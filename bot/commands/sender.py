@@ -31,7 +31,7 @@ async def join(update: Update, context: NewsContext) -> Chat | None:
     if chat is None:
         return None
     row = await readers.join(context.services, chat.id, chat.type, title_of(update))
-    await _keep_first_language(update, context, row)
+    await keep_first_language(update, context, row)
     return row
 
 
@@ -41,11 +41,11 @@ async def known(update: Update, context: NewsContext) -> Chat | None:
     if chat is None:
         return None
     row = await readers.known_chat(context.services, chat.id, chat.type, title_of(update))
-    await _keep_first_language(update, context, row)
+    await keep_first_language(update, context, row)
     return row
 
 
-async def _keep_first_language(update: Update, context: NewsContext, row: Chat) -> None:
+async def keep_first_language(update: Update, context: NewsContext, row: Chat) -> None:
     """A private chat's first row keeps its reader's Telegram language (when shipped)."""
     user = update.effective_user
     spoken = i18n.supported(user.language_code) if user is not None else None

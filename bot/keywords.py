@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from bot.i18n import _
 from bot.text import truncate_words
 from storage.words import fold
 
@@ -50,13 +51,15 @@ def normalise_keyword(text: str) -> str:
     folded = _KEYWORD_JUNK_RE.sub(" ", fold(text.strip()))
     pieces = [piece.strip("-'") for piece in folded.split()]
     value = " ".join(piece for piece in pieces if _HAS_WORD_CHAR_RE.search(piece))
-    limits = f"{MIN_KEYWORD_LEN} to {MAX_KEYWORD_LEN} characters long"
     if not value:
-        raise KeywordError(f"A keyword needs at least one letter or digit and must be {limits}.")
+        raise KeywordError(_("A keyword needs at least one letter or digit and must be {min} to {max} characters "
+                             "long.").format(min=MIN_KEYWORD_LEN, max=MAX_KEYWORD_LEN))
     if len(value) < MIN_KEYWORD_LEN:
-        raise KeywordError(f"“{truncate_words(text.strip(), 30)}” is too short: keywords must be {limits}.")
+        raise KeywordError(_("“{text}” is too short: keywords must be {min} to {max} characters long.").format(
+            text=truncate_words(text.strip(), 30), min=MIN_KEYWORD_LEN, max=MAX_KEYWORD_LEN))
     if len(value) > MAX_KEYWORD_LEN:
-        raise KeywordError(f"“{truncate_words(text.strip(), 30)}” is too long: keywords must be {limits}.")
+        raise KeywordError(_("“{text}” is too long: keywords must be {min} to {max} characters long.").format(
+            text=truncate_words(text.strip(), 30), min=MIN_KEYWORD_LEN, max=MAX_KEYWORD_LEN))
     return value
 
 

@@ -179,8 +179,9 @@ def reason_name(reason: str, sections: Mapping[str, str]) -> str:
     return subscription_name(kind, value, sections)
 
 
-def reason_text(reasons: Sequence[str], sections: Mapping[str, str]) -> str:
-    """("section:world", "keyword:drones") → 'because you follow <b>World</b> and <b>drones</b>'."""
+def reason_text(reasons: Sequence[str], sections: Mapping[str, str], *, sentence: bool = False) -> str:
+    """("section:world", "keyword:drones") → 'because you follow <b>World</b> and <b>drones</b>'
+    (with `sentence`: 'Because you follow <b>World</b> and <b>drones</b>.')."""
     names = [reason_name(reason, sections) for reason in reasons]
     if not names:
         return ""
@@ -191,6 +192,8 @@ def reason_text(reasons: Sequence[str], sections: Mapping[str, str]) -> str:
         joined = current().join(quoted)
     else:  # a chat following dozens of words that all match one story
         joined = join_names(names, budget=REASONS_BUDGET)
+    if sentence:
+        return _("Because you follow {names}.").format(names=joined)
     return _("because you follow {names}").format(names=joined)
 
 
@@ -298,14 +301,14 @@ def combined(
     for item in items:
         for index, reason in enumerate(item.reasons):
             reasons.setdefault(reason, (item.row_id, index))
-    why = reason_text(list(reasons), sections)
+    why = reason_text(list(reasons), sections, sentence=True)
     blocks = [
         article_block(item.article, sections, zone, number=n, updated=item.updated)
         for n, item in enumerate(items, start=1)
     ]
     text, shown = fit_blocks(
         header, blocks, more=lambda n: _("…and {n} more — {command}").format(n=n, command="/latest"),
-        footer=f"<i>{why[0].upper()}{why[1:]}.</i>" if why else "",
+        footer=f"<i>{why}</i>" if why else "",
     )
     buttons = related_buttons([i.article for i in items[:shown]])
     buttons += [

@@ -22,12 +22,29 @@ KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
 SAMPLES = {"name": "Sweden Herald", "n": 3, "section": "Sports", "limit": 50, "command": "/latest",
            "hours": "22:00–07:00", "time": "07:30", "names": "<b>drones</b>", "zone": "Europe/Stockholm",
            "channel": "@herald_sports", "words": "drones", "title": "Storm &amp; rain", "max": 20,
-           "sections": "Sports, World"}
-BUTTON_LABELS = {"Related", "Related {n}", "Mute {name}"}
+           "sections": "Sports, World", "body": "Following <b>drones</b>.", "rule": "more than 3 alerts due at once",
+           "keywords": "2 keywords", "excluded": "1 excluded word", "items": "Sports, World", "first": "<b>drones</b>",
+           "second": "<b>nato</b>", "third": "<b>malmo</b>", "times": "07:30, 18:00", "text": "25:99", "min": 2,
+           "combine": "more than 3 alerts due at once come as one message"}
+BUTTON_LABELS = {
+    "Related", "Related {n}", "Mute {name}", "Quiet {hours}", "Quiet off", "Briefing {time}", "Briefings off",
+    "Resume alerts", "Pause alerts", "Previews: turn off", "Previews: turn on", "Combine: turn off",
+    "Combine: turn on", "In quiet hours: hold → silent", "In quiet hours: silent → hold", "Nothing new: stay quiet",
+    "Nothing new: tell me", "Choose sections", "My subscriptions", "✖ not {name}", "📰 Briefing only", "⚡ Instant",
+    "More from {name}",
+}
 ANSWERS = {  # callback answers: up to 200 characters
     "This button is no longer valid.", "Added {section}", "Added {section} in this topic",
     "Removed {section}", "{section} alerts now come to this topic", "You already follow {section}",
-    "Limit reached: at most {limit} subscriptions", "Language: English",
+    "Limit reached: at most {limit} subscriptions", "Language: English", ("Resumed: {n} held story follows.",
+    "Resumed: {n} held stories follow."), "Paused: alerts are kept until you resume.", "Saved", "Time zone: {zone}",
+    "Quiet hours: off", "Quiet hours: {hours}, alerts held and sent as one message when they end",
+    "Quiet hours: {hours}, alerts delivered silently", "In quiet hours alerts will be held. Set the hours with "
+    "/quiet 22:00-07:00.", "In quiet hours alerts will be delivered silently. Set the hours with /quiet 22:00-07:00.",
+    "Briefings off.", "Briefings at {times}; the next at {time}.", "At most three briefings a day: turn one off first.",
+    "Already removed.", "Removed {name}", "Removed exclusion of {name}", "{name}: instant alerts.",
+    "{name}: in your briefing only.", "{name}: in your briefing only. Set a time with /briefing 07:30.",
+    "Muted {name}. /mysubs shows what is left.", "{name} was already muted.", "This story is no longer available.",
 }
 
 
@@ -93,6 +110,7 @@ def test_every_message_renders_as_telegram_html_within_its_limits(lang: str) -> 
                 assert len(rendered) <= 40, (lang, key)
             if key in ANSWERS:
                 assert len(rendered) <= 200, (lang, key)
+    assert (BUTTON_LABELS | ANSWERS) - code_messages() == set(), "labels or answers named here, not in the code"
     for _name, description in (*READER_COMMANDS, *admin.MENU):
         assert 3 <= len(tr.gettext(description)) <= 256, (lang, description)
 

@@ -14,23 +14,30 @@ from bot.commands import sender, subscribe
 from bot.commands.common import STALE_BUTTON, callback_ids, edit_text, refuse_non_admin, reply
 from bot.config import valid_timezone
 from bot.context import NewsContext, Services
-from bot.i18n import _
-from bot.render import echo, esc, format_clock, plural, rows_of
+from bot.i18n import N_, _, ngettext
+from bot.render import echo, esc, format_clock, rows_of
 from bot.text import plain_line
 from storage import chats, subscriptions
 from storage.models import Chat
 
-COMBINE_RULE = "more than 3 alerts due at once come as one message"
+COMBINE_RULE = N_("more than 3 alerts due at once come as one message")
 # Zones offered as buttons in /settings (any other: /timezone Area/City).
 COMMON_ZONES = ("Europe/Stockholm", "Europe/London", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC")
 QUIET_PRESETS = ((22 * 60, 7 * 60), (23 * 60, 6 * 60))
 BRIEFING_PRESETS = (7 * 60, 7 * 60 + 30, 18 * 60)
 
+# HTML (translated where used): how to write each command.
 USAGE = {
-    "timezone": "Usage: /timezone <Area/City>\nExample: /timezone Europe/London (or /timezone default)",
-    "quiet": "Usage: /quiet <from>-<to> | off | hold | silent\nExample: /quiet 22:00-07:00",
-    "briefing": "Usage: /briefing <time> [<time> <time>] | off\nExample: /briefing 07:30 (up to three a day)",
+    "timezone": N_("Usage: /timezone <i>Area/City</i>\nExample: /timezone Europe/London (or /timezone default)"),
+    "quiet": N_("Usage: /quiet <i>from</i>-<i>to</i> | off | hold | silent\nExample: /quiet 22:00-07:00"),
+    "briefing": N_("Usage: /briefing <i>time</i> [<i>time</i> <i>time</i>] | off\nExample: /briefing 07:30 (up to "
+                   "three a day)"),
 }
+
+
+def usage(command: str) -> str:
+    """How to write `command`, in the reader's language (HTML)."""
+    return _(USAGE[command])
 
 
 # --- /pause, /resume, /stop ---------------------------------------------------------------------
@@ -67,13 +74,15 @@ async def resume(update: Update, context: NewsContext) -> None:
         await reply(update, esc(_("Alerts are not paused: they come as stories appear.")))
         return
     if resumed.released:
-        text = (f"Alerts resumed. While you were away: {plural(resumed.released, 'story', 'stories')} — "
-                "they follow in one message.")
+        text = ngettext("Alerts resumed. While you were away: {n} story — it follows in one message.",
+                        "Alerts resumed. While you were away: {n} stories — they follow in one message.",
+                        resumed.released).format(n=resumed.released)
     else:
-        text = "Alerts resumed. Nothing came for you while you were away."
+        text = _("Alerts resumed. Nothing came for you while you were away.")
     if resumed.dropped:
-        text += f" ({plural(resumed.dropped, 'older alert')} than 48 hours left out.)"
-    await reply(update, text)
+        text += " " + ngettext("({n} older alert than 48 hours left out.)", "({n} older alerts than 48 hours left out.)",
+                               resumed.dropped).format(n=resumed.dropped)
+    await reply(update, esc(text))
 
 
 async def stop(update: Update, context: NewsContext) -> None:
@@ -89,22 +98,32 @@ async def stop(update: Update, context: NewsContext) -> None:
 
 
 def _quiet_line(chat: Chat | None) -> str:
+    """The chat's quiet hours as /settings says them (plain text)."""
     if chat is None or chat.quiet_start is None or chat.quiet_end is None:
-        return "Quiet hours: off"
+        return _("Quiet hours: off")
     span = localtime.span(chat.quiet_start, chat.quiet_end)
-    how = ("alerts held and sent as one message when they end" if chat.quiet_mode == "hold"
-           else "alerts delivered silently")
-    return f"Quiet hours: {span}, {how}"
+    if chat.quiet_mode == "hold":
+        return _("Quiet hours: {hours}, alerts held and sent as one message when they end").format(hours=span)
+    return _("Quiet hours: {hours}, alerts delivered silently").format(hours=span)
 
 
 def _briefing_line(services: Services, chat: Chat | None) -> str:
     if chat is None or not chat.briefings:
-        return "Briefings: off"
+        return _("Briefings: off")
     times = ", ".join(localtime.hhmm(t) for t in chat.briefings)
-    nxt = ""
     if chat.next_briefing_at:
-        nxt = f" — next at {format_clock(chat.next_briefing_at, services.chat_zone(chat.timezone))}"
-    return f"Briefings: {times}{nxt}"
+        return _("Briefings: {times} — next at {time}").format(
+            times=times, time=format_clock(chat.next_briefing_at, services.chat_zone(chat.timezone)))
+    return _("Briefings: {times}").format(times=times)
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    """'Following 2 sections, 1 keyword; 0 excluded words (/mysubs).'"""
+    return _("Following {sections}, {keywords}; {excluded} (/mysubs).").format(
+        sections=ngettext("{n} section", "{n} sections", counts["section"]).format(n=counts["section"]),
+        keywords=ngettext("{n} keyword", "{n} keywords", counts["keyword"]).format(n=counts["keyword"]),
+        excluded=ngettext("{n} excluded word", "{n} excluded words", counts["exclude"]).format(n=counts["exclude"]),
+    )
 
 
 async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, InlineKeyboardMarkup]:
@@ -119,42 +138,47 @@ async def _settings_message(context: NewsContext, chat_id: int) -> tuple[str, In
         esc((_("Alerts: paused") if paused else _("Alerts: on")) if chat and chat.active else _("Alerts: not started — /start")),
         esc(_("Time zone: {zone} (now {time})").format(
             zone=zone, time=format_clock(services.clock.time(), services.chat_zone(zone)))),
-        _quiet_line(chat),
-        _briefing_line(services, chat),
-        "A briefing with nothing new: " + ("sent, saying so" if chat and chat.nothing_new else "not sent"),
-        f"Combine bursts: {'on' if chat is None or chat.combine else 'off'} — {COMBINE_RULE}",
-        f"Link previews: {'on' if chat and chat.link_previews else 'off'}",
-        f"Following {plural(counts['section'], 'section')}, {plural(counts['keyword'], 'keyword')}; "
-        f"{plural(counts['exclude'], 'excluded word')} (/mysubs).",
+        esc(_quiet_line(chat)),
+        esc(_briefing_line(services, chat)),
+        esc(_("A briefing with nothing new: sent, saying so") if chat and chat.nothing_new
+            else _("A briefing with nothing new: not sent")),
+        esc((_("Combine bursts: on — {rule}") if chat is None or chat.combine
+             else _("Combine bursts: off — {rule}")).format(rule=_(COMBINE_RULE))),
+        esc(_("Link previews: on") if chat and chat.link_previews else _("Link previews: off")),
+        esc(_counts_line(counts)),
     ]
     quiet_buttons = [
-        InlineKeyboardButton(f"Quiet {localtime.span(a, b)}", callback_data=pack("quiet", f"{a}-{b}"))
+        InlineKeyboardButton(_("Quiet {hours}").format(hours=localtime.span(a, b)), callback_data=pack("quiet", f"{a}-{b}"))
         for a, b in QUIET_PRESETS
-    ] + [InlineKeyboardButton("Quiet off", callback_data=pack("quiet", "off"))]
+    ] + [InlineKeyboardButton(_("Quiet off"), callback_data=pack("quiet", "off"))]
     mode = chat.quiet_mode if chat else "hold"
     briefing_buttons = [
-        InlineKeyboardButton(("✅ " if chat and t in chat.briefings else "") + f"Briefing {localtime.hhmm(t)}",
+        InlineKeyboardButton(("✅ " if chat and t in chat.briefings else "") + _("Briefing {time}").format(time=localtime.hhmm(t)),
                              callback_data=pack("brief", t))
         for t in BRIEFING_PRESETS
-    ] + [InlineKeyboardButton("Briefings off", callback_data=pack("brief", "off"))]
+    ] + [InlineKeyboardButton(_("Briefings off"), callback_data=pack("brief", "off"))]
     zone_buttons = [
         InlineKeyboardButton(("✅ " if z == zone else "") + z.split("/")[-1].replace("_", " "), callback_data=pack("tz", i))
         for i, z in enumerate(COMMON_ZONES)
     ]
     keyboard = [
         [
-            InlineKeyboardButton("Resume alerts" if paused else "Pause alerts", callback_data=pack("set", "paused")),
-            InlineKeyboardButton(f"Previews: turn {'off' if chat and chat.link_previews else 'on'}", callback_data=pack("set", "link_previews")),
-            InlineKeyboardButton(f"Combine: turn {'off' if chat is None or chat.combine else 'on'}", callback_data=pack("set", "combine")),
+            InlineKeyboardButton(_("Resume alerts") if paused else _("Pause alerts"), callback_data=pack("set", "paused")),
+            InlineKeyboardButton(_("Previews: turn off") if chat and chat.link_previews else _("Previews: turn on"),
+                                 callback_data=pack("set", "link_previews")),
+            InlineKeyboardButton(_("Combine: turn off") if chat is None or chat.combine else _("Combine: turn on"),
+                                 callback_data=pack("set", "combine")),
         ],
         *rows_of(zone_buttons),
         *rows_of(quiet_buttons),
-        [InlineKeyboardButton("In quiet hours: " + ("hold → silent" if mode == "hold" else "silent → hold"), callback_data=pack("quiet", "mode"))],
+        [InlineKeyboardButton(_("In quiet hours: hold → silent") if mode == "hold" else _("In quiet hours: silent → hold"),
+                              callback_data=pack("quiet", "mode"))],
         *rows_of(briefing_buttons),
-        [InlineKeyboardButton("Nothing new: " + ("stay quiet" if chat and chat.nothing_new else "tell me"), callback_data=pack("set", "nothing_new"))],
+        [InlineKeyboardButton(_("Nothing new: stay quiet") if chat and chat.nothing_new else _("Nothing new: tell me"),
+                              callback_data=pack("set", "nothing_new"))],
         [
-            InlineKeyboardButton("Choose sections", callback_data=pack("set", "sections")),
-            InlineKeyboardButton("My subscriptions", callback_data=pack("set", "mysubs")),
+            InlineKeyboardButton(_("Choose sections"), callback_data=pack("set", "sections")),
+            InlineKeyboardButton(_("My subscriptions"), callback_data=pack("set", "mysubs")),
         ],
     ]
     return "\n".join(lines), InlineKeyboardMarkup(keyboard)
@@ -191,7 +215,7 @@ async def settings_button(update: Update, context: NewsContext) -> None:
     if option in ("sections", "mysubs"):
         await query.answer()
         if option == "sections":
-            await reply(update, "Your sections — tap to add or remove:", await subscribe.section_keyboard(context, chat_id))
+            await reply(update, esc(_("Your sections — tap to add or remove:")), await subscribe.section_keyboard(context, chat_id))
         else:
             text, keyboard = await subscribe.mysubs_message(context, chat_id)
             await reply(update, text, keyboard)
@@ -206,20 +230,21 @@ async def settings_button(update: Update, context: NewsContext) -> None:
             return
         if chat.paused:
             resumed = await readers.resume(services, chat_id)
-            notice = f"Resumed: {plural(resumed.released, 'held story', 'held stories')} follow."
+            notice = ngettext("Resumed: {n} held story follows.", "Resumed: {n} held stories follow.",
+                              resumed.released).format(n=resumed.released)
         else:
             await readers.pause(services, chat_id)
-            notice = "Paused: alerts are kept until you resume."
+            notice = _("Paused: alerts are kept until you resume.")
     else:
         chat = await sender.known(update, context)
         assert chat is not None
         await readers.set_option(services, chat, option, not getattr(chat, option))
-        notice = "Saved"
+        notice = _("Saved")
     await _redraw(update, context, notice)
 
 
 async def timezone_command(update: Update, context: NewsContext) -> None:
-    name = await sender.change_argument(update, context, USAGE["timezone"])
+    name = await sender.change_argument(update, context, usage("timezone"))
     if name is None:
         return
     services = context.services
@@ -230,15 +255,15 @@ async def timezone_command(update: Update, context: NewsContext) -> None:
         known = {z.casefold(): z for z in COMMON_ZONES}
         zone = known.get(name.casefold(), name)
         if not valid_timezone(zone):
-            await reply(update, f"“{echo(name, 60)}” is not a time zone I know. Use an IANA name, "
-                                "e.g. <code>/timezone Europe/London</code> or <code>/timezone America/New_York</code>.")
+            await reply(update, _("“{zone}” is not a time zone I know. Use an IANA name, e.g. <code>/timezone "
+                                  "Europe/London</code> or <code>/timezone America/New_York</code>.").format(zone=echo(name, 60)))
             return
     chat = await sender.known(update, context)
     assert chat is not None
     await readers.set_timezone(services, chat, zone)
     shown = zone or services.settings.timezone
-    await reply(update, f"Time zone: <b>{esc(shown)}</b>. It is {format_clock(services.clock.time(), services.chat_zone(shown))} there; "
-                        "every time I show is in it now.")
+    await reply(update, _("Time zone: <b>{zone}</b>. It is {time} there; every time I show is in it now.").format(
+        zone=esc(shown), time=format_clock(services.clock.time(), services.chat_zone(shown))))
 
 
 async def timezone_button(update: Update, context: NewsContext) -> None:
@@ -254,7 +279,7 @@ async def timezone_button(update: Update, context: NewsContext) -> None:
     assert chat is not None
     zone = COMMON_ZONES[ids[0]]
     await readers.set_timezone(context.services, chat, None if zone == context.services.settings.timezone else zone)
-    await _redraw(update, context, f"Time zone: {zone}")
+    await _redraw(update, context, _("Time zone: {zone}").format(zone=zone))
 
 
 def _parse_span(text: str) -> tuple[int, int] | None:
@@ -268,29 +293,41 @@ def _parse_span(text: str) -> tuple[int, int] | None:
 
 
 async def quiet_command(update: Update, context: NewsContext) -> None:
-    found = await sender.change_argument(update, context, USAGE["quiet"])
+    found = await sender.change_argument(update, context, usage("quiet"))
     if found is None:
         return
     text = found.casefold()
     span = _parse_span(text)
     if text not in ("off", "hold", "silent") and span is None:
-        await reply(update, esc(f"I could not read “{plain_line(text)[:40]}” as quiet hours.\n{USAGE['quiet']}"))
+        await reply(update, esc(_("I could not read “{text}” as quiet hours.").format(text=plain_line(text)[:40]))
+                    + "\n" + usage("quiet"))
         return
     chat = await sender.known(update, context)
     assert chat is not None
-    reply_text = await _set_quiet(context.services, chat, text, span)
+    reply_text, _notice = await _set_quiet(context.services, chat, text, span)
     await reply(update, reply_text)
 
 
-async def _set_quiet(services: Services, chat: Chat, what: str, span: tuple[int, int] | None) -> str:
-    """`what`: "off", "hold", "silent", or "span" (the hours in `span`)."""
+async def _set_quiet(services: Services, chat: Chat, what: str, span: tuple[int, int] | None) -> tuple[str, str]:
+    """`what`: "off", "hold", "silent", or "span" (the hours in `span`). Returns the reply
+    (HTML) and the short notice for a button's answer (plain text)."""
     updated = await readers.set_quiet(services, chat, what, span)
     if what == "off":
-        return "Quiet hours off: alerts come whenever stories appear."
-    if what in ("hold", "silent"):
-        return esc(_quiet_line(updated)) + ("" if chat.quiet_start is not None else ". Set the hours with /quiet 22:00-07:00.")
-    return (esc(_quiet_line(updated)) + f" ({esc(sender.zone_of(services, chat))}). Broadcasts marked urgent still come. "
-            + ("/quiet silent delivers without sound instead." if (updated and updated.quiet_mode == "hold") else "/quiet hold holds them instead."))
+        return esc(_("Quiet hours off: alerts come whenever stories appear.")), _("Quiet hours: off")
+    notice = _quiet_line(updated)
+    hold = updated is not None and updated.quiet_mode == "hold"
+    if updated is None or updated.quiet_start is None or updated.quiet_end is None:
+        text = (_("In quiet hours alerts will be held. Set the hours with /quiet 22:00-07:00.") if hold
+                else _("In quiet hours alerts will be delivered silently. Set the hours with /quiet 22:00-07:00."))
+        return esc(text), text
+    hours, zone = localtime.span(updated.quiet_start, updated.quiet_end), sender.zone_of(services, chat)
+    if hold:
+        text = _("Quiet hours: {hours} ({zone}), alerts held and sent as one message when they end. Broadcasts "
+                 "marked urgent still come. /quiet silent delivers without sound instead.")
+    else:
+        text = _("Quiet hours: {hours} ({zone}), alerts delivered silently. Broadcasts marked urgent still come. "
+                 "/quiet hold holds them instead.")
+    return esc(text.format(hours=hours, zone=zone)), notice
 
 
 async def quiet_button(update: Update, context: NewsContext) -> None:
@@ -314,12 +351,12 @@ async def quiet_button(update: Update, context: NewsContext) -> None:
     assert chat is not None
     if what == "mode":
         what = "silent" if chat.quiet_mode == "hold" else "hold"
-    notice = await _set_quiet(context.services, chat, what if span is None else "span", span)
-    await _redraw(update, context, re.sub(r"<[^>]+>", "", notice))
+    _text, notice = await _set_quiet(context.services, chat, what if span is None else "span", span)
+    await _redraw(update, context, notice)
 
 
 async def briefing_command(update: Update, context: NewsContext) -> None:
-    text = await sender.change_argument(update, context, USAGE["briefing"])
+    text = await sender.change_argument(update, context, usage("briefing"))
     if text is None:
         return
     times: list[int] = []
@@ -327,27 +364,30 @@ async def briefing_command(update: Update, context: NewsContext) -> None:
         for part in re.split(r"[\s,]+", text.strip()):
             minutes = localtime.parse_hhmm(part)
             if minutes is None:
-                await reply(update, esc(f"I could not read “{plain_line(part)[:20]}” as a time.\n{USAGE['briefing']}"))
+                await reply(update, esc(_("I could not read “{text}” as a time.").format(text=plain_line(part)[:20]))
+                            + "\n" + usage("briefing"))
                 return
             if minutes not in times:
                 times.append(minutes)
         if len(times) > 3:
-            await reply(update, esc(f"At most three briefings a day.\n{USAGE['briefing']}"))
+            await reply(update, esc(_("At most three briefings a day.")) + "\n" + usage("briefing"))
             return
     chat = await sender.known(update, context)
     assert chat is not None
-    await reply(update, await _set_briefings(context.services, chat, times))
+    await reply(update, (await _set_briefings(context.services, chat, times))[0])
 
 
-async def _set_briefings(services: Services, chat: Chat, times: list[int]) -> str:
+async def _set_briefings(services: Services, chat: Chat, times: list[int]) -> tuple[str, str]:
+    """The reply (HTML) and the short notice for a button's answer (plain text)."""
     next_at = await readers.set_briefings(services, chat, times)
     if not times or next_at is None:
-        return "Briefings off."
-    zone = services.chat_zone(chat.timezone)
+        return esc(_("Briefings off.")), _("Briefings off.")
     shown = ", ".join(localtime.hhmm(t) for t in sorted(times))
-    return (f"Briefings at <b>{shown}</b> ({esc(sender.zone_of(services, chat))}): one message with your stories "
-            f"since the previous one. The next at {format_clock(next_at, zone)}. In /mysubs, ⚡/📰 chooses "
-            "which subscriptions also alert at once.")
+    at = format_clock(next_at, services.chat_zone(chat.timezone))
+    text = _("Briefings at <b>{times}</b> ({zone}): one message with your stories since the previous one. The next "
+             "at {time}. In /mysubs, ⚡/📰 chooses which subscriptions also alert at once.").format(
+        times=shown, zone=esc(sender.zone_of(services, chat)), time=at)
+    return text, _("Briefings at {times}; the next at {time}.").format(times=shown, time=at)
 
 
 async def briefing_button(update: Update, context: NewsContext) -> None:
@@ -368,7 +408,7 @@ async def briefing_button(update: Update, context: NewsContext) -> None:
         minutes = int(value)
         times = [t for t in chat.briefings if t != minutes] if minutes in chat.briefings else [*chat.briefings, minutes]
         if len(times) > 3:
-            await query.answer("At most three briefings a day: turn one off first.", show_alert=True)
+            await query.answer(_("At most three briefings a day: turn one off first."), show_alert=True)
             return
-    notice = await _set_briefings(context.services, chat, times)
-    await _redraw(update, context, re.sub(r"<[^>]+>", "", notice))
+    _text, notice = await _set_briefings(context.services, chat, times)
+    await _redraw(update, context, notice)

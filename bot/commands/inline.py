@@ -22,6 +22,7 @@ from telegram import (
 from telegram.constants import ParseMode
 
 from bot.context import NewsContext
+from bot.i18n import _
 from bot.render import esc, format_time, linked_title, section_label, short
 from storage import articles
 from storage.models import Article
@@ -74,7 +75,7 @@ class InlineSearch:
                         parse_mode=ParseMode.HTML,
                         link_preview_options=LinkPreviewOptions(is_disabled=False),
                     ),
-                    reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(f"More from {services.settings.name}", url=more)]]),
+                    reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(_("More from {name}").format(name=services.settings.name), url=more)]]),
                 )
             )
         await query.answer(results, cache_time=CACHE_SECONDS, is_personal=False)

@@ -11,7 +11,7 @@ from telegram import Update
 from bot.commands import sender
 from bot.commands.common import arg_text, callback_ids, reply, sections_text
 from bot.context import NewsContext, find_section
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.keywords import parse_keywords
 from bot.pipeline.parse import canonical_url
 from bot.render import Rendered, article_list, echo, esc
@@ -24,11 +24,17 @@ LATEST_MAX = 20
 SEARCH_MAX = 10
 RELATED_MAX = 5
 
+# HTML (translated where used): how to write each command.
 USAGE = {
-    "latest": "Usage: /latest [section] [number]\nExample: /latest sports 10 (at most {max})",
-    "search": "Usage: /search <words>\nExample: /search ukraine ceasefire",
-    "related": "Usage: /related <words, a headline or a story's link>\nExample: /related drones russia",
+    "latest": N_("Usage: /latest [<i>section</i>] [<i>number</i>]\nExample: /latest sports 10 (at most {max})"),
+    "search": N_("Usage: /search <i>words</i>\nExample: /search ukraine ceasefire"),
+    "related": N_("Usage: /related <i>words, a headline or a story's link</i>\nExample: /related drones russia"),
 }
+
+
+def usage(command: str) -> str:
+    """How to write `command`, in the reader's language (HTML)."""
+    return _(USAGE[command])
 
 
 # --- /latest, /search, /related, plain text ----------------------------------------------------
@@ -39,27 +45,27 @@ async def latest(update: Update, context: NewsContext) -> None:
     chat_id = update.effective_chat.id if update.effective_chat else None
     if chat_id is None:
         return
-    usage = esc(USAGE["latest"].format(max=LATEST_MAX))
+    how = usage("latest").format(max=LATEST_MAX)
     args = context.args or []
     numbers = [w for w in args if re.fullmatch(r"[+-]?[0-9]+", w)]
     words = [w for w in args if w not in numbers]
     # At most one section and one number, in either order.
     if len(numbers) > 1 or len(words) > 1:
-        await reply(update, usage)
+        await reply(update, how)
         return
     count = LATEST_DEFAULT
     if numbers:
         # Compared as text first: a thousand-digit "number" is not worth converting.
         count = int(numbers[0]) if len(numbers[0]) <= 4 else 0
         if not 1 <= count <= LATEST_MAX:
-            await reply(update, esc(_("Give a number from 1 to {max}.").format(max=LATEST_MAX)) + "\n" + usage)
+            await reply(update, esc(_("Give a number from 1 to {max}.").format(max=LATEST_MAX)) + "\n" + how)
             return
     section: Section | None = None
     if words:
         section = find_section(services.sections, words[0])
         if section is None:
             await reply(update, _("Unknown section “{name}”. Sections: {sections}.").format(
-                name=echo(words[0], 40), sections=esc(sections_text(services.sections))) + f"\n{usage}")
+                name=echo(words[0], 40), sections=esc(sections_text(services.sections))) + f"\n{how}")
             return
     if section is not None:
         wanted: list[str] | None = [section.slug]
@@ -91,7 +97,7 @@ def _has_words(text: str) -> bool:
 async def search(update: Update, context: NewsContext) -> None:
     text = arg_text(update)
     if not _has_words(text):
-        await reply(update, esc(USAGE["search"]))
+        await reply(update, usage("search"))
         return
     await _search(update, context, text, "<b>" + _("Search: {words}").format(words=echo(text)) + "</b>")
 
@@ -118,7 +124,7 @@ async def plain_text(update: Update, context: NewsContext) -> None:
 async def related(update: Update, context: NewsContext) -> None:
     text = arg_text(update)
     if not _has_words(text):
-        await reply(update, esc(USAGE["related"]))
+        await reply(update, usage("related"))
         return
     services = context.services
     story: Article | None = None

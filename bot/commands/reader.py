@@ -17,13 +17,13 @@ from bot import readers
 from bot.commands.choices import COMBINE_RULE
 from bot.commands.common import STALE_BUTTON, is_admin, reply, sections_text
 from bot.context import NewsContext
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.keywords import MAX_KEYWORD_LEN, MIN_KEYWORD_LEN
 from bot.render import echo, esc
 
 log = logging.getLogger(__name__)
 
-HELP = """<b>{name}</b> sends you the news you choose, as soon as it is published.
+HELP = N_("""<b>{name}</b> sends you the news you choose, as soon as it is published.
 
 /sections — choose sections ({sections})
 /follow <i>keyword</i> — alerts for a word or "a phrase", e.g. /follow drones (also /subscribe)
@@ -39,26 +39,25 @@ HELP = """<b>{name}</b> sends you the news you choose, as soon as it is publishe
 /timezone Europe/London — the zone your times are shown in
 /settings — everything above with buttons; also link previews and combining bursts ({combine})
 /stop — forget me and delete my data
-Keywords: {min}–{max} characters, whole words, accents ignored (malmo finds Malmö), plurals found (drone finds drones). Up to {limit} subscriptions per chat."""
+Keywords: {min}–{max} characters, whole words, accents ignored (malmo finds Malmö), plurals found (drone finds drones). Up to {limit} subscriptions per chat.""")
 
-ADMIN_HELP = """
-
-<b>For admins</b>
+# Shown to the newsroom's admins after HELP.
+ADMIN_HELP = N_("""<b>For admins</b>
 /broadcast <i>text</i> (or @section <i>text</i>, or as a reply) — a message to every reader, with a preview
 /broadcasts — recent broadcasts
 /stats — readers, subscriptions, alerts, backlog
 /feeds — every feed and how it is doing
 /addfeed <i>URL section</i> — add a feed
-/removefeed <i>id</i> — stop a feed"""
+/removefeed <i>id</i> — stop a feed""")
 
 
 def help_text(context: NewsContext, *, admin: bool) -> str:
     services = context.services
-    text = HELP.format(
+    text = _(HELP).format(
         name=esc(services.settings.name), sections=esc(sections_text(services.sections)), min=MIN_KEYWORD_LEN, max=MAX_KEYWORD_LEN,
-        limit=services.settings.max_subscriptions, combine=COMBINE_RULE,
+        limit=services.settings.max_subscriptions, combine=esc(_(COMBINE_RULE)),
     )
-    return text + (ADMIN_HELP if admin else "")
+    return text + ("\n\n" + _(ADMIN_HELP) if admin else "")
 
 
 async def help_command(update: Update, context: NewsContext) -> None:

@@ -13,7 +13,6 @@ from bot import i18n, readers
 from bot.commands.common import arg_text, refuse_non_admin, reply
 from bot.context import NewsContext, Services
 from bot.i18n import N_
-from bot.render import esc
 from storage import chats
 from storage.models import Chat
 
@@ -71,10 +70,10 @@ async def shown_zone(update: Update, context: NewsContext) -> ZoneInfo:
 
 async def change_argument(update: Update, context: NewsContext, usage: str) -> str | None:
     """The argument of a command that changes this chat's settings, when it has one and the
-    sender may change them; otherwise the usage or the refusal is the answer (None)."""
+    sender may change them; otherwise the usage (HTML) or the refusal is the answer (None)."""
     text = arg_text(update)
     if not text:
-        await reply(update, esc(usage))
+        await reply(update, usage)
         return None
     if await refuse_non_admin(update, context):
         return None

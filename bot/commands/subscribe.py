@@ -33,12 +33,19 @@ from bot.render import echo, esc, fit_lines, join_names, reason_name, rows_of, s
 from storage import chats, outbox, subscriptions
 from storage.models import Subscription, SubscriptionMode
 
+# HTML (translated where used): how to write each command.
 USAGE = {
-    "follow": "Usage: /follow <keyword>[, <keyword>…]\nExample: /follow drones, \"north korea\"",
-    "unfollow": "Usage: /unfollow <keyword>\nExample: /unfollow drones",
-    "exclude": "Usage: /exclude <word>[, <word>…] — no alert, briefing entry or /latest story about it\nExample: /exclude football",
-    "include": "Usage: /include <word> — undo /exclude\nExample: /include football",
+    "follow": N_("Usage: /follow <i>keyword</i>[, <i>keyword</i>…]\nExample: /follow drones, \"north korea\""),
+    "unfollow": N_("Usage: /unfollow <i>keyword</i>\nExample: /unfollow drones"),
+    "exclude": N_("Usage: /exclude <i>word</i>[, <i>word</i>…] — no alert, briefing entry or /latest story about "
+                  "it\nExample: /exclude football"),
+    "include": N_("Usage: /include <i>word</i> — undo /exclude\nExample: /include football"),
 }
+
+
+def usage(command: str) -> str:
+    """How to write `command`, in the reader's language (HTML)."""
+    return _(USAGE[command])
 # A change that waited for this chat's /stop to finish (bot.readers.Outcome.GONE).
 STOPPED_MEANWHILE = N_("Not saved: this chat stopped newsbot meanwhile. /start to begin again.")
 
@@ -99,22 +106,25 @@ async def _deep_link(update: Update, context: NewsContext, chat_id: int, payload
         keyword = payload[3:].replace("_", " ")
         report = await readers.follow(services, chat_id, f'"{keyword}"', thread_id=topic, forum=forum)
         body = follow_text(report, services.settings.max_subscriptions, topic)
-        await reply(update, f"Welcome to <b>{name}</b>! {body}\nPick sections too, if you like:", keyboard)
+        await reply(update, _("Welcome to <b>{name}</b>! {body}\nPick sections too, if you like:").format(
+            name=name, body=body), keyboard)
         return
     section = find_section(services.sections, payload)
     if section is None:
-        await reply(update, f"Welcome to <b>{name}</b>! Unknown section “{echo(payload, 40)}”. "
-                            f"Sections: {esc(sections_text(services.sections))}.", keyboard)
+        await reply(update, _("Welcome to <b>{name}</b>! Unknown section “{section}”. Sections: {sections}.").format(
+            name=name, section=echo(payload, 40), sections=esc(sections_text(services.sections))), keyboard)
         return
     outcome = await readers.add(
         services, chat_id, "section", section.slug, section.slug, thread_id=topic, forum=forum
     )
+    moved = (_("Welcome back! <b>{section}</b> alerts now come to this topic.") if topic is not None
+             else _("Welcome back! <b>{section}</b> alerts now come to the General topic."))
     text = {
-        Outcome.ADDED: f"Welcome to <b>{name}</b>! You now get alerts from <b>{esc(section.name)}</b>.",
-        Outcome.EXISTS: f"Welcome back! You already follow <b>{esc(section.name)}</b>.",
-        Outcome.MOVED: f"Welcome back! <b>{esc(section.name)}</b> alerts now come to {_where(topic)}.",
+        Outcome.ADDED: _("Welcome to <b>{name}</b>! You now get alerts from <b>{section}</b>."),
+        Outcome.EXISTS: _("Welcome back! You already follow <b>{section}</b>."),
+        Outcome.MOVED: moved,
         Outcome.LIMIT: esc(limit_text(services.settings.max_subscriptions)),
-    }.get(outcome, _(STOPPED_MEANWHILE))
+    }.get(outcome, esc(_(STOPPED_MEANWHILE))).format(name=name, section=esc(section.name))
     await reply(update, text, await section_keyboard(context, chat_id))
 
 
@@ -168,42 +178,55 @@ async def section_button(update: Update, context: NewsContext) -> None:
 
 
 def limit_text(limit: int) -> str:
-    return (f"You have reached the limit of {limit} subscriptions (sections and keywords together). "
-            "Remove one with /mysubs first.")
-
-
-def _where(topic: int | None) -> str:
-    return "this topic" if topic is not None else "the General topic"
+    """Plain text."""
+    return _("You have reached the limit of {limit} subscriptions (sections and keywords together). "
+             "Remove one with /mysubs first.").format(limit=limit)
 
 
 def _any_of(words: Sequence[str]) -> str:
-    """'<b>drones</b>', '<b>drones</b> or <b>malmo</b>', or, past three, 'any of these keywords'."""
-    if len(words) > 3:
-        return "any of these keywords"
+    """'<b>drones</b>', '<b>drones</b> or <b>malmo</b>', '<b>a</b>, <b>b</b> or <b>c</b>'
+    (at most three words)."""
     bold = [f"<b>{echo(w, 64)}</b>" for w in words]
-    return bold[0] if len(bold) == 1 else ", ".join(bold[:-1]) + " or " + bold[-1]
+    if len(bold) == 1:
+        return bold[0]
+    if len(bold) == 2:
+        return _("{first} or {second}").format(first=bold[0], second=bold[1])
+    return _("{first}, {second} or {third}").format(first=bold[0], second=bold[1], third=bold[2])
+
+
+def _following(words: Sequence[str], here: bool) -> str:
+    """'Following drones. You will get an alert (here) for every new story that mentions drones.'"""
+    if len(words) > 3:
+        text = (_("Following {names}. You will get an alert here for every new story that mentions any of these "
+                  "keywords.") if here else
+                _("Following {names}. You will get an alert for every new story that mentions any of these keywords."))
+        return text.format(names=join_names(words))
+    text = (_("Following {names}. You will get an alert here for every new story that mentions {words}.") if here
+            else _("Following {names}. You will get an alert for every new story that mentions {words}."))
+    return text.format(names=join_names(words), words=_any_of(words))
 
 
 def follow_text(report: readers.FollowReport, limit: int, topic: int | None = None) -> str:
     """What /follow did; `topic`: the forum topic it was sent from."""
     if report.gone:
         return esc(_(STOPPED_MEANWHILE))
-    here = " here" if topic is not None else ""
     lines = []
     if report.added:
-        lines.append("Following " + join_names(report.added) + f". You will get an alert{here} for every new story "
-                     f"that mentions {_any_of(report.added)}.")
+        lines.append(_following(report.added, topic is not None))
     if report.replaced:
-        lines.append("Following " + join_names(report.replaced) + " — you had excluded it before; that exclusion is removed.")
+        lines.append(_("Following {names} — you had excluded it before; that exclusion is removed.").format(
+            names=join_names(report.replaced)))
     if report.moved:
-        lines.append(join_names(report.moved) + f": alerts now come to {_where(topic)}.")
+        moved = (_("{names}: alerts now come to this topic.") if topic is not None
+                 else _("{names}: alerts now come to the General topic."))
+        lines.append(moved.format(names=join_names(report.moved)))
     if report.existing:
-        lines.append("Already following " + join_names(report.existing) + ".")
+        lines.append(_("Already following {names}.").format(names=join_names(report.existing)))
     if report.over_limit:
-        lines.append("Not added: " + join_names(report.over_limit) + ". " + esc(limit_text(limit)))
+        lines.append(_("Not added: {names}.").format(names=join_names(report.over_limit)) + " " + esc(limit_text(limit)))
     # Refusals last: there can be many, and the cut ("…and N more") should fall on them.
     lines.extend(esc(r) for r in report.refused)
-    return fit_lines(lines) if lines else esc(USAGE["follow"])
+    return fit_lines(lines) if lines else usage("follow")
 
 
 def exclude_text(report: readers.FollowReport, limit: int) -> str:
@@ -211,16 +234,18 @@ def exclude_text(report: readers.FollowReport, limit: int) -> str:
         return esc(_(STOPPED_MEANWHILE))
     lines = []
     if report.added:
-        lines.append("Excluded " + join_names(report.added) + ": no alert, briefing entry or /latest story about it, "
-                     "even from your sections. /include undoes it.")
+        lines.append(_("Excluded {names}: no alert, briefing entry or /latest story about it, even from your "
+                       "sections. /include undoes it.").format(names=join_names(report.added)))
     if report.replaced:
-        lines.append("Excluded " + join_names(report.replaced) + " — you followed it before; that keyword is removed.")
+        lines.append(_("Excluded {names} — you followed it before; that keyword is removed.").format(
+            names=join_names(report.replaced)))
     if report.existing:
-        lines.append("Already excluded: " + join_names(report.existing) + ".")
+        lines.append(_("Already excluded: {names}.").format(names=join_names(report.existing)))
     if report.over_limit:
-        lines.append("Not excluded: " + join_names(report.over_limit) + f". At most {limit} excluded words.")
+        lines.append(_("Not excluded: {names}. At most {limit} excluded words.").format(
+            names=join_names(report.over_limit), limit=limit))
     lines.extend(esc(r) for r in report.refused)
-    return fit_lines(lines) if lines else esc(USAGE["exclude"])
+    return fit_lines(lines) if lines else usage("exclude")
 
 
 async def _subscribe(update: Update, context: NewsContext, usage: str) -> tuple[int, str] | None:
@@ -232,7 +257,7 @@ async def _subscribe(update: Update, context: NewsContext, usage: str) -> tuple[
 
 
 async def follow(update: Update, context: NewsContext) -> None:
-    found = await _subscribe(update, context, USAGE["follow"])
+    found = await _subscribe(update, context, usage("follow"))
     if found is not None:
         topic = topic_of(update)
         report = await readers.follow(
@@ -242,7 +267,7 @@ async def follow(update: Update, context: NewsContext) -> None:
 
 
 async def exclude(update: Update, context: NewsContext) -> None:
-    text = await sender.change_argument(update, context, USAGE["exclude"])
+    text = await sender.change_argument(update, context, usage("exclude"))
     if text is None:
         return
     chat = await sender.known(update, context)
@@ -261,21 +286,22 @@ async def _remove(update: Update, context: NewsContext, kind: str, usage: str) -
     report = await readers.unfollow(context.services, chat.id, text, kind="exclude" if kind == "exclude" else "keyword")
     lines = []
     if report.removed:
-        verb = "No longer excluded" if kind == "exclude" else "Stopped"
-        lines.append(f"{verb}: " + join_names(report.removed) + ".")
+        removed = _("No longer excluded: {names}.") if kind == "exclude" else _("Stopped: {names}.")
+        lines.append(removed.format(names=join_names(report.removed)))
     if report.missing:
-        what = "You do not exclude" if kind == "exclude" else "You do not follow"
-        lines.append(f"{what}: " + join_names(report.missing) + ". See /mysubs.")
+        missing = (_("You do not exclude: {names}. See /mysubs.") if kind == "exclude"
+                   else _("You do not follow: {names}. See /mysubs."))
+        lines.append(missing.format(names=join_names(report.missing)))
     # Text with no keyword in it at all (only quotes or commas) gets the usage.
-    await reply(update, "\n".join(lines) or esc(usage))
+    await reply(update, "\n".join(lines) or usage)
 
 
 async def unfollow(update: Update, context: NewsContext) -> None:
-    await _remove(update, context, "keyword", USAGE["unfollow"])
+    await _remove(update, context, "keyword", usage("unfollow"))
 
 
 async def include(update: Update, context: NewsContext) -> None:
-    await _remove(update, context, "exclude", USAGE["include"])
+    await _remove(update, context, "exclude", usage("include"))
 
 
 async def mysubs_message(context: NewsContext, chat_id: int) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -284,26 +310,29 @@ async def mysubs_message(context: NewsContext, chat_id: int) -> tuple[str, Inlin
     names = services.section_names
     chat = await chats.get_chat(services.db, chat_id)
     if not subs:
-        return "You follow nothing yet. Pick sections with /sections or follow a word with /follow.", None
+        return esc(_("You follow nothing yet. Pick sections with /sections or follow a word with /follow.")), None
     followed = [s for s in subs if s.kind != "exclude"]
-    lines = [f"<b>Your subscriptions</b> ({len(followed)} of {services.settings.max_subscriptions})"]
-    for kind, label in (("section", "Sections"), ("keyword", "Keywords"), ("exclude", "Never about")):
+    lines = [_("<b>Your subscriptions</b> ({n} of {limit})").format(n=len(followed), limit=services.settings.max_subscriptions)]
+    labels = {"section": _("Sections: {items}"), "keyword": _("Keywords: {items}"), "exclude": _("Never about: {items}")}
+    for kind, label in labels.items():
         items = [s for s in subs if s.kind == kind]
         if items:
             shown = ", ".join(
-                esc(subscription_name(s.kind, s.value, names)) + (" (briefing only)" if s.mode == "briefing" else "")
+                esc(_("{name} (briefing only)").format(name=subscription_name(s.kind, s.value, names)) if s.mode == "briefing"
+                    else subscription_name(s.kind, s.value, names))
                 for s in items
             )
-            lines.append(f"{label}: {shown}")
+            lines.append(label.format(items=shown))
     if chat is not None and chat.paused:
-        lines.append("<i>Alerts are paused — /resume to get them again.</i>")
-    lines.append("✖ removes one; ⚡/📰 switches between instant alerts and your briefing only.")
+        lines.append("<i>" + esc(_("Alerts are paused — /resume to get them again.")) + "</i>")
+    lines.append(esc(_("✖ removes one; ⚡/📰 switches between instant alerts and your briefing only.")))
     buttons: list[list[InlineKeyboardButton]] = []
     for s in subs:
         name = subscription_name(s.kind, s.value, names)
-        row = [InlineKeyboardButton(f"✖ {'not ' if s.kind == 'exclude' else ''}{name}"[:60], callback_data=pack("unsub", s.id))]
+        label = _("✖ not {name}").format(name=name) if s.kind == "exclude" else f"✖ {name}"
+        row = [InlineKeyboardButton(label[:60], callback_data=pack("unsub", s.id))]
         if s.kind != "exclude":
-            label = "📰 Briefing only" if s.mode == "briefing" else "⚡ Instant"
+            label = _("📰 Briefing only") if s.mode == "briefing" else _("⚡ Instant")
             row.append(InlineKeyboardButton(label, callback_data=pack("mode", s.id)))
         buttons.append(row)
     return fit_lines(lines), InlineKeyboardMarkup(buttons[:90])
@@ -332,7 +361,7 @@ async def _own_subscription(update: Update, context: NewsContext, prefix: str) -
         # The list on screen is out of date: show what is there now.
         text, keyboard = await mysubs_message(context, chat.id)
         await edit_text(query, text, keyboard)
-        await query.answer("Already removed.")
+        await query.answer(_("Already removed."))
         return None
     return sub
 
@@ -349,7 +378,8 @@ async def unsubscribe_button(update: Update, context: NewsContext) -> None:
     # The list is redrawn before the notice, so what the reader sees next is current.
     text, keyboard = await mysubs_message(context, sub.chat_id)
     await edit_text(query, text, keyboard)
-    await query.answer(f"Removed {'exclusion of ' if sub.kind == 'exclude' else ''}{name}"[:200])
+    removed = _("Removed exclusion of {name}") if sub.kind == "exclude" else _("Removed {name}")
+    await query.answer(removed.format(name=name)[:200])
 
 
 async def mode_button(update: Update, context: NewsContext) -> None:
@@ -365,8 +395,13 @@ async def mode_button(update: Update, context: NewsContext) -> None:
     await edit_text(query, text, keyboard)
     name = subscription_name(sub.kind, sub.value, services.section_names)
     chat = await chats.get_chat(services.db, sub.chat_id)
-    hint = "" if mode == "instant" or (chat and chat.briefings) else " Set a time with /briefing 07:30."
-    await query.answer(f"{name}: {'instant alerts' if mode == 'instant' else 'in your briefing only'}.{hint}"[:200])
+    if mode == "instant":
+        notice = _("{name}: instant alerts.")
+    elif chat and chat.briefings:
+        notice = _("{name}: in your briefing only.")
+    else:
+        notice = _("{name}: in your briefing only. Set a time with /briefing 07:30.")
+    await query.answer(notice.format(name=name)[:200])
 
 
 async def mute_button(update: Update, context: NewsContext) -> None:
@@ -390,6 +425,6 @@ async def mute_button(update: Update, context: NewsContext) -> None:
     name = reason_name(reason, services.section_names)
     outcome = await readers.mute_reason(services, chat.id, reason)
     if outcome is Outcome.REMOVED:
-        await query.answer(f"Muted {name}. /mysubs shows what is left."[:200])
+        await query.answer(_("Muted {name}. /mysubs shows what is left.").format(name=name)[:200])
     else:
-        await query.answer(f"{name} was already muted."[:200])
+        await query.answer(_("{name} was already muted.").format(name=name)[:200])

@@ -71,7 +71,7 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 def updated_mark() -> str:
     """"(updated)", on a corrected story."""
-    return f"<i>{esc(_('(updated)'))}</i>"
+    return "<i>" + esc(_("(updated)")) + "</i>"
 
 
 def format_time(ts: float, zone: tzinfo) -> str:

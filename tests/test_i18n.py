@@ -4,6 +4,7 @@ every message, in every language, is Telegram HTML Telegram accepts, within its 
 
 from __future__ import annotations
 
+import ast
 import re
 import string
 
@@ -113,6 +114,18 @@ def test_every_message_renders_as_telegram_html_within_its_limits(lang: str) -> 
     assert (BUTTON_LABELS | ANSWERS) - code_messages() == set(), "labels or answers named here, not in the code"
     for _name, description in (*READER_COMMANDS, *admin.MENU):
         assert 3 <= len(tr.gettext(description)) <= 256, (lang, description)
+
+
+def test_no_message_hides_in_an_f_string() -> None:
+    """pybabel extract does not look inside f-strings: a `_()` there never reaches a catalog and
+    stays English in every language."""
+    hidden = []
+    for path in sorted((REPO / "bot").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                hidden += [f"{path.relative_to(REPO)}:{call.lineno}" for call in ast.walk(node)
+                           if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in KEYWORDS]
+    assert hidden == []
 
 
 def test_times_are_written_in_the_readers_language_and_zone() -> None:

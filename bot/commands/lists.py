@@ -69,11 +69,11 @@ async def latest(update: Update, context: NewsContext) -> None:
             return
     if section is not None:
         wanted: list[str] | None = [section.slug]
-        title = f"<b>{esc(_('Latest in {section}').format(section=section.name))}</b>"
+        title = "<b>" + esc(_("Latest in {section}").format(section=section.name)) + "</b>"
     else:
         mine = [s.value for s in await subscriptions.subscriptions_for_chat(services.db, chat_id) if s.kind == "section"]
         wanted = mine or None
-        title = f"<b>{esc(_('Latest in your sections') if mine else _('Latest news'))}</b>"
+        title = "<b>" + esc(_("Latest in your sections") if mine else _("Latest news")) + "</b>"
     chat = await sender.existing(update, context)
     found = await articles.latest(
         services.db, wanted, limit=count, excluded=services.matcher.exclusions_of(chat_id)

@@ -121,13 +121,13 @@ async def test_a_swedish_reader_gets_help_lists_settings_errors_and_alerts_in_sw
         settings = await bot.reply(SWEDE, "/settings")
         for line in ("Inställningar", "Notiser: på", "Tidszon: Europe/Stockholm (nu ", "Tysta timmar: av",
                      "Sammanfattningar: av", "En sammanfattning utan något nytt: skickas inte",
-                     "Slå ihop skurar: på — fler än 3 notiser på en gång kommer som ett meddelande",
+                     "Slå ihop notiser: på — fler än 3 notiser på en gång kommer som ett meddelande",
                      "Länkförhandsvisning: av", "Följer 1 sektion, 0 nyckelord; 1 uteslutet ord (/mysubs)."):
             assert line in settings["text"], line
         assert labels(settings) == [
             "Pausa notiser", "Förhandsvisning: slå på", "Slå ihop: stäng av",
             "✅ Stockholm", "London", "Berlin", "New York", "Tokyo", "UTC",
-            "Tyst 22:00–07:00", "Tyst 23:00–06:00", "Inga tysta timmar", "Tysta timmar: vänta → ljudlöst",
+            "Tyst 22:00–07:00", "Tyst 23:00–06:00", "Inga tysta timmar", "Tysta timmar: håll inne → ljudlöst",
             "Sammanfattning 07:00", "Sammanfattning 07:30", "Sammanfattning 18:00", "Inga sammanfattningar",
             "Inget nytt: säg till", "Välj sektioner", "Mina prenumerationer",
         ]

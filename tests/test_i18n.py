@@ -22,12 +22,36 @@ KEYWORDS = {"_": None, "ngettext": (1, 2), "N_": None}
 SAMPLES = {"name": "Sweden Herald", "n": 3, "section": "Sports", "limit": 50, "command": "/latest",
            "hours": "22:00–07:00", "time": "07:30", "names": "<b>drones</b>", "zone": "Europe/Stockholm",
            "channel": "@herald_sports", "words": "drones", "title": "Storm &amp; rain", "max": 20,
-           "sections": "Sports, World"}
-BUTTON_LABELS = {"Related", "Related {n}", "Mute {name}"}
-ANSWERS = {  # callback answers: up to 200 characters
+           "sections": "Sports, World",
+           # admin replies (broadcasts, /stats, /feeds)
+           "id": 12, "duration": "1 h 20 min", "sent": 1_200, "total": 1_250, "blocked": 30, "failed": 20,
+           "cancelled": 0, "percent": "96", "reason": "Not enough Stars", "admin": "<code>9001</code>",
+           "active": "1,234", "paused": 12, "inactive": 3, "keywords": "drones (3), election (2)",
+           "figures": "4 articles stored", "latency": "half within 30 s, 95 % within 2 min",
+           "queue": "personal 12 (≈ 5 s)", "size": "1.5 MB", "half": "30 s", "most": "2 min",
+           "lane": "personal", "polled": 6, "failing": 1, "url": "https://example.com/rss",
+           "rule": "section Sports", "kind": "RSS/Atom feed", "error": "HTTP 503 from https://example.com/rss",
+           "trouble": "the bot is not an admin there", "domain": "section", "selector": "div.teaser",
+           "via": "WebSub + ping", "state": "failed", "s": 5, "m": 2, "h": 1}
+BUTTON_LABELS: set[str | tuple[str, str]] = {"Related", "Related {n}", "Mute {name}",
+                 ("Send to {n} chat (≈ {duration})", "Send to {n} chats (≈ {duration})"),
+                 ("Send fast (≈ {duration}, ≈ {n} Star)", "Send fast (≈ {duration}, ≈ {n} Stars)"),
+                 "Send fast (≈ {duration}, no Stars)", "Urgent: on ✅", "Urgent: off", "Cancel", "Stop",
+                 "Try #{id} now"}
+ANSWERS: set[str | tuple[str, str]] = {  # callback answers: up to 200 characters
     "This button is no longer valid.", "Added {section}", "Added {section} in this topic",
     "Removed {section}", "{section} alerts now come to this topic", "You already follow {section}",
     "Limit reached: at most {limit} subscriptions", "Language: English",
+    # admins'
+    "Sorry, that button is for the newsroom's admins.",
+    "Only the admin who wrote this broadcast can send or cancel it.",
+    "This preview has expired. Send /broadcast again.", "This broadcast can no longer be changed.",
+    "This broadcast is already sending.", "This broadcast is already done.", "This broadcast is already stopped.",
+    "This broadcast is already cancelled.", "Urgent: it will reach readers in their quiet hours too.",
+    "Not urgent: readers in quiet hours get it when those end.", "Cancelled. Nothing was sent.",
+    "Nobody to send to: the audience has no active readers any more.", ("Sending to {n} chat.", "Sending to {n} chats."),
+    "Stopped. {sent} sent, {cancelled} not sent.", "Fetching feed #{id} now. /feeds shows how it went.",
+    "Feed #{id} is being fetched right now.", "Feed #{id} is not polled (removed?). /feeds lists the feeds.",
 }
 
 

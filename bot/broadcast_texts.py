@@ -152,4 +152,9 @@ def report_text(record: Broadcast, counts: Counts, visible: str) -> str:
             "Report: broadcast #{id} finished — {n} readers of {total} reached ({percent} %).", counts.sent,
         )
     summary = text.format(id=record.id, n=counts.sent, total=counts.total, percent=f"{reached:.0f}")
-    return f"{esc(summary)}\n“{esc(short(visible, 80))}”"
+    return esc(summary) + "\n" + quoted(visible, 80)
+
+
+def quoted(visible: str, limit: int) -> str:
+    """A broadcast's text, short, in the language's quotation marks (escaped)."""
+    return esc(_("“{text}”").format(text=short(visible, limit)))

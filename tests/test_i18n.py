@@ -32,7 +32,7 @@ SAMPLES = {"name": "Sweden Herald", "n": 3, "section": "Sports", "limit": 50, "c
            "lane": "personal", "polled": 6, "failing": 1, "url": "https://example.com/rss",
            "rule": "section Sports", "kind": "RSS/Atom feed", "error": "HTTP 503 from https://example.com/rss",
            "trouble": "the bot is not an admin there", "domain": "section", "selector": "div.teaser",
-           "via": "WebSub + ping", "state": "failed", "s": 5, "m": 2, "h": 1}
+           "via": "WebSub + ping", "state": "failed", "s": 5, "m": 2, "h": 1, "text": "Storm warning"}
 BUTTON_LABELS: set[str | tuple[str, str]] = {"Related", "Related {n}", "Mute {name}",
                  ("Send to {n} chat (≈ {duration})", "Send to {n} chats (≈ {duration})"),
                  ("Send fast (≈ {duration}, ≈ {n} Star)", "Send fast (≈ {duration}, ≈ {n} Stars)"),

@@ -33,7 +33,7 @@ from bot.commands import sender
 from bot.commands.common import STALE_BUTTON, edit_text, reply
 from bot.context import NewsContext, Services, find_section
 from bot.i18n import N_, _, ngettext
-from bot.render import esc, fit_blocks, format_time, short
+from bot.render import esc, fit_blocks, format_time
 from bot.tgerrors import not_modified
 from storage.counters import Figures as Counts
 from storage.models import Section
@@ -120,7 +120,7 @@ def _broadcast_input(message: Message, sections: tuple[Section, ...]) -> Broadca
         if section is None:
             unknown = _("Unknown section “{section}”. Sections: {sections}.").format(
                 section=first[:40], sections=slugs(sections))
-            return f"{unknown}\n\n{_(BROADCAST_USAGE)}"
+            return unknown + "\n\n" + _(BROADCAST_USAGE)
         audience = section.slug
         rest = rest[len(first):].lstrip()
     if rest.strip():
@@ -140,7 +140,8 @@ def _broadcast_input(message: Message, sections: tuple[Section, ...]) -> Broadca
 
 
 def _preview_text(text_html: str) -> str:
-    return f"<b>{esc(_(texts.PREVIEW_HEADING))}</b>\n\n{text_html}"
+    heading = esc(_(texts.PREVIEW_HEADING))
+    return f"<b>{heading}</b>\n\n{text_html}"
 
 
 def _preview_keyboard(context: NewsContext, broadcast_id: int, size: int, *, urgent: bool) -> InlineKeyboardMarkup:
@@ -333,12 +334,13 @@ async def broadcasts_command(update: Update, context: NewsContext) -> None:
         lines = [" · ".join(fields)]
         if record.state not in ("preview", "cancelled", "expired"):
             lines.append(esc(texts.counts_line(counts)))
-        lines.append(f"“{esc(short(broadcast.visible_text(record.html), 100))}”")
+        lines.append(texts.quoted(broadcast.visible_text(record.html), 100))
         blocks.append("\n".join(lines))
     if not blocks:
         await reply(update, esc(_("No broadcasts yet. Send one with /broadcast and its text.")))
         return
-    await reply(update, fit_blocks(f"<b>{esc(_('Recent broadcasts'))}</b>", blocks)[0])
+    heading = esc(_("Recent broadcasts"))
+    await reply(update, fit_blocks(f"<b>{heading}</b>", blocks)[0])
 
 
 # --- /stats -----------------------------------------------------------------------------------
@@ -408,8 +410,9 @@ def _stats_text(figures: newsroom.Figures, sections: tuple[Section, ...]) -> str
         ngettext("{n} message sent in the last minute", "{n} messages sent in the last minute",
                  round(figures.send_rate * 60)).format(n=number(round(figures.send_rate * 60))),
     ))
+    heading = esc(_("Newsroom stats"))
     return "\n".join([
-        f"<b>{esc(_('Newsroom stats'))}</b>",
+        f"<b>{heading}</b>",
         esc(_("Readers: {active} active, {paused} paused, {inactive} inactive").format(
             active=number(readers["active"]), paused=number(readers["paused"]), inactive=number(readers["inactive"]))),
         esc(_("Section subscriptions: {sections}").format(sections=per_section)),

@@ -92,7 +92,8 @@ def _feed_block(state: newsroom.FeedState, services: Services, now: float, zone:
     title = f" — {esc(short(feed.title, 80))}" if feed.title else ""
     head = f"<b>#{feed.id}</b> <code>{esc(shown_url(feed.url, safe))}</code>{title}"
     if not feed.enabled:
-        return f"{head} <i>{esc(_('(removed)'))}</i>"
+        removed = esc(_("(removed)"))
+        return f"{head} <i>{removed}</i>"
     success = (_("last success {duration} ago").format(duration=duration_text(now - feed.last_success_at))
                if feed.last_success_at else _("no successful poll yet"))
     lines = [head, esc(f"{_rule_text(feed.rule, names)} · {success} · {_poll_text(state)}"),
@@ -280,8 +281,10 @@ def _offers_text(offers: tuple[Offer, ...], taken: str, safe: frozenset[str]) ->
     others = [o for o in offers if o.url != taken][:8]
     if not others:
         return ""
-    lines = [f"• {esc(kind_label(o.kind))} ({esc(_(OFFERED[o.kind]) if o.kind in OFFERED else o.how)}): "
-             f"<code>{esc(shown_url(o.url, safe))}</code>" for o in others]
+    lines = []
+    for o in others:
+        how = _(OFFERED[o.kind]) if o.kind in OFFERED else o.how
+        lines.append(f"• {esc(kind_label(o.kind))} ({esc(how)}): <code>{esc(shown_url(o.url, safe))}</code>")
     return "\n\n" + esc(_("The page also offers (add one with /addfeed URL section):")) + "\n" + "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from bot import charts, i18n
 from bot.commands import admin
 from bot.commands.admin import chart_labels
-from storage import chats, subscriptions
+from storage import broadcasts, chats, subscriptions
 from storage.counters import Figures
 from storage.db import Database
 from tests.conftest import REPO
@@ -196,6 +196,33 @@ async def test_a_swedish_admin_gets_every_admin_reply_in_swedish_and_an_english_
         tg.user(4242, first_name="Astrid", language_code="sv")
         refused = await bot.reply(4242, "/stats")
         assert refused["text"] == i18n.translator("sv").gettext(admin.REFUSAL) != admin.REFUSAL
+
+
+async def test_a_broadcast_followed_again_after_a_restart_reports_in_its_authors_language(
+    clock: SimClock, sim_tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """After a restart nothing in memory says who speaks what: the author's chat does (its
+    language kept at first contact or chosen with /language); a chat with none reads the
+    newsroom's language."""
+    db_path = tmp_path / "newsbot.db"
+    await seed(db_path, READERS)
+    db = await Database.open(db_path)
+    try:
+        await chats.remember(db, SWEDE, "private", now=time.time())
+        await chats.first_language(db, SWEDE, "sv")
+        for author in (SWEDE, BRIT):  # both sending when the bot starts: as after a crash
+            made = await broadcasts.create(db, admin_id=author, admin_chat_id=author, html="Hej", audience=None,
+                                           now=time.time())
+            await broadcasts.start(db, made, now=time.time(), expires_before=0)
+    finally:
+        await db.close()
+    async with driven_bot(clock, sim_tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0") as bot:
+        [swedish] = await bot.tg.await_for(lambda: messages_starting(sim_tg, SWEDE, "Rapport: utskick #1"), timeout=30)
+        [english] = await bot.tg.await_for(lambda: messages_starting(sim_tg, BRIT, "Report: broadcast #2"), timeout=30)
+    assert swedish["text"].startswith("Rapport: utskick #1 är klart — 3 läsare av 3 nådda (100 %).")
+    assert english["text"].startswith("Report: broadcast #2 finished — 3 readers of 3 reached (100 %).")
+    [progress] = messages_starting(sim_tg, SWEDE, "Utskick #1 till alla: klart")
+    assert "Skickade 3 / 3" in progress["text"]
 
 
 async def test_a_chart_that_cannot_be_drawn_leaves_the_swedish_figures(

@@ -203,7 +203,7 @@ async def test_a_broadcast_followed_again_after_a_restart_reports_in_its_authors
 ) -> None:
     """After a restart nothing in memory says who speaks what: the author's chat does (its
     language kept at first contact or chosen with /language); a chat with none reads the
-    newsroom's language."""
+    newsroom's language. The same goes for the admins' command menus, set at start."""
     db_path = tmp_path / "newsbot.db"
     await seed(db_path, READERS)
     db = await Database.open(db_path)
@@ -219,6 +219,10 @@ async def test_a_broadcast_followed_again_after_a_restart_reports_in_its_authors
     async with driven_bot(clock, sim_tg, tmp_path, NEWSBOT_RATE_PRIVATE_INTERVAL="0") as bot:
         [swedish] = await bot.tg.await_for(lambda: messages_starting(sim_tg, SWEDE, "Rapport: utskick #1"), timeout=30)
         [english] = await bot.tg.await_for(lambda: messages_starting(sim_tg, BRIT, "Report: broadcast #2"), timeout=30)
+    # The admins' command menus too: in their chats' languages.
+    menus = {str((c.params.get("scope") or {}).get("chat_id")): {x["command"]: x["description"] for x in c.params["commands"]}
+             for c in sim_tg.calls("setMyCommands") if "chat_id" in str(c.params.get("scope"))}
+    assert menus[str(SWEDE)]["broadcasts"] == "Senaste utskicken" and menus[str(BRIT)]["broadcasts"] == "Recent broadcasts"
     assert swedish["text"].startswith("Rapport: utskick #1 är klart — 3 läsare av 3 nådda (100 %).")
     assert english["text"].startswith("Report: broadcast #2 finished — 3 readers of 3 reached (100 %).")
     [progress] = messages_starting(sim_tg, SWEDE, "Utskick #1 till alla: klart")

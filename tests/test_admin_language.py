@@ -30,6 +30,7 @@ from tests.harness import SECTIONS_TOML, write_feeds_file
 from tests.simtime import SimClock
 from tests.test_admin import TINY_FEED
 from tests.test_reader_handlers import Driver, buttons, driven_bot
+from tests.test_sources import front_page, news_sitemap
 
 SWEDE = 9001  # the admins of bot_settings
 BRIT = 9002
@@ -227,6 +228,22 @@ async def test_a_broadcast_followed_again_after_a_restart_reports_in_its_authors
     assert english["text"].startswith("Report: broadcast #2 finished — 3 readers of 3 reached (100 %).")
     [progress] = messages_starting(sim_tg, SWEDE, "Utskick #1 till alla: klart")
     assert "Skickade 3 / 3" in progress["text"]
+
+
+async def test_what_else_a_page_offers_is_said_in_swedish(
+    clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
+) -> None:
+    site = sim_feeds
+    site.serve("/", front_page([1, 2, 3]), "text/html")
+    site.serve("/robots.txt", f"User-agent: *\nSitemap: {site.url_for('/news.xml')}\n".encode(), "text/plain")
+    site.serve("/news.xml", news_sitemap([(1, clock.time())]))
+    sim_tg.user(SWEDE, first_name="Greta", language_code="sv")
+    async with driven_bot(clock, sim_tg, tmp_path) as bot:
+        added = (await bot.reply(SWEDE, f"/addfeed {site.url_for('/')} world"))["text"]
+    assert "— nyhetssitemap, 1 post, sektionen World." in added
+    assert ("Sidan erbjuder också (lägg till med /addfeed URL sektion):\n"
+            "• HTML-listsida (själva sidan som listsida: 3 artiklar hittade genom dess ") in added
+    assert english_words(added) == []
 
 
 async def test_a_chart_that_cannot_be_drawn_leaves_the_swedish_figures(

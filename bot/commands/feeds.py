@@ -45,7 +45,6 @@ KIND_LABELS = {
 OFFERED = {
     "rss": N_("named as its feed in the page's head"),
     "sitemap": N_("listed in the site's robots.txt"),
-    "html": N_("this page itself, as a listing page"),
 }
 
 
@@ -276,6 +275,20 @@ async def addfeed_command(update: Update, context: NewsContext) -> None:
     ))
 
 
+def _listing_offer(offer: Offer) -> str:
+    """'this page as a listing page: 3 stories found by its article elements'."""
+    if offer.found_by == "articles":
+        how = ngettext("this page as a listing page: {n} story found by its article elements",
+                       "this page as a listing page: {n} stories found by its article elements", offer.stories)
+    elif offer.found_by == "links":
+        how = ngettext("this page as a listing page: {n} story found by its links to stories",
+                       "this page as a listing page: {n} stories found by its links to stories", offer.stories)
+    else:
+        how = ngettext("this page as a listing page: {n} story found", "this page as a listing page: {n} stories found",
+                       offer.stories)
+    return how.format(n=offer.stories)
+
+
 def _offers_text(offers: tuple[Offer, ...], taken: str, safe: frozenset[str]) -> str:
     """What else the page offered, to add with /addfeed."""
     others = [o for o in offers if o.url != taken][:8]
@@ -283,7 +296,7 @@ def _offers_text(offers: tuple[Offer, ...], taken: str, safe: frozenset[str]) ->
         return ""
     lines = []
     for o in others:
-        how = _(OFFERED[o.kind]) if o.kind in OFFERED else o.how
+        how = _(OFFERED[o.kind]) if o.kind in OFFERED else _listing_offer(o) if o.kind == "html" else o.how
         lines.append(f"• {esc(kind_label(o.kind))} ({esc(how)}): <code>{esc(shown_url(o.url, safe))}</code>")
     return "\n\n" + esc(_("The page also offers (add one with /addfeed URL section):")) + "\n" + "\n".join(lines)
 

@@ -33,6 +33,7 @@ from bot.flood import FloodGuard
 from bot.i18n import N_
 from bot.limiter import SharedLimiter
 from bot.pipeline.ratelimit import RateLimits
+from storage import chats
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def _register(app: NewsApp) -> None:
 async def set_command_menus(app: NewsApp, settings: Settings) -> None:
     """Readers' menu for everyone, in each shipped language (Telegram shows the one of the
     user's language, else the one without a language: the newsroom's); admins get theirs per
-    chat (with the admin commands), in the newsroom's language."""
+    chat (with the admin commands), in their chat's language (else the newsroom's)."""
     for lang in (None, *i18n.languages()):
         tr = i18n.translator(lang or settings.language)
         try:
@@ -183,14 +184,23 @@ async def set_command_menus(app: NewsApp, settings: Settings) -> None:
             )
         except TelegramError as exc:
             log.warning("command menu not set language=%s error=%s", lang or "default", exc)
-    tr = i18n.translator(settings.language)
-    admin_menu = [BotCommand(name, tr.gettext(text)) for name, text in (*READER_COMMANDS, *admin.MENU)]
     for admin_id in sorted(settings.admin_ids):
+        tr = i18n.translator(await _chat_language(app, admin_id) or settings.language)
+        admin_menu = [BotCommand(name, tr.gettext(text)) for name, text in (*READER_COMMANDS, *admin.MENU)]
         try:
             await app.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id))
         except TelegramError as exc:
             # Telegram refuses a chat scope until that admin has opened a chat with the bot.
             log.warning("admin menu not set user_id=%d error=%s", admin_id, exc)
+
+
+async def _chat_language(app: NewsApp, chat_id: int) -> str | None:
+    """An admin's own chat's language, when the chat has one (kept at first contact, or
+    chosen with /language)."""
+    if not app.bot_data.opened:
+        return None
+    chat = await chats.get_chat(app.bot_data.services.db, chat_id)
+    return chat.language if chat is not None else None
 
 
 class WebhookOptions(TypedDict):

@@ -23,19 +23,21 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPrevie
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
+from bot import broadcast_texts as texts
+from bot import i18n
 from bot.callbacks import pack
 from bot.clock import Clock
 from bot.context import Services
-from bot.render import esc, plural, short
+from bot.i18n import _
+from bot.render import esc
 from bot.tgerrors import message_gone, not_modified
-from storage import audit, broadcasts
+from storage import audit, broadcasts, chats
 from storage.broadcasts import Broadcast, Counts
 
 log = logging.getLogger(__name__)
 
 # Telegram's limit is 4096 characters; the preview's heading needs a few of them.
 MAX_TEXT = 4000
-PREVIEW_HEADING = "<b>Preview — not sent yet</b>"
 # Telegram's fee for a message sent with allow_paid_broadcast (Bot API: "0.1 Telegram Stars
 # per message").
 STARS_PER_MESSAGE = 0.1
@@ -246,24 +248,7 @@ async def prepare_restart(services: Services) -> list[int]:
     return sending
 
 
-# --- texts ------------------------------------------------------------------------------------
-
-
-def duration_text(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
-def audience_text(audience: str | None, sections: dict[str, str]) -> str:
-    if audience is None:
-        return "everyone"
-    return f"readers of {sections.get(audience, audience)}"
+# --- texts ---------------------------------------------------------------------------------
 
 
 def estimate(services: Services, size: int, *, paid: bool) -> float:
@@ -281,60 +266,16 @@ def stars(services: Services, size: int) -> int:
     return math.ceil(billed * STARS_PER_MESSAGE)
 
 
-def counts_line(counts: Counts) -> str:
-    line = f"Sent {counts.sent} / {counts.total} · blocked {counts.blocked} · failed {counts.failed}"
-    return line + (f" · cancelled {counts.cancelled}" if counts.cancelled else "")
-
-
-def _paid_line(record: Broadcast) -> str:
-    if record.paid_refused:
-        return f"\nTelegram refused paid sending ({esc(record.paid_refused[:150])}); going on at the free rate."
-    return "\nSending fast (paid)." if record.paid else ""
-
-
-def progress_text(record: Broadcast, counts: Counts, eta: float | None, sections: dict[str, str]) -> str:
-    left = "estimating time left…" if eta is None else f"about {duration_text(eta)} left"
-    urgent = " (urgent: ignores quiet hours)" if record.urgent else ""
-    return (
-        f"<b>Broadcast #{record.id}</b> to {esc(audience_text(record.audience, sections))}{urgent}: sending\n"
-        f"{counts_line(counts)}\n{left}{_paid_line(record)}"
-    )
-
-
-def final_text(
-    record: Broadcast, counts: Counts, sections: dict[str, str], *, now: float, in_flight: int = 0
-) -> str:
-    started = record.started_at or record.created_at
-    took = duration_text((record.finished_at or now) - started)
-    verb = "stopped" if record.state == "stopped" else "done"
-    lines = [
-        f"<b>Broadcast #{record.id}</b> to {esc(audience_text(record.audience, sections))}: {verb}",
-        counts_line(counts),
-        f"Took {took}.",
-    ]
-    if record.state == "stopped":
-        lines.append(f"{counts.cancelled} not sent.")
-    if in_flight:
-        lines.append(f"{in_flight} were still in flight after {duration_text(DRAIN_SECONDS)} and may arrive.")
-    if record.paid_refused:
-        lines.append(f"Telegram refused paid sending ({esc(record.paid_refused[:150])}); the rest went at the free rate.")
-    return "\n".join(lines)
-
-
-def report_text(record: Broadcast, counts: Counts) -> str:
-    """The message that follows a finished broadcast (edits do not notify): a summary, not
-    the progress message again."""
-    reached = 100 * counts.sent / counts.total if counts.total else 100.0
-    return (
-        f"Report: broadcast #{record.id} {'stopped' if record.state == 'stopped' else 'finished'} — "
-        f"{plural(counts.sent, 'reader')} of {counts.total} reached ({reached:.0f} %).\n"
-        f"“{esc(short(visible_text(record.html), 80))}”"
-    )
-
-
 def stop_keyboard(broadcast_id: int) -> InlineKeyboardMarkup:
-    stop = InlineKeyboardButton("Stop", callback_data=pack("bc", "stop", broadcast_id))
+    stop = InlineKeyboardButton(_(texts.STOP), callback_data=pack("bc", "stop", broadcast_id))
     return InlineKeyboardMarkup([[stop]])
+
+
+async def admin_language(services: Services, record: Broadcast) -> str:
+    """The language of the admin's chat the broadcast was written in: its own (/language, or
+    its Telegram language kept at first contact), else the newsroom's."""
+    chat = await chats.get_chat(services.db, record.admin_chat_id)
+    return (chat.language if chat is not None else None) or services.settings.language
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -361,9 +302,11 @@ class Progress:
     from editing the message at the same time.
     """
 
-    def __init__(self, broadcast_id: int, clock: Clock) -> None:
+    def __init__(self, broadcast_id: int, clock: Clock, lang: str | None = None) -> None:
         self.broadcast_id = broadcast_id
         self.clock = clock
+        # The language its author reads (None: looked up at the first message, after a restart).
+        self.lang = lang
         self.lock = asyncio.Lock()
         self.finished = False
         self._last_text: str | None = None
@@ -371,6 +314,11 @@ class Progress:
         # (`begin` sends a new broadcast's first message at once.)
         self._last_edit = clock.monotonic()
         self._first: tuple[float, int] | None = None  # (monotonic, handled) at first look
+
+    async def _language(self, services: Services, record: Broadcast) -> str:
+        if self.lang is None:
+            self.lang = await admin_language(services, record)
+        return self.lang
 
     def _eta(self, counts: Counts) -> float | None:
         now = self.clock.monotonic()
@@ -389,8 +337,9 @@ class Progress:
             if record is None:
                 return
             counts = await broadcasts.counts(services.db, self.broadcast_id)
-            text = progress_text(record, counts, self._eta(counts), services.section_names)
-            await self._show(services, bot, record, text, final=False)
+            with i18n.speaking(await self._language(services, record)):
+                text = texts.progress_text(record, counts, self._eta(counts), services.section_names)
+                await self._show(services, bot, record, text, final=False)
 
     async def tick(self, services: Services, bot: Bot) -> bool:
         """One look at the counts; True once the broadcast is over (the job can end)."""
@@ -413,8 +362,9 @@ class Progress:
                 if final is not None:
                     await self._report(services, bot, final)
                     return True
-            text = progress_text(record, counts, self._eta(counts), services.section_names)
-            await self._show(services, bot, record, text, final=False)
+            with i18n.speaking(await self._language(services, record)):
+                text = texts.progress_text(record, counts, self._eta(counts), services.section_names)
+                await self._show(services, bot, record, text, final=False)
             return False
 
     async def stop(self, services: Services, bot: Bot) -> StopReport:
@@ -454,7 +404,10 @@ class Progress:
         record = await broadcasts.get(services.db, self.broadcast_id)
         if record is None:
             return
-        text = final_text(record, counts, services.section_names, now=self.clock.time(), in_flight=in_flight)
+        with i18n.speaking(await self._language(services, record)):
+            text = texts.final_text(record, counts, services.section_names, now=self.clock.time(),
+                                    in_flight=in_flight, drain=DRAIN_SECONDS)
+            report = texts.report_text(record, counts, visible_text(record.html))
         # Keep even the last edit within the edit rate.
         wait = PROGRESS_EDIT_SECONDS - (self.clock.monotonic() - self._last_edit)
         if wait > 0:
@@ -464,7 +417,7 @@ class Progress:
                  record.state, record.id, counts.sent, counts.blocked, counts.failed, counts.cancelled)
         with contextlib.suppress(TelegramError):
             await bot.send_message(
-                record.admin_chat_id, report_text(record, counts), parse_mode=ParseMode.HTML,
+                record.admin_chat_id, report, parse_mode=ParseMode.HTML,
                 link_preview_options=NO_PREVIEW,
             )
 

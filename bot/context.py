@@ -90,8 +90,9 @@ class Services:
     outbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Section slug → the chat id of its channel, where the bot can post (bot.channels).
     channels: dict[str, int] = field(default_factory=dict)
-    # Section slug → why the bot cannot post in the section's channel (bot.channels).
-    channel_trouble: dict[str, str] = field(default_factory=dict)
+    # Section slug → why the bot cannot post in the section's channel (bot.channels): a
+    # message of bot.channels and the error it names.
+    channel_trouble: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Held by bot.readers while a chat's change goes to the database and the matcher.
     chat_locks: ChatLocks = field(default_factory=ChatLocks)
     jobs: Jobs = field(init=False)

@@ -79,7 +79,8 @@ class FeedState:
     feed: Feed
     next_in: float | None  # seconds until its next fetch (0: under way); None when not polled
     interval: float | None = None  # the wait its last poll chose (adaptive polling)
-    push: str = "none"  # how push works for it now (bot.pipeline.cadence)
+    push_via: tuple[str, ...] = ()  # how push works for it now: WebSub, ping (bot.pipeline.cadence)
+    push_missed: bool = False  # a push missed a story: it is polled at its own pace
     websub: websub.Subscription | None = None
     requests: int = 0  # requests to its site in the last hour
 
@@ -94,9 +95,10 @@ async def list_feeds(services: Services) -> list[FeedState]:
     found = []
     for feed in await feeds.list_feeds(services.db, enabled_only=False):
         next_in = schedule.due_in(feed.id) if schedule.running else max(0.0, feed.next_poll_at - now)
+        via, missed = pacing.push_state(feed.id)
         found.append(FeedState(
             feed, next_in if feed.enabled else None, interval=pacing.pace(feed.id).interval,
-            push=pacing.push_state(feed.id), websub=subscriptions.get(feed.id),
+            push_via=via, push_missed=missed, websub=subscriptions.get(feed.id),
             requests=pacing.requests_last_hour(feed.id),
         ))
     return found
@@ -167,13 +169,16 @@ async def figures(services: Services) -> Figures:
     )
 
 
-async def stats_chart(services: Services, collected: stats.NewsroomStats, zone: ZoneInfo) -> bytes | None:
-    """The /stats chart as a PNG (bot.charts), drawn in a worker thread; None when it could
-    not be drawn (matplotlib missing, a bad font…): logged and counted, the text goes alone."""
+async def stats_chart(
+    services: Services, collected: stats.NewsroomStats, zone: ZoneInfo, labels: charts.ChartLabels
+) -> bytes | None:
+    """The /stats chart as a PNG (bot.charts), drawn in a worker thread with `labels` as
+    given (already in the admin's language); None when it could not be drawn (matplotlib
+    missing, a bad font…): logged and counted, the text goes alone."""
     series = charts.hourly_series(collected.hourly, services.clock.time())
     try:
         return await asyncio.to_thread(
-            charts.draw_png, series, title=f"{services.settings.name} — last 24 hours", zone=zone,
+            charts.draw_png, series, labels=labels, zone=zone,
             font=services.settings.chart_font,
         )
     except Exception as exc:

@@ -26,15 +26,28 @@ SAMPLES = {"name": "Sweden Herald", "n": 3, "section": "Sports", "limit": 50, "c
            "sections": "Sports, World", "body": "Following <b>drones</b>.", "rule": "more than 3 alerts due at once",
            "keywords": "2 keywords", "excluded": "1 excluded word", "items": "Sports, World", "first": "<b>drones</b>",
            "second": "<b>nato</b>", "third": "<b>malmo</b>", "times": "07:30, 18:00", "text": "25:99", "min": 2,
-           "combine": "more than 3 alerts due at once come as one message"}
-BUTTON_LABELS = {
+           "combine": "more than 3 alerts due at once come as one message",
+           # admin replies (broadcasts, /stats, /feeds)
+           "id": 12, "duration": "1 h 20 min", "sent": 1_200, "total": 1_250, "blocked": 30, "failed": 20,
+           "cancelled": 0, "percent": "96", "reason": "Not enough Stars", "admin": "<code>9001</code>",
+           "active": "1,234", "paused": 12, "inactive": 3,
+           "figures": "4 articles stored", "latency": "half within 30 s, 95 % within 2 min",
+           "queue": "personal 12 (≈ 5 s)", "size": "1.5 MB", "half": "30 s", "most": "2 min",
+           "lane": "personal", "polled": 6, "failing": 1, "url": "https://example.com/rss",
+           "kind": "RSS/Atom feed", "error": "HTTP 503 from https://example.com/rss",
+           "trouble": "the bot is not an admin there", "domain": "section", "selector": "div.teaser",
+           "via": "WebSub + ping", "state": "failed", "s": 5, "m": 2, "h": 1}
+BUTTON_LABELS: set[str | tuple[str, str]] = {
     "Related", "Related {n}", "Mute {name}", "Quiet {hours}", "Quiet off", "Briefing {time}", "Briefings off",
     "Resume alerts", "Pause alerts", "Previews: turn off", "Previews: turn on", "Combine: turn off",
     "Combine: turn on", "In quiet hours: hold → silent", "In quiet hours: silent → hold", "Nothing new: stay quiet",
     "Nothing new: tell me", "Choose sections", "My subscriptions", "✖ not {name}", "📰 Briefing only", "⚡ Instant",
     "More from {name}",
+    ("Send to {n} chat (≈ {duration})", "Send to {n} chats (≈ {duration})"),
+    ("Send fast (≈ {duration}, ≈ {n} Star)", "Send fast (≈ {duration}, ≈ {n} Stars)"),
+    "Send fast (≈ {duration}, no Stars)", "Urgent: on ✅", "Urgent: off", "Cancel", "Stop", "Try #{id} now",
 }
-ANSWERS = {  # callback answers: up to 200 characters
+ANSWERS: set[str | tuple[str, str]] = {  # callback answers: up to 200 characters
     "This button is no longer valid.", "Added {section}", "Added {section} in this topic",
     "Removed {section}", "{section} alerts now come to this topic", "You already follow {section}",
     "Limit reached: at most {limit} subscriptions", "Language: English", ("Resumed: {n} held story follows.",
@@ -46,6 +59,16 @@ ANSWERS = {  # callback answers: up to 200 characters
     "Already removed.", "Removed {name}", "Removed exclusion of {name}", "{name}: instant alerts.",
     "{name}: in your briefing only.", "{name}: in your briefing only. Set a time with /briefing 07:30.",
     "Muted {name}. /mysubs shows what is left.", "{name} was already muted.", "This story is no longer available.",
+    # admins'
+    "Sorry, that button is for the newsroom's admins.",
+    "Only the admin who wrote this broadcast can send or cancel it.",
+    "This preview has expired. Send /broadcast again.", "This broadcast can no longer be changed.",
+    "This broadcast is already sending.", "This broadcast is already done.", "This broadcast is already stopped.",
+    "This broadcast is already cancelled.", "Urgent: it will reach readers in their quiet hours too.",
+    "Not urgent: readers in quiet hours get it when those end.", "Cancelled. Nothing was sent.",
+    "Nobody to send to: the audience has no active readers any more.", ("Sending to {n} chat.", "Sending to {n} chats."),
+    "Stopped. {sent} sent, {cancelled} not sent.", "Fetching feed #{id} now. /feeds shows how it went.",
+    "Feed #{id} is being fetched right now.", "Feed #{id} is not polled (removed?). /feeds lists the feeds.",
 }
 
 

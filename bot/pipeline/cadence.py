@@ -185,19 +185,18 @@ class Pacing:
             return True
         return pace.ping_at is not None and self.clock.monotonic() - pace.ping_at < PING_TRUST
 
-    def push_state(self, feed_id: int) -> str:
-        """For /feeds: how the feed is pushed, if it is."""
+    def push_state(self, feed_id: int) -> tuple[tuple[str, ...], bool]:
+        """For /feeds: how the feed is pushed now ("WebSub", "ping"; none: not pushed), and
+        whether a push missed a story (then it is polled at its own pace)."""
         pace = self._paces.get(feed_id)
         if pace is None:
-            return "none"
+            return (), False
         parts = []
         if pace.websub_until is not None and pace.websub_until > self.clock.time():
             parts.append("WebSub")
         if pace.ping_at is not None and self.clock.monotonic() - pace.ping_at < PING_TRUST:
             parts.append("ping")
-        if not parts:
-            return "none"
-        return " + ".join(parts) + (" (missed a story: polled at its own pace)" if pace.missed else "")
+        return tuple(parts), bool(parts) and pace.missed
 
     def interval(
         self, feed_id: int, *, fresh_for: float | None = None, retry_after: float | None = None,

@@ -213,6 +213,8 @@ class Offer:
     url: str
     kind: str  # rss, json, sitemap, html
     how: str  # where it was found, for the reply
+    stories: int = 0  # a listing page: the stories found in it …
+    found_by: str = ""  # … and how ("articles": <article> elements, "links": links to stories)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +279,8 @@ async def _offers(
     if len(listing.entries) >= MIN_LISTING:
         how = {"articles": "<article> elements", "links": "links to its stories"}.get(listing.how, listing.how)
         offers.append(Offer(page.store_url if page.store_url == page.url else page.url, "html",
-                            f"this page as a listing page: {len(listing.entries)} stories found by its {how}"))
+                            f"this page as a listing page: {len(listing.entries)} stories found by its {how}",
+                            stories=len(listing.entries), found_by=listing.how))
     return offers
 
 

@@ -103,6 +103,7 @@ def test_each_catalog_holds_every_message_of_the_code_translated(lang: str) -> N
     messages = {m.id if isinstance(m.id, str) else tuple(m.id): m for m in catalog(lang) if m.id}
     assert wanted - set(messages) == set(), f"{lang}: not in the catalog"
     plurals = catalog(lang).num_plurals
+    assert not catalog(lang).fuzzy, f"{lang}: the catalog's header is fuzzy (pybabel compile would skip it)"
     for key, message in messages.items():
         assert not message.fuzzy, f"{lang}: fuzzy {key!r}"
         forms = [message.string] if isinstance(message.string, str) else list(message.string)

@@ -292,3 +292,26 @@ async def test_nothing_a_swedish_reader_is_shown_is_english(clock: SimClock, tg:
         assert len(texts) > 250
         english = {text: found for text in texts if (found := english_in(text))}
         assert english == {}
+
+
+async def test_inline_results_are_written_in_the_readers_own_language_and_zone(
+    clock: SimClock, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """A reader whose Telegram is Swedish but who chose English and Tokyo gets inline results
+    in English with Tokyo's time; Telegram caches them for that reader alone."""
+    async with driven_bot(clock, tg, tmp_path) as bot:
+        bot.calm()
+        chooser = await bot.reply(SWEDE, "/language")
+        await bot.press(SWEDE, chooser["message_id"], "lang:en")
+        bot.calm()
+        await bot.reply(SWEDE, "/timezone Asia/Tokyo")
+        await bot.publish(story(bot, "Drones over Riga"))
+        bot.calm()
+        await bot.process(tg.inline_query(SWEDE, "riga", push=False))
+        (answer,) = tg.inline_answers()
+        (result,) = answer["results"]
+        assert answer["is_personal"] is True
+        assert result["description"].startswith("World · ") and result["description"].endswith(
+            "JST — Drones over Riga: uppdateras."), result["description"]
+        assert re.search(r"\d\d [A-Z][a-z]{2} 20\d\d \d\d:\d\d JST", result["description"]), result["description"]
+        assert result["reply_markup"]["inline_keyboard"][0][0]["text"] == "More from newsbot"

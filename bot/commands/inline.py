@@ -3,8 +3,10 @@ linked headline with a "More from newsbot" button that starts the bot on its sec
 
 Works for anyone, reader or not (nothing is registered), once inline mode is switched on
 with @BotFather (/setinline); without it Telegram never sends inline queries and nothing
-here runs. Answers are cached briefly, by Telegram (`cache_time`) and here per query text,
-so a word typed letter by letter costs a few searches, not one per keystroke per user.
+here runs. The stories found are cached briefly here per query text, so a word typed
+letter by letter costs a few searches, not one per keystroke per user; the results are
+written for the reader asking (their language and zone), so Telegram caches them per user
+(`is_personal`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from telegram.constants import ParseMode
 from bot.context import NewsContext
 from bot.i18n import _
 from bot.render import esc, format_time, linked_title, section_label, short
-from storage import articles
+from storage import articles, chats
 from storage.models import Article
 
 RESULTS = 20
@@ -59,7 +61,8 @@ class InlineSearch:
         services = context.services
         stories = await self._stories(context, query.query[:200])
         sections = services.section_names
-        zone = services.zone
+        reader = await chats.get_chat(services.db, query.from_user.id)  # their private chat, if any
+        zone = services.chat_zone(reader.timezone if reader is not None else None)
         username = context.bot.username
         results = []
         for article in stories:
@@ -78,4 +81,4 @@ class InlineSearch:
                     reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(_("More from {name}").format(name=services.settings.name), url=more)]]),
                 )
             )
-        await query.answer(results, cache_time=CACHE_SECONDS, is_personal=False)
+        await query.answer(results, cache_time=CACHE_SECONDS, is_personal=True)

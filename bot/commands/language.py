@@ -30,8 +30,10 @@ async def choose_language(update: Update, context: NewsContext) -> None:
     """Runs before every handler: what follows is written in the chat's language. A private
     chat with no language kept gets its reader's Telegram language, kept from now on."""
     services = context.services
-    chat = update.effective_chat
-    row = await chats.get_chat(services.db, chat.id) if chat is not None else None
+    chat, user = update.effective_chat, update.effective_user
+    # An inline query comes from no chat: its reader's own (private) chat is theirs.
+    chat_id = chat.id if chat is not None else user.id if update.inline_query is not None and user is not None else None
+    row = await chats.get_chat(services.db, chat_id) if chat_id is not None else None
     if row is not None and row.language:
         i18n.set_language(row.language)
         return

@@ -127,19 +127,19 @@ async def test_a_swedish_admin_gets_every_admin_reply_in_swedish_and_an_english_
         sending = await bot.press(SWEDE, preview["message_id"], data_of(preview, "Skicka till"))
         assert sending["text"] == "Skickar till 3 chattar."
         sent = tg.message(SWEDE, preview["message_id"])
-        assert sent is not None and sent["text"].startswith("Skickat — till 3 chattar; förloppet nedan.")
+        assert sent is not None and sent["text"].startswith("Skickat — till 3 chattar; förloppet visas nedan.")
 
         # The progress message (with its Stop button) and the report, in Swedish.
         [report] = await tg.await_for(lambda: messages_starting(tg, SWEDE, "Rapport: utskick #1"), timeout=30)
-        assert report["text"] == "Rapport: utskick #1 är klart — 3 läsare av 3 nådda (100 %).\n”Stormvarning i norr”"
+        assert report["text"] == "Rapport: utskick #1 är klart — 3 av 3 läsare nåddes (100 %).\n”Stormvarning i norr”"
         first_progress = next(c.params for c in tg.calls("sendMessage")
                               if str(c.params.get("text", "")).startswith("<b>Utskick #1</b>"))
         assert "till alla: skickas" in first_progress["text"] and markup_labels(first_progress) == ["Stoppa"]
-        assert "(brådskande: struntar i tysta timmar)" in first_progress["text"]
+        assert "(brådskande: når fram även under tysta timmar)" in first_progress["text"]
         [progress] = messages_starting(tg, SWEDE, "Utskick #1")
         final = tg.message(SWEDE, progress["message_id"])
         assert final is not None
-        assert final["text"].startswith("Utskick #1 till alla: klart\nSkickade 3 / 3 · blockerade 0 · misslyckade 0\nTog ")
+        assert final["text"].startswith("Utskick #1 till alla: klart\nSkickade 3 / 3 · blockerade 0 · misslyckade 0\nDet tog ")
 
         # /broadcasts: in the admin's zone, Swedish month names.
         [(created_at,)] = db_rows(db_path, "SELECT created_at FROM broadcasts")
@@ -152,13 +152,13 @@ async def test_a_swedish_admin_gets_every_admin_reply_in_swedish_and_an_english_
 
         # /stats: the chart's short caption (the figures are long) and the figures, in Swedish.
         photo, figures = await bot.send(SWEDE, "/stats")
-        assert photo["caption"] == "Redaktionens statistik — de senaste 24 timmarna per timme; siffrorna kommer härnäst."
+        assert photo["caption"] == "Redaktionens statistik — de senaste 24 timmarna per timme; siffrorna följer."
         assert figures["text"].startswith("Redaktionens statistik\nLäsare: aktiva 3, pausade 0, inaktiva 0\n")
         assert ("Senaste 24 tim: 0 artiklar sparade, 0 notiser skickade (misslyckade 0, till läsare som lämnat 0), "
                 "3 utskicksmeddelanden skickade, 0 sammanfattningar skickade, 0 rättelser skickade") in figures["text"]
         assert "Utkorg: tom" in figures["text"] and "Databas: " in figures["text"]
         assert [c.params["caption"] for c in tg.calls("sendPhoto")][-1] == (
-            "<b>Redaktionens statistik</b> — de senaste 24 timmarna per timme; siffrorna kommer härnäst.")
+            "<b>Redaktionens statistik</b> — de senaste 24 timmarna per timme; siffrorna följer.")
         photo, figures = await bot.send(BRIT, "/stats")
         assert photo["caption"] == "Newsroom stats — the last 24 hours by hour; the figures follow."
         assert "Readers: 3 active, 0 paused, 0 inactive" in figures["text"]
@@ -167,11 +167,11 @@ async def test_a_swedish_admin_gets_every_admin_reply_in_swedish_and_an_english_
         await failing_once(bot, db_path)
         feeds = await bot.reply(SWEDE, "/feeds")
         assert feeds["text"].startswith("Flöden: 1 hämtas, 1 fungerar inte\n⚠ Kanalen @herald_fun för Entertainment: "
-                                        "boten är inte administratör där; dess artiklar publiceras inte där förrän")
+                                        "boten är inte administratör där; artiklarna publiceras inte där förrän")
         assert "⚠ fungerar inte sedan " in feeds["text"] and "försök i rad; senaste fel: " in feeds["text"]
         assert "sektion från kategorin (domän ”section”), annars World" in feeds["text"]
         assert "förfrågningar senaste timmen" in feeds["text"] or "förfrågan senaste timmen" in feeds["text"]
-        assert labels(feeds) == ["Försök #1 nu"]
+        assert labels(feeds) == ["Hämta #1 nu"]
         tried = await bot.press(SWEDE, feeds["message_id"], "feed:try:1")
         assert tried["text"] in ("Hämtar flöde #1 nu. /feeds visar hur det gick.", "Flöde #1 hämtas just nu.")
         english = await bot.reply(BRIT, "/feeds")
@@ -181,15 +181,15 @@ async def test_a_swedish_admin_gets_every_admin_reply_in_swedish_and_an_english_
 
         # /addfeed: a bad URL, then a feed on the loopback server; /removefeed.
         bad = await bot.reply(SWEDE, "/addfeed notaurl sports")
-        assert bad["text"].startswith("”notaurl” är ingen http(s)-URL.\n\nSå här: /addfeed")
+        assert bad["text"].startswith("”notaurl” är ingen http(s)-URL.\n\nAnvändning: /addfeed")
         wire = server.url_for("/wire.xml")
         added = await bot.reply(SWEDE, f"/addfeed {wire} sports")
-        assert added["text"].startswith(f"La till flödet #2: Tiny wire — RSS/Atom-flöde, 1 post, sektionen Sports.\n{wire}\n"
-                                        "Dess nuvarande poster sparas som sedda")
+        assert added["text"].startswith(f"Lade till flödet #2: Tiny wire — RSS/Atom-flöde, 1 post, sektionen Sports.\n{wire}\n"
+                                        "Flödets nuvarande poster markeras som sedda")
         again = await bot.reply(BRIT, f"/addfeed {wire} sports")
         assert again["text"] == f"Feed #2 {wire} is already polled (section Sports). Nothing was changed."
         removed = await bot.reply(SWEDE, "/removefeed 2")
-        assert removed["text"] == f"Tog bort flöde #2 {wire}. Det förblir borttaget efter en omstart; /addfeed tar tillbaka det."
+        assert removed["text"] == f"Tog bort flödet #2 {wire}. Det förblir borttaget efter en omstart; /addfeed lägger till det igen."
         assert (await bot.reply(SWEDE, "/removefeed 2"))["text"] == "Flöde #2 var redan borttaget."
         assert (await bot.reply(BRIT, "/removefeed 2"))["text"] == "Feed #2 was already removed."
 
@@ -224,7 +224,7 @@ async def test_a_broadcast_followed_again_after_a_restart_reports_in_its_authors
     menus = {str((c.params.get("scope") or {}).get("chat_id")): {x["command"]: x["description"] for x in c.params["commands"]}
              for c in sim_tg.calls("setMyCommands") if "chat_id" in str(c.params.get("scope"))}
     assert menus[str(SWEDE)]["broadcasts"] == "Senaste utskicken" and menus[str(BRIT)]["broadcasts"] == "Recent broadcasts"
-    assert swedish["text"].startswith("Rapport: utskick #1 är klart — 3 läsare av 3 nådda (100 %).")
+    assert swedish["text"].startswith("Rapport: utskick #1 är klart — 3 av 3 läsare nåddes (100 %).")
     assert english["text"].startswith("Report: broadcast #2 finished — 3 readers of 3 reached (100 %).")
     [progress] = messages_starting(sim_tg, SWEDE, "Utskick #1 till alla: klart")
     assert "Skickade 3 / 3" in progress["text"]
@@ -255,7 +255,7 @@ async def test_a_chart_that_cannot_be_drawn_leaves_the_swedish_figures(
     async with driven_bot(clock, sim_tg, tmp_path, NEWSBOT_CHART_FONT=str(font)) as bot:
         answer = await bot.reply(SWEDE, "/stats")
     assert answer["text"].startswith("Redaktionens statistik\nLäsare: aktiva 0, pausade 0, inaktiva 0\n")
-    assert "inga notiser skickade de senaste 24 tim" in answer["text"]
+    assert "inga notiser skickade de senaste 24 timmarna" in answer["text"]
     assert not sim_tg.calls("sendPhoto")
 
 
@@ -307,7 +307,7 @@ def english_words(text: str, *, keep_out: tuple[str, ...] = ()) -> list[str]:
     text = re.sub(r"https?://\S+", " ", text)
     text = re.sub(r"/[a-z_]+(@\w+)?", " ", text)
     # A fetch's or Telegram's own words are quoted as they came (logs have the same).
-    text = re.sub(r"(senaste fel(?: \(sedan dess åtgärdat\))?|Kunde inte lägga till flödet —|Telegram svarade): [^\n]*", " ", text)
+    text = re.sub(r"(senaste fel(?: \(fungerar igen sedan dess\))?|Kunde inte lägga till flödet —|Telegram svarade): [^\n]*", " ", text)
     text = re.sub(r"Kunde inte lägga till flödet — [^\n]*", " ", text)
     return [m.group(0) for m in ENGLISH.finditer(text)]
 

@@ -80,19 +80,19 @@ async def test_a_swedish_reader_gets_help_lists_settings_errors_and_alerts_in_sw
         assert "För administratörer" not in help_text  # a reader, not an admin
 
         bot.calm()
-        assert (await bot.press(SWEDE, welcome["message_id"], "sec:world"))["text"] == "La till World"
+        assert (await bot.press(SWEDE, welcome["message_id"], "sec:world"))["text"] == "Lade till World"
         assert "✅ World" in labels(bot.tg.message(SWEDE, welcome["message_id"]))
         assert await say("/follow drones, nato") == (
-            "Följer drones, nato. Du får en notis för varje ny artikel som nämner drones eller nato.")
+            "Du följer nu drones, nato. Du får en notis för varje ny artikel som nämner drones eller nato.")
         assert await say("/follow nato") == "Du följer redan nato."
         assert await say("/exclude fotboll") == (
-            "Uteslöt fotboll: ingen notis, rad i sammanfattningen eller artikel i /latest om det, inte ens från "
+            "Du utesluter nu fotboll: ingen notis, rad i sammanfattningen eller artikel i /latest om det, inte ens från "
             "dina sektioner. /include ångrar det.")
         assert await say("/follow x") == "”x” är för kort: nyckelord måste vara 2 till 64 tecken långa."
         assert await say("/follow ?!") == (
             "Ett nyckelord behöver minst en bokstav eller siffra och måste vara 2 till 64 tecken långt.")
         assert (await say("/follow")).startswith("Användning: /follow nyckelord[, nyckelord…]\nExempel:")
-        assert await say("/unfollow nato") == "Slutade följa: nato."
+        assert await say("/unfollow nato") == "Du följer inte längre nato."
         assert await say("/unfollow mars") == "Du följer inte: mars. Se /mysubs."
 
         bot.calm()
@@ -108,7 +108,7 @@ async def test_a_swedish_reader_gets_help_lists_settings_errors_and_alerts_in_sw
         assert labels(alert) == ["Relaterat", "Tysta World", "Tysta drones"]
         bot.calm()
         mute = next(data for text, data in buttons(alert) if text == "Tysta drones")
-        assert (await bot.press(SWEDE, alert["message_id"], mute))["text"] == "Tystade drones. /mysubs visar vad som är kvar."
+        assert (await bot.press(SWEDE, alert["message_id"], mute))["text"] == "Du har tystat drones. /mysubs visar vad som är kvar."
 
         bot.calm()
         latest = await bot.reply(SWEDE, "/latest")
@@ -119,10 +119,10 @@ async def test_a_swedish_reader_gets_help_lists_settings_errors_and_alerts_in_sw
 
         bot.calm()
         settings = await bot.reply(SWEDE, "/settings")
-        for line in ("Inställningar", "Notiser: på", "Tidszon: Europe/Stockholm (nu ", "Tysta timmar: av",
+        for line in ("Inställningar", "Notiser: på", "Tidszon: Europe/Stockholm (klockan är ", "Tysta timmar: av",
                      "Sammanfattningar: av", "En sammanfattning utan något nytt: skickas inte",
                      "Slå ihop notiser: på — fler än 3 notiser på en gång kommer som ett meddelande",
-                     "Länkförhandsvisning: av", "Följer 1 sektion, 0 nyckelord; 1 uteslutet ord (/mysubs)."):
+                     "Länkförhandsvisning: av", "Du följer 1 sektion, 0 nyckelord; 1 uteslutet ord (/mysubs)."):
             assert line in settings["text"], line
         assert labels(settings) == [
             "Pausa notiser", "Förhandsvisning: slå på", "Slå ihop: stäng av",
@@ -154,21 +154,21 @@ async def test_a_swedish_reader_gets_help_lists_settings_errors_and_alerts_in_sw
         assert await say("/timezone Mars/Base") == (
             "”Mars/Base” är ingen tidszon jag känner till. Använd ett IANA-namn, t.ex. /timezone Europe/Stockholm "
             "eller /timezone America/New_York.")
-        assert re.fullmatch(r"Tidszon: Europe/London\. Klockan är \d\d:\d\d (GMT|BST) där; alla tider jag visar "
-                            r"är i den från och med nu\.", await say("/timezone Europe/London"))
+        assert re.fullmatch(r"Tidszon: Europe/London\. Klockan är \d\d:\d\d (GMT|BST) där; från och med nu visar "
+                            r"jag alla tider i den\.", await say("/timezone Europe/London"))
         assert await say("/quiet 25-99") == (
             "Jag kunde inte läsa ”25-99” som tysta timmar.\n"
             "Användning: /quiet från-till | off | hold | silent\nExempel: /quiet 22:00-07:00")
         assert (await say("/quiet 22:00-07:00")).startswith(
             "Tysta timmar: 22:00–07:00 (Europe/London), notiserna hålls inne och skickas som ett meddelande när de "
             "är slut.")
-        assert await say("/quiet off") == "Tysta timmar av: notiserna kommer när artiklarna publiceras."
+        assert await say("/quiet off") == "Tysta timmar avstängda: notiserna kommer när artiklarna publiceras."
         assert (await say("/briefing 7:3x")).startswith("Jag kunde inte läsa ”7:3x” som en tid.\nAnvändning: /briefing")
         assert await say("/briefing 07:00 08:00 09:00 10:00") == (
             "Högst tre sammanfattningar om dagen.\n"
             "Användning: /briefing tid [tid tid] | off\nExempel: /briefing 07:30 (upp till tre om dagen)")
         assert re.fullmatch(r"Sammanfattningar kl\. 07:30 \(Europe/London\): ett meddelande med dina artiklar sedan "
-                            r"förra\. Nästa kl\. 07:30 (GMT|BST)\. I /mysubs väljer ⚡/📰 vilka prenumerationer som "
+                            r"den förra\. Nästa kl\. 07:30 (GMT|BST)\. I /mysubs väljer ⚡/📰 vilka prenumerationer som "
                             r"också ger notiser direkt\.", await say("/briefing 07:30"))
         assert await say("/briefing off") == "Sammanfattningarna är avstängda."
 

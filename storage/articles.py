@@ -443,27 +443,31 @@ async def related(
     few. `exclude_id` is the story asked about: neither it, nor a story under its link or
     nearly its headline, is shown.
     """
-    story = await get_article(db, exclude_id) if exclude_id is not None else None
+    story = None
+    if exclude_id is not None:
+        # By its primary key, in this thread (see Database.fetchall_here).
+        own = await db.fetchall_here(f"SELECT {_COLUMNS} FROM articles WHERE id = ?", (exclude_id,))  # noqa: S608
+        story = _article(own[0]) if own else None
     query = await related_query(db, text, phrases, story=story)
     if query is None:
         return []
-    rows = await db.fetchall(_RANKED_SQL, (query.match, RANKED_MATCHES - 1, exclude_id, ranking.CANDIDATES))
-    ranked = [_article(r) for r in rows]
-    older: list[Article] = []
-    found = ranking.choose(query, map(_candidate, ranked), (), limit)
+    rows = {
+        r[0]: r for r in await db.fetchall(
+            _RANKED_SQL, (query.match, RANKED_MATCHES - 1, exclude_id, ranking.CANDIDATES)
+        )
+    }  # fmt: skip
+    found = ranking.rank(query, map(_candidate, rows.values()))
     if len(found) < limit:
         # As many older matches as wanted and as many again: copies of the story are left out.
-        rows = await _older_rows(db, query.match, 2 * limit, exclude_id, [a.rowid or 0 for a in ranked])
-        older = [_article(r) for r in rows]
-        found = ranking.choose(query, map(_candidate, ranked), map(_candidate, older), limit)
-    stories = {a.rowid: a for a in (*ranked, *older)}
-    return [stories[c.rowid] for c in found]
+        older = await _older_rows(db, query.match, 2 * limit, exclude_id, list(rows))
+        rows.update((r[0], r) for r in older)
+        found += [c for c in map(_candidate, older) if not ranking.is_copy(query, c)]
+    return [_article(rows[c.rowid]) for c in found[:limit]]
 
 
-def _candidate(article: Article) -> ranking.Candidate:
-    return ranking.Candidate(
-        article.rowid or 0, article.url, article.title, article.summary, article.tags, article.published_at
-    )
+def _candidate(row: Sequence[Any]) -> ranking.Candidate:
+    """A row of `_A_COLUMNS` as the ranking reads it."""
+    return ranking.Candidate(row[0], row[3], row[4], row[5], _split(row[8]), row[9])
 
 
 async def find_by_title(db: Database, text: str) -> Article | None:

@@ -79,6 +79,8 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """A stored story as the ranking reads it (from a row: bm25's candidates, older matches)."""
+
     rowid: int
     url: str
     title: str

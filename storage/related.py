@@ -12,8 +12,8 @@ A story's words, strongest first:
 * the title's other words: WORD_WEIGHT.
 
 Stopwords (`storage.stopwords.ALL`) never count, nor do words held by more than COMMON_SHARE
-of the stories of the ranking index (and at least COMMON_MIN_STORIES): "Sweden" in a Swedish
-newsroom. A word found in the other story's title or tags counts fully, in its summary only
+of the stories of the ranking index (and at least COMMON_MIN_STORIES): a newsroom's own
+country or city. A word found in the other story's title or tags counts fully, in its summary only
 by SUMMARY_SHARE. The best score first, the newer story among equals. Never the story itself:
 not its id, not its link, not a headline with nearly the same words (NEAR_COPY).
 """

@@ -41,7 +41,9 @@ from bench.common import (
     print_rows,
 )
 
-BENCHES = ("match", "deliver", "ingest", "queries", "memory", "newsday", "storm", "year", "briefing", "publish")
+BENCHES = (
+    "match", "deliver", "ingest", "queries", "related", "memory", "newsday", "storm", "year", "briefing", "publish",
+)
 DOCS = REPO / "docs" / "benchmarks.md"
 # The year at full size writes tens of millions of rows (and 0.1's week beside them).
 CHILD_TIMEOUT_S = 3 * 3_600
@@ -59,6 +61,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "--repeat", "1",
     ],
     "queries": ["--articles", "3000", "--queries", "30", "--baseline-queries", "2"],
+    "related": [],  # the judged set has one size
     "memory": ["--readers", "300", "--subscriptions", "1500", "--sample-seconds", "0.3"],
     "newsday": ["--readers", "100", "--stories", "30"],
     "year": [
@@ -81,6 +84,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "deliver": ["--messages", "150", "--chats", "75", "--articles", "20", "--overhead-messages", "1000"],
     "ingest": ["--items", "1000", "--feeds", "30", "--corpus-files", "400", "--repeat", "2"],
     "queries": ["--articles", "100000", "--queries", "150", "--baseline-queries", "1", "--rounds", "2"],
+    "related": [],
     "memory": ["--readers", "10000", "--subscriptions", "100000", "--sample-seconds", "1"],
     "newsday": ["--readers", "1000", "--stories", "40"],
     "storm": ["--readers", "2000", "--minutes", "30", "--stories", "6"],
@@ -240,6 +244,7 @@ absolute figures are shown for information.
 | figure | target |
 | --- | --- |
 | `/latest`, `/search`, `/related` at 1,000,000 stories | p99 ≤ 1.5× the floor (one hand-written `sqlite3` statement returning the same ids, no bot code around it), and below 50 ms |
+| `/related` precision of the top three on the judged set | above plain bm25 in the same run, and ≥ 0.875 |
 | matching | ≥ 100× a regex per subscription; cost ≤ 3× the floor (folding and splitting the same stories into words, `storage.words.field_stems`) |
 | ingest | ≥ 0.7× the rate of the floor (`feedparser.parse` of the same document alone) |
 | dispatcher, limits lifted | ≥ 1.2× a bare python-telegram-bot send loop and ≥ 0.5× the floor (a bare httpx loop posting the same requests) |
@@ -262,8 +267,8 @@ pip install -e '.[dev]'             # includes aiolimiter, for the AIORateLimite
 python -m bench --quick             # every row at a reduced size, pass/fail against the targets (< 3 min)
 python -m bench                     # everything at full size (see the run's length above)
 python -m bench --write-docs        # … and rewrite this file
-python -m bench --only queries      # some of them (match, deliver, ingest, queries, memory,
-                                    #   newsday, storm, year, briefing); --quick works with it
+python -m bench --only queries      # some of them (match, deliver, ingest, queries, related,
+                                    #   memory, newsday, storm, year, briefing); --quick works with it
 python -m bench --smoke             # tiny sizes, seconds (tests/test_bench_smoke.py runs these)
 python -m bench.deliver --help      # one benchmark alone, with its own size options
 ```
@@ -284,7 +289,7 @@ the feed corpus is `tests/data/feed-corpus` (or `NEWSBOT_FEED_CORPUS`).
 
 What each one measures, its baseline and its floor are in its module docstring:
 `bench/match.py`, `bench/deliver.py`, `bench/ingest.py`, `bench/queries.py`,
-`bench/memory.py`, `bench/newsday.py` (a news day on a simulated clock: lanes against
+`bench/related.py` (precision of /related's top three on a judged set), `bench/memory.py`, `bench/newsday.py` (a news day on a simulated clock: lanes against
 first-in-first-out), `bench/storm.py` (a correction storm on a simulated clock),
 `bench/year.py` (the database after a month at the ceiling, against day 7 and 0.1's schema and
 queries) and `bench/briefing.py` (20,000 briefings at 07:00, spread or not).

@@ -22,7 +22,8 @@ from typing import Any
 
 import aiosqlite
 
-from storage import counters, identity, words
+from storage import counters, identity, stopwords, words
+from storage import related as ranking
 from storage.db import Database, Reader
 from storage.models import Article
 
@@ -32,16 +33,9 @@ _COLUMNS = (
 )
 _A_COLUMNS = ", ".join(f"a.{c.strip()}" for c in _COLUMNS.split(","))
 
-# Words that say nothing about what a story is about; they only slow FTS5 OR queries down.
-STOPWORDS = frozenset(
-    """a about after again against all an and any are as at be been before being but by can
-    could did do does for from had has have he her his how i if in into is it its just more
-    most new no not now of off on once only or other our out over says said she so some such
-    than that the their them then there these they this those through to too under up very
-    was we were what when where which while who why will with would you your near among across
-    between during within without despite toward towards upon""".split()  # noqa: SIM905
-)
-_MAX_RELATED_TERMS = 8
+# Words that say nothing about what a story is about (every shipped language's: see
+# storage/stopwords); they only slow FTS5 OR queries down.
+STOPWORDS = stopwords.ALL
 _MIN_TITLE_WORDS = 3
 _MAX_TITLE_WORDS = 64
 # /latest looks for a section's stories under their second and later sections among this many
@@ -413,18 +407,20 @@ async def search(db: Database, text: str, limit: int = 10) -> list[Article]:
     return found
 
 
-def related_match(text: str, phrases: Sequence[str] = ()) -> str | None:
-    """The index query of `related`: any of the phrases, or of the text's significant words."""
-    keys: list[tuple[str, ...]] = []
-    for phrase in phrases:
-        stems = words.keyword_stems(phrase)
-        if stems and stems not in keys:
-            keys.append(stems)
-    for stems in _terms(text, drop_stopwords=True):
-        if stems not in keys and len(stems[0]) >= 2:
-            keys.append(stems)
-    keys = keys[:_MAX_RELATED_TERMS]
-    return " OR ".join(words.fts_phrase(k) for k in keys) if keys else None
+async def related_query(
+    db: Database, text: str, phrases: Sequence[str] = (), *, story: Article | None = None
+) -> ranking.Query | None:
+    """What `related` asks for `text` and `phrases` (a story's title and tags, or a reader's
+    words and quoted words): their significant terms (`storage.related`), and what marks
+    `story` (the story asked about) and its copies. None when nothing is left to ask."""
+    found = ranking.terms(text, phrases, summary=story.summary if story else "")
+    if not found:
+        return None
+    docs, size = await ranking.document_counts(db, (s for t in found for s in t.stems), window=RECENT_STORIES)
+    return ranking.query(
+        text, ranking.significant(found, docs, size), url=story.url if story else None,
+        headline=story is not None or len(words.tokens(text)) >= _MIN_TITLE_WORDS, size=size,
+    )
 
 
 async def related(
@@ -440,11 +436,38 @@ async def related(
     `phrases` (a story's tags, a reader's quoted words) are matched as whole phrases: the tag
     "North Korea" must not pull in every story about the North Sea. Only stories sharing at
     least one of these significant words or phrases are returned: nothing fills a slot.
+
+    The best `ranking.CANDIDATES` by bm25 among the newest matches (see RANKED_MATCHES) are
+    ranked again by `storage.related` (shared tags, then names and places, then other words;
+    the newer first among equals); older matches follow, newest first, when those are too
+    few. `exclude_id` is the story asked about: neither it, nor a story under its link or
+    nearly its headline, is shown.
     """
-    match = related_match(text, phrases)
-    if match is None:
+    story = None
+    if exclude_id is not None:
+        # By its primary key, in this thread (see Database.fetchall_here).
+        own = await db.fetchall_here(f"SELECT {_COLUMNS} FROM articles WHERE id = ?", (exclude_id,))  # noqa: S608
+        story = _article(own[0]) if own else None
+    query = await related_query(db, text, phrases, story=story)
+    if query is None:
         return []
-    return await _fts_query(db, match, limit, exclude_id=exclude_id)
+    rows = {
+        r[0]: r for r in await db.fetchall(
+            _RANKED_SQL, (query.match, RANKED_MATCHES - 1, exclude_id, ranking.CANDIDATES)
+        )
+    }  # fmt: skip
+    found = ranking.rank(query, map(_candidate, rows.values()))
+    if len(found) < limit:
+        # As many older matches as wanted and as many again: copies of the story are left out.
+        older = await _older_rows(db, query.match, 2 * limit, exclude_id, list(rows))
+        rows.update((r[0], r) for r in older)
+        found += [c for c in map(_candidate, older) if not ranking.is_copy(query, c)]
+    return [_article(rows[c.rowid]) for c in found[:limit]]
+
+
+def _candidate(row: Sequence[Any]) -> ranking.Candidate:
+    """A row of `_A_COLUMNS` as the ranking reads it."""
+    return ranking.Candidate(row[0], row[3], row[4], row[5], _split(row[8]), row[9])
 
 
 async def find_by_title(db: Database, text: str) -> Article | None:
@@ -494,14 +517,20 @@ async def _fts_query(db: Database, match: str, limit: int, *, exclude_id: str | 
     newest stories; then older matches, newest first (see RECENT_STORIES)."""
     rows = await db.fetchall(_RANKED_SQL, (match, RANKED_MATCHES - 1, exclude_id, limit))
     if len(rows) < limit:
-        found = [row["rowid"] for row in rows]
-        rows += await db.fetchall(
-            f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
-            "WHERE articles_fts MATCH ? AND a.id IS NOT ? "
-            f"AND f.rowid NOT IN ({','.join('?' * len(found))}) ORDER BY f.rowid DESC LIMIT ?",
-            (match, exclude_id, *found, limit - len(rows)),
-        )
+        rows += await _older_rows(db, match, limit - len(rows), exclude_id, [row["rowid"] for row in rows])
     return [_article(r) for r in rows]
+
+
+async def _older_rows(
+    db: Database, match: str, limit: int, exclude_id: str | None, found: Sequence[int]
+) -> list[sqlite3.Row]:
+    """Matches from the whole archive but `found`, newest first."""
+    return await db.fetchall(
+        f"SELECT {_A_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid "  # noqa: S608
+        "WHERE articles_fts MATCH ? AND a.id IS NOT ? "
+        f"AND f.rowid NOT IN ({','.join('?' * len(found))}) ORDER BY f.rowid DESC LIMIT ?",
+        (match, exclude_id, *found, limit),
+    )
 
 
 async def trim_recent(conn: aiosqlite.Connection, limit: int) -> int:

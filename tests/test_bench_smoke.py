@@ -95,6 +95,16 @@ def test_queries_smoke(bench_cache: Path) -> None:
     assert again["query_latest"]["detail"]["generate_seconds"] is None
 
 
+def test_related_smoke() -> None:
+    rows = by_key(smoke("related"))
+    assert set(rows) == {"related_precision"}
+    row = rows["related_precision"]
+    assert row["detail"]["stories"] == 40 and row["detail"]["stored"] == 50
+    # Both rankings measured in the same run, on the same judged set.
+    assert 0 < row["baseline"] < row["value"] <= 1
+    assert row["passed"] is True
+
+
 def test_memory_smoke() -> None:
     rows = by_key(smoke("memory"))
     assert set(rows) == {"memory_bot", "memory_index"}

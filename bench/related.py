@@ -30,7 +30,7 @@ from bench.common import REPO, Row, figure, print_rows
 
 JUDGED = REPO / "tests" / "data" / "related-judged.json"
 PRECISION_TARGET = 0.875
-_PLAIN_STOPWORDS = frozenset(
+PLAIN_STOPWORDS = frozenset(
     """a about after again against all an and any are as at be been before being but by can
     could did do does for from had has have he her his how i if in into is it its just more
     most new no not now of off on once only or other our out over says said she so some such
@@ -38,14 +38,14 @@ _PLAIN_STOPWORDS = frozenset(
     was we were what when where which while who why will with would you your near among across
     between during within without despite toward towards upon""".split()  # noqa: SIM905
 )
-_PLAIN_BM25 = (
+PLAIN_BM25 = (
     "SELECT a.id FROM articles_recent_fts f JOIN articles a ON a.rowid = f.rowid "
     "WHERE articles_recent_fts MATCH ? AND a.id IS NOT ? "
     "ORDER BY bm25(articles_recent_fts, 3.0, 1.0, 2.0), a.published_at DESC LIMIT 3"
 )
 
 
-def _plain_match(title: str, tags: tuple[str, ...]) -> str:
+def plain_match(title: str, tags: tuple[str, ...]) -> str:
     from storage import words
 
     keys: list[tuple[str, ...]] = []
@@ -55,12 +55,12 @@ def _plain_match(title: str, tags: tuple[str, ...]) -> str:
             keys.append(stems)
     for token in words.tokens(title):
         stems = (words.stem(token),)
-        if token not in _PLAIN_STOPWORDS and stems not in keys and len(stems[0]) >= 2:
+        if token not in PLAIN_STOPWORDS and stems not in keys and len(stems[0]) >= 2:
             keys.append(stems)
     return " OR ".join(words.fts_phrase(k) for k in keys[:8])
 
 
-def _precision(found: list[str], picked: set[str]) -> float:
+def precision_at_3(found: list[str], picked: set[str]) -> float:
     return sum(f in picked for f in found[:3]) / min(3, len(picked))
 
 
@@ -80,9 +80,9 @@ async def _measure(path: Path) -> dict[str, Any]:
             assert story is not None, story_judged["id"]
             picked = set(story_judged["related"])
             found = await articles.related(db, story.title, 5, exclude_id=story.id, phrases=story.tags)
-            ours.append(_precision([a.id for a in found], picked))
-            rows = await db.fetchall(_PLAIN_BM25, (_plain_match(story.title, story.tags), story.id))
-            plain.append(_precision([r[0] for r in rows], picked))
+            ours.append(precision_at_3([a.id for a in found], picked))
+            rows = await db.fetchall(PLAIN_BM25, (plain_match(story.title, story.tags), story.id))
+            plain.append(precision_at_3([r[0] for r in rows], picked))
     finally:
         await db.close()
     return {

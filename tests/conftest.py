@@ -38,6 +38,17 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
+@pytest.fixture
+async def sample_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A database holding the 50 stories of the sample feed."""
+    from tests.harness import store_sample  # tests.harness imports this module
+
+    assert await store_sample(tmp_path / "newsbot.db") == 50
+    database = await Database.open(tmp_path / "newsbot.db")
+    yield database
+    await database.close()
+
+
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Every async test runs on the SimLoop: real time, until it asks for `clock`."""
     return {"sim": SimLoop}

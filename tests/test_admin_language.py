@@ -86,7 +86,11 @@ def messages_starting(tg: FakeTelegram, chat_id: int, start: str) -> list[dict[s
 
 
 def newsroom_with_channel_and_feeds(tmp_path: Path, server: FeedServer, tg: FakeTelegram) -> Path:
-    """A feeds file with a failing feed, and a section whose channel the bot cannot post in."""
+    """The two admins (Swedish and English Telegram), a served feed, and a feeds file with a
+    failing feed and a section whose channel the bot cannot post in."""
+    tg.user(SWEDE, first_name="Greta", language_code="sv")
+    tg.user(BRIT, first_name="Tom", language_code="en")
+    server.serve("/wire.xml", TINY_FEED)
     server.status("/broken.xml", 500)
     tg.add_chat(-1_000_000_000_781, "channel", title="Herald Fun", username="herald_fun")
     tg.set_channel_admin("@herald_fun", False)
@@ -104,9 +108,6 @@ async def test_a_swedish_admin_gets_every_admin_reply_in_swedish_and_an_english_
     clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
     tg, server = sim_tg, sim_feeds
-    tg.user(SWEDE, first_name="Greta", language_code="sv")
-    tg.user(BRIT, first_name="Tom", language_code="en")
-    server.serve("/wire.xml", TINY_FEED)
     feeds_file = newsroom_with_channel_and_feeds(tmp_path, server, tg)
     await seed(tmp_path / "newsbot.db", READERS, long_keywords=True)
     async with driven_bot(clock, tg, tmp_path, NEWSBOT_FEEDS=str(feeds_file), NEWSBOT_RATE_PRIVATE_INTERVAL="0",
@@ -316,9 +317,6 @@ async def test_no_english_reaches_a_swedish_admin(
     clock: SimClock, sim_tg: FakeTelegram, sim_feeds: FeedServer, tmp_path: Path
 ) -> None:
     tg, server = sim_tg, sim_feeds
-    tg.user(SWEDE, first_name="Greta", language_code="sv")
-    tg.user(BRIT, first_name="Tom", language_code="en")
-    server.serve("/wire.xml", TINY_FEED)
     server.serve("/sports/rss.xml", TINY_FEED.replace(b"wire-1", b"sports-1"))
     server.html("/sports/", [server.url_for("/sports/rss.xml")], title="Sports")
     feeds_file = newsroom_with_channel_and_feeds(tmp_path, server, tg)

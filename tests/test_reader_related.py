@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from storage import articles
 from storage.db import Database
@@ -28,14 +25,6 @@ def on_topic(article: Article) -> bool:
 
 def linked_titles(message_html: str) -> list[str]:
     return [html.unescape(t) for t in re.findall(r'<a href="[^"]*">(.*?)</a>', message_html)]
-
-
-@pytest.fixture
-async def sample_db(tmp_path: Path) -> AsyncIterator[Database]:
-    assert await store_sample(tmp_path / "newsbot.db") == 50
-    db = await Database.open(tmp_path / "newsbot.db")
-    yield db
-    await db.close()
 
 
 async def test_related_to_a_story_ranks_every_on_topic_story_first(sample_db: Database) -> None:

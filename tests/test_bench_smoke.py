@@ -192,7 +192,7 @@ def test_runner_prints_one_table_and_writes_docs(
     out = tmp_path / "rows.json"
     rows = runner.main(
         ["--smoke", "--only", "ingest,queries", "--write-docs", "--docs", str(docs),
-         "--json", str(out)]
+         "--json", str(out), "--record", str(tmp_path / "run.json")]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert "| figure | value | baseline | ratio | floor | × floor | target | result |" in printed
@@ -208,8 +208,12 @@ def test_runner_prints_one_table_and_writes_docs(
     assert "**Host speed**: CPU calibration" in text
     assert "Smoke sizes" in text
     assert "## How to run" in text
+    assert "| /search at 1,000,000 stories, p99 | 46.91 ms |" in text  # before and after
     for key in ("cores", "Python", "SQLite"):
         assert key in text
+    again = tmp_path / "again.md"
+    assert runner.main(["--docs-from", str(tmp_path / "run.json"), "--docs", str(again)]) == rows
+    assert again.read_text() == text  # the same run, written again without running it
 
 
 def test_runner_reports_a_crashed_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,6 +75,11 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "storm": ["--readers", "200", "--minutes", "12", "--stories", "4"],
 }
 
+# The full run: every benchmark at its own defaults but publish, whose simulated day polls 100
+# feeds 144,000 times in its fixed mode alone (about an hour and a half of CPU here): three
+# hours of it, the same stories' shape and rates.
+FULL_ARGS: dict[str, list[str]] = {"publish": ["--hours", "3"]}
+
 # Every row at a reduced size: the whole run in under 3 minutes on the 2-core machine (its
 # generated databases cached after the first run), with every ratio target judged.
 QUICK_ARGS: dict[str, list[str]] = {
@@ -283,6 +288,7 @@ absolute figures are shown for information.
 | a correction storm | new-story alert p95 ≤ 1.2× the same run without the storm; at most one edit per message per `NEWSBOT_EDIT_INTERVAL`; 0 lost, 0 doubled |
 | a year of traffic | database size flat after day 7 (±10 %); every other figure at day 30 ≤ 1.1× the same figure on the day-7 database; enqueueing a poll's alerts ≤ 1.5× one `executemany` of the same rows |
 | memory | < 300 MB resident with 100,000 readers and 1,000,000 subscriptions |
+| publish → first alert | the publish ping and WebSub: p50 ≤ 1.5 s, p95 ≤ 3 s; adaptive polling: p50 ≤ ½ fixed 60 s polling's, with no more requests to the site |
 
 A query's time is the best of three back-to-back timings (both for the bot and for its floor),
 its p99 taken over the queries: on this shared machine a few timings in a hundred land on a
@@ -295,12 +301,13 @@ HOW_TO_RUN = """
 ```sh
 pip install -e '.[dev]'             # includes aiolimiter, for the AIORateLimiter baseline
 python -m bench --quick             # every row at a reduced size, pass/fail against the targets (< 3 min)
-python -m bench                     # everything at full size (see the run's length above)
+python -m bench                     # everything at full size (see the run's length above; publish
+                                    #   runs three simulated hours: `FULL_ARGS` in bench/__main__.py)
 python -m bench --write-docs        # … and rewrite this file
 python -m bench --record run.json   # keep the whole run; --docs-from run.json rewrites this file
                                     #   from it later (the analysis of a miss written after the run)
 python -m bench --only queries      # some of them (match, deliver, ingest, queries, related,
-                                    #   memory, newsday, storm, year, briefing); --quick works with it
+                                    #   memory, newsday, storm, year, briefing, publish); --quick works with it
 python -m bench --smoke             # tiny sizes, seconds (tests/test_bench_smoke.py runs these)
 python -m bench.deliver --help      # one benchmark alone, with its own size options
 ```
@@ -324,7 +331,9 @@ What each one measures, its baseline and its floor are in its module docstring:
 `bench/related.py` (precision of /related's top three on a judged set), `bench/memory.py`, `bench/newsday.py` (a news day on a simulated clock: lanes against
 first-in-first-out), `bench/storm.py` (a correction storm on a simulated clock),
 `bench/year.py` (the database after a month at the ceiling, against day 7 and 0.1's schema and
-queries) and `bench/briefing.py` (20,000 briefings at 07:00, spread or not).
+queries), `bench/briefing.py` (20,000 briefings at 07:00, spread or not) and `bench/publish.py`
+(publish → first alert: fixed and adaptive polling, the publish ping and WebSub, on a
+simulated clock).
 """
 
 _SLOWER = (
@@ -488,7 +497,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if args.smoke and args.quick:
         parser.error("--smoke or --quick, not both")
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    sizes = {"smoke": SMOKE_ARGS, "quick": QUICK_ARGS}.get(mode, {})
+    sizes = {"smoke": SMOKE_ARGS, "quick": QUICK_ARGS}.get(mode, FULL_ARGS)
     info = machine_info()
     print(f"newsbot benchmarks ({mode} sizes): {', '.join(names)}; {info['cores']} cores, Python "
           f"{info['python']}, SQLite {info['sqlite']}, {info['date']}", flush=True)

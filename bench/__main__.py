@@ -90,17 +90,17 @@ QUICK_ARGS: dict[str, list[str]] = {
     ],
     "deliver": ["--messages", "150", "--chats", "75", "--articles", "20", "--overhead-messages", "1000"],
     "ingest": ["--items", "1000", "--feeds", "30", "--corpus-files", "400", "--repeat", "2"],
-    "queries": ["--articles", "100000", "--queries", "150", "--baseline-queries", "1", "--rounds", "2"],
+    "queries": ["--articles", "100000", "--queries", "100", "--baseline-queries", "1", "--rounds", "2"],
     "related": [],
     "memory": ["--readers", "10000", "--subscriptions", "100000", "--sample-seconds", "1"],
-    "newsday": ["--readers", "1000", "--stories", "40"],
-    "storm": ["--readers", "2000", "--minutes", "30", "--stories", "6"],
+    "newsday": ["--readers", "600", "--stories", "30"],
+    "storm": ["--readers", "1000", "--minutes", "20", "--stories", "4"],
     "year": [
         "--readers", "2000", "--subscriptions", "20000", "--articles", "60000", "--rate", "0.5",
-        "--days", "10", "--runs", "40", "--budget", "0.5",
+        "--days", "10", "--runs", "30", "--budget", "0.5",
     ],
-    "briefing": ["--readers", "1500", "--keyword-alerts", "10"],
-    "publish": ["--feeds", "20", "--hours", "6"],
+    "briefing": ["--readers", "1000", "--keyword-alerts", "10"],
+    "publish": ["--feeds", "10", "--hours", "3"],
 }
 
 

@@ -208,6 +208,21 @@ def _keep(path: Path, args: argparse.Namespace, day: int, sizes: dict[int, int])
     return record
 
 
+def _wait_for_another_builder(work: Path, log: Any, quiet_s: float = 120.0) -> bool:
+    """Wait while another run builds the same database (its work file or log written in the
+    last `quiet_s` seconds); say whether there was one. A work file left by a run that died is
+    older than that, and the caller builds over it."""
+    waited = False
+    while True:
+        times = [os.path.getmtime(f"{work}{s}") for s in ("", "-wal") if os.path.exists(f"{work}{s}")]
+        if not times or time.time() - max(times) > quiet_s:
+            return waited
+        if not waited:
+            log(f"year: another run is building {work.name}; waiting for it")
+        waited = True
+        time.sleep(15)
+
+
 def ensure_days(args: argparse.Namespace, days: int, log: Any = print) -> tuple[Path, dict[str, Any]]:
     """The cached database after `days` days (and after REFERENCE_DAY on the way), built from
     the latest cached day before it when there is one."""
@@ -215,6 +230,10 @@ def ensure_days(args: argparse.Namespace, days: int, log: Any = print) -> tuple[
     if record is not None:
         return path, record
     work = cache_dir() / f"{path.name}.building"
+    if _wait_for_another_builder(work, log):
+        path, record = cached_days(args, days)
+        if record is not None:
+            return path, record
     start_day, sizes = 0, {}
     reference, reference_record = cached_days(args, REFERENCE_DAY)
     if days > REFERENCE_DAY and reference_record is not None:

@@ -28,7 +28,7 @@ the FTS5 `MATCH … ORDER BY bm25 … LIMIT` the bot ends up asking (with the ol
 the ranked ones in the same statement where the bot needs them). For /related, the candidate
 fetch as one such statement (the best `storage.related.CANDIDATES` by bm25, and the older
 matches where the bot needs them) followed by the same re-rank on its plain rows
-(`storage.related.choose`: shared tags, names, other words, the newer among equals, copies of
+(`storage.related.rank` and `fill`: shared tags, names, other words, the newer among equals, copies of
 the story left out); its terms (stopwords and the archive's common words left out) are worked
 out before the timing. Each floor's ids are compared with the bot's answer, in order. Target:
 p99 ≤ 1.5× the floor's p99, and below 50 ms (a person is waiting).
@@ -400,7 +400,7 @@ def _floor_candidate(row: Sequence[Any]) -> Any:
 
 
 def _floor_related(conn: sqlite3.Connection, query: Any, story_rowid: int | None, limit: int) -> Callable[[], list[int]]:
-    """The candidate fetch, one statement, then `storage.related.choose` on its rows; whether
+    """The candidate fetch, one statement, then `storage.related`'s `rank` and `fill` on its rows; whether
     it needs the older matches is decided here, outside the timing."""
     from storage import related
     from storage.articles import RANKED_MATCHES
@@ -409,12 +409,12 @@ def _floor_related(conn: sqlite3.Connection, query: Any, story_rowid: int | None
         return lambda: []
     params = [query.match, RANKED_MATCHES - 1, story_rowid, related.CANDIDATES, 0, 2 * limit]
     ranked = conn.execute(_FLOOR_RELATED, params).fetchall()
-    params[4] = int(len(related.choose(query, map(_floor_candidate, ranked), (), limit)) < limit)
+    params[4] = int(len(related.rank(query, map(_floor_candidate, ranked))) < limit)
 
     def floor() -> list[int]:
         rows = conn.execute(_FLOOR_RELATED, params).fetchall()
-        chosen = related.choose(
-            query, [_floor_candidate(r) for r in rows if r[-1] == 0],
+        chosen = related.fill(
+            query, related.rank(query, [_floor_candidate(r) for r in rows if r[-1] == 0]),
             [_floor_candidate(r) for r in rows if r[-1] == 1], limit,
         )
         return [c.rowid for c in chosen]

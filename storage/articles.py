@@ -457,12 +457,10 @@ async def related(
         )
     }  # fmt: skip
     found = ranking.rank(query, map(_candidate, rows.values()))
-    if len(found) < limit:
-        # As many older matches as wanted and as many again: copies of the story are left out.
-        older = await _older_rows(db, query.match, 2 * limit, exclude_id, list(rows))
-        rows.update((r[0], r) for r in older)
-        found += [c for c in map(_candidate, older) if not ranking.is_copy(query, c)]
-    return [_article(rows[c.rowid]) for c in found[:limit]]
+    # As many older matches as wanted and as many again: copies of the story are left out.
+    older = await _older_rows(db, query.match, 2 * limit, exclude_id, list(rows)) if len(found) < limit else []
+    rows.update((r[0], r) for r in older)
+    return [_article(rows[c.rowid]) for c in ranking.fill(query, found, map(_candidate, older), limit)]
 
 
 def _candidate(row: Sequence[Any]) -> ranking.Candidate:

@@ -203,12 +203,11 @@ def rank(q: Query, candidates: Iterable[Candidate]) -> list[Candidate]:
     return [c for _, c in scored]
 
 
-def choose(q: Query, ranked: Iterable[Candidate], older: Iterable[Candidate], limit: int) -> list[Candidate]:
-    """The answer: the ranked candidates by `rank`, then older matches in the order given
-    (newest first), copies of the story left out."""
-    found = rank(q, ranked)
+def fill(q: Query, found: list[Candidate], older: Iterable[Candidate], limit: int) -> list[Candidate]:
+    """The answer: `found` (by `rank`), then, when those are fewer than `limit`, older matches
+    in the order given (newest first), copies of the story left out."""
     if len(found) < limit:
-        found += [c for c in older if not is_copy(q, c)]
+        found = found + [c for c in older if not is_copy(q, c)]
     return found[:limit]
 
 

@@ -149,6 +149,20 @@ async def test_never_the_story_itself_nor_a_copy(db: Database) -> None:
     assert "s-1" not in [a.id for a in await articles.related(db, "storm closes the öresund bridge")]
 
 
+async def test_older_matches_leave_the_story_and_its_copies_out_too(db: Database) -> None:
+    """Stories the ranking index no longer holds come as older matches, by the same rule."""
+    asked = story(10, "Storm closes the Öresund bridge", tags=("Storm",))
+    await store(db, [
+        asked,
+        story(1, "Storm closes the Oresund bridge – Updated", tags=("Storm",)),  # the same headline
+        story(4, "Storm damage in Skåne", tags=("Storm",)),
+    ])  # fmt: skip
+    await db.execute(
+        "DELETE FROM articles_recent_fts WHERE rowid IN (SELECT rowid FROM articles WHERE id != ?)", (asked.id,)
+    )
+    assert await related_ids(db, asked) == ["s-4"]
+
+
 def test_the_measured_counts_are_bounded() -> None:
     counts = ranking._Counts()
     for n in range(ranking.CACHE_WORDS + 10):

@@ -304,7 +304,7 @@ python -m bench --quick             # every row at a reduced size, pass/fail aga
 python -m bench                     # everything at full size (see the run's length above; publish
                                     #   runs three simulated hours: `FULL_ARGS` in bench/__main__.py)
 python -m bench --write-docs        # … and rewrite this file
-python -m bench --record run.json   # keep the whole run; --docs-from run.json rewrites this file
+python -m bench --record /tmp/run.json  # keep the whole run; --docs-from /tmp/run.json rewrites this file
                                     #   from it later (the analysis of a miss written after the run)
 python -m bench --only queries      # some of them (match, deliver, ingest, queries, related,
                                     #   memory, newsday, storm, year, briefing, publish); --quick works with it

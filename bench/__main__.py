@@ -337,6 +337,14 @@ queries), `bench/briefing.py` (20,000 briefings at 07:00, spread or not) and `be
 simulated clock).
 """
 
+# What the year's two files share, for the rows that search them.
+_YEAR_SAME_STORIES = (
+    "Measured on 2026-12-07: the stories and both search indexes are the same on both days "
+    "(1,000,000 stories; the archive index 41,089 pages in 14 segments on each; the year's "
+    "traffic is alerts, not stories; its builder leaves the ranking index of the newest "
+    "stories empty, so both rank over the archive), so "
+)
+
 # Why a target is missed, from profiling and from measurements beside the runs (kept next to
 # the figures it explains; shown only while the figure fails).
 ANALYSIS: dict[str, str] = {
@@ -356,20 +364,14 @@ ANALYSIS: dict[str, str] = {
         "changed; day 30 was not slower in any round."
     ),
     "year_query_/related (text)": (
-        "Measured on 2026-12-07: the stories and both search indexes are the same on both "
-        "days (1,000,000 stories; the archive index 41,089 pages in 14 segments on each; "
-        "the year's traffic is alerts, not stories; its builder leaves the ranking index of "
-        "the newest stories empty, so both rank over the archive), so /related reads the "
-        "same pages on both files. "
+        _YEAR_SAME_STORIES + "/related reads the same pages on both files. "
         "The row's spread, measured at 02:37 that day (three rounds, three copies side by "
         "side): day 7 against a copy of itself 0.94×, 1.04× and 0.94×; day 30 against day 7 "
         "1.03×, 0.95× and 0.97×. The 1.11× of the run is within what the same file reads "
         "against itself."
     ),
     "year_query_/search": (
-        "The stories and both search indexes are the same on both days (1,000,000 stories; "
-        "the archive index 41,089 pages in 14 segments on each, measured on 2026-12-07): "
-        "/search reads the same pages on both files. At `--quick` size the same row read "
+        _YEAR_SAME_STORIES + "/search reads the same pages on both files. At `--quick` size the same row read "
         "1.18× and 1.19× on 2026-12-06, and 1.04× at full size on 2026-12-07."
     ),
     "year_healthz": (
